@@ -1,0 +1,218 @@
+"""The ``aiplane`` command line. Thin: parse arguments, load settings, call into the packages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aiplane import __version__
+from aiplane.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    help="aiplane: a self-hostable AI engineering platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+gateway_app = typer.Typer(help="The LLM gateway.", no_args_is_help=True)
+token_app = typer.Typer(help="Dev-mode tokens for a gateway without an SSO provider.", no_args_is_help=True)
+usage_app = typer.Typer(help="Usage and cost reports.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
+gateway_app.add_typer(token_app, name="token")
+app.add_typer(usage_app, name="usage")
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+out = Console()
+
+EXIT_CONFIG = 2
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Settings file (default: ./aiplane.toml when present, or $AIPLANE_CONFIG)."),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        raise _fail(str(exc).replace("[", r"\["), EXIT_CONFIG) from None
+
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+
+
+def _seconds(value: str) -> int:
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise typer.BadParameter("use a number with s, m, h or d, for example 12h")
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+@app.command()
+def version() -> None:
+    """Print the aiplane version."""
+    out.print(__version__)
+
+
+@gateway_app.command("serve")
+def gateway_serve(
+    config: ConfigOption = None,
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default from settings: 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default from settings: 8787).")] = None,
+) -> None:
+    """Run the gateway under uvicorn."""
+    import uvicorn
+
+    from aiplane.gateway.app import create_app
+    from aiplane.gateway.pricing import PriceTableError
+    from aiplane.logs import configure_logging
+    from aiplane.store.database import DatabaseError
+
+    settings = _settings(config)
+    configure_logging(settings.log.level)
+    try:
+        application = create_app(settings)
+    except (DatabaseError, PriceTableError, ValueError, OSError) as exc:
+        raise _fail(f"cannot start the gateway: {exc}", EXIT_CONFIG) from None
+    uvicorn.run(
+        application,
+        host=host or settings.gateway.host,
+        port=port or settings.gateway.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=30,
+    )
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="The user's email or subject.")],
+    ttl: Annotated[str, typer.Option(help="Lifetime, for example 30m, 12h or 7d.")] = "12h",
+    admin: Annotated[bool, typer.Option(help="Put the user in the admin group (usage reports).")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Print a dev-mode token signed by the gateway's local key."""
+    from aiplane.gateway import devkeys
+
+    settings = _settings(config)
+    if settings.auth.mode != "dev":
+        raise _fail("dev tokens need auth.mode = 'dev'; this gateway verifies SSO tokens", EXIT_CONFIG)
+    if not user.strip():
+        raise _fail("--user must not be empty", EXIT_CONFIG)
+    lifetime = _seconds(ttl)
+    admin_group = settings.auth.admin_values[0] if (admin and settings.auth.admin_values) else None
+    token = devkeys.issue_token(
+        settings.data_dir, user.strip(), lifetime, admin_claim=settings.auth.admin_claim, admin_value=admin_group
+    )
+    typer.echo(token)
+
+
+@usage_app.command("report")
+def usage_report(
+    group_by: Annotated[str, typer.Option("--group-by", help="user, model or provider.")] = "user",
+    since: Annotated[str, typer.Option(help="Window start: 24h, 7d, 30m, 2w or an ISO 8601 time.")] = "24h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Print usage and cost aggregates from the gateway database."""
+    from aiplane.store.database import DatabaseError, create_engine, migrate
+    from aiplane.store.usage import aggregate, parse_since
+
+    if group_by not in ("user", "model", "provider"):
+        raise _fail("--group-by must be user, model or provider", EXIT_CONFIG)
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    settings = _settings(config)
+
+    async def run() -> list[dict]:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+            return await aggregate(engine, group_by, start)  # type: ignore[arg-type]
+        finally:
+            await engine.dispose()
+
+    try:
+        rows = asyncio.run(run())
+    except DatabaseError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    except Exception as exc:  # noqa: BLE001 - the driver's message may contain the DSN
+        raise _fail(f"cannot read usage from the database ({exc.__class__.__name__})") from None
+    if as_json:
+        typer.echo(json.dumps({"group_by": group_by, "since": start.isoformat(), "rows": rows}, indent=2))
+        return
+    table = Table(title=f"Usage by {group_by} since {start:%Y-%m-%d %H:%M} UTC")
+    for name, justify in (
+        (group_by, "left"),
+        ("requests", "right"),
+        ("errors", "right"),
+        ("input", "right"),
+        ("output", "right"),
+        ("cached", "right"),
+        ("cost (USD)", "right"),
+        ("avg ms", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        cost = f"{row['cost_usd']:.4f}" + ("*" if row["unpriced_requests"] else "")
+        table.add_row(
+            str(row["key"]),
+            str(row["requests"]),
+            str(row["errors"]),
+            f"{row['input_tokens']:,}",
+            f"{row['output_tokens']:,}",
+            f"{row['cached_tokens']:,}",
+            cost,
+            f"{row['avg_latency_ms']:.1f}",
+        )
+    out.print(table)
+    if any(row["unpriced_requests"] for row in rows):
+        out.print("* includes requests for models with no known price")
+    if not rows:
+        out.print("no usage recorded in this window")
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply database migrations (the gateway also does this at startup)."""
+    from aiplane.store.database import DatabaseError, create_engine, migrate
+
+    settings = _settings(config)
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except DatabaseError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    except Exception as exc:  # noqa: BLE001 - the driver's message may contain the DSN
+        raise _fail(f"migration failed ({exc.__class__.__name__})") from None
+    out.print("database schema is up to date")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,246 @@
+"""Settings: an ``aiplane.toml`` file overridden by ``AIPLANE_*`` environment variables.
+
+Nested keys use ``__`` in environment variables, so ``[providers.openai] base_url`` in the
+file and ``AIPLANE_PROVIDERS__OPENAI__BASE_URL`` in the environment name the same setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "AIPLANE_"
+ENV_DELIMITER = "__"
+CONFIG_PATH_ENV = "AIPLANE_CONFIG"
+DEFAULT_CONFIG_FILE = "aiplane.toml"
+
+
+class ConfigError(Exception):
+    """Settings could not be loaded; the message names every offending key."""
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+ProviderKind = Literal["openai", "anthropic", "google", "openai-compatible"]
+
+# Built-in providers and the gateway prefixes that reach them.
+BUILTIN_PROVIDERS: dict[str, dict[str, str]] = {
+    "openai": {"kind": "openai", "base_url": "https://api.openai.com/v1"},
+    "anthropic": {"kind": "anthropic", "base_url": "https://api.anthropic.com"},
+    "google": {"kind": "google", "base_url": "https://generativelanguage.googleapis.com"},
+}
+# Where each kind's OpenAI-compatible API sits relative to its native base URL.
+COMPAT_SUFFIX: dict[str, str] = {
+    "openai": "",
+    "openai-compatible": "",
+    "anthropic": "/v1",
+    "google": "/v1beta/openai",
+}
+
+
+class ProviderSettings(Strict):
+    kind: ProviderKind = "openai-compatible"
+    base_url: HttpUrl | None = None
+    # Where this provider's OpenAI-compatible API lives, for requests through /compat.
+    compat_base_url: HttpUrl | None = None
+    api_key: SecretStr | None = None
+    # The provider's id in the models.dev catalog, for pricing; defaults to the provider name.
+    catalog_id: str | None = None
+    timeout_seconds: float = Field(default=600.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class AuthSettings(Strict):
+    # "dev" signs tokens with a key kept in the data dir; "oidc" verifies an SSO provider's JWTs.
+    mode: Literal["dev", "oidc"] = "dev"
+    # Headers searched, in order, for the caller's JWT. "authorization" expects "Bearer <jwt>".
+    token_headers: list[str] = Field(
+        default_factory=lambda: [
+            "authorization",
+            "cf-access-jwt-assertion",
+            "cf-access-token",
+            "x-api-key",
+            "x-goog-api-key",
+        ],
+        min_length=1,
+    )
+    jwks_url: HttpUrl | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    algorithms: list[Literal["RS256", "ES256"]] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks_cache_seconds: int = Field(default=3600, ge=10)
+    # An unknown kid triggers at most one JWKS refetch per this many seconds.
+    jwks_refetch_interval_seconds: int = Field(default=60, ge=1)
+    subject_claims: list[str] = Field(default_factory=lambda: ["email", "sub"], min_length=1)
+    admin_claim: str = "groups"
+    admin_values: list[str] = Field(default_factory=lambda: ["aiplane-admins"])
+
+    @model_validator(mode="after")
+    def _oidc_needs_verifier(self) -> AuthSettings:
+        if self.mode == "oidc":
+            missing = [k for k in ("jwks_url", "issuer", "audience") if getattr(self, k) in (None, "")]
+            if missing:
+                raise ValueError(f"auth.mode = 'oidc' requires {', '.join('auth.' + k for k in missing)}")
+        self.token_headers = [h.lower() for h in self.token_headers]
+        return self
+
+
+class GatewaySettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=1, le=65535)
+    # Header that carries the anonymous user id to providers; its value is {"userId": "<uuid>"}.
+    metadata_header: str = "x-aiplane-metadata"
+    max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    usage_batch_size: int = Field(default=500, ge=1)
+    usage_flush_interval_seconds: float = Field(default=0.25, gt=0)
+    # A models.dev api.json-format file; the snapshot shipped with the package is used when unset.
+    price_table: Path | None = None
+
+
+class DatabaseSettings(Strict):
+    # sqlite+aiosqlite:///path or postgresql+asyncpg://user:pass@host/db; default is a file in data_dir.
+    url: SecretStr | None = None
+    auto_migrate: bool = True
+
+
+class LogSettings(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "aiplane"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        case_sensitive=False,
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fill_builtin_providers(self) -> Settings:
+        merged: dict[str, ProviderSettings] = {}
+        for name, defaults in BUILTIN_PROVIDERS.items():
+            given = self.providers.get(name)
+            values = dict(defaults)
+            if given is not None:
+                values.update(given.model_dump(exclude_unset=True))
+            merged[name] = ProviderSettings.model_validate(values)
+        for name, given in self.providers.items():
+            if name in merged:
+                continue
+            if given.base_url is None:
+                raise ValueError(f"providers.{name}.base_url is required for a custom provider")
+            merged[name] = given
+        for name, provider in merged.items():
+            if provider.compat_base_url is None and provider.base_url is not None:
+                compat = provider.base_url + COMPAT_SUFFIX[provider.kind]
+                merged[name] = provider.model_copy(update={"compat_base_url": compat})
+        self.providers = merged
+        return self
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.data_dir / 'aiplane.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments (the parsed TOML file) are the lowest layer; the environment wins.
+        return (env_settings, init_settings)
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + ENV_DELIMITER.join(str(part).upper() for part in loc)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    dotted = ".".join(str(p) for p in loc) or "(settings)"
+    where = f" (env {_env_name(loc)})" if loc else ""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{dotted}{where}: {message}"
+
+
+def _check_unknown_env_keys(environ: dict[str, str]) -> list[str]:
+    known = set(Settings.model_fields)
+    problems = []
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_PATH_ENV:
+            continue
+        head = upper[len(ENV_PREFIX) :].split(ENV_DELIMITER)[0].lower()
+        if head not in known:
+            problems.append(f"{name}: unknown setting '{head}' (known: {', '.join(sorted(known))})")
+    return problems
+
+
+def resolve_config_path(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_PATH_ENV)
+    if from_env:
+        return Path(from_env)
+    local = Path(DEFAULT_CONFIG_FILE)
+    return local if local.is_file() else None
+
+
+def load_settings(config_path: Path | None = None) -> Settings:
+    """Load and validate settings; raise ConfigError naming each bad key."""
+    path = resolve_config_path(config_path)
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.__class__.__name__}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    problems = _check_unknown_env_keys(dict(os.environ))
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        source = f" (from {path} and the environment)" if path else " (from the environment)"
+        lines = [_describe(err) for err in exc.errors(include_url=False, include_input=False)]
+        raise ConfigError(f"invalid settings{source}:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,1 @@
+"""The LLM gateway: identity, key injection, anonymous attribution, streaming relay and usage."""

@@ -1,0 +1,350 @@
+"""The gateway ASGI app: routes, identity, the proxy handler, usage reports, health and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aiplane.config import Settings
+from aiplane.gateway import devkeys
+from aiplane.gateway.auth import AuthError, Identity, JwksCache, TokenVerifier
+from aiplane.gateway.metering import TokenMeter
+from aiplane.gateway.metrics import GatewayMetrics
+from aiplane.gateway.pricing import PriceTable
+from aiplane.gateway.relay import (
+    RelayStreamingResponse,
+    STREAM_HEADERS,
+    error_response,
+    redact,
+    relay_headers,
+    relay_stream,
+)
+from aiplane.gateway.routing import STRIPPED_REQUEST_HEADERS, RouteError, Target, resolve
+from aiplane.logs import log_fields
+from aiplane.store.database import create_engine, migrate
+from aiplane.store.identities import IdentityMap
+from aiplane.store.usage import UsageRecord, UsageWriter, aggregate, parse_since
+
+log = logging.getLogger("aiplane.gateway")
+
+PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+UNAUTHORIZED_MESSAGE = "missing or invalid credentials"
+
+
+class Gateway:
+    """Everything one gateway process holds: settings, clients, caches and the usage writer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.prices = PriceTable.load(settings.gateway.price_table)
+        self.engine = create_engine(settings.database_url)
+        self.identities = IdentityMap(self.engine)
+        self.usage = UsageWriter(
+            self.engine,
+            spool_path=settings.data_dir / "usage-spool.jsonl",
+            batch_size=settings.gateway.usage_batch_size,
+            flush_interval=settings.gateway.usage_flush_interval_seconds,
+        )
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=60),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self.verifier = self._make_verifier()
+        self._metadata_header = settings.gateway.metadata_header.lower()
+
+    def _make_verifier(self) -> TokenVerifier:
+        auth = self.settings.auth
+        if auth.mode == "dev":
+            key = devkeys.load_or_create_signing_key(self.settings.data_dir)
+            jwk = devkeys.public_jwk(key)
+            keys = JwksCache(None, None, auth.jwks_cache_seconds, auth.jwks_refetch_interval_seconds, {jwk.key_id: jwk})
+            return TokenVerifier(auth, keys, devkeys.DEV_ISSUER, devkeys.DEV_AUDIENCE)
+        assert auth.jwks_url and auth.issuer and auth.audience  # enforced by AuthSettings
+        keys = JwksCache(auth.jwks_url, self.client, auth.jwks_cache_seconds, auth.jwks_refetch_interval_seconds)
+        return TokenVerifier(auth, keys, auth.issuer, auth.audience)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        if self.settings.database.auto_migrate:
+            await migrate(self.engine)
+        await self.usage.start()
+        if self.settings.auth.mode == "dev":
+            log.warning("auth.mode is 'dev': tokens are signed by the local key in the data dir; use 'oidc' in production")
+        log.info(
+            "gateway ready",
+            extra=log_fields(auth_mode=self.settings.auth.mode, prices=len(self.prices)),
+        )
+        try:
+            yield
+        finally:
+            await self.usage.close()
+            await self.client.aclose()
+            await self.engine.dispose()
+            log.info("gateway stopped; usage flushed")
+
+    # -- identity ---------------------------------------------------------------------------
+
+    async def authenticate(self, request: Request) -> Identity:
+        token = self.verifier.token_from_headers(request.headers)
+        if token is None:
+            raise AuthError("no token")
+        return await self.verifier.verify(token)
+
+    def _unauthorized(self, request_id: str, reason: str) -> Response:
+        self.metrics.auth_failures.inc()
+        log.info("request refused", extra=log_fields(request_id=request_id, reason=reason))
+        return error_response(401, "authentication_error", UNAUTHORIZED_MESSAGE, request_id)
+
+    # -- proxy ------------------------------------------------------------------------------
+
+    async def proxy(self, request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        prefix = request.scope["route_prefix"]
+        try:
+            identity = await self.authenticate(request)
+        except AuthError as exc:
+            return self._unauthorized(request_id, str(exc))
+        user_id = await self.identities.user_id(identity.subject)
+
+        try:
+            body = await self._read_body(request)
+        except ClientDisconnect:
+            return Response(status_code=499)
+        except RouteError as exc:
+            return error_response(exc.status, exc.kind, exc.message, request_id)
+        try:
+            target = resolve(self.settings, prefix, request.path_params["path"], body)
+        except RouteError as exc:
+            return error_response(exc.status, exc.kind, exc.message, request_id)
+
+        headers = self._upstream_headers(request, target, user_id)
+        params = [(k, v) for k, v in request.query_params.multi_items() if not (target.wire == "google" and k == "key")]
+        timeout = httpx.Timeout(target.settings.timeout_seconds, connect=target.settings.connect_timeout_seconds)
+        upstream_request = self.client.build_request(
+            request.method, target.url, params=params, headers=headers, content=target.body, timeout=timeout
+        )
+        meter = TokenMeter(target.wire)
+
+        def finish(status: int, meter: TokenMeter, error: str | None, first_byte: float | None) -> None:
+            self._record(request_id, user_id, target, status, started, meter, error, first_byte)
+
+        try:
+            upstream = await self.client.send(upstream_request, stream=True)
+        except httpx.TimeoutException:
+            self.metrics.upstream_errors.labels(target.provider, "timeout").inc()
+            finish(504, meter, "upstream_timeout", None)
+            return error_response(504, "upstream_timeout", "the provider did not answer in time", request_id)
+        except httpx.HTTPError:
+            self.metrics.upstream_errors.labels(target.provider, "connect").inc()
+            finish(502, meter, "upstream_unavailable", None)
+            return error_response(502, "upstream_unavailable", "the provider could not be reached", request_id)
+
+        content_type = upstream.headers.get("content-type", "")
+        if upstream.status_code < 400 and content_type.startswith("text/event-stream"):
+            response_headers = relay_headers(upstream, request_id)
+            response_headers.update(STREAM_HEADERS)
+            return RelayStreamingResponse(
+                relay_stream(upstream, target, meter, started, finish),
+                status_code=upstream.status_code,
+                headers=response_headers,
+            )
+        return await self._relay_whole(upstream, target, meter, request_id, finish, started)
+
+    async def _relay_whole(
+        self, upstream: httpx.Response, target: Target, meter: TokenMeter, request_id: str, finish, started: float
+    ) -> Response:
+        try:
+            content = await upstream.aread()
+        except httpx.TimeoutException:
+            self.metrics.upstream_errors.labels(target.provider, "timeout").inc()
+            finish(504, meter, "upstream_timeout", None)
+            return error_response(504, "upstream_timeout", "the provider did not answer in time", request_id)
+        except httpx.HTTPError:
+            self.metrics.upstream_errors.labels(target.provider, "read").inc()
+            finish(502, meter, "upstream_unavailable", None)
+            return error_response(502, "upstream_unavailable", "the provider connection failed", request_id)
+        finally:
+            await upstream.aclose()
+        first_byte = time.perf_counter() - started
+        status = upstream.status_code
+        retry_after = {"retry-after": upstream.headers["retry-after"]} if "retry-after" in upstream.headers else {}
+        if status >= 500:
+            self.metrics.upstream_errors.labels(target.provider, f"http_{status}").inc()
+            finish(status, meter, "upstream_error", first_byte)
+            gateway_status = 504 if status == 504 else 502
+            return error_response(
+                gateway_status, "upstream_error", f"the provider answered {status}", request_id, retry_after
+            )
+        if status == 401:
+            # The gateway's own key was refused; the caller cannot fix that, so don't say 401.
+            self.metrics.upstream_errors.labels(target.provider, "http_401").inc()
+            finish(status, meter, "upstream_auth_failed", first_byte)
+            return error_response(502, "upstream_auth_failed", "the provider refused the gateway's credentials", request_id)
+        if status >= 400:
+            secret = target.settings.api_key.get_secret_value() if target.settings.api_key else None
+            content = redact(content, secret)
+        else:
+            meter.observe_body(content)
+        finish(status, meter, None if status < 400 else f"http_{status}", first_byte)
+        return Response(content, status_code=status, headers=relay_headers(upstream, request_id))
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.gateway.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RouteError(413, "request_too_large", f"request body exceeds {limit} bytes")
+        chunks = bytearray()
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > limit:
+                raise RouteError(413, "request_too_large", f"request body exceeds {limit} bytes")
+        return bytes(chunks)
+
+    def _upstream_headers(self, request: Request, target: Target, user_id: str) -> dict[str, str]:
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k not in STRIPPED_REQUEST_HEADERS and k != self._metadata_header
+        }
+        headers.update(target.key_headers())
+        headers[self._metadata_header] = json.dumps({"userId": user_id}, separators=(", ", ": "))
+        return headers
+
+    def _record(
+        self,
+        request_id: str,
+        user_id: str,
+        target: Target,
+        status: int,
+        started: float,
+        meter: TokenMeter,
+        error: str | None,
+        first_byte: float | None,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        tokens = meter.counts
+        model = target.model if target.model != "unknown" else (meter.response_model or "unknown")
+        cost = self.prices.cost(target.catalog_id, model, tokens)
+        self.usage.submit(
+            UsageRecord(
+                request_id=request_id,
+                user_id=user_id,
+                provider=target.provider,
+                model=model[:200],
+                endpoint=target.path[:200],
+                streamed=target.streaming_requested,
+                status=status,
+                latency_ms=round(elapsed * 1000, 3),
+                input_tokens=tokens.input,
+                output_tokens=tokens.output,
+                cached_tokens=tokens.cached,
+                cache_write_tokens=tokens.cache_write,
+                cost_usd=cost,
+                error=error,
+            )
+        )
+        m = self.metrics
+        m.requests.labels(target.provider, str(status)).inc()
+        m.latency.labels(target.provider).observe(elapsed)
+        if first_byte is not None:
+            m.first_byte.labels(target.provider).observe(first_byte)
+        for kind, value in (("input", tokens.input), ("output", tokens.output), ("cached", tokens.cached)):
+            if value:
+                m.tokens.labels(target.provider, kind).inc(value)
+        if cost:
+            m.cost.labels(target.provider).inc(cost)
+        log.info(
+            "proxied",
+            extra=log_fields(
+                request_id=request_id,
+                user=user_id,
+                provider=target.provider,
+                model=model,
+                status=status,
+                latency_ms=round(elapsed * 1000, 2),
+                input_tokens=tokens.input,
+                output_tokens=tokens.output,
+                error=error,
+            ),
+        )
+
+    # -- admin and operations ---------------------------------------------------------------
+
+    async def usage_report(self, request: Request) -> Response:
+        request_id = uuid.uuid4().hex
+        try:
+            identity = await self.authenticate(request)
+        except AuthError as exc:
+            return self._unauthorized(request_id, str(exc))
+        if not identity.is_admin:
+            return error_response(403, "permission_error", "usage reports are for admins", request_id)
+        group_by = request.query_params.get("group_by", "user")
+        if group_by not in ("user", "model", "provider"):
+            return error_response(400, "invalid_request", "group_by must be user, model or provider", request_id)
+        try:
+            since = parse_since(request.query_params.get("since"))
+        except ValueError as exc:
+            return error_response(400, "invalid_request", str(exc), request_id)
+        await self.usage.flush()
+        rows = await aggregate(self.engine, group_by, since)  # type: ignore[arg-type]
+        return JSONResponse({"group_by": group_by, "since": since.isoformat(), "rows": rows})
+
+    async def healthz(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_endpoint(self, _request: Request) -> Response:
+        self.metrics.usage_pending.set(self.usage.pending)
+        return Response(self.metrics.render(), media_type=self.metrics.content_type)
+
+
+def _prefixed(prefix: str, gateway: Gateway):
+    async def endpoint(request: Request) -> Response:
+        request.scope["route_prefix"] = prefix
+        return await gateway.proxy(request)
+
+    return endpoint
+
+
+async def _not_found(request: Request, _exc: Exception) -> Response:
+    return error_response(404, "not_found", "no such route", uuid.uuid4().hex)
+
+
+async def _method_not_allowed(request: Request, _exc: Exception) -> Response:
+    return error_response(405, "method_not_allowed", "method not allowed", uuid.uuid4().hex)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", extra=log_fields(error_type=exc.__class__.__name__, path=request.url.path))
+    return error_response(500, "internal_error", "internal gateway error", uuid.uuid4().hex)
+
+
+def create_app(settings: Settings) -> Starlette:
+    gateway = Gateway(settings)
+    routes = [
+        Route("/healthz", gateway.healthz, methods=["GET"]),
+        Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
+        Route("/v1/usage", gateway.usage_report, methods=["GET"]),
+        Route("/openai/{path:path}", _prefixed("openai", gateway), methods=PROXY_METHODS),
+        Route("/anthropic/{path:path}", _prefixed("anthropic", gateway), methods=PROXY_METHODS),
+        Route("/google-ai-studio/{path:path}", _prefixed("google", gateway), methods=PROXY_METHODS),
+        Route("/compat/{path:path}", _prefixed("compat", gateway), methods=PROXY_METHODS),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=gateway.lifespan,
+        exception_handlers={404: _not_found, 405: _method_not_allowed, Exception: _internal_error},
+    )
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,42 @@
+"""Table definitions. Change them only together with a new migration under migrations/versions/."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table
+
+metadata = MetaData()
+
+# Maps an SSO subject (email or sub) to the anonymous id that providers and reports see.
+identities = Table(
+    "identities",
+    metadata,
+    Column("subject", String(320), primary_key=True),
+    Column("user_id", String(36), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("endpoint", String(200), nullable=False),
+    Column("streamed", Integer, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("cache_write_tokens", Integer, nullable=False),
+    # NULL when the model has no known price, so unknown never reads as free.
+    Column("cost_usd", Float, nullable=True),
+    Column("error", String(64), nullable=True),
+    Index("ix_usage_ts", "ts"),
+    Index("ix_usage_user_ts", "user_id", "ts"),
+    Index("ix_usage_model_ts", "model", "ts"),
+    Index("ix_usage_provider_ts", "provider", "ts"),
+)
