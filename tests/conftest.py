@@ -108,7 +108,7 @@ class GatewayProcess:
 
 
 def gateway_env(data_dir: Path, upstream_url: str, **extra: str) -> dict[str, str]:
-    return clean_env(
+    defaults = dict(
         AIPLANE_DATA_DIR=str(data_dir),
         AIPLANE_PROVIDERS__OPENAI__BASE_URL=upstream_url + "/v1",
         AIPLANE_PROVIDERS__OPENAI__API_KEY=OPENAI_KEY,
@@ -118,8 +118,8 @@ def gateway_env(data_dir: Path, upstream_url: str, **extra: str) -> dict[str, st
         AIPLANE_PROVIDERS__GOOGLE__API_KEY=GOOGLE_KEY,
         AIPLANE_PROVIDERS__OPENAI__TIMEOUT_SECONDS="1.5",
         AIPLANE_PROVIDERS__ANTHROPIC__TIMEOUT_SECONDS="1.5",
-        **extra,
     )
+    return clean_env(**{**defaults, **extra})
 
 
 @pytest.fixture()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -119,7 +120,8 @@ async def relay_stream(
         error = "upstream_timeout"
     except httpx.HTTPError:
         error = "upstream_stream_error"
-    except GeneratorExit:
+    except (GeneratorExit, asyncio.CancelledError):
+        # Cancelled while waiting for upstream, or closed while parked at a yield.
         error = "client_disconnected"
         status = 499
         raise

@@ -1,0 +1,141 @@
+"""Usage storage (batching, spool replay, migrations) and token metering on real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aiplane.gateway.metering import SseUsageScanner, TokenMeter
+from aiplane.gateway.pricing import PriceTable, TokenCounts
+from aiplane.store.database import create_engine, migrate
+from aiplane.store.identities import IdentityMap
+from aiplane.store.usage import UsageRecord, UsageWriter, aggregate, parse_since
+
+
+def _record(i: int = 0) -> UsageRecord:
+    return UsageRecord(
+        request_id=f"r{i}", user_id="u1", provider="openai", model="gpt-4o", endpoint="chat/completions",
+        streamed=False, status=200, latency_ms=1.0, input_tokens=10, output_tokens=5, cost_usd=0.001,
+    )
+
+
+def test_failed_batch_is_spooled_and_replayed_on_next_start(tmp_path):
+    db = tmp_path / "aiplane.db"
+    spool = tmp_path / "usage-spool.jsonl"
+
+    async def without_schema():
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")  # no migration: inserts fail
+        writer = UsageWriter(engine, spool, batch_size=10, flush_interval=0.05)
+        await writer.start()
+        for i in range(7):
+            writer.submit(_record(i))
+        await writer.close()
+        await engine.dispose()
+
+    asyncio.run(without_schema())
+    assert len(spool.read_text().splitlines()) == 7
+
+    async def with_schema():
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        await migrate(engine)
+        writer = UsageWriter(engine, spool)
+        await writer.start()
+        await writer.close()
+        rows = await aggregate(engine, "model", datetime.now(UTC) - timedelta(hours=1))
+        await engine.dispose()
+        return rows
+
+    rows = asyncio.run(with_schema())
+    assert rows[0]["requests"] == 7 and rows[0]["input_tokens"] == 70
+    assert not spool.exists()
+
+
+def test_migrations_are_idempotent_and_identities_stable(tmp_path):
+    async def run():
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        await migrate(engine)
+        await migrate(engine)
+        first = IdentityMap(engine)
+        a1 = await first.user_id("alice@example.com")
+        again = await IdentityMap(engine).user_id("alice@example.com")  # a fresh cache reads the db
+        b = await first.user_id("bob@example.com")
+        await engine.dispose()
+        return a1, again, b
+
+    a1, again, b = asyncio.run(run())
+    assert a1 == again != b
+    conn = sqlite3.connect(tmp_path / "a.db")
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+
+
+def _sse(events: list[tuple[str | None, dict]]) -> bytes:
+    out = b""
+    for name, data in events:
+        out += (f"event: {name}\n" if name else "").encode() + b"data: " + json.dumps(data).encode() + b"\n\n"
+    return out
+
+
+ANTHROPIC_STREAM = _sse(
+    [
+        ("message_start", {"type": "message_start", "message": {"model": "claude-x", "usage": {"input_tokens": 7, "output_tokens": 1, "cache_read_input_tokens": 3}}}),
+        ("content_block_delta", {"type": "content_block_delta", "delta": {"text": "hi"}}),
+        ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 42}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 100_000])
+def test_sse_scanner_handles_any_chunking(chunk_size):
+    meter = TokenMeter("anthropic")
+    scanner = SseUsageScanner(meter)
+    for i in range(0, len(ANTHROPIC_STREAM), chunk_size):
+        scanner.feed(ANTHROPIC_STREAM[i : i + chunk_size])
+    assert meter.counts == TokenCounts(input=10, output=42, cached=3, cache_write=0)
+    assert meter.response_model == "claude-x"
+    assert not scanner.mid_event
+
+
+def test_sse_scanner_crlf_and_openai_done():
+    meter = TokenMeter("openai")
+    scanner = SseUsageScanner(meter)
+    payload = {"model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 1}}}
+    scanner.feed(b"data: " + json.dumps(payload).encode() + b"\r\n\r\ndata: [DONE]\r\n\r\n")
+    assert meter.counts == TokenCounts(input=5, output=2, cached=1)
+
+
+def test_sse_scanner_survives_oversized_and_garbage_events():
+    meter = TokenMeter("openai")
+    scanner = SseUsageScanner(meter)
+    scanner.feed(b"data: " + b"x" * (2 * 1024 * 1024))
+    scanner.feed(b"\n\ndata: {not json usage}\n\n")
+    scanner.feed(b'data: {"usage": {"prompt_tokens": 3, "completion_tokens": 4}}\n\n')
+    assert meter.counts.input == 3 and meter.counts.output == 4
+
+
+def test_openai_responses_api_usage():
+    meter = TokenMeter("openai")
+    meter.observe({"type": "response.completed", "response": {"model": "gpt-5", "usage": {"input_tokens": 9, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 2}}}})
+    assert meter.counts == TokenCounts(input=9, output=4, cached=2)
+
+
+def test_price_lookup_handles_dated_and_unknown_models():
+    prices = PriceTable.load()
+    assert prices.price("openai", "gpt-4o-2024-08-06") == prices.price("openai", "gpt-4o")
+    assert prices.price("anthropic", "claude-sonnet-4-20250514").input == 3
+    assert prices.price("google", "models/gemini-2.5-pro").output == 10
+    assert prices.price("openai", "no-such-model") is None
+    assert prices.cost("openai", "no-such-model", TokenCounts(input=10)) is None
+    assert prices.cost("openai", "gpt-4o", TokenCounts(input=1_000_000, output=0)) == pytest.approx(2.5)
+
+
+def test_parse_since():
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    assert parse_since("24h", now) == datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_since("2026-01-01T00:00:00", now) == datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        parse_since("last tuesday", now)
