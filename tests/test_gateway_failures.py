@@ -120,3 +120,22 @@ def test_unknown_route_and_method_are_json(gateway):
     assert response.status_code == 404 and response.json()["error"]["type"] == "not_found"
     response = httpx.post(gateway.url + "/healthz")
     assert response.status_code == 405 and response.json()["error"]["type"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("path", ["/openai/../organization/users", "/openai/%2e%2e/admin", "/anthropic/v1/%2E%2E/x", "/openai/a%2f..%2fb"])
+def test_dot_segments_cannot_escape_the_provider_path(gateway, upstream, path):
+    _server, state = upstream
+    before = len(state.requests)
+    token = gateway.token()
+    # A raw request: HTTP clients normalise dot segments away before sending.
+    import socket
+
+    with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}".encode()
+        )
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.split(b"\r\n", 1)[0] in (b"HTTP/1.1 400 Bad Request", b"HTTP/1.1 404 Not Found")
+    assert len(state.requests) == before

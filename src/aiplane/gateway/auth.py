@@ -7,10 +7,11 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import jwt
 from jwt import PyJWK, PyJWKSet
 
@@ -37,13 +38,13 @@ class JwksCache:
     def __init__(
         self,
         url: str | None,
-        client: httpx.AsyncClient | None,
+        session: Callable[[], aiohttp.ClientSession] | None,
         cache_seconds: float,
         refetch_interval: float,
         static_keys: dict[str, PyJWK] | None = None,
     ) -> None:
         self._url = url
-        self._client = client
+        self._session = session
         self._cache_seconds = cache_seconds
         self._refetch_interval = refetch_interval
         self._keys: dict[str, PyJWK] = dict(static_keys or {})
@@ -70,12 +71,12 @@ class JwksCache:
         raise AuthError("unknown kid")
 
     async def _refresh(self) -> None:
-        assert self._client is not None and self._url is not None
+        assert self._session is not None and self._url is not None
         try:
-            response = await self._client.get(self._url, timeout=10.0)
-            response.raise_for_status()
-            keyset = PyJWKSet.from_dict(response.json())
-        except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
+            async with self._session().get(self._url, timeout=aiohttp.ClientTimeout(total=10)) as response:
+                response.raise_for_status()
+                keyset = PyJWKSet.from_dict(await response.json(content_type=None))
+        except (aiohttp.ClientError, TimeoutError, ValueError, jwt.PyJWKSetError) as exc:
             # Keep serving the keys we have; an IdP blip must not log everyone out.
             log.warning("JWKS fetch failed", extra=log_fields(error_type=exc.__class__.__name__))
             return

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -30,7 +30,7 @@ DROPPED_RESPONSE_HEADERS = frozenset(
         "upgrade",
         "proxy-authenticate",
         "content-length",
-        "content-encoding",  # httpx decodes; we relay plain bytes
+        "content-encoding",  # the client session decodes; we relay plain bytes
         "set-cookie",
         "alt-svc",
         "server",
@@ -67,7 +67,7 @@ def stream_error_event(wire: str, kind: str, message: str) -> bytes:
     return b"data: " + json.dumps({"error": {"type": kind, "message": message}}).encode() + b"\n\n"
 
 
-def relay_headers(upstream: httpx.Response, request_id: str) -> dict[str, str]:
+def relay_headers(upstream: aiohttp.ClientResponse, request_id: str) -> dict[str, str]:
     headers = {k: v for k, v in upstream.headers.items() if k.lower() not in DROPPED_RESPONSE_HEADERS}
     headers["x-request-id"] = request_id
     return headers
@@ -99,7 +99,7 @@ Finish = Callable[[int, TokenMeter, str | None, float | None], None]
 
 
 async def relay_stream(
-    upstream: httpx.Response,
+    upstream: aiohttp.ClientResponse,
     target: Target,
     meter: TokenMeter,
     started: float,
@@ -107,18 +107,18 @@ async def relay_stream(
 ) -> AsyncIterator[bytes]:
     """Yield upstream bytes as they arrive; on failure end the stream with a wire-format error event."""
     scanner = SseUsageScanner(meter)
-    status = upstream.status_code
+    status = upstream.status
     error: str | None = None
     first_byte: float | None = None
     try:
-        async for chunk in upstream.aiter_bytes():
+        async for chunk in upstream.content.iter_any():
             if first_byte is None:
                 first_byte = time.perf_counter() - started
             scanner.feed(chunk)
             yield chunk
-    except httpx.TimeoutException:
+    except TimeoutError:  # aiohttp's read timeouts subclass it
         error = "upstream_timeout"
-    except httpx.HTTPError:
+    except aiohttp.ClientError:
         error = "upstream_stream_error"
     except (GeneratorExit, asyncio.CancelledError):
         # Cancelled while waiting for upstream, or closed while parked at a yield.
@@ -126,7 +126,11 @@ async def relay_stream(
         status = 499
         raise
     finally:
-        await upstream.aclose()
+        if error is None:
+            upstream.release()
+        else:
+            # Closing (not releasing) drops the connection, so the provider stops generating.
+            upstream.close()
         if error is not None and error != "client_disconnected":
             log.warning(
                 "upstream stream failed",

@@ -19,7 +19,7 @@ STRIPPED_REQUEST_HEADERS = frozenset(
         "cf-access-jwt-assertion",
         "cookie",
         "host",
-        # Hop-by-hop and framing: httpx sets its own.
+        # Hop-by-hop and framing: the client session sets its own.
         "connection",
         "keep-alive",
         "proxy-authorization",

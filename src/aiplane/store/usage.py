@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -42,9 +42,11 @@ class UsageRecord:
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def row(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["streamed"] = int(self.streamed)
-        return values
+        # Built by hand: dataclasses.asdict deep-copies and showed up in gateway profiles.
+        return {name: getattr(self, name) for name in _COLUMNS} | {"streamed": int(self.streamed)}
+
+
+_COLUMNS = tuple(f for f in UsageRecord.__dataclass_fields__)
 
 
 class UsageWriter:

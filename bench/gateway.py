@@ -1,0 +1,245 @@
+"""Gateway overhead, measured against the same loopback upstream called directly, and LiteLLM.
+
+    .venv/bin/python bench/gateway.py [--litellm PATH_TO_litellm_BINARY] [--quick]
+
+Three targets get the same requests from the same load generator (raw asyncio HTTP/1.1 with
+keep-alive, so client cost stays small and equal): the upstream directly, the aiplane gateway
+(JWT verified, usage metered and written, JSON logs on), and LiteLLM proxy when a binary is given.
+It prints p50/p99 latency at concurrency 1, 16 and 64 (non-streaming), streaming time to first
+chunk, and throughput plus gateway RSS before and after 50,000 requests. "Added" is the
+target's percentile minus the direct percentile at the same concurrency.
+
+LiteLLM is not a dependency: install a pinned version in its own venv (never 1.82.7 or 1.82.8),
+e.g. ``python3 -m venv /tmp/litellm && /tmp/litellm/bin/pip install 'litellm[proxy]==1.80.0'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AIPLANE = str(Path(sys.executable).with_name("aiplane"))
+BODY = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}).encode()
+STREAM_BODY = json.dumps({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "ping"}]}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(port: int, path: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
+                if sock.recv(64).startswith(b"HTTP/1.1"):
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; reads content-length or chunked responses."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def request(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[float, float]:
+        """Return (time to first body byte, total time)."""
+        head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        started = time.perf_counter()
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        if not status_line.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"bad response: {status_line!r}")
+        length, chunked = None, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "transfer-encoding" and "chunked" in value:
+                chunked = True
+        if not chunked:
+            await self.reader.readexactly(length or 0)
+            now = time.perf_counter() - started
+            return now, now
+        first = None
+        while True:
+            size = int((await self.reader.readline()).strip(), 16)
+            if first is None:
+                first = time.perf_counter() - started
+            await self.reader.readexactly(size + 2)
+            if size == 0:
+                return first, time.perf_counter() - started
+
+
+async def load(port: int, path: str, headers: dict[str, str], concurrency: int, total: int, body: bytes = BODY) -> dict:
+    connections = [Connection(port) for _ in range(concurrency)]
+    await asyncio.gather(*(c.open() for c in connections))
+    for c in connections:  # warm up every connection (and the target's pools)
+        await c.request(path, body, headers)
+    latencies: list[float] = []
+    firsts: list[float] = []
+    remaining = total
+
+    async def worker(conn: Connection) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            first, elapsed = await conn.request(path, body, headers)
+            latencies.append(elapsed)
+            firsts.append(first)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in connections))
+    wall = time.perf_counter() - started
+    for c in connections:
+        c.writer.close()
+    latencies.sort()
+    firsts.sort()
+    return {
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "ttfb_p50_ms": firsts[len(firsts) // 2] * 1000,
+        "rps": len(latencies) / wall,
+    }
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--litellm", help="path to a pinned litellm proxy binary, to measure it as the peer")
+    parser.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
+    parser.add_argument("--soak", type=int, default=50_000, help="requests for the throughput/RSS run")
+    args = parser.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    counts = {1: int(2000 * scale), 16: int(8000 * scale), 64: int(8000 * scale)}
+    soak = int(args.soak * scale)
+
+    work = Path(tempfile.mkdtemp(prefix="aiplane-bench-"))
+    procs: list[subprocess.Popen] = []
+    up_port, gw_port, ll_port = free_port(), free_port(), free_port()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLANE_")}
+    try:
+        procs.append(start([sys.executable, "-m", "tests.doubles.fast_openai", "--port", str(up_port)], base_env, work / "upstream.log"))
+        gw_env = {
+            **base_env,
+            "AIPLANE_DATA_DIR": str(work / "gw"),
+            "AIPLANE_PROVIDERS__OPENAI__BASE_URL": f"http://127.0.0.1:{up_port}/v1",
+            "AIPLANE_PROVIDERS__OPENAI__API_KEY": "sk-bench-upstream",
+        }
+        procs.append(start([AIPLANE, "gateway", "serve", "--port", str(gw_port)], gw_env, work / "gateway.log"))
+        gateway = procs[-1]
+        token = subprocess.run(
+            [AIPLANE, "gateway", "token", "create", "--user", "bench@example.com"],
+            env=gw_env, capture_output=True, text=True, check=True, cwd=ROOT,
+        ).stdout.strip()
+        targets = {
+            "direct": (up_port, "/v1/chat/completions", {"authorization": "Bearer sk-bench-upstream"}),
+            "aiplane": (gw_port, "/openai/chat/completions", {"authorization": f"Bearer {token}"}),
+        }
+        if args.litellm:
+            config = work / "litellm.yaml"
+            config.write_text(
+                "model_list:\n  - model_name: gpt-4o\n    litellm_params:\n      model: openai/gpt-4o\n"
+                f"      api_base: http://127.0.0.1:{up_port}/v1\n      api_key: sk-bench-upstream\n"
+                "general_settings:\n  master_key: sk-litellm-bench\nlitellm_settings:\n  telemetry: false\n"
+            )
+            ll_env = {**base_env, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_DOCS": "True"}
+            procs.append(start([args.litellm, "--config", str(config), "--port", str(ll_port), "--host", "127.0.0.1"], ll_env, work / "litellm.log"))
+            targets["litellm"] = (ll_port, "/v1/chat/completions", {"authorization": "Bearer sk-litellm-bench"})
+        wait_http(up_port, "/")
+        wait_http(gw_port, "/healthz")
+        if args.litellm:
+            wait_http(ll_port, "/health/liveliness", timeout=180)
+
+        results: dict[str, dict] = {name: {} for name in targets}
+        for concurrency, total in counts.items():
+            for name, (port, path, headers) in targets.items():
+                results[name][concurrency] = asyncio.run(load(port, path, headers, concurrency, total))
+        streaming = {
+            name: asyncio.run(load(port, path, headers, 1, int(1000 * scale), STREAM_BODY))
+            for name, (port, path, headers) in targets.items()
+        }
+
+        rss_before = rss_mb(gateway.pid)
+        soak_result = asyncio.run(load(gw_port, "/openai/chat/completions", targets["aiplane"][2], 16, soak))
+        time.sleep(1)
+        rss_after = rss_mb(gateway.pid)
+
+        print(f"# gateway bench ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, upstream: raw asyncio double on loopback")
+        print("\n## Non-streaming latency (ms)\n")
+        print("| concurrency | target | p50 | p99 | added p50 | added p99 | req/s |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for concurrency in counts:
+            direct = results["direct"][concurrency]
+            for name in targets:
+                r = results[name][concurrency]
+                added50 = r["p50_ms"] - direct["p50_ms"]
+                added99 = r["p99_ms"] - direct["p99_ms"]
+                print(f"| {concurrency} | {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {added50:.2f} | {added99:.2f} | {r['rps']:.0f} |")
+        if "litellm" in targets:
+            print("\n## Ratios, LiteLLM added latency / aiplane added latency\n")
+            print("| concurrency | p50 ratio | p99 ratio |")
+            print("| --- | --- | --- |")
+            for concurrency in counts:
+                d, a, l = (results[n][concurrency] for n in ("direct", "aiplane", "litellm"))
+                ratio50 = (l["p50_ms"] - d["p50_ms"]) / max(a["p50_ms"] - d["p50_ms"], 1e-3)
+                ratio99 = (l["p99_ms"] - d["p99_ms"]) / max(a["p99_ms"] - d["p99_ms"], 1e-3)
+                print(f"| {concurrency} | {ratio50:.1f}x | {ratio99:.1f}x |")
+        print("\n## Streaming, time to first chunk at concurrency 1 (ms)\n")
+        print("| target | TTFC p50 | added |")
+        print("| --- | --- | --- |")
+        for name, r in streaming.items():
+            print(f"| {name} | {r['ttfb_p50_ms']:.2f} | {r['ttfb_p50_ms'] - streaming['direct']['ttfb_p50_ms']:.2f} |")
+        print(f"\n## Soak: {soak:,} requests through aiplane at concurrency 16\n")
+        print(f"- throughput: {soak_result['rps']:.0f} req/s (p50 {soak_result['p50_ms']:.2f} ms, p99 {soak_result['p99_ms']:.2f} ms)")
+        print(f"- gateway RSS: {rss_before:.1f} MB before, {rss_after:.1f} MB after ({rss_after - rss_before:+.1f} MB)")
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+if __name__ == "__main__":
+    main()
