@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the upstream double lives in tests/doubles
 AIPLANE = str(Path(sys.executable).with_name("aiplane"))
 BODY = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}).encode()
 STREAM_BODY = json.dumps({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "ping"}]}).encode()
@@ -203,10 +205,13 @@ def main() -> None:
             for name, (port, path, headers) in targets.items()
         }
 
-        rss_before = rss_mb(gateway.pid)
-        soak_result = asyncio.run(load(gw_port, "/openai/chat/completions", targets["aiplane"][2], 16, soak))
-        time.sleep(1)
-        rss_after = rss_mb(gateway.pid)
+        # Two soak rounds: growth in the first is warm-up (pools, caches); a leak keeps growing.
+        rss = [rss_mb(gateway.pid)]
+        soak_results = []
+        for _ in range(2):
+            soak_results.append(asyncio.run(load(gw_port, "/openai/chat/completions", targets["aiplane"][2], 16, soak)))
+            time.sleep(1)
+            rss.append(rss_mb(gateway.pid))
 
         print(f"# gateway bench ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, upstream: raw asyncio double on loopback")
         print("\n## Non-streaming latency (ms)\n")
@@ -233,12 +238,17 @@ def main() -> None:
         print("| --- | --- | --- |")
         for name, r in streaming.items():
             print(f"| {name} | {r['ttfb_p50_ms']:.2f} | {r['ttfb_p50_ms'] - streaming['direct']['ttfb_p50_ms']:.2f} |")
-        print(f"\n## Soak: {soak:,} requests through aiplane at concurrency 16\n")
-        print(f"- throughput: {soak_result['rps']:.0f} req/s (p50 {soak_result['p50_ms']:.2f} ms, p99 {soak_result['p99_ms']:.2f} ms)")
-        print(f"- gateway RSS: {rss_before:.1f} MB before, {rss_after:.1f} MB after ({rss_after - rss_before:+.1f} MB)")
+        print(f"\n## Soak: 2 x {soak:,} requests through aiplane at concurrency 16\n")
+        for i, r in enumerate(soak_results, 1):
+            print(f"- round {i}: {r['rps']:.0f} req/s (p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms)")
+        print(
+            f"- gateway RSS: {rss[0]:.1f} MB at start, {rss[1]:.1f} MB after round 1 ({rss[1] - rss[0]:+.1f}), "
+            f"{rss[2]:.1f} MB after round 2 ({rss[2] - rss[1]:+.1f})"
+        )
     finally:
         for proc in reversed(procs):
             stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
