@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -229,9 +228,9 @@ def main() -> None:
             print("| concurrency | p50 ratio | p99 ratio |")
             print("| --- | --- | --- |")
             for concurrency in counts:
-                d, a, l = (results[n][concurrency] for n in ("direct", "aiplane", "litellm"))
-                ratio50 = (l["p50_ms"] - d["p50_ms"]) / max(a["p50_ms"] - d["p50_ms"], 1e-3)
-                ratio99 = (l["p99_ms"] - d["p99_ms"]) / max(a["p99_ms"] - d["p99_ms"], 1e-3)
+                d, a, peer = (results[n][concurrency] for n in ("direct", "aiplane", "litellm"))
+                ratio50 = (peer["p50_ms"] - d["p50_ms"]) / max(a["p50_ms"] - d["p50_ms"], 1e-3)
+                ratio99 = (peer["p99_ms"] - d["p99_ms"]) / max(a["p99_ms"] - d["p99_ms"], 1e-3)
                 print(f"| {concurrency} | {ratio50:.1f}x | {ratio99:.1f}x |")
         print("\n## Streaming, time to first chunk at concurrency 1 (ms)\n")
         print("| target | TTFC p50 | added |")

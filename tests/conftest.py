@@ -12,7 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.doubles.providers import ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY, DoubleState, build_app
+from tests.doubles.providers import (
+    ANTHROPIC_KEY,
+    GOOGLE_KEY,
+    OPENAI_KEY,
+    DoubleState,
+    build_app,
+)
 from tests.doubles.server import ServerThread, free_port
 
 AIPLANE = str(Path(sys.executable).with_name("aiplane"))
@@ -105,6 +111,16 @@ class GatewayProcess:
             if len(rows) >= count or time.monotonic() > deadline:
                 return rows
             time.sleep(0.05)
+
+
+def slow_stream(gateway: GatewayProcess, token: str):
+    """Open a chat stream whose upstream pauses 0.6 s between chunks."""
+    return httpx.stream(
+        "POST",
+        gateway.url + "/openai/chat/completions",
+        headers={"authorization": f"Bearer {token}"},
+        json={"model": "slow-stream", "stream": True, "messages": []},
+    )
 
 
 def gateway_env(data_dir: Path, upstream_url: str, **extra: str) -> dict[str, str]:

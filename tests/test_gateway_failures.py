@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import slow_stream
 from tests.doubles.server import free_port
 
 
@@ -91,12 +92,7 @@ def test_client_disconnect_cancels_upstream(gateway, upstream):
     _server, state = upstream
     cancelled_before = state.stream_cancelled
     token = gateway.token()
-    with httpx.stream(
-        "POST",
-        gateway.url + "/openai/chat/completions",
-        headers={"authorization": f"Bearer {token}"},
-        json={"model": "slow-stream", "stream": True, "messages": []},
-    ) as response:
+    with slow_stream(gateway, token) as response:
         for line in response.iter_lines():
             if line.startswith("data: {"):
                 break  # leave after the first chunk; the context exit closes the socket

@@ -61,7 +61,7 @@ def postgres_url():
             break
         except OSError:
             if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("PostgreSQL did not start")
+                raise RuntimeError("PostgreSQL did not start") from None
             time.sleep(0.1)
     time.sleep(0.5)  # accepting TCP comes just before accepting logins
     yield f"postgresql+asyncpg://aiplane@127.0.0.1:{port}/postgres"

@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import slow_stream
 from tests.doubles.providers import ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY
 
 EMAIL = "alice@example.com"
@@ -194,12 +195,7 @@ def test_streaming_is_relayed_without_buffering(gateway):
     token = gateway.token(EMAIL)
     started = time.perf_counter()
     arrivals = []
-    with httpx.stream(
-        "POST",
-        gateway.url + "/openai/chat/completions",
-        headers={"authorization": f"Bearer {token}"},
-        json={"model": "slow-stream", "stream": True, "messages": []},
-    ) as response:
+    with slow_stream(gateway, token) as response:
         assert response.headers["x-accel-buffering"] == "no"
         assert response.headers["cache-control"] == "no-cache"
         for line in response.iter_lines():

@@ -8,14 +8,15 @@ import json
 import logging
 import time
 import uuid
-from urllib.parse import unquote
 from collections.abc import AsyncIterator
+from urllib.parse import unquote
+
 import aiohttp
-from yarl import URL
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from yarl import URL
 
 from aiplane.config import Settings
 from aiplane.gateway import devkeys
@@ -24,14 +25,19 @@ from aiplane.gateway.metering import TokenMeter
 from aiplane.gateway.metrics import GatewayMetrics
 from aiplane.gateway.pricing import PriceTable
 from aiplane.gateway.relay import (
-    RelayStreamingResponse,
     STREAM_HEADERS,
+    RelayStreamingResponse,
     error_response,
     redact,
     relay_headers,
     relay_stream,
 )
-from aiplane.gateway.routing import STRIPPED_REQUEST_HEADERS, RouteError, Target, resolve
+from aiplane.gateway.routing import (
+    STRIPPED_REQUEST_HEADERS,
+    RouteError,
+    Target,
+    resolve,
+)
 from aiplane.logs import log_fields
 from aiplane.store.database import create_engine, migrate
 from aiplane.store.identities import IdentityMap
@@ -162,14 +168,8 @@ class Gateway:
                 timeout=timeout,
                 allow_redirects=False,
             )
-        except TimeoutError:
-            self.metrics.upstream_errors.labels(target.provider, "timeout").inc()
-            finish(504, meter, "upstream_timeout", None)
-            return error_response(504, "upstream_timeout", "the provider did not answer in time", request_id)
-        except aiohttp.ClientError:
-            self.metrics.upstream_errors.labels(target.provider, "connect").inc()
-            finish(502, meter, "upstream_unavailable", None)
-            return error_response(502, "upstream_unavailable", "the provider could not be reached", request_id)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            return self._upstream_failed(exc, target, meter, request_id, finish)
 
         content_type = upstream.headers.get("content-type", "")
         if upstream.status < 400 and content_type.startswith("text/event-stream"):
@@ -187,14 +187,8 @@ class Gateway:
     ) -> Response:
         try:
             content = await upstream.read()
-        except TimeoutError:
-            self.metrics.upstream_errors.labels(target.provider, "timeout").inc()
-            finish(504, meter, "upstream_timeout", None)
-            return error_response(504, "upstream_timeout", "the provider did not answer in time", request_id)
-        except aiohttp.ClientError:
-            self.metrics.upstream_errors.labels(target.provider, "read").inc()
-            finish(502, meter, "upstream_unavailable", None)
-            return error_response(502, "upstream_unavailable", "the provider connection failed", request_id)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            return self._upstream_failed(exc, target, meter, request_id, finish)
         finally:
             upstream.release()
         first_byte = time.perf_counter() - started
@@ -219,6 +213,18 @@ class Gateway:
             meter.observe_body(content)
         finish(status, meter, None if status < 400 else f"http_{status}", first_byte)
         return Response(content, status_code=status, headers=relay_headers(upstream, request_id))
+
+    def _upstream_failed(
+        self, exc: BaseException, target: Target, meter: TokenMeter, request_id: str, finish
+    ) -> Response:
+        # aiohttp's connect and read timeouts subclass TimeoutError; everything else is a ClientError.
+        if isinstance(exc, TimeoutError):
+            status, kind, message = 504, "upstream_timeout", "the provider did not answer in time"
+        else:
+            status, kind, message = 502, "upstream_unavailable", "the provider could not be reached"
+        self.metrics.upstream_errors.labels(target.provider, kind).inc()
+        finish(status, meter, kind, None)
+        return error_response(status, kind, message, request_id)
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.settings.gateway.max_request_bytes
