@@ -114,6 +114,7 @@ BAD_TOKENS = {
     "alg_key_confusion": lambda: _sign(_claims(), EC_KEY, "ES256", "rsa-1"),
     "tampered_payload": lambda: _tampered(_claims()),
     "no_subject": lambda: _sign(_claims(sub=None, email=None)),
+    "oversized_subject": lambda: _sign(_claims(email="a" * 400 + "@example.com")),
     "garbage": lambda: "not.a.jwt",
     "dev_token_in_oidc_mode": lambda: jwt.encode(_claims(iss="aiplane-dev", aud="aiplane"), EC_KEY, "ES256", headers={"kid": "dev"}),
 }

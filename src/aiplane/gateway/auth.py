@@ -21,6 +21,10 @@ from aiplane.logs import log_fields
 log = logging.getLogger("aiplane.auth")
 
 
+# The identities table's key width: an email address's maximum length.
+MAX_SUBJECT_LENGTH = 320
+
+
 class AuthError(Exception):
     """Why a token was refused; logged server-side, never sent to the client."""
 
@@ -157,6 +161,8 @@ class TokenVerifier:
         )
         if subject is None:
             raise AuthError("token has no subject claim")
+        if len(subject) > MAX_SUBJECT_LENGTH:
+            raise AuthError("subject claim too long")
         return Identity(subject=subject, is_admin=self._is_admin(claims), expires_at=float(claims["exp"]))
 
     def _is_admin(self, claims: dict[str, Any]) -> bool:
