@@ -134,6 +134,8 @@ def gateway_env(data_dir: Path, upstream_url: str, **extra: str) -> dict[str, st
         AIPLANE_PROVIDERS__GOOGLE__API_KEY=GOOGLE_KEY,
         AIPLANE_PROVIDERS__OPENAI__TIMEOUT_SECONDS="1.5",
         AIPLANE_PROVIDERS__ANTHROPIC__TIMEOUT_SECONDS="1.5",
+        # No catalog refresh unless a test asks for one: tests never leave loopback.
+        AIPLANE_CATALOG__URL="",
     )
     return clean_env(**{**defaults, **extra})
 

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aiplane.gateway.metering import SseUsageScanner, TokenMeter
-from aiplane.gateway.pricing import PriceTable, TokenCounts
+from aiplane.modelcatalog.catalog import bundled
+from aiplane.modelcatalog.pricing import TokenCounts
 from aiplane.store.database import create_engine, migrate
 from aiplane.store.identities import IdentityMap
 from aiplane.store.usage import UsageRecord, UsageWriter, aggregate, parse_since
@@ -69,7 +70,7 @@ def test_migrations_are_idempotent_and_identities_stable(tmp_path):
     a1, again, b = asyncio.run(run())
     assert a1 == again != b
     conn = sqlite3.connect(tmp_path / "a.db")
-    assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
 
 
 def _sse(events: list[tuple[str | None, dict]]) -> bytes:
@@ -124,7 +125,7 @@ def test_openai_responses_api_usage():
 
 
 def test_price_lookup_handles_dated_and_unknown_models():
-    prices = PriceTable.load()
+    prices = bundled().prices
     assert prices.price("openai", "gpt-4o-2024-08-06") == prices.price("openai", "gpt-4o")
     assert prices.price("anthropic", "claude-sonnet-4-20250514").input == 3
     assert prices.price("google", "models/gemini-2.5-pro").output == 10

@@ -25,13 +25,17 @@ gateway_app = typer.Typer(help="The LLM gateway.", no_args_is_help=True)
 token_app = typer.Typer(help="Dev-mode tokens for a gateway without an SSO provider.", no_args_is_help=True)
 usage_app = typer.Typer(help="Usage and cost reports.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+config_app = typer.Typer(help="Agents and commands as code: compile a config source folder for OpenCode.", no_args_is_help=True)
+models_app = typer.Typer(help="The model catalog (models.dev format) behind pricing and discovery.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
 gateway_app.add_typer(token_app, name="token")
 app.add_typer(usage_app, name="usage")
 app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+app.add_typer(config_app, name="config")
 
 err = Console(stderr=True)
-out = Console()
+out = Console(soft_wrap=True)
 
 EXIT_CONFIG = 2
 
@@ -79,7 +83,7 @@ def gateway_serve(
     import uvicorn
 
     from aiplane.gateway.app import create_app
-    from aiplane.gateway.pricing import PriceTableError
+    from aiplane.gateway.discovery import OrgConfigError
     from aiplane.logs import configure_logging
     from aiplane.store.database import DatabaseError
 
@@ -87,7 +91,11 @@ def gateway_serve(
     configure_logging(settings.log.level)
     try:
         application = create_app(settings)
-    except (DatabaseError, PriceTableError, ValueError, OSError) as exc:
+    except OrgConfigError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
+        raise _fail(f"discovery.config_source is invalid: {exc}", EXIT_CONFIG) from None
+    except (DatabaseError, ValueError, OSError) as exc:
         raise _fail(f"cannot start the gateway: {exc}", EXIT_CONFIG) from None
     uvicorn.run(
         application,
@@ -121,6 +129,48 @@ def token_create(
     token = devkeys.issue_token(
         settings.data_dir, user.strip(), lifetime, admin_claim=settings.auth.admin_claim, admin_value=admin_group
     )
+    typer.echo(token)
+
+
+@app.command()
+def login(
+    gateway: Annotated[Optional[str], typer.Option(help="Gateway URL; asks it how to log in.")] = None,
+    user: Annotated[Optional[str], typer.Option(help="Dev mode: who the token is for (default: git user.email).")] = None,
+    ttl: Annotated[str, typer.Option(help="Dev mode: token lifetime, for example 12h.")] = "12h",
+    config: ConfigOption = None,
+) -> None:
+    """Print a gateway token on stdout: a dev-mode token, or an SSO token via the OIDC device flow.
+
+    OpenCode runs this from the gateway's /.well-known/opencode document during `opencode auth login`.
+    """
+    from aiplane.gateway import devkeys
+    from aiplane.gateway.login import (
+        GatewayAuthInfo,
+        LoginError,
+        device_flow,
+        gateway_auth_info,
+        git_email,
+        notify_stderr,
+    )
+
+    try:
+        if gateway:
+            info = asyncio.run(gateway_auth_info(gateway))
+        else:
+            local = _settings(config).auth
+            info = GatewayAuthInfo(local.mode, local.issuer, local.device_client_id, tuple(local.device_scopes))
+        if info.mode == "oidc":
+            token = asyncio.run(device_flow(info, notify=notify_stderr))
+        else:
+            settings = _settings(config)
+            if settings.auth.mode != "dev":
+                raise LoginError("the gateway is in dev mode but this machine's settings are not; run this on the gateway host")
+            who = (user or git_email() or "").strip()
+            if not who:
+                raise LoginError("dev mode needs --user EMAIL (or git config user.email)")
+            token = devkeys.issue_token(settings.data_dir, who, _seconds(ttl), admin_claim=settings.auth.admin_claim)
+    except LoginError as exc:
+        raise _fail(f"login failed: {exc}") from None
     typer.echo(token)
 
 
@@ -189,6 +239,138 @@ def usage_report(
         out.print("* includes requests for models with no known price")
     if not rows:
         out.print("no usage recorded in this window")
+
+
+def _compile_or_exit(source: Path):  # noqa: ANN202
+    from aiplane.orgconfig.compiler import compile_source
+
+    result = compile_source(source)
+    if not result.ok:
+        for problem in result.problems:
+            err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
+        count = len(result.problems)
+        raise _fail(f"{source}: {count} problem{'s' if count != 1 else ''}; nothing was written")
+    return result
+
+
+@config_app.command("build")
+def config_build(
+    source: Annotated[Path, typer.Argument(help="Config source folder (agents/, commands/, config/).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the OpenCode config.")] = Path("opencode.json"),
+) -> None:
+    """Compile SOURCE into one OpenCode config and validate it against OpenCode's schema."""
+    from aiplane.orgconfig.compiler import write_atomic
+
+    result = _compile_or_exit(source)
+    assert result.config is not None
+    try:
+        write_atomic(output, result.config)
+    except OSError as exc:
+        raise _fail(f"cannot write {output} ({exc.__class__.__name__})") from None
+    agents, commands = len(result.config.get("agent", {})), len(result.config.get("command", {}))
+    out.print(f"wrote {output}: {agents} agents, {commands} commands")
+
+
+@config_app.command("check")
+def config_check(
+    source: Annotated[Path, typer.Argument(help="Config source folder (agents/, commands/, config/).")],
+) -> None:
+    """Validate SOURCE without writing anything."""
+    from aiplane.orgconfig.compiler import schema_version
+
+    result = _compile_or_exit(source)
+    assert result.config is not None
+    out.print(f"{source}: valid against the OpenCode {schema_version()} config schema")
+
+
+def _run_with_db(settings: Settings, work):  # noqa: ANN001, ANN202 - async callable taking the engine
+    """Run ``work(engine)`` on a migrated database; map failures to clean exits."""
+    from aiplane.store.database import DatabaseError, create_engine, migrate
+
+    async def run():  # noqa: ANN202
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except DatabaseError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the driver's message may contain the DSN
+        raise _fail(f"database error ({exc.__class__.__name__})") from None
+
+
+@models_app.command("list")
+def models_list(
+    provider: Annotated[Optional[str], typer.Option(help="Only this provider id.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show the catalog the gateway serves: the last good fetched copy, else the bundled snapshot."""
+    from aiplane.modelcatalog.catalog import bundled, load_last_good
+
+    settings = _settings(config)
+
+    async def work(engine):  # noqa: ANN001, ANN202
+        return await load_last_good(engine) or bundled()
+
+    catalog = _run_with_db(settings, work)
+    rows = catalog.rows(provider)
+    if as_json:
+        fetched = catalog.fetched_at.isoformat() if catalog.fetched_at else None
+        typer.echo(json.dumps({"source": catalog.source, "fetched_at": fetched, "models": rows}, indent=2))
+        return
+    when = f", fetched {catalog.fetched_at:%Y-%m-%d %H:%M} UTC" if catalog.fetched_at else ""
+    table = Table(title=f"Model catalog ({catalog.source}{when})")
+    table.add_column("provider")
+    table.add_column("model", no_wrap=True)
+    for name in ("in $/M", "out $/M", "cached $/M", "context"):
+        table.add_column(name, justify="right")
+
+    def money(value) -> str:  # noqa: ANN001
+        return "-" if value is None else f"{value:g}"
+
+    for row in rows:
+        table.add_row(
+            row["provider"],
+            row["model"],
+            money(row["input_per_mtok"]),
+            money(row["output_per_mtok"]),
+            money(row["cache_read_per_mtok"]),
+            "-" if row["context"] is None else f"{row['context']:,}",
+        )
+    out.print(table)
+    if not rows:
+        out.print(f"no models for provider '{provider}'" if provider else "the catalog is empty")
+
+
+@models_app.command("refresh")
+def models_refresh(config: ConfigOption = None) -> None:
+    """Fetch the catalog from catalog.url now and store it as the last good copy."""
+    import aiohttp
+
+    from aiplane.modelcatalog.catalog import CatalogError, fetch, save
+
+    settings = _settings(config)
+    if not settings.catalog.url:
+        raise _fail("catalog.url is empty: there is nothing to refresh from", EXIT_CONFIG)
+
+    async def work(engine):  # noqa: ANN001, ANN202
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            try:
+                catalog = await fetch(session, settings.catalog.url, settings.catalog.timeout_seconds)
+            except CatalogError as exc:
+                raise _fail(f"{exc}; the stored catalog is unchanged") from None
+        await save(engine, catalog)
+        return catalog
+
+    catalog = _run_with_db(settings, work)
+    out.print(f"stored {catalog.model_count} models from {len(catalog.data)} providers")
 
 
 @db_app.command("upgrade")

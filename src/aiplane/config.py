@@ -111,6 +111,9 @@ class AuthSettings(Strict):
     subject_claims: list[str] = Field(default_factory=lambda: ["email", "sub"], min_length=1)
     admin_claim: str = "groups"
     admin_values: list[str] = Field(default_factory=lambda: ["aiplane-admins"])
+    # OIDC device flow for `aiplane login`: a public client registered with the IdP.
+    device_client_id: str | None = None
+    device_scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
 
     @model_validator(mode="after")
     def _oidc_needs_verifier(self) -> AuthSettings:
@@ -130,8 +133,30 @@ class GatewaySettings(Strict):
     max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     usage_batch_size: int = Field(default=500, ge=1)
     usage_flush_interval_seconds: float = Field(default=0.25, gt=0)
-    # A models.dev api.json-format file; the snapshot shipped with the package is used when unset.
-    price_table: Path | None = None
+    # Force store=false into OpenAI-format request bodies (zero data retention at the provider).
+    force_zero_retention: bool = True
+
+
+class CatalogSettings(Strict):
+    # A models.dev api.json-format document; empty to serve only the bundled snapshot.
+    url: HttpUrl | Literal[""] = "https://models.dev/api.json"
+    refresh_interval_seconds: float = Field(default=3600, ge=10)
+    timeout_seconds: float = Field(default=30, gt=0)
+    # A fetched catalog with fewer models than this share of the current one is refused.
+    min_keep_ratio: float = Field(default=0.5, ge=0, le=1)
+
+
+class DiscoverySettings(Strict):
+    # A config source folder (agents/, commands/, config/) compiled into the served config.
+    config_source: Path | None = None
+    # What `opencode auth login` runs on the developer's machine; its stdout is the token.
+    auth_command: list[str] = Field(
+        default_factory=lambda: ["aiplane", "login", "--gateway", "{baseURL}"], min_length=1
+    )
+    # The environment variable OpenCode puts the token in; providers send it via {env:NAME}.
+    token_env: str = Field(default="AIPLANE_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    # The origin clients should use; without it the request's own origin is used.
+    public_url: HttpUrl | None = None
 
 
 class DatabaseSettings(Strict):
@@ -161,6 +186,8 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     log: LogSettings = Field(default_factory=LogSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 

@@ -34,6 +34,24 @@ ANTHROPIC_USAGE = {"input_tokens": 100, "output_tokens": 40, "cache_read": 50, "
 GOOGLE_USAGE = {"prompt": 80, "candidates": 25, "thoughts": 5, "cached": 16}
 
 
+def _catalog() -> dict[str, Any]:
+    """A models.dev-shaped catalog whose prices differ from the bundled snapshot's, so tests can tell."""
+    def model(mid: str, inp: float, out: float) -> dict[str, Any]:
+        return {"id": mid, "name": mid, "cost": {"input": inp, "output": out, "cache_read": inp / 10}, "limit": {"context": 128000, "output": 16384}}
+
+    openai = {m: model(m, 10.0, 20.0) for m in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3", "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1-mini", "gpt-4.1-nano", "o4-mini", "text-embedding-3-small", "text-embedding-3-large")}
+    anthropic = {m: model(m, 4.0, 8.0) for m in ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-1", "claude-sonnet-4-0", "claude-3-5-haiku-latest", "claude-3-7-sonnet-latest", "claude-opus-4-0", "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001", "claude-opus-4-1-20250805", "claude-3-5-haiku-20241022", "claude-opus-4-20250514", "claude-sonnet-4-20250514", "claude-3-7-sonnet-20250219")}
+    google = {m: model(m, 1.0, 2.0) for m in ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.0-flash")}
+    return {
+        "openai": {"id": "openai", "name": "OpenAI", "npm": "@ai-sdk/openai", "env": ["OPENAI_API_KEY"], "models": openai},
+        "anthropic": {"id": "anthropic", "name": "Anthropic", "npm": "@ai-sdk/anthropic", "env": ["ANTHROPIC_API_KEY"], "models": anthropic},
+        "google": {"id": "google", "name": "Google", "npm": "@ai-sdk/google", "env": ["GEMINI_API_KEY"], "models": google},
+    }
+
+
+CATALOG = _catalog()
+
+
 @dataclass
 class Recorded:
     method: str
@@ -53,6 +71,9 @@ class DoubleState:
     jwks_fetches: int = 0
     slow_seconds: float = 3.0
     stream_cancelled: int = 0
+    # What GET /catalog/api.json answers: "ok", "garbage", "not-json", "slow", "error", "shrunk".
+    catalog_mode: str = "ok"
+    catalog_fetches: int = 0
 
 
 def _sse(data: Any, event: str | None = None) -> bytes:
@@ -149,6 +170,16 @@ def build_app(state: DoubleState) -> Starlette:
                 raise
 
         return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    async def openai_other(request: Request) -> Response:
+        """Responses and embeddings: enough of their shape to check what the gateway sent."""
+        entry = await record(request)
+        if entry.headers.get("authorization") != f"Bearer {OPENAI_KEY}":
+            return JSONResponse({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error"}}, status_code=401)
+        payload = entry.json()
+        if request.url.path.endswith("/embeddings"):
+            return JSONResponse({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}], "model": payload.get("model"), "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+        return JSONResponse({"id": "resp_double", "object": "response", "status": "completed", "model": payload.get("model"), "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "text": "Hello from the double.", "annotations": []}]}], "usage": {"input_tokens": 9, "output_tokens": 4, "total_tokens": 13, "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}})
 
     # -- Anthropic -----------------------------------------------------------------------
     async def anthropic_messages(request: Request) -> Response:
@@ -248,6 +279,21 @@ def build_app(state: DoubleState) -> Starlette:
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    async def catalog(_request: Request) -> Response:
+        state.catalog_fetches += 1
+        mode = state.catalog_mode
+        if mode == "slow":
+            await asyncio.sleep(state.slow_seconds)
+        if mode == "error":
+            return JSONResponse({"error": "catalog unavailable"}, status_code=500)
+        if mode == "not-json":
+            return Response("<html>maintenance</html>", media_type="text/html")
+        if mode == "garbage":
+            return JSONResponse({"openai": {"models": {"gpt-4o": {"cost": {"input": "free"}}}}})
+        if mode == "shrunk":
+            return JSONResponse({"openai": {"id": "openai", "models": {"gpt-4o": {"id": "gpt-4o", "cost": {"input": 1, "output": 1}}}}})
+        return JSONResponse(CATALOG)
+
     async def jwks(_request: Request) -> Response:
         state.jwks_fetches += 1
         return JSONResponse(state.jwks)
@@ -256,7 +302,10 @@ def build_app(state: DoubleState) -> Starlette:
         routes=[
             Route("/v1/chat/completions", openai_chat, methods=["POST"]),
             Route("/v1/messages", anthropic_messages, methods=["POST"]),
+            Route("/v1/responses", openai_other, methods=["POST"]),
+            Route("/v1/embeddings", openai_other, methods=["POST"]),
             Route("/v1beta/models/{target}", gemini, methods=["POST"]),
             Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+            Route("/catalog/api.json", catalog, methods=["GET"]),
         ]
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
 import logging
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -21,9 +23,9 @@ from yarl import URL
 from aiplane.config import Settings
 from aiplane.gateway import devkeys
 from aiplane.gateway.auth import AuthError, Identity, JwksCache, TokenVerifier
+from aiplane.gateway.discovery import DiscoveryService
 from aiplane.gateway.metering import TokenMeter
 from aiplane.gateway.metrics import GatewayMetrics
-from aiplane.gateway.pricing import PriceTable
 from aiplane.gateway.relay import (
     STREAM_HEADERS,
     RelayStreamingResponse,
@@ -39,6 +41,8 @@ from aiplane.gateway.routing import (
     resolve,
 )
 from aiplane.logs import log_fields
+from aiplane.modelcatalog.catalog import CatalogRefresher, ModelCatalog, bundled
+from aiplane.modelcatalog.pricing import PriceTable
 from aiplane.store.database import create_engine, migrate
 from aiplane.store.identities import IdentityMap
 from aiplane.store.usage import UsageRecord, UsageWriter, aggregate, parse_since
@@ -55,7 +59,8 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = GatewayMetrics()
-        self.prices = PriceTable.load(settings.gateway.price_table)
+        self._snapshot = bundled()
+        self.catalog: CatalogRefresher | None = None
         self.engine = create_engine(settings.database_url)
         self.identities = IdentityMap(self.engine)
         self.usage = UsageWriter(
@@ -67,6 +72,8 @@ class Gateway:
         # Created in lifespan: an aiohttp session belongs to the running event loop.
         self._session: aiohttp.ClientSession | None = None
         self.verifier = self._make_verifier()
+        self.discovery = DiscoveryService(settings, lambda: self.models.data)
+        self.discovery.load()
         self._metadata_header = settings.gateway.metadata_header.lower()
 
     def _make_verifier(self) -> TokenVerifier:
@@ -79,6 +86,14 @@ class Gateway:
         assert auth.jwks_url and auth.issuer and auth.audience  # enforced by AuthSettings
         keys = JwksCache(auth.jwks_url, self.session, auth.jwks_cache_seconds, auth.jwks_refetch_interval_seconds)
         return TokenVerifier(auth, keys, auth.issuer, auth.audience)
+
+    @property
+    def models(self) -> ModelCatalog:
+        return self.catalog.current if self.catalog is not None else self._snapshot
+
+    @property
+    def prices(self) -> PriceTable:
+        return self.models.prices
 
     def session(self) -> aiohttp.ClientSession:
         assert self._session is not None, "the gateway lifespan has not started"
@@ -96,6 +111,18 @@ class Gateway:
         if self.settings.database.auto_migrate:
             await migrate(self.engine)
         await self.usage.start()
+        catalog = self.settings.catalog
+        self.catalog = CatalogRefresher(
+            self.engine,
+            self._session,
+            catalog.url or None,
+            catalog.refresh_interval_seconds,
+            catalog.timeout_seconds,
+            catalog.min_keep_ratio,
+        )
+        self.catalog.on_change(self.discovery.invalidate)
+        await self.catalog.start()
+        self._install_reload_signal()
         # Startup objects (settings, tables, SDK modules) never die; keeping them out of the
         # collector's generations trims GC pauses from the latency tail.
         gc.freeze()
@@ -103,15 +130,22 @@ class Gateway:
             log.warning("auth.mode is 'dev': tokens are signed by the local key in the data dir; use 'oidc' in production")
         log.info(
             "gateway ready",
-            extra=log_fields(auth_mode=self.settings.auth.mode, prices=len(self.prices)),
+            extra=log_fields(auth_mode=self.settings.auth.mode, models=self.models.model_count, catalog=self.models.source),
         )
         try:
             yield
         finally:
+            await self.catalog.stop()
             await self.usage.close()
             await self._session.close()
             await self.engine.dispose()
             log.info("gateway stopped; usage flushed")
+
+    def _install_reload_signal(self) -> None:
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.discovery.reload)
+        except (NotImplementedError, RuntimeError, ValueError):
+            log.info("SIGHUP reload unavailable here; use POST /v1/admin/reload")
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -327,6 +361,36 @@ class Gateway:
         rows = await aggregate(self.engine, group_by, since)  # type: ignore[arg-type]
         return JSONResponse({"group_by": group_by, "since": since.isoformat(), "rows": rows})
 
+    async def well_known_opencode(self, request: Request) -> Response:
+        origin = f"{request.url.scheme}://{request.url.netloc}"
+        return Response(
+            self.discovery.render(origin), media_type="application/json", headers={"cache-control": "no-store"}
+        )
+
+    async def auth_info(self, _request: Request) -> Response:
+        """What `aiplane login` needs to get a token; nothing here is secret."""
+        auth = self.settings.auth
+        info: dict = {"mode": auth.mode, "token_headers": auth.token_headers}
+        if auth.mode == "oidc":
+            info.update({"issuer": auth.issuer, "client_id": auth.device_client_id, "scopes": auth.device_scopes})
+        return JSONResponse(info)
+
+    async def admin_reload(self, request: Request) -> Response:
+        request_id = uuid.uuid4().hex
+        try:
+            identity = await self.authenticate(request)
+        except AuthError as exc:
+            return self._unauthorized(request_id, str(exc))
+        if not identity.is_admin:
+            return error_response(403, "permission_error", "reload is for admins", request_id)
+        problems = self.discovery.reload()
+        if problems:
+            return JSONResponse(
+                {"status": "rejected", "problems": [str(p) for p in problems], "request_id": request_id},
+                status_code=422,
+            )
+        return JSONResponse({"status": "reloaded", "request_id": request_id})
+
     async def healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -389,6 +453,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
         Route("/v1/usage", gateway.usage_report, methods=["GET"]),
+        Route("/.well-known/opencode", gateway.well_known_opencode, methods=["GET"]),
+        Route("/v1/auth/info", gateway.auth_info, methods=["GET"]),
+        Route("/v1/admin/reload", gateway.admin_reload, methods=["POST"]),
         Route("/openai/{path:path}", _prefixed("openai", gateway), methods=PROXY_METHODS),
         Route("/anthropic/{path:path}", _prefixed("anthropic", gateway), methods=PROXY_METHODS),
         Route("/google-ai-studio/{path:path}", _prefixed("google", gateway), methods=PROXY_METHODS),

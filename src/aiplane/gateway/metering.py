@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aiplane.gateway.pricing import TokenCounts
+from aiplane.modelcatalog.pricing import TokenCounts
 
 # Events bigger than this are passed through without being inspected for usage.
 MAX_EVENT_BYTES = 1024 * 1024

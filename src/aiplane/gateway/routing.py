@@ -92,12 +92,27 @@ def _wants_usage_in_stream(path: str, payload: dict[str, Any]) -> bool:
     return not (isinstance(options, dict) and "include_usage" in options)
 
 
-def _prepare_openai_body(path: str, body: bytes, payload: dict[str, Any] | None) -> bytes:
-    if payload is not None and _wants_usage_in_stream(path, payload):
+def _retains(path: str) -> bool:
+    """OpenAI endpoints that keep conversations server-side unless told store=false."""
+    tail = path.split("?", 1)[0].rstrip("/")
+    return tail.endswith("chat/completions") or tail.endswith("responses")
+
+
+def _rewrite_openai_payload(path: str, payload: dict[str, Any], zero_retention: bool) -> bool:
+    """Apply the allowed OpenAI-format rewrites in place; return whether anything changed."""
+    changed = False
+    if _wants_usage_in_stream(path, payload):
         options = payload.get("stream_options")
         payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return body
+        changed = True
+    if zero_retention and _retains(path) and payload.get("store") is not False:
+        payload["store"] = False
+        changed = True
+    return changed
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _join(base: str, path: str) -> str:
@@ -125,8 +140,9 @@ def resolve(settings: Settings, prefix: str, path: str, body: bytes) -> Target:
     payload = _json_body(body)
     model = payload.get("model") if payload else None
     streaming = bool(payload and payload.get("stream") is True)
-    if wire == "openai":
-        body = _prepare_openai_body(path, body, payload)
+    if wire == "openai" and payload is not None:
+        if _rewrite_openai_payload(path, payload, settings.gateway.force_zero_retention):
+            body = _encode(payload)
     elif wire == "google":
         match = _GEMINI_MODEL.search(path)
         model = match.group(1) if match else None
@@ -156,9 +172,8 @@ def _resolve_compat(settings: Settings, path: str, body: bytes) -> Target:
     if provider.compat_base_url is None or not upstream_model:
         raise RouteError(400, "invalid_request", f"provider '{name}' has no OpenAI-compatible endpoint")
     payload["model"] = upstream_model
-    if _wants_usage_in_stream(path, payload):
-        options = payload.get("stream_options")
-        payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    zero_retention = settings.gateway.force_zero_retention and provider.kind == "openai"
+    _rewrite_openai_payload(path, payload, zero_retention)
     return Target(
         provider=name,
         path=path,
@@ -166,7 +181,7 @@ def _resolve_compat(settings: Settings, path: str, body: bytes) -> Target:
         url=_join(provider.compat_base_url, path),
         wire="openai",
         model=upstream_model,
-        body=json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(),
+        body=_encode(payload),
         streaming_requested=payload.get("stream") is True,
         catalog_id=provider.catalog_id or name,
     )

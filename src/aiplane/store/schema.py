@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table
+from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -39,4 +39,16 @@ usage = Table(
     Index("ix_usage_user_ts", "user_id", "ts"),
     Index("ix_usage_model_ts", "model", "ts"),
     Index("ix_usage_provider_ts", "provider", "ts"),
+)
+
+# The last good models.dev catalog, so a restart during an outage still has real prices.
+model_catalog = Table(
+    "model_catalog",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    Column("source_url", String(2000), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("models", Integer, nullable=False),
+    Column("body", Text, nullable=False),
 )

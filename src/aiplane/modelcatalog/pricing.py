@@ -1,12 +1,9 @@
-"""Cost from a models.dev ``api.json``-format price table (USD per 1M tokens)."""
+"""Cost from a models.dev ``api.json``-format catalog (USD per 1M tokens)."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 _DATE_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest)$")
@@ -29,15 +26,9 @@ class TokenCounts:
     cache_write: int = 0
 
 
-class PriceTableError(Exception):
-    pass
-
-
 class PriceTable:
     def __init__(self, catalog: dict[str, Any]) -> None:
         self._prices: dict[str, dict[str, Price]] = {}
-        if not isinstance(catalog, dict):
-            raise PriceTableError("price table must be a JSON object of providers")
         for provider_id, provider in catalog.items():
             models = provider.get("models") if isinstance(provider, dict) else None
             if not isinstance(models, dict):
@@ -58,17 +49,6 @@ class PriceTable:
                     continue
             self._prices[provider_id] = table
         self._memo: dict[tuple[str, str], Price | None] = {}
-
-    @classmethod
-    def load(cls, path: Path | None = None) -> PriceTable:
-        try:
-            if path is None:
-                text = resources.files("aiplane.gateway.data").joinpath("prices.json").read_text(encoding="utf-8")
-            else:
-                text = path.read_text(encoding="utf-8")
-            return cls(json.loads(text))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PriceTableError(f"cannot load price table {path or '(bundled)'}: {exc.__class__.__name__}") from None
 
     def __len__(self) -> int:
         return sum(len(models) for models in self._prices.values())

@@ -1,0 +1,1 @@
+"""The model catalog (models.dev format): providers, models, prices and limits."""
