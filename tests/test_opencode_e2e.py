@@ -26,8 +26,8 @@ EXAMPLE = ROOT / "examples" / "org-config"
 
 if not Path(OPENCODE).exists():
     if os.environ.get("CI"):
-        raise RuntimeError(f"OpenCode CLI not found at {OPENCODE}; .ci/run installs it with npm ci --prefix tests/e2e")
-    pytest.skip("OpenCode CLI not installed (npm ci --prefix tests/e2e)", allow_module_level=True)
+        raise RuntimeError(f"OpenCode CLI not found at {OPENCODE}; .ci/run installs it with npm install --prefix tests/e2e")
+    pytest.skip("OpenCode CLI not installed (npm install --prefix tests/e2e)", allow_module_level=True)
 
 
 @pytest.fixture()
