@@ -66,7 +66,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             source = make_source(Path(tmp) / "src", agents)
             assert compile_source(source).ok
-            compile_ms = median_ms(lambda: compile_source(source), 5 if agents == 500 else 15)
+            compile_ms = median_ms(lambda src=source: compile_source(src), 5 if agents == 500 else 15)
             settings = Settings(
                 data_dir=Path(tmp) / "data",
                 discovery={"config_source": source},
@@ -75,7 +75,7 @@ def main() -> None:
             service = DiscoveryService(settings, lambda: catalog)
             service.load()
             size = len(service.render("https://ai.example.com")) / 1024
-            render_ms = median_ms(lambda: service.render("https://ai.example.com"), 200)
+            render_ms = median_ms(lambda svc=service: svc.render("https://ai.example.com"), 200)
             print(f"| {agents} | {max(agents // 5, 1)} | {compile_ms:.1f} | {size:.0f} | {render_ms:.3f} |")
 
 

@@ -70,7 +70,10 @@ def test_migrations_are_idempotent_and_identities_stable(tmp_path):
     a1, again, b = asyncio.run(run())
     assert a1 == again != b
     conn = sqlite3.connect(tmp_path / "a.db")
-    assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+    from aiplane.store.database import MIGRATIONS_DIR
+
+    newest = max(p.name.split("_", 1)[0] for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py"))
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (newest,)
 
 
 def _sse(events: list[tuple[str | None, dict]]) -> bytes:

@@ -44,7 +44,7 @@ def configure_logging(level: str = "info") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     # HTTP client libraries may log full URLs, query strings included.
-    for name in ("aiohttp", "httpx", "httpcore"):
+    for name in ("aiohttp", "httpx", "httpcore", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

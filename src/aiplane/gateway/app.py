@@ -17,12 +17,13 @@ import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from yarl import URL
 
+from aiplane.catalog.api import routes as catalog_routes
+from aiplane.catalog.store import LiveIndex
 from aiplane.config import Settings
-from aiplane.gateway import devkeys
-from aiplane.gateway.auth import AuthError, Identity, JwksCache, TokenVerifier
+from aiplane.gateway.auth import AuthError, Identity, TokenVerifier, make_verifier
 from aiplane.gateway.discovery import DiscoveryService
 from aiplane.gateway.metering import TokenMeter
 from aiplane.gateway.metrics import GatewayMetrics
@@ -72,20 +73,13 @@ class Gateway:
         # Created in lifespan: an aiohttp session belongs to the running event loop.
         self._session: aiohttp.ClientSession | None = None
         self.verifier = self._make_verifier()
+        self.catalog_index = LiveIndex(self.engine)
         self.discovery = DiscoveryService(settings, lambda: self.models.data)
         self.discovery.load()
         self._metadata_header = settings.gateway.metadata_header.lower()
 
     def _make_verifier(self) -> TokenVerifier:
-        auth = self.settings.auth
-        if auth.mode == "dev":
-            key = devkeys.load_or_create_signing_key(self.settings.data_dir)
-            jwk = devkeys.public_jwk(key)
-            keys = JwksCache(None, None, auth.jwks_cache_seconds, auth.jwks_refetch_interval_seconds, {jwk.key_id: jwk})
-            return TokenVerifier(auth, keys, devkeys.DEV_ISSUER, devkeys.DEV_AUDIENCE)
-        assert auth.jwks_url and auth.issuer and auth.audience  # enforced by AuthSettings
-        keys = JwksCache(auth.jwks_url, self.session, auth.jwks_cache_seconds, auth.jwks_refetch_interval_seconds)
-        return TokenVerifier(auth, keys, auth.issuer, auth.audience)
+        return make_verifier(self.settings, self.session)
 
     @property
     def models(self) -> ModelCatalog:
@@ -391,6 +385,14 @@ class Gateway:
             )
         return JSONResponse({"status": "reloaded", "request_id": request_id})
 
+    async def authorize_user(self, request: Request) -> Response | None:
+        """None when the caller holds a valid token; otherwise the 401 to send."""
+        try:
+            await self.authenticate(request)
+        except AuthError as exc:
+            return self._unauthorized(uuid.uuid4().hex, str(exc))
+        return None
+
     async def healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -460,6 +462,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/anthropic/{path:path}", _prefixed("anthropic", gateway), methods=PROXY_METHODS),
         Route("/google-ai-studio/{path:path}", _prefixed("google", gateway), methods=PROXY_METHODS),
         Route("/compat/{path:path}", _prefixed("compat", gateway), methods=PROXY_METHODS),
+        Mount("/api/catalog", routes=catalog_routes(gateway.catalog_index, gateway.authorize_user)),
     ]
     app = Starlette(
         routes=routes,

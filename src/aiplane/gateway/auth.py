@@ -15,7 +15,7 @@ import aiohttp
 import jwt
 from jwt import PyJWK, PyJWKSet
 
-from aiplane.config import AuthSettings
+from aiplane.config import AuthSettings, Settings
 from aiplane.logs import log_fields
 
 log = logging.getLogger("aiplane.auth")
@@ -175,3 +175,18 @@ class TokenVerifier:
         if isinstance(value, bool):
             return value and "true" in wanted
         return False
+
+
+def make_verifier(settings: Settings, session: Callable[[], aiohttp.ClientSession]) -> TokenVerifier:
+    """The verifier for the configured auth mode: the local dev key, or the OIDC provider's JWKS."""
+    from aiplane.gateway import devkeys
+
+    auth = settings.auth
+    if auth.mode == "dev":
+        key = devkeys.load_or_create_signing_key(settings.data_dir)
+        jwk = devkeys.public_jwk(key)
+        keys = JwksCache(None, None, auth.jwks_cache_seconds, auth.jwks_refetch_interval_seconds, {jwk.key_id: jwk})
+        return TokenVerifier(auth, keys, devkeys.DEV_ISSUER, devkeys.DEV_AUDIENCE)
+    assert auth.jwks_url and auth.issuer and auth.audience  # enforced by AuthSettings
+    keys = JwksCache(auth.jwks_url, session, auth.jwks_cache_seconds, auth.jwks_refetch_interval_seconds)
+    return TokenVerifier(auth, keys, auth.issuer, auth.audience)

@@ -52,3 +52,18 @@ model_catalog = Table(
     Column("models", Integer, nullable=False),
     Column("body", Text, nullable=False),
 )
+
+# Service catalog entities as their authors wrote them; relations are derived when loaded.
+catalog_entities = Table(
+    "catalog_entities",
+    metadata,
+    Column("ref", String(400), primary_key=True),  # kind:namespace/name, lower-cased
+    Column("kind", String(63), nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("source", String(2000), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_catalog_entities_kind", "kind"),
+    Index("ix_catalog_entities_updated", "updated_at"),
+)

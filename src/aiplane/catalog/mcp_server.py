@@ -1,0 +1,100 @@
+"""The catalog as an MCP server (official `mcp` SDK): stdio or streamable HTTP.
+
+Tool descriptions are short on purpose: each one costs context tokens in every agent session.
+Results are compact JSON with a size cap and offset pagination.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError as McpToolError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aiplane.catalog import tools
+from aiplane.catalog.store import LiveIndex
+
+INSTRUCTIONS = (
+    "Service catalog (Backstage model). Entity refs look like kind:namespace/name; kind and namespace "
+    "default to component and default. Use who_owns for ownership, dependents for blast radius."
+)
+
+
+def _compact(result: dict[str, Any]) -> str:
+    return json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def build_server(live: LiveIndex) -> MCPServer:
+    server = MCPServer("aiplane-catalog", instructions=INSTRUCTIONS)
+
+    async def run(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> str:
+        index = await live.get()
+        try:
+            return _compact(fn(index, *args, **kwargs))
+        except tools.ToolError as exc:
+            # The SDK's ToolError carries its message to the agent; other exceptions are masked.
+            raise McpToolError(str(exc)) from None
+
+    @server.tool(description="Full entity with relations, by ref.")
+    async def get_entity(ref: str) -> str:
+        return await run(tools.get_entity, ref)
+
+    @server.tool(description="Find entities by text and/or kind, spec.type, owner. Paginated.")
+    async def search_entities(
+        query: str = "", kind: str = "", type: str = "", owner: str = "", limit: int = 25, offset: int = 0
+    ) -> str:
+        return await run(tools.search_entities, query, kind, type, owner, limit, offset)
+
+    @server.tool(description="Owner of an entity ref, or of a repo path/URL via source-location annotations.")
+    async def who_owns(target: str) -> str:
+        return await run(tools.who_owns, target)
+
+    @server.tool(description="What an entity depends on (dependsOn, consumed APIs), up to depth hops.")
+    async def dependencies(ref: str, depth: int = 1, limit: int = 50, offset: int = 0) -> str:
+        return await run(tools.dependencies, ref, depth, limit, offset)
+
+    @server.tool(description="Blast radius: entities that depend on this one, up to depth hops.")
+    async def dependents(ref: str, depth: int = 1, limit: int = 50, offset: int = 0) -> str:
+        return await run(tools.dependents, ref, depth, limit, offset)
+
+    @server.tool(description="APIs an entity provides and consumes (or an API's providers and consumers).")
+    async def apis_of(ref: str) -> str:
+        return await run(tools.apis_of, ref)
+
+    @server.tool(description="Database resources an entity depends on, directly or via dependencies.")
+    async def databases_of(ref: str, depth: int = 2) -> str:
+        return await run(tools.databases_of, ref, depth)
+
+    @server.tool(description="Members of a group, optionally including subgroups.")
+    async def team_members(group: str, include_subgroups: bool = False) -> str:
+        return await run(tools.team_members, group, include_subgroups)
+
+    @server.tool(description="A system's parts by kind, owners, domain and dependency edges.")
+    async def system_map(system: str) -> str:
+        return await run(tools.system_map, system)
+
+    return server
+
+
+Authorize = Callable[[dict[str, str]], Awaitable[bool]]
+
+
+class RequireToken:
+    """ASGI guard for the HTTP transport: no valid gateway token, no MCP."""
+
+    def __init__(self, app: ASGIApp, authorize: Authorize) -> None:
+        self.app = app
+        self.authorize = authorize
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            if not await self.authorize(headers):
+                body = json.dumps({"error": {"type": "authentication_error", "message": "missing or invalid credentials"}}).encode()
+                await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,213 @@
+"""The Backstage descriptor model: entity references, validation rules and relations.
+
+Rules follow Backstage's catalog-model (backstage.io/v1alpha1): name and namespace patterns,
+tag/label/annotation key rules, each kind's required spec fields, and the relation pairs
+derived from spec fields, with the default kind each field implies.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+KNOWN_API_VERSIONS = ("backstage.io/v1alpha1", "backstage.io/v1beta1")
+KNOWN_KINDS = ("component", "api", "resource", "system", "domain", "group", "user", "location")
+
+_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_TAG = re.compile(r"^[a-z0-9:+#]+(?:-[a-z0-9:+#]+)*$")
+_KEY_NAME = re.compile(r"^[a-zA-Z0-9]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+RELATION_PAIRS = {
+    "ownedBy": "ownerOf",
+    "partOf": "hasPart",
+    "providesApi": "apiProvidedBy",
+    "consumesApi": "apiConsumedBy",
+    "dependsOn": "dependencyOf",
+    "childOf": "parentOf",
+    "memberOf": "hasMember",
+}
+REVERSE = {**RELATION_PAIRS, **{v: k for k, v in RELATION_PAIRS.items()}}
+
+# kind -> spec field -> (relation type, default target kind or None when a kind must be given)
+RELATION_FIELDS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "component": {
+        "owner": ("ownedBy", "group"),
+        "system": ("partOf", "system"),
+        "subcomponentOf": ("partOf", "component"),
+        "providesApis": ("providesApi", "api"),
+        "consumesApis": ("consumesApi", "api"),
+        "dependsOn": ("dependsOn", None),
+        "dependencyOf": ("dependencyOf", None),
+    },
+    "api": {"owner": ("ownedBy", "group"), "system": ("partOf", "system")},
+    "resource": {
+        "owner": ("ownedBy", "group"),
+        "system": ("partOf", "system"),
+        "dependsOn": ("dependsOn", None),
+        "dependencyOf": ("dependencyOf", None),
+    },
+    "system": {"owner": ("ownedBy", "group"), "domain": ("partOf", "domain")},
+    "domain": {"owner": ("ownedBy", "group"), "subdomainOf": ("partOf", "domain")},
+    "group": {"parent": ("childOf", "group"), "children": ("parentOf", "group"), "members": ("hasMember", "user")},
+    "user": {"memberOf": ("memberOf", "group")},
+}
+
+# kind -> required spec fields and their JSON type
+REQUIRED_SPEC: dict[str, dict[str, type]] = {
+    "component": {"type": str, "lifecycle": str, "owner": str},
+    "api": {"type": str, "lifecycle": str, "owner": str},
+    "resource": {"type": str, "owner": str},
+    "system": {"owner": str},
+    "domain": {"owner": str},
+    "group": {"type": str, "children": list},
+    "user": {"memberOf": list},
+}
+
+
+class EntityError(Exception):
+    """A document breaks a catalog rule; ``rule`` names which."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRef:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.namespace}/{self.name}"
+
+    @property
+    def key(self) -> str:
+        """The comparison form: references compare case-insensitively."""
+        return str(self).lower()
+
+
+def parse_ref(value: str, default_kind: str | None = None, default_namespace: str = "default") -> EntityRef:
+    if not isinstance(value, str) or not value.strip():
+        raise EntityError("reference", "an entity reference must be a non-empty string")
+    text = value.strip()
+    kind, sep, rest = text.partition(":")
+    if not sep:
+        kind, rest = None, text  # type: ignore[assignment]
+    namespace, slash, name = rest.partition("/")
+    if not slash:
+        namespace, name = default_namespace, rest
+    kind = kind or default_kind
+    if not kind:
+        raise EntityError("reference", f"reference '{value}' must name a kind, e.g. 'resource:{value}'")
+    if not name or not namespace:
+        raise EntityError("reference", f"reference '{value}' is malformed; use [kind:][namespace/]name")
+    return EntityRef(kind.lower(), namespace, name)
+
+
+def entity_ref(entity: dict[str, Any]) -> EntityRef:
+    metadata = entity["metadata"]
+    return EntityRef(str(entity["kind"]).lower(), metadata.get("namespace") or "default", metadata["name"])
+
+
+def _check_key(where: str, key: Any) -> None:
+    if not isinstance(key, str) or not key:
+        raise EntityError(where, f"{where} keys must be non-empty strings")
+    prefix, slash, name = key.rpartition("/")
+    if slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        raise EntityError(where, f"{where} key '{key}' has an invalid prefix (must be a DNS subdomain)")
+    if len(name) > 63 or not _KEY_NAME.match(name):
+        raise EntityError(where, f"{where} key '{key}' is invalid (1-63 chars of [a-zA-Z0-9-_.], alphanumeric at both ends)")
+
+
+def validate(entity: Any) -> dict[str, Any]:
+    """Check one document against Backstage's rules; return it or raise EntityError."""
+    if not isinstance(entity, dict):
+        raise EntityError("envelope", "a catalog document must be a mapping")
+    for field in ("apiVersion", "kind", "metadata"):
+        if field not in entity:
+            raise EntityError("envelope", f"missing required field '{field}'")
+    api_version, kind = entity["apiVersion"], entity["kind"]
+    if not isinstance(api_version, str) or "/" not in api_version:
+        raise EntityError("envelope", f"apiVersion '{api_version}' must look like group/version")
+    if not isinstance(kind, str) or not kind:
+        raise EntityError("envelope", "kind must be a non-empty string")
+    known = kind.lower() in KNOWN_KINDS
+    if known and api_version not in KNOWN_API_VERSIONS:
+        raise EntityError("envelope", f"apiVersion '{api_version}' is not valid for kind {kind}")
+    metadata = entity["metadata"]
+    if not isinstance(metadata, dict):
+        raise EntityError("envelope", "metadata must be a mapping")
+    name = metadata.get("name")
+    if not isinstance(name, str) or len(name) > 63 or not _NAME.match(name):
+        raise EntityError(
+            "name",
+            f"metadata.name '{name}' is not valid: 1-63 characters of [a-zA-Z0-9-_.], starting and ending alphanumeric",
+        )
+    namespace = metadata.get("namespace", "default")
+    if not isinstance(namespace, str) or len(namespace) > 63 or not _DNS_LABEL.match(namespace):
+        raise EntityError("namespace", f"metadata.namespace '{namespace}' is not a valid DNS label")
+    tags = metadata.get("tags", [])
+    if not isinstance(tags, list):
+        raise EntityError("tags", "metadata.tags must be a list")
+    for tag in tags:
+        if not isinstance(tag, str) or len(tag) > 63 or not _TAG.match(tag):
+            raise EntityError("tags", f"tag '{tag}' is not valid: 1-63 characters of [a-z0-9:+#] separated by '-'")
+    for section in ("labels", "annotations"):
+        values = metadata.get(section, {})
+        if not isinstance(values, dict):
+            raise EntityError(section, f"metadata.{section} must be a mapping")
+        for key, value in values.items():
+            _check_key(section[:-1], key)
+            if not isinstance(value, str):
+                raise EntityError(section[:-1], f"{section[:-1]} '{key}' must have a string value")
+            if section == "labels" and value and (len(value) > 63 or not _KEY_NAME.match(value)):
+                raise EntityError("label", f"label '{key}' has an invalid value '{value}'")
+    spec = entity.get("spec", {})
+    if spec is not None and not isinstance(spec, dict):
+        raise EntityError("spec", "spec must be a mapping")
+    spec = spec or {}
+    if known:
+        _validate_spec(kind.lower(), spec)
+    return entity
+
+
+def _validate_spec(kind: str, spec: dict[str, Any]) -> None:
+    for field, expected in REQUIRED_SPEC.get(kind, {}).items():
+        if field not in spec or spec[field] is None:
+            raise EntityError("spec", f"{kind} entities require spec.{field}")
+        if expected is not object and not isinstance(spec[field], expected):
+            raise EntityError("spec", f"spec.{field} must be a {'list' if expected is list else 'string'}")
+    definition = spec.get("definition")
+    if kind == "api" and definition is not None and not isinstance(definition, str | dict):
+        # Newer API types (mcp-server, ai-model-server) carry no definition, so it is optional;
+        # when present it is text or a $text/$json/$yaml placeholder.
+        raise EntityError("spec", "spec.definition must be text or a $text placeholder")
+    if kind == "location":
+        if not spec.get("target") and not spec.get("targets"):
+            raise EntityError("spec", "location entities require spec.target or spec.targets")
+    for field, (_relation, default_kind) in RELATION_FIELDS.get(kind, {}).items():
+        value = spec.get(field)
+        if value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            parse_ref(item, default_kind)  # raises on a malformed or kind-less reference
+
+
+def outgoing_relations(entity: dict[str, Any]) -> list[tuple[str, EntityRef]]:
+    """Relations this entity's own fields declare: (type, target)."""
+    kind = str(entity["kind"]).lower()
+    namespace = entity["metadata"].get("namespace") or "default"
+    spec = entity.get("spec") or {}
+    found = []
+    for field, (relation, default_kind) in RELATION_FIELDS.get(kind, {}).items():
+        value = spec.get(field)
+        if value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            found.append((relation, parse_ref(item, default_kind, namespace)))
+    return found
