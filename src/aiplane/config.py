@@ -159,6 +159,11 @@ class DiscoverySettings(Strict):
     public_url: HttpUrl | None = None
 
 
+class UiSettings(Strict):
+    # Show SSO identities next to anonymous ids on the dashboard; every such view is audited.
+    reveal_identities: bool = False
+
+
 class DatabaseSettings(Strict):
     # sqlite+aiosqlite:///path or postgresql+asyncpg://user:pass@host/db; default is a file in data_dir.
     url: SecretStr | None = None
@@ -188,6 +193,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 

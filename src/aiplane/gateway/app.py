@@ -47,6 +47,8 @@ from aiplane.modelcatalog.pricing import PriceTable
 from aiplane.store.database import create_engine, migrate
 from aiplane.store.identities import IdentityMap
 from aiplane.store.usage import UsageRecord, UsageWriter, aggregate, parse_since
+from aiplane.ui.app import Dashboard
+from aiplane.ui.app import routes as ui_routes
 
 log = logging.getLogger("aiplane.gateway")
 
@@ -385,6 +387,15 @@ class Gateway:
             )
         return JSONResponse({"status": "reloaded", "request_id": request_id})
 
+    def dashboard(self) -> Dashboard:
+        return Dashboard(
+            self.engine,
+            self.verifier.verify,
+            self.verifier.token_from_headers,
+            self.identities.user_id,
+            self.settings.ui.reveal_identities,
+        )
+
     async def authorize_user(self, request: Request) -> Response | None:
         """None when the caller holds a valid token; otherwise the 401 to send."""
         try:
@@ -463,6 +474,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/google-ai-studio/{path:path}", _prefixed("google", gateway), methods=PROXY_METHODS),
         Route("/compat/{path:path}", _prefixed("compat", gateway), methods=PROXY_METHODS),
         Mount("/api/catalog", routes=catalog_routes(gateway.catalog_index, gateway.authorize_user)),
+        Mount("/ui", routes=ui_routes(gateway.dashboard())),
     ]
     app = Starlette(
         routes=routes,

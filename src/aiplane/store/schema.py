@@ -67,3 +67,78 @@ catalog_entities = Table(
     Index("ix_catalog_entities_kind", "kind"),
     Index("ix_catalog_entities_updated", "updated_at"),
 )
+
+# Upper bounds (ms) of the latency histogram kept in the hourly rollup; the last is unbounded.
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+
+# Hourly usage rollup, maintained by the usage writer, so dashboards never scan raw rows.
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    Column("provider", String(64), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("user_id", String(36), primary_key=True),
+    Column("requests", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("latency_ms_sum", Float, nullable=False),
+    *[Column(f"lat_b{i}", Integer, nullable=False) for i in range(len(LATENCY_BUCKETS_MS) + 1)],
+    Index("ix_usage_hourly_hour", "hour"),
+    Index("ix_usage_hourly_user_hour", "user_id", "hour"),
+    Index("ix_usage_hourly_model_hour", "model", "hour"),
+)
+
+# The same rollup without the user dimension: what overview charts and tables read.
+usage_hourly_models = Table(
+    "usage_hourly_models",
+    metadata,
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    Column("provider", String(64), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    *[Column(c.name, c.type, nullable=False) for c in usage_hourly.columns if c.name not in ("hour", "provider", "model", "user_id")],
+    Index("ix_usage_hourly_models_model_hour", "model", "hour"),
+)
+
+# Per user per day: what "top users" over weeks reads (an hourly per-user scan is too big).
+usage_daily_users = Table(
+    "usage_daily_users",
+    metadata,
+    Column("day", DateTime(timezone=True), primary_key=True),
+    Column("user_id", String(36), primary_key=True),
+    *[Column(c.name, c.type, nullable=False) for c in usage_hourly.columns if c.name not in ("hour", "provider", "model", "user_id")],
+)
+
+# One row per review run, written by the reviewer; the dashboard's review page reads it.
+review_runs = Table(
+    "review_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("repository", String(400), nullable=False),
+    Column("change_id", String(200), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("verdict", String(32), nullable=False),
+    Column("findings_critical", Integer, nullable=False),
+    Column("findings_warning", Integer, nullable=False),
+    Column("findings_suggestion", Integer, nullable=False),
+    Column("findings_nit", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=True),
+    Column("duration_s", Float, nullable=False),
+    Column("break_glass", Integer, nullable=False),
+    Index("ix_review_runs_ts", "ts"),
+)
+
+# Who looked at what they could not normally see (e.g. revealed identities).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("actor", String(36), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 import re
@@ -12,10 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import case, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiplane.logs import log_fields
-from aiplane.store.schema import usage
+from aiplane.store.schema import LATENCY_BUCKETS_MS, usage, usage_daily_users, usage_hourly, usage_hourly_models
 
 log = logging.getLogger("aiplane.usage")
 
@@ -106,6 +109,7 @@ class UsageWriter:
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(usage.insert(), [r.row() for r in batch])
+                await add_to_rollup(conn, batch)
         except Exception:
             log.exception("usage batch write failed; spooling", extra=log_fields(records=len(batch)))
             self._spool(batch)
@@ -136,6 +140,7 @@ class UsageWriter:
             if rows:
                 async with self._engine.begin() as conn:
                     await conn.execute(usage.insert(), rows)
+                    await add_to_rollup(conn, [UsageRecord(**row) for row in rows])
             replaying.unlink()
             log.info("replayed usage spool", extra=log_fields(records=len(rows)))
         except Exception:
@@ -149,6 +154,72 @@ class UsageWriter:
         if self._task is not None:
             await self._task
         await self.flush()
+
+
+_ROLLUP_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "latency_ms_sum")
+_BUCKET_COLUMNS = tuple(f"lat_b{i}" for i in range(len(LATENCY_BUCKETS_MS) + 1))
+
+
+def latency_bucket(latency_ms: float) -> int:
+    return bisect.bisect_right(LATENCY_BUCKETS_MS, latency_ms)
+
+
+def rollup_rows(records: list[UsageRecord]) -> list[dict[str, Any]]:
+    """Aggregate records into hourly rollup increments keyed by (hour, provider, model, user)."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        ts = r.ts if r.ts.tzinfo else r.ts.replace(tzinfo=UTC)
+        hour = ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        key = (hour, r.provider, r.model, r.user_id)
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = {"hour": hour, "provider": r.provider, "model": r.model, "user_id": r.user_id}
+            row.update({name: 0 for name in _ROLLUP_SUMS + _BUCKET_COLUMNS})
+        row["requests"] += 1
+        row["errors"] += int(r.status >= 400)
+        row["input_tokens"] += r.input_tokens
+        row["output_tokens"] += r.output_tokens
+        row["cached_tokens"] += r.cached_tokens
+        row["cost_usd"] += r.cost_usd or 0.0
+        row["latency_ms_sum"] += r.latency_ms
+        row[f"lat_b{latency_bucket(r.latency_ms)}"] += 1
+    return list(rows.values())
+
+
+def _regroup(rows: list[dict[str, Any]], keys: tuple[str, ...], day: bool = False) -> list[dict[str, Any]]:
+    """Re-aggregate rollup increments on fewer key columns (optionally by day instead of hour)."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        values = {k: row[k] for k in keys}
+        if day:
+            values = {"day": row["hour"].replace(hour=0), **{k: v for k, v in values.items() if k != "hour"}}
+        key = tuple(values.values())
+        target = merged.get(key)
+        if target is None:
+            merged[key] = {**values, **{name: row[name] for name in _ROLLUP_SUMS + _BUCKET_COLUMNS}}
+        else:
+            for name in _ROLLUP_SUMS + _BUCKET_COLUMNS:
+                target[name] += row[name]
+    return list(merged.values())
+
+
+async def add_to_rollup(conn: AsyncConnection, records: list[UsageRecord]) -> None:
+    """Add records to both hourly rollups, in the caller's transaction."""
+    rows = rollup_rows(records)
+    if not rows:
+        return
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    for table, key, batch in (
+        (usage_hourly, ["hour", "provider", "model", "user_id"], rows),
+        (usage_hourly_models, ["hour", "provider", "model"], _regroup(rows, ("hour", "provider", "model"))),
+        (usage_daily_users, ["day", "user_id"], _regroup(rows, ("hour", "user_id"), day=True)),
+    ):
+        statement = insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=key,
+            set_={c: table.c[c] + statement.excluded[c] for c in _ROLLUP_SUMS + _BUCKET_COLUMNS},
+        )
+        await conn.execute(statement, batch)
 
 
 _RELATIVE = re.compile(r"^(\d+)([mhdw])$")

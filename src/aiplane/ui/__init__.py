@@ -1,0 +1,1 @@
+"""The admin dashboard served by the gateway at /ui."""

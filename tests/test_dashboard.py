@@ -1,0 +1,202 @@
+"""The /ui dashboard: aggregation queries, access control, and real headless Chromium end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import shutil
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from aiplane.store.database import create_engine
+from aiplane.store.schema import review_runs, usage
+from aiplane.store.usage import UsageRecord, add_to_rollup
+from aiplane.ui import queries
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("AIPLANE_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def _seed_old_usage(gateway, days_ago: int, count: int) -> None:
+    """Usage from before this test run, written the way the gateway writes it (rows + rollup)."""
+    ts = datetime.now(UTC) - timedelta(days=days_ago)
+    records = [
+        UsageRecord(
+            request_id=f"old{i}", user_id="00000000-0000-4000-8000-000000000001", provider="google", model="gemini-2.5-pro",
+            endpoint="x", streamed=False, status=500 if i == 0 else 200, latency_ms=120.0, input_tokens=1000,
+            output_tokens=100, cost_usd=0.5, ts=ts,
+        )
+        for i in range(count)
+    ]
+
+    async def write() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{gateway.data_dir / 'aiplane.db'}")
+        async with engine.begin() as conn:
+            await conn.execute(usage.insert(), [r.row() for r in records])
+            await add_to_rollup(conn, records)
+            await conn.execute(
+                review_runs.insert(),
+                [
+                    {"ts": datetime.now(UTC) - timedelta(hours=h), "repository": "acme/api", "change_id": str(h), "tier": tier,
+                     "verdict": "approve", "findings_critical": 0, "findings_warning": 1, "findings_suggestion": 2,
+                     "findings_nit": 1, "cost_usd": cost, "duration_s": 200.0, "break_glass": int(h == 1)}
+                    for h, tier, cost in ((1, "trivial", 0.2), (2, "lite", 0.9), (3, "full", 2.5))
+                ],
+            )
+        await engine.dispose()
+
+    asyncio.run(write())
+
+
+@pytest.fixture()
+def seeded(gateway):
+    """Six OpenAI and four Anthropic calls through the gateway, plus five older Gemini rows."""
+    token = gateway.token("dana@example.com")
+    oa = openai.OpenAI(base_url=gateway.url + "/openai", api_key=token)
+    for _ in range(6):
+        oa.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    an = anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key=gateway.token("erik@example.com"))
+    for _ in range(4):
+        an.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    gateway.wait_for_rows(10)
+    _seed_old_usage(gateway, days_ago=3, count=5)
+    return gateway
+
+
+def test_rollup_matches_raw_usage(seeded):
+    conn = sqlite3.connect(seeded.data_dir / "aiplane.db")
+    raw = conn.execute("SELECT COUNT(*), SUM(input_tokens), SUM(output_tokens), ROUND(SUM(cost_usd), 9) FROM usage").fetchone()
+    for table in ("usage_hourly", "usage_hourly_models"):
+        rolled = conn.execute(f"SELECT SUM(requests), SUM(input_tokens), SUM(output_tokens), ROUND(SUM(cost_usd), 9) FROM {table}").fetchone()
+        assert raw == rolled and raw[0] == 15, table
+    conn.close()
+
+
+def test_queries_window_and_percentiles(seeded):
+    async def run():
+        engine = create_engine(f"sqlite+aiosqlite:///{seeded.data_dir / 'aiplane.db'}")
+        day = queries.window("24h")
+        week = queries.window("7d")
+        result = (
+            await queries.totals(engine, day),
+            await queries.totals(engine, week),
+            await queries.breakdown(engine, week, "provider"),
+            await queries.timeseries(engine, week),
+            await queries.breakdown(engine, week, "user_id"),
+            await queries.breakdown(engine, day, "user_id"),
+        )
+        await engine.dispose()
+        return result
+
+    day, week, providers, series, week_users, day_users = asyncio.run(run())
+    # Long windows combine the daily rollup with hourly edges; both must agree with the raw rows.
+    assert sorted(u["requests"] for u in week_users) == [4, 5, 6]
+    assert sorted(u["requests"] for u in day_users) == [4, 6]
+    assert sum(u["cost_usd"] for u in week_users) == pytest.approx(week["cost_usd"], rel=1e-6)
+    assert day["requests"] == 10 and day["input_tokens"] == 6 * 120 + 4 * 160 and day["output_tokens"] == 6 * 30 + 4 * 40
+    assert week["requests"] == 15 and week["errors"] == 1
+    google = next(p for p in providers if p["key"] == "google")
+    assert google["p50_ms"] == 250.0 and google["error_rate"] == 0.2  # 120 ms falls in the (100, 250] bucket
+    assert sum(p["requests"] for p in series) == 15 and len(series) in (7, 8)
+    with pytest.raises(ValueError):
+        queries.window("custom", "2026-02-01", "2026-01-01")
+
+
+def test_access_control_without_a_browser(seeded):
+    base = seeded.url + "/ui/"
+    assert httpx.get(base, follow_redirects=False).status_code == 303
+    user = httpx.get(base, headers={"authorization": f"Bearer {seeded.token('dana@example.com')}"})
+    assert user.status_code == 403 and "kpi-requests" not in user.text and "gpt-4o" not in user.text
+    assert httpx.get(seeded.url + "/ui/export/models.csv", headers={"authorization": f"Bearer {seeded.token('dana@example.com')}"}).status_code == 403
+    admin = {"authorization": f"Bearer {seeded.token('root@example.com', '--admin')}"}
+    page = httpx.get(base, headers=admin).text
+    assert "dana@example.com" not in page and "erik@example.com" not in page  # ids only
+    assert httpx.get(seeded.url + "/ui/?range=custom&start=2026-02-01&end=2026-01-01", headers=admin).status_code == 400
+    assert httpx.get(seeded.url + "/ui/static/uPlot.iife.min.js").status_code == 200
+    escape = httpx.get(seeded.url + "/ui/static/..%2f..%2fapp.py", headers=admin)
+    assert escape.status_code == 404 and "import" not in escape.text  # only the named assets are served
+
+
+def test_revealed_identities_are_audited(make_gateway):
+    gateway = make_gateway("reveal", AIPLANE_UI__REVEAL_IDENTITIES="true")
+    openai.OpenAI(base_url=gateway.url + "/openai", api_key=gateway.token("dana@example.com")).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+    )
+    gateway.wait_for_rows(1)
+    page = httpx.get(gateway.url + "/ui/", headers={"authorization": f"Bearer {gateway.token('root@example.com', '--admin')}"}).text
+    assert "dana@example.com" in page
+    conn = sqlite3.connect(gateway.data_dir / "aiplane.db")
+    (action,) = conn.execute("SELECT action FROM audit_events").fetchone()
+    conn.close()
+    assert action == "reveal_identities"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian chromium not installed")
+def test_dashboard_in_headless_chromium(seeded):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    admin = seeded.token("root@example.com", "--admin")
+    member = seeded.token("dana@example.com")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+            page = context.new_page()
+            outside = []
+            page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(seeded.url) else None)
+
+            page.goto(seeded.url + "/ui/")
+            expect(page).to_have_url(seeded.url + "/ui/login?next=/ui/")
+            page.fill("#token", admin)
+            page.click("#sign-in")
+            expect(page.locator("#kpi-requests")).to_have_text("10")
+            expect(page.locator("#kpi-input")).to_have_text(f"{6 * 120 + 4 * 160:,}")
+            for chart in ("chart-requests", "chart-tokens", "chart-cost", "chart-providers"):
+                expect(page.locator(f"#{chart}")).to_have_attribute("data-rendered", "true")
+                expect(page.locator(f"#{chart} canvas")).to_have_count(1)
+            assert page.evaluate("document.body.dataset.chartRequests") == "10"
+            expect(page.locator("#table-providers")).to_contain_text("anthropic")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+
+            page.click("a[data-range='7d']")
+            expect(page.locator("#kpi-requests")).to_have_text("15")
+            expect(page.locator("#table-providers")).to_contain_text("google")
+            assert page.evaluate("document.body.dataset.chartRequests") == "15"
+
+            with page.expect_download() as download_info:
+                page.click("#table-models >> xpath=ancestor::section//a[contains(@class,'csv')]")
+            path = download_info.value.path()
+            rows = list(csv.DictReader(open(path, newline="")))
+            assert {r["key"]: int(r["requests"]) for r in rows} == {"gpt-4o": 6, "claude-haiku-4-5": 4, "gemini-2.5-pro": 5}
+
+            page.click("#table-models a:text('gpt-4o')")
+            expect(page.locator("#kpi-requests")).to_have_text("6")
+
+            page.goto(seeded.url + "/ui/reviews?range=24h")
+            expect(page.locator("#kpi-reviews")).to_have_text("3")
+            expect(page.locator("#kpi-break-glass")).to_have_text("1")
+            expect(page.locator("#chart-reviews")).to_have_attribute("data-rendered", "true")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-reviews.png"), full_page=True)
+            assert outside == []  # nothing loaded from anywhere but the gateway
+
+            other = browser.new_context().new_page()
+            other.goto(seeded.url + "/ui/login")
+            other.fill("#token", member)
+            other.click("#sign-in")
+            expect(other.locator("h1")).to_have_text("Forbidden")
+            assert "kpi-requests" not in other.content()
+        finally:
+            browser.close()
