@@ -188,6 +188,7 @@ def test_dashboard_in_headless_chromium(seeded):
             page.goto(seeded.url + "/ui/reviews?range=24h")
             expect(page.locator("#kpi-reviews")).to_have_text("3")
             expect(page.locator("#kpi-break-glass")).to_have_text("1")
+            expect(page.locator("#kpi-cost-p99")).to_have_text("$2.50")
             expect(page.locator("#chart-reviews")).to_have_attribute("data-rendered", "true")
             page.screenshot(path=str(ARTIFACTS / "dashboard-reviews.png"), full_page=True)
             assert outside == []  # nothing loaded from anywhere but the gateway

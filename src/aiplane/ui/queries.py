@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -232,6 +233,7 @@ async def reviews(engine: AsyncEngine, win: Window) -> dict[str, Any]:
         "per_day": [{"day": d, **tiers} for d, tiers in sorted(per_day.items())],
         "findings_per_review": {s: mean(f"findings_{s}") for s in ("critical", "warning", "suggestion", "nit")},
         "cost_median": round(statistics.median(costs), 4) if costs else None,
-        "cost_p99": round(costs[max(int(len(costs) * 0.99) - 1, 0)], 4) if costs else None,
+        # Nearest-rank percentile: with few runs, P99 is the most expensive one.
+        "cost_p99": round(costs[max(math.ceil(len(costs) * 0.99) - 1, 0)], 4) if costs else None,
         "break_glass": sum(int(r["break_glass"]) for r in runs),
     }

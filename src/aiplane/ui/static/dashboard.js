@@ -67,10 +67,22 @@
   }
 
   var reviews = data("reviews-data");
-  if (reviews) {
-    var days = reviews.map(function (d) { return Date.parse(d.day) / 1000; });
-    lineChart(document.getElementById("chart-reviews"), days, ["trivial", "lite", "full"].map(function (tier) {
-      return { label: tier, values: reviews.map(function (d) { return d[tier] || 0; }) };
-    }));
+  if (reviews && reviews.length && typeof uPlot !== "undefined") {
+    // Days are categories here: a time axis over one or two days would span years.
+    var el = document.getElementById("chart-reviews");
+    var labels = reviews.map(function (d) { return d.day; });
+    var idx = labels.map(function (_, i) { return i; });
+    var tiers = ["trivial", "lite", "full"];
+    new uPlot({
+      title: el.dataset.title,
+      width: width(el),
+      height: 220,
+      scales: { x: { time: false, range: [-0.5, labels.length - 0.5] }, y: { range: function (_, __, max) { return [0, (max || 1) * 1.2]; } } },
+      series: [{}].concat(tiers.map(function (tier, i) {
+        return { label: tier, stroke: palette[i], width: 2, points: { size: 8 } };
+      })),
+      axes: [{ values: function (_, ticks) { return ticks.map(function (t) { return labels[t] || ""; }); } }, { size: 50 }],
+    }, [idx].concat(tiers.map(function (tier) { return reviews.map(function (d) { return d[tier] || 0; }); })), el);
+    el.dataset.rendered = "true";
   }
 })();
