@@ -491,6 +491,59 @@ def catalog_mcp(
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
 
 
+EXIT_REQUEST_CHANGES = 3
+
+
+@app.command()
+def review(
+    repo: Annotated[Path, typer.Option(help="The git repository to review.")] = Path("."),
+    base: Annotated[Optional[str], typer.Option(help="Base ref (default: merge base with the default branch).")] = None,
+    head: Annotated[str, typer.Option(help="Head ref.")] = "HEAD",
+    fmt: Annotated[str, typer.Option("--format", help="markdown, json or sarif.")] = "markdown",
+    output: Annotated[Optional[Path], typer.Option(help="Write the review here instead of stdout.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the tier and reviewers; review nothing.")] = False,
+    strict: Annotated[bool, typer.Option(help="Fail (exit 1) on the reviewer's own errors instead of failing small.")] = False,
+    fail_on_request_changes: Annotated[
+        bool, typer.Option(help=f"Exit {EXIT_REQUEST_CHANGES} when the verdict is request changes.")
+    ] = True,
+) -> None:
+    """Review the change between BASE and HEAD of a local repository.
+
+    Exit codes: 0 reviewed (or the reviewer failed small), 3 request changes, 1 with --strict on
+    the reviewer's own failure, 2 bad arguments.
+    """
+    from aiplane.review.agents import AgentError
+    from aiplane.review.changes import ChangeError
+    from aiplane.review.engine import ReviewRequest, run
+    from aiplane.review.report import render
+
+    if fmt not in ("markdown", "json", "sarif"):
+        raise _fail("--format must be markdown, json or sarif", EXIT_CONFIG)
+    try:
+        result = run(ReviewRequest(repo=repo.resolve(), base=base, head=head, dry_run=dry_run))
+    except (ChangeError, AgentError) as exc:
+        return _fail_small(str(exc), strict)
+    except Exception as exc:  # noqa: BLE001 - fail small: the reviewer must never break the pipeline
+        return _fail_small(f"internal error ({exc.__class__.__name__})", strict)
+    text = render(result, fmt)
+    if output is not None:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            return _fail_small(f"cannot write {output} ({exc.__class__.__name__})", strict)
+    else:
+        typer.echo(text, nl=False)
+    if result.verdict == "request_changes" and fail_on_request_changes and not dry_run:
+        raise typer.Exit(EXIT_REQUEST_CHANGES)
+
+
+def _fail_small(message: str, strict: bool) -> None:
+    err.print(f"aiplane review: {message}; the review did not run" + ("" if strict else " (failing small: exit 0)"), markup=False)
+    if strict:
+        raise typer.Exit(1)
+    raise typer.Exit(0)
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply database migrations (the gateway also does this at startup)."""

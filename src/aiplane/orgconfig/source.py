@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from aiplane.frontmatter import split_frontmatter
+
 Path_ = tuple[str, ...]
 
 
@@ -87,19 +89,6 @@ def _yaml_with_lines(text: str, file: str, line_offset: int) -> tuple[Any, dict[
     if node is not None:
         walk(node, ())
     return yaml.safe_load(text), lines
-
-
-def split_frontmatter(text: str) -> tuple[str | None, str, int]:
-    """Return (frontmatter text or None, body, line where the frontmatter starts)."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.splitlines(keepends=True)
-    if not lines or lines[0].strip() != "---":
-        return None, text, 0
-    for index in range(1, len(lines)):
-        if lines[index].strip() in ("---", "..."):
-            return "".join(lines[1:index]), "".join(lines[index + 1 :]), 1
-    raise ValueError("frontmatter opened with '---' is never closed")
 
 
 _TOML_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")

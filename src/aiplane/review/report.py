@@ -1,0 +1,161 @@
+"""Findings and the review: the JSON schema, the markdown comment and SARIF 2.1.0."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SCHEMA_VERSION = "1.0"
+Severity = Literal["critical", "warning", "suggestion", "nit"]
+Verdict = Literal["approve", "approve_with_comments", "request_changes"]
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "suggestion": 2, "nit": 3}
+BADGES = {"critical": "🔴 critical", "warning": "🟠 warning", "suggestion": "🔵 suggestion", "nit": "⚪ nit"}
+VERDICT_TEXT = {
+    "approve": "✅ Approve",
+    "approve_with_comments": "💬 Approve with comments",
+    "request_changes": "⛔ Request changes",
+}
+SARIF_LEVEL = {"critical": "error", "warning": "warning", "suggestion": "note", "nit": "note"}
+
+
+@dataclass
+class Finding:
+    file: str
+    start_line: int
+    end_line: int
+    category: str
+    severity: Severity
+    title: str
+    explanation: str
+    suggestion: str | None = None
+    confidence: float = 0.5
+    rule_id: str | None = None
+    source: str = "model"
+
+
+@dataclass
+class Review:
+    repository: str
+    base: str
+    head: str
+    tier: str
+    tier_reasons: list[str]
+    agents: list[str]
+    findings: list[Finding] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    files_reviewed: int = 0
+    files_skipped: list[dict[str, str]] = field(default_factory=list)
+    ai_ran: bool = False
+    usage: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        if any(f.severity == "critical" and f.category == "security" for f in self.findings):
+            return "request_changes"
+        if any(f.severity == "critical" for f in self.findings):
+            return "request_changes"
+        return "approve_with_comments" if self.findings else "approve"
+
+    def ordered(self) -> list[Finding]:
+        return sorted(self.findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.category, f.file, f.start_line))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "repository": self.repository,
+            "base": self.base,
+            "head": self.head,
+            "verdict": self.verdict,
+            "tier": self.tier,
+            "tier_reasons": self.tier_reasons,
+            "agents": self.agents,
+            "ai_reviewers_ran": self.ai_ran,
+            "files_reviewed": self.files_reviewed,
+            "files_skipped": self.files_skipped,
+            "notices": self.notices,
+            "findings": [asdict(f) for f in self.ordered()],
+            "usage": self.usage,
+        }
+
+
+def render_markdown(review: Review) -> str:
+    lines = [f"## {VERDICT_TEXT[review.verdict]}", ""]
+    lines.append(
+        f"**Tier:** {review.tier} ({'; '.join(review.tier_reasons)}) · **Reviewers:** {', '.join(review.agents) or 'none'}"
+    )
+    for notice in review.notices:
+        lines += ["", f"> ⚠️ {notice}"]
+    main = [f for f in review.ordered() if f.severity != "nit"]
+    nits = [f for f in review.ordered() if f.severity == "nit"]
+    if not review.findings:
+        lines += ["", "No findings."]
+    by_category: dict[str, list[Finding]] = {}
+    for finding in main:
+        by_category.setdefault(finding.category, []).append(finding)
+    for category, items in by_category.items():
+        lines += ["", f"### {category.replace('_', ' ').title()}"]
+        for f in items:
+            lines += ["", _finding_markdown(f)]
+    if nits:
+        lines += ["", f"<details><summary>{len(nits)} nit{'s' if len(nits) != 1 else ''}</summary>", ""]
+        for f in nits:
+            lines += [_finding_markdown(f), ""]
+        lines.append("</details>")
+    if review.files_skipped:
+        skipped = ", ".join(f"`{s['path']}` ({s['reason']})" for s in review.files_skipped[:10])
+        more = f" and {len(review.files_skipped) - 10} more" if len(review.files_skipped) > 10 else ""
+        lines += ["", f"<sub>Not reviewed: {skipped}{more}.</sub>"]
+    return "\n".join(lines) + "\n"
+
+
+def _finding_markdown(f: Finding) -> str:
+    where = f"`{f.file}:{f.start_line}`" + (f"–{f.end_line}" if f.end_line != f.start_line else "")
+    rule = f" · [{f.rule_id}]" if f.rule_id else ""
+    text = f"- **{BADGES[f.severity]}** {where} — **{f.title}**{rule}\n  {f.explanation}"
+    if f.suggestion:
+        text += f"\n  _Suggested fix:_ {f.suggestion}"
+    return text
+
+
+def render_sarif(review: Review) -> dict[str, Any]:
+    rules: dict[str, dict[str, Any]] = {}
+    results = []
+    for f in review.ordered():
+        rule_id = f.rule_id or f"aiplane/{f.category}"
+        rules.setdefault(rule_id, {"id": rule_id, "name": f.category, "shortDescription": {"text": f.category}})
+        results.append(
+            {
+                "ruleId": rule_id,
+                "level": SARIF_LEVEL[f.severity],
+                "message": {"text": f"{f.title}: {f.explanation}" + (f" Fix: {f.suggestion}" if f.suggestion else "")},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": f.file, "uriBaseId": "%SRCROOT%"},
+                            "region": {"startLine": max(f.start_line, 1), "endLine": max(f.end_line, f.start_line, 1)},
+                        }
+                    }
+                ],
+                "properties": {"severity": f.severity, "confidence": f.confidence, "source": f.source},
+            }
+        )
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {"driver": {"name": "aiplane-review", "rules": list(rules.values())}},
+                "results": results,
+                "properties": {"verdict": review.verdict, "tier": review.tier},
+            }
+        ],
+    }
+
+
+def render(review: Review, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(review.to_json(), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "sarif":
+        return json.dumps(render_sarif(review), indent=2, ensure_ascii=False) + "\n"
+    return render_markdown(review)
