@@ -73,6 +73,36 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     return result.stdout
 
 
+def read_blobs(repo: Path, rev: str, paths: list[str], max_bytes: int) -> dict[str, str]:
+    """File contents at `rev`, all through one `git cat-file --batch` (one process, not one per file)."""
+    paths = [p for p in paths if "\n" not in p]  # the batch protocol is line-based
+    if not paths:
+        return {}
+    request = "".join(f"{rev}:{p}\n" for p in paths).encode()
+    try:
+        result = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch"], input=request, capture_output=True, timeout=300)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        raise ChangeError("git cat-file failed") from None
+    out, position, blobs = result.stdout, 0, {}
+    for path in paths:
+        newline = out.find(b"\n", position)
+        if newline < 0:
+            break
+        header = out[position:newline].split()
+        position = newline + 1
+        if len(header) != 3:  # "<name> missing"
+            continue
+        size = int(header[2])
+        content = out[position : position + size]
+        position += size + 1
+        if header[1] == b"blob" and size <= max_bytes:
+            try:
+                blobs[path] = content.decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # binary content: nothing for a text scanner
+    return blobs
+
+
 def default_base(repo: Path, head: str) -> str:
     """The merge base of HEAD with the default branch (origin's HEAD, else main, else master)."""
     candidates = []

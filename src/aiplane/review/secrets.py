@@ -8,7 +8,7 @@ from pathlib import Path
 from detect_secrets import SecretsCollection
 from detect_secrets.settings import default_settings
 
-from aiplane.review.changes import ChangeSet, git
+from aiplane.review.changes import ChangeSet, read_blobs
 from aiplane.review.report import Finding
 
 # Entropy detectors flag hashes and ids constantly; the specific detectors are what we trust.
@@ -21,11 +21,11 @@ def scan(change: ChangeSet) -> list[Finding]:
     with tempfile.TemporaryDirectory(prefix="aiplane-secrets-") as tmp:
         root = Path(tmp)
         targets = []
-        for file in change.reviewable:
-            if file.status == "deleted" or file.binary or not file.added_lines:
-                continue
-            content = git(change.repo, "show", f"{change.head}:{file.path}", check=False)
-            if not content or len(content) > MAX_FILE_BYTES:
+        candidates = [f for f in change.reviewable if f.status != "deleted" and not f.binary and f.added_lines]
+        contents = read_blobs(change.repo, change.head, [f.path for f in candidates], MAX_FILE_BYTES)
+        for file in candidates:
+            content = contents.get(file.path)
+            if not content:
                 continue
             target = root / file.path
             target.parent.mkdir(parents=True, exist_ok=True)
