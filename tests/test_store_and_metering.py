@@ -143,3 +143,29 @@ def test_parse_since():
     assert parse_since("2026-01-01T00:00:00", now) == datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(ValueError):
         parse_since("last tuesday", now)
+
+
+def test_rollup_backfill_migrates_existing_usage(tmp_path):
+    from alembic import command
+
+    from aiplane.store.database import _alembic_config
+    from aiplane.store.schema import usage
+
+    db = tmp_path / "old.db"
+
+    async def run():
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(_alembic_config(c), "0003"))
+            await conn.execute(usage.insert(), [_record(i).row() for i in range(4)])
+        await migrate(engine)
+        await engine.dispose()
+
+    asyncio.run(run())
+    conn = sqlite3.connect(db)
+    for table in ("usage_hourly", "usage_hourly_models", "usage_daily_users"):
+        assert conn.execute(f"SELECT SUM(requests), SUM(input_tokens) FROM {table}").fetchone() == (4, 40), table
+    # Backfilled rows use the same timestamp format as rows the writer adds later.
+    (hour,) = conn.execute("SELECT hour FROM usage_hourly").fetchone()
+    assert hour.endswith(":00:00.000000")
+    conn.close()

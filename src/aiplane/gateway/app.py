@@ -338,14 +338,20 @@ class Gateway:
 
     # -- admin and operations ---------------------------------------------------------------
 
-    async def usage_report(self, request: Request) -> Response:
-        request_id = uuid.uuid4().hex
+    async def _refuse_non_admin(self, request: Request, request_id: str, what: str) -> Response | None:
+        """None for an admin; otherwise the 401 or 403 to send."""
         try:
             identity = await self.authenticate(request)
         except AuthError as exc:
             return self._unauthorized(request_id, str(exc))
         if not identity.is_admin:
-            return error_response(403, "permission_error", "usage reports are for admins", request_id)
+            return error_response(403, "permission_error", f"{what} is for admins", request_id)
+        return None
+
+    async def usage_report(self, request: Request) -> Response:
+        request_id = uuid.uuid4().hex
+        if (refused := await self._refuse_non_admin(request, request_id, "the usage report")) is not None:
+            return refused
         group_by = request.query_params.get("group_by", "user")
         if group_by not in ("user", "model", "provider"):
             return error_response(400, "invalid_request", "group_by must be user, model or provider", request_id)
@@ -373,12 +379,8 @@ class Gateway:
 
     async def admin_reload(self, request: Request) -> Response:
         request_id = uuid.uuid4().hex
-        try:
-            identity = await self.authenticate(request)
-        except AuthError as exc:
-            return self._unauthorized(request_id, str(exc))
-        if not identity.is_admin:
-            return error_response(403, "permission_error", "reload is for admins", request_id)
+        if (refused := await self._refuse_non_admin(request, request_id, "reloading")) is not None:
+            return refused
         problems = self.discovery.reload()
         if problems:
             return JSONResponse(

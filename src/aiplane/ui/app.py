@@ -119,14 +119,21 @@ class Dashboard:
         params = request.query_params
         return queries.window(params.get("range"), params.get("start"), params.get("end"))
 
-    async def overview(self, request: Request) -> Response:
+    async def _open_page(self, request: Request) -> tuple[str | None, queries.Window | None, Response | None]:
+        """Access check and range parsing shared by every page: (viewer, window) or the response to send."""
         viewer, refused = await self._guard(request)
         if refused is not None:
-            return refused
+            return None, None, refused
         try:
-            win = self._window(request)
+            return viewer, self._window(request), None
         except ValueError as exc:
-            return templates.TemplateResponse(request, "error.html", {"title": "Bad range", "message": str(exc)}, status_code=400)
+            page = templates.TemplateResponse(request, "error.html", {"title": "Bad range", "message": str(exc)}, status_code=400)
+            return None, None, page
+
+    async def overview(self, request: Request) -> Response:
+        viewer, win, refused = await self._open_page(request)
+        if refused is not None or win is None:
+            return refused  # type: ignore[return-value]
         users = await queries.breakdown(self.engine, win, "user_id", limit=20)
         emails = await self._reveal(viewer, [u["key"] for u in users])
         context = {
@@ -144,19 +151,15 @@ class Dashboard:
         return templates.TemplateResponse(request, "overview.html", context)
 
     async def drill(self, request: Request) -> Response:
-        viewer, refused = await self._guard(request)
-        if refused is not None:
-            return refused
-        try:
-            win = self._window(request)
-        except ValueError as exc:
-            return templates.TemplateResponse(request, "error.html", {"title": "Bad range", "message": str(exc)}, status_code=400)
         kind = request.path_params["kind"]
         value = request.path_params["value"]
+        if kind not in ("models", "users"):
+            return Response("not found\n", status_code=404, media_type="text/plain")
+        viewer, win, refused = await self._open_page(request)
+        if refused is not None or win is None:
+            return refused  # type: ignore[return-value]
         model = value if kind == "models" else None
         user_id = value if kind == "users" else None
-        if kind not in ("models", "users"):
-            return Response(status_code=404)
         other = "user_id" if model else "model"
         rows = await queries.breakdown(self.engine, win, other, model=model, user_id=user_id, limit=25)
         emails = await self._reveal(viewer, [r["key"] for r in rows] if model else [value])
@@ -175,13 +178,9 @@ class Dashboard:
         return templates.TemplateResponse(request, "overview.html", context)
 
     async def reviews(self, request: Request) -> Response:
-        _viewer, refused = await self._guard(request)
-        if refused is not None:
-            return refused
-        try:
-            win = self._window(request)
-        except ValueError as exc:
-            return templates.TemplateResponse(request, "error.html", {"title": "Bad range", "message": str(exc)}, status_code=400)
+        _viewer, win, refused = await self._open_page(request)
+        if refused is not None or win is None:
+            return refused  # type: ignore[return-value]
         context = {"title": "Reviews", "win": win, "query": request.url.query, "stats": await queries.reviews(self.engine, win)}
         return templates.TemplateResponse(request, "reviews.html", context)
 

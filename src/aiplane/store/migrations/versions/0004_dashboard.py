@@ -17,6 +17,13 @@ depends_on = None
 BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 
 
+def _rollup_columns() -> list[sa.Column]:
+    """The sums and latency histogram every rollup table carries."""
+    sums = [sa.Column(name, sa.Integer, nullable=False) for name in ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens")]
+    sums += [sa.Column("cost_usd", sa.Float, nullable=False), sa.Column("latency_ms_sum", sa.Float, nullable=False)]
+    return sums + [sa.Column(f"lat_b{i}", sa.Integer, nullable=False) for i in range(len(BUCKETS_MS) + 1)]
+
+
 def upgrade() -> None:
     op.create_table(
         "usage_hourly",
@@ -24,14 +31,7 @@ def upgrade() -> None:
         sa.Column("provider", sa.String(64), primary_key=True),
         sa.Column("model", sa.String(200), primary_key=True),
         sa.Column("user_id", sa.String(36), primary_key=True),
-        sa.Column("requests", sa.Integer, nullable=False),
-        sa.Column("errors", sa.Integer, nullable=False),
-        sa.Column("input_tokens", sa.Integer, nullable=False),
-        sa.Column("output_tokens", sa.Integer, nullable=False),
-        sa.Column("cached_tokens", sa.Integer, nullable=False),
-        sa.Column("cost_usd", sa.Float, nullable=False),
-        sa.Column("latency_ms_sum", sa.Float, nullable=False),
-        *[sa.Column(f"lat_b{i}", sa.Integer, nullable=False) for i in range(len(BUCKETS_MS) + 1)],
+        *_rollup_columns(),
     )
     op.create_index("ix_usage_hourly_hour", "usage_hourly", ["hour"])
     op.create_index("ix_usage_hourly_user_hour", "usage_hourly", ["user_id", "hour"])
@@ -41,28 +41,14 @@ def upgrade() -> None:
         sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
         sa.Column("provider", sa.String(64), primary_key=True),
         sa.Column("model", sa.String(200), primary_key=True),
-        sa.Column("requests", sa.Integer, nullable=False),
-        sa.Column("errors", sa.Integer, nullable=False),
-        sa.Column("input_tokens", sa.Integer, nullable=False),
-        sa.Column("output_tokens", sa.Integer, nullable=False),
-        sa.Column("cached_tokens", sa.Integer, nullable=False),
-        sa.Column("cost_usd", sa.Float, nullable=False),
-        sa.Column("latency_ms_sum", sa.Float, nullable=False),
-        *[sa.Column(f"lat_b{i}", sa.Integer, nullable=False) for i in range(len(BUCKETS_MS) + 1)],
+        *_rollup_columns(),
     )
     op.create_index("ix_usage_hourly_models_model_hour", "usage_hourly_models", ["model", "hour"])
     op.create_table(
         "usage_daily_users",
         sa.Column("day", sa.DateTime(timezone=True), primary_key=True),
         sa.Column("user_id", sa.String(36), primary_key=True),
-        sa.Column("requests", sa.Integer, nullable=False),
-        sa.Column("errors", sa.Integer, nullable=False),
-        sa.Column("input_tokens", sa.Integer, nullable=False),
-        sa.Column("output_tokens", sa.Integer, nullable=False),
-        sa.Column("cached_tokens", sa.Integer, nullable=False),
-        sa.Column("cost_usd", sa.Float, nullable=False),
-        sa.Column("latency_ms_sum", sa.Float, nullable=False),
-        *[sa.Column(f"lat_b{i}", sa.Integer, nullable=False) for i in range(len(BUCKETS_MS) + 1)],
+        *_rollup_columns(),
     )
     op.create_table(
         "review_runs",
