@@ -49,6 +49,10 @@ def developer(tmp_path, make_gateway):
         XDG_STATE_HOME=str(home / ".local" / "state"),
         OPENCODE_DISABLE_AUTOUPDATE="1",
         OPENCODE_DISABLE_MODELS_FETCH="1",
+        # Keep OpenCode's optional background work (default plugins, share, LSP downloads) off.
+        OPENCODE_DISABLE_DEFAULT_PLUGINS="1",
+        OPENCODE_DISABLE_SHARE="1",
+        OPENCODE_DISABLE_LSP_DOWNLOAD="1",
         OPENCODE_MODELS_PATH=str(MODELS),
         # `aiplane login` (the auth command) must be on PATH; dev mode shares the gateway's data dir.
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
