@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -506,6 +507,7 @@ def review(
     fail_on_request_changes: Annotated[
         bool, typer.Option(help=f"Exit {EXIT_REQUEST_CHANGES} when the verdict is request changes.")
     ] = True,
+    config: ConfigOption = None,
 ) -> None:
     """Review the change between BASE and HEAD of a local repository.
 
@@ -514,17 +516,24 @@ def review(
     """
     from aiplane.review.agents import AgentError
     from aiplane.review.changes import ChangeError
-    from aiplane.review.engine import ReviewRequest, run
+    from aiplane.review.engine import ReviewRequest, record_run, run
     from aiplane.review.report import render
 
     if fmt not in ("markdown", "json", "sarif"):
         raise _fail("--format must be markdown, json or sarif", EXIT_CONFIG)
+    settings = _settings(config)
+    started = time.monotonic()
     try:
-        result = run(ReviewRequest(repo=repo.resolve(), base=base, head=head, dry_run=dry_run))
+        result = run(ReviewRequest(repo=repo.resolve(), base=base, head=head, dry_run=dry_run, settings=settings))
     except (ChangeError, AgentError) as exc:
         return _fail_small(str(exc), strict)
     except Exception as exc:  # noqa: BLE001 - fail small: the reviewer must never break the pipeline
         return _fail_small(f"internal error ({exc.__class__.__name__})", strict)
+    if result.ai_ran:
+        try:
+            asyncio.run(record_run(settings, result, time.monotonic() - started))
+        except Exception as exc:  # noqa: BLE001 - statistics must never fail a review
+            err.print(f"aiplane review: could not record the run ({exc.__class__.__name__})", markup=False)
     text = render(result, fmt)
     if output is not None:
         try:

@@ -159,6 +159,23 @@ class DiscoverySettings(Strict):
     public_url: HttpUrl | None = None
 
 
+class ModelEndpoint(Strict):
+    # "openai" is any OpenAI-compatible chat completions API, the aiplane gateway included.
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: HttpUrl
+    model: str = Field(min_length=1)
+    api_key: SecretStr | None = None
+    # models.dev provider id used to price this model's tokens.
+    catalog_id: str | None = None
+    max_output_tokens: int = Field(default=4096, ge=64)
+    timeout_seconds: float = Field(default=120, gt=0)
+
+
+class LlmSettings(Strict):
+    # Per tier: coordinator (judge), specialist, light. Missing tiers fall back to specialist.
+    models: dict[Literal["coordinator", "specialist", "light"], ModelEndpoint] = Field(default_factory=dict)
+
+
 class UiSettings(Strict):
     # Show SSO identities next to anonymous ids on the dashboard; every such view is audited.
     reveal_identities: bool = False
@@ -194,6 +211,7 @@ class Settings(BaseSettings):
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 

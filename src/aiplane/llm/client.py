@@ -1,0 +1,55 @@
+"""Building model clients from settings (pydantic-ai models over the official SDKs).
+
+Every feature that calls a model asks this module for one, by tier (coordinator, specialist,
+light). An OpenAI-compatible endpoint covers OpenAI, vLLM, Ollama, llama.cpp's server and the
+aiplane gateway itself (`/compat` or `/openai`); Anthropic is spoken natively.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic_ai.models import Model
+from pydantic_ai.models.anthropic import AnthropicModel
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.anthropic import AnthropicProvider
+from pydantic_ai.providers.openai import OpenAIProvider
+
+from aiplane.config import ModelEndpoint, Settings
+
+Tier = Literal["coordinator", "specialist", "light"]
+
+
+class NoModelConfigured(Exception):
+    """No endpoint is configured for the tier; AI features must say so and skip, never invent."""
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    tier: str
+    endpoint: ModelEndpoint
+    model: Model
+
+    @property
+    def label(self) -> str:
+        return f"{self.endpoint.kind}:{self.endpoint.model}"
+
+
+def build(endpoint: ModelEndpoint) -> Model:
+    key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
+    if endpoint.kind == "anthropic":
+        provider = AnthropicProvider(api_key=key or "unused", base_url=endpoint.base_url)
+        return AnthropicModel(endpoint.model, provider=provider)
+    # Local servers (Ollama, llama.cpp) take any key; the SDK insists on having one.
+    provider = OpenAIProvider(base_url=endpoint.base_url, api_key=key or "unused")
+    return OpenAIChatModel(endpoint.model, provider=provider)
+
+
+def for_tier(settings: Settings, tier: Tier) -> ModelHandle:
+    """The model for a tier, falling back to the specialist model, then any configured one."""
+    models = settings.llm.models
+    endpoint = models.get(tier) or models.get("specialist") or next(iter(models.values()), None)
+    if endpoint is None:
+        raise NoModelConfigured("no model is configured (set [llm.models.<tier>] or AIPLANE_LLM__MODELS__SPECIALIST__*)")
+    return ModelHandle(tier, endpoint, build(endpoint))

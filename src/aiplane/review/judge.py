@@ -1,0 +1,45 @@
+"""The coordinator's deterministic pass: drop weak findings and merge duplicates across reviewers."""
+
+from __future__ import annotations
+
+import re
+
+from aiplane.review.report import SEVERITY_ORDER, Finding
+
+MIN_CONFIDENCE = 0.5
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if len(w) > 2}
+
+
+def _same_issue(a: Finding, b: Finding) -> bool:
+    if a.file != b.file:
+        return False
+    overlap = a.start_line <= b.end_line + 2 and b.start_line <= a.end_line + 2
+    if not overlap:
+        return False
+    if a.category == b.category:
+        return True
+    wa, wb = _words(a.title), _words(b.title)
+    return bool(wa and wb) and len(wa & wb) / len(wa | wb) >= 0.5
+
+
+def consolidate(findings: list[Finding], min_confidence: float = MIN_CONFIDENCE) -> list[Finding]:
+    """Keep one finding per issue: the most severe, most confident report, crediting every reviewer."""
+    kept: list[Finding] = []
+    ranked = sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], -f.confidence))
+    for finding in ranked:
+        if finding.confidence < min_confidence and finding.source != "secret-scan":
+            continue
+        twin = next((k for k in kept if _same_issue(k, finding)), None)
+        if twin is None:
+            kept.append(finding)
+            continue
+        sources = set(twin.source.split(", ")) | {finding.source}
+        twin.source = ", ".join(sorted(sources))
+        twin.confidence = max(twin.confidence, finding.confidence)
+        twin.start_line = min(twin.start_line, finding.start_line)
+        twin.end_line = max(twin.end_line, finding.end_line)
+    return kept

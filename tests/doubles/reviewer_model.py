@@ -1,0 +1,80 @@
+"""A scripted OpenAI chat-completions double for reviewer tests.
+
+It answers like a real model over the real wire format (tool calls, finish reasons, usage):
+reviewers first read a patch with `read_patch`, then return findings through the structured
+output tool. Markers in the patches switch behaviours:
+``MODEL:FLAG`` makes reviewers report a shared finding (dedup across agents), ``MODEL:TRUNCATE``
+cuts the first answer off at the token limit, ``MODEL:MALFORMED`` always answers with broken JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+AGENT = re.compile(r"You are the ([a-z0-9-]+) reviewer")
+PATCH_LIST = re.compile(r"Your patches \(read them with read_patch\):\n((?:- .+\n?)+)")
+
+
+@dataclass
+class ModelState:
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    truncated: set[str] = field(default_factory=set)
+
+
+def _reply(message: dict[str, Any], finish: str, prompt_tokens: int) -> JSONResponse:
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-{time.monotonic_ns()}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "review-double",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 50, "total_tokens": prompt_tokens + 50},
+        }
+    )
+
+
+def _tool_call(name: str, arguments: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{time.monotonic_ns()}", "type": "function", "function": {"name": name, "arguments": arguments}}]}
+
+
+def build_model_app(state: ModelState) -> Starlette:
+    async def chat(request: Request) -> JSONResponse:
+        body = await request.json()
+        messages = body.get("messages", [])
+        text = "\n".join(m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content")) for m in messages)
+        agent = (AGENT.search(text) or [None, "unknown"])[1]
+        tools = {t["function"]["name"] for t in body.get("tools", [])}
+        output_tool = next((t for t in tools if t.startswith("final_result")), "final_result")
+        state.calls.append({"agent": agent, "tools": sorted(tools), "messages": len(messages), "max_tokens": body.get("max_tokens") or body.get("max_completion_tokens"), "text": text})
+        prompt_tokens = len(text) // 4
+        read_any = any(m.get("role") == "tool" for m in messages)
+        listed = PATCH_LIST.search(text)
+        if listed and not read_any and "read_patch" in tools:
+            first = listed.group(1).splitlines()[0][2:].strip()
+            return _reply(_tool_call("read_patch", json.dumps({"path": first})), "tool_calls", prompt_tokens)
+        if "MODEL:MALFORMED" in text:
+            return _reply(_tool_call(output_tool, '{"findings": [{"file": "app.py", "start_line": '), "tool_calls", prompt_tokens)
+        if "MODEL:TRUNCATE" in text and agent not in state.truncated:
+            state.truncated.add(agent)
+            return _reply(_tool_call(output_tool, '{"findings": [{"file": "app.py", "sta'), "length", prompt_tokens)
+        findings = []
+        if "MODEL:FLAG" in text and agent in ("code-quality", "security", "generalist", "performance"):
+            title = {"security": "User input reaches eval unchecked", "code-quality": "Unchecked user input reaches eval"}.get(agent, "Input reaches eval")
+            findings.append(
+                {"file": "app.py", "start_line": 2, "end_line": 2, "severity": "critical" if agent == "security" else "warning",
+                 "title": title, "explanation": "The request parameter flows into eval() without validation.",
+                 "suggestion": "Parse the value with ast.literal_eval or a schema.", "confidence": 0.9}
+            )
+        return _reply(_tool_call(output_tool, json.dumps({"findings": findings})), "tool_calls", prompt_tokens)
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
