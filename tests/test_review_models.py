@@ -138,3 +138,12 @@ def test_review_runs_are_recorded_for_the_dashboard(repo, model):
     row = conn.execute("SELECT tier, verdict, findings_warning, cost_usd > 0, break_glass FROM review_runs").fetchone()
     conn.close()
     assert row == ("trivial", "approve_with_comments", 1, 1, 0)
+
+
+def test_claims_about_lines_that_do_not_exist_are_dropped(repo, model):
+    server, _state = model
+    repo.write({"app.py": "def main():\n    return 8  # MODEL:PHANTOM\n"})
+    repo.commit("phantom")
+    review = json.loads(_review(repo, server).stdout)
+    assert review["findings"] == []
+    assert any("1 finding(s) dropped" in n for n in review["notices"])

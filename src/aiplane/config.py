@@ -171,9 +171,22 @@ class ModelEndpoint(Strict):
     timeout_seconds: float = Field(default=120, gt=0)
 
 
+LlmTier = Literal["coordinator", "specialist", "light"]
+
+
 class LlmSettings(Strict):
     # Per tier: coordinator (judge), specialist, light. Missing tiers fall back to specialist.
-    models: dict[Literal["coordinator", "specialist", "light"], ModelEndpoint] = Field(default_factory=dict)
+    models: dict[LlmTier, ModelEndpoint] = Field(default_factory=dict)
+    # Tried in order when a tier's model fails (outage, unusable answers), e.g. newest to previous.
+    failback: dict[LlmTier, list[ModelEndpoint]] = Field(default_factory=dict)
+
+
+class ReviewSettings(Strict):
+    # A "model is thinking…" line on stderr after this much worker silence.
+    heartbeat_seconds: float = Field(default=30, gt=0)
+    # Address-space cap for the review worker process.
+    memory_cap_mb: int = Field(default=2560, ge=0)
+    max_concurrency: int = Field(default=4, ge=1, le=32)
 
 
 class UiSettings(Strict):
@@ -212,6 +225,7 @@ class Settings(BaseSettings):
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 

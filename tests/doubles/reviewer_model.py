@@ -4,11 +4,13 @@ It answers like a real model over the real wire format (tool calls, finish reaso
 reviewers first read a patch with `read_patch`, then return findings through the structured
 output tool. Markers in the patches switch behaviours:
 ``MODEL:FLAG`` makes reviewers report a shared finding (dedup across agents), ``MODEL:TRUNCATE``
-cuts the first answer off at the token limit, ``MODEL:MALFORMED`` always answers with broken JSON.
+cuts the first answer off at the token limit, ``MODEL:MALFORMED`` always answers with broken JSON, ``MODEL:PHANTOM`` reports a finding on a line that does not exist, ``MODEL:SLEEP`` makes the generalist and
+docs reviewers wait 1.5 s before answering.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -49,6 +51,14 @@ def _tool_call(name: str, arguments: str) -> dict[str, Any]:
 
 def build_model_app(state: ModelState) -> Starlette:
     async def chat(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        response = await answer(request)
+        call = state.calls[-1]
+        call["answer"] = json.loads(response.body)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        call["handled_s"] = time.perf_counter() - started
+        return response
+
+    async def answer(request: Request) -> JSONResponse:
         body = await request.json()
         messages = body.get("messages", [])
         text = "\n".join(m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content")) for m in messages)
@@ -57,6 +67,8 @@ def build_model_app(state: ModelState) -> Starlette:
         output_tool = next((t for t in tools if t.startswith("final_result")), "final_result")
         state.calls.append({"agent": agent, "tools": sorted(tools), "messages": len(messages), "max_tokens": body.get("max_tokens") or body.get("max_completion_tokens"), "text": text})
         prompt_tokens = len(text) // 4
+        if "MODEL:SLEEP" in text and agent in ("generalist", "docs"):
+            await asyncio.sleep(1.5)  # counted as model time, not orchestration
         read_any = any(m.get("role") == "tool" for m in messages)
         listed = PATCH_LIST.search(text)
         if listed and not read_any and "read_patch" in tools:
@@ -75,6 +87,9 @@ def build_model_app(state: ModelState) -> Starlette:
                  "title": title, "explanation": "The request parameter flows into eval() without validation.",
                  "suggestion": "Parse the value with ast.literal_eval or a schema.", "confidence": 0.9}
             )
+        if "MODEL:PHANTOM" in text:
+            findings.append({"file": "app.py", "start_line": 999, "severity": "warning", "title": "Imagined bug",
+                             "explanation": "A line that does not exist.", "confidence": 0.95})
         return _reply(_tool_call(output_tool, json.dumps({"findings": findings})), "tool_calls", prompt_tokens)
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])

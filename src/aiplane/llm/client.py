@@ -8,15 +8,12 @@ aiplane gateway itself (`/compat` or `/openai`); Anthropic is spoken natively.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-from pydantic_ai.models import Model
-from pydantic_ai.models.anthropic import AnthropicModel
-from pydantic_ai.models.openai import OpenAIChatModel
-from pydantic_ai.providers.anthropic import AnthropicProvider
-from pydantic_ai.providers.openai import OpenAIProvider
+from typing import TYPE_CHECKING, Literal
 
 from aiplane.config import ModelEndpoint, Settings
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
 
 Tier = Literal["coordinator", "specialist", "light"]
 
@@ -29,7 +26,7 @@ class NoModelConfigured(Exception):
 class ModelHandle:
     tier: str
     endpoint: ModelEndpoint
-    model: Model
+    model: "Model"
 
     @property
     def label(self) -> str:
@@ -37,13 +34,19 @@ class ModelHandle:
 
 
 def build(endpoint: ModelEndpoint) -> Model:
+    # Imported per kind: each SDK costs about half a second to import, which short review
+    # workers pay on every run.
     key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
     if endpoint.kind == "anthropic":
-        provider = AnthropicProvider(api_key=key or "unused", base_url=endpoint.base_url)
-        return AnthropicModel(endpoint.model, provider=provider)
+        from pydantic_ai.models.anthropic import AnthropicModel
+        from pydantic_ai.providers.anthropic import AnthropicProvider
+
+        return AnthropicModel(endpoint.model, provider=AnthropicProvider(api_key=key or "unused", base_url=endpoint.base_url))
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
     # Local servers (Ollama, llama.cpp) take any key; the SDK insists on having one.
-    provider = OpenAIProvider(base_url=endpoint.base_url, api_key=key or "unused")
-    return OpenAIChatModel(endpoint.model, provider=provider)
+    return OpenAIChatModel(endpoint.model, provider=OpenAIProvider(base_url=endpoint.base_url, api_key=key or "unused"))
 
 
 def for_tier(settings: Settings, tier: Tier) -> ModelHandle:

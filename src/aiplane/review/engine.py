@@ -6,21 +6,21 @@ Without a model, a review says plainly that the AI reviewers did not run and nev
 
 from __future__ import annotations
 
-import asyncio
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiplane.config import Settings
-from aiplane.llm.client import NoModelConfigured, for_tier
+from aiplane.config import ModelEndpoint, Settings
 from aiplane.modelcatalog.catalog import bundled
 from aiplane.modelcatalog.pricing import TokenCounts
 from aiplane.review import secrets
 from aiplane.review.agents import load_agents, select
-from aiplane.review.changes import ChangeSet, analyze, git
-from aiplane.review.judge import consolidate
-from aiplane.review.report import Review
+from aiplane.review.changes import ChangeSet, analyze, git, read_blobs
+from aiplane.review.judge import consolidate, supported
+from aiplane.review.report import Finding, Review
+from aiplane.review.runner import WorkerResult, run_worker
 from aiplane.review.sanitize import strip_boundary_tags
-from aiplane.review.specialists import AgentRun, Workspace, run_specialist
 from aiplane.review.tiering import TierRule, decide
 
 MAX_CONTEXT_DOC_BYTES = 8 * 1024
@@ -39,7 +39,8 @@ class ReviewRequest:
     dry_run: bool = False
     rule: TierRule = TierRule()
     settings: Settings | None = None
-    max_concurrency: int = 4
+    log_path: Path | None = None
+    on_event: Callable[[dict, int], None] | None = None
     title: str | None = None
     body: str | None = None
     extra: dict = field(default_factory=dict)
@@ -63,6 +64,40 @@ def plan(request: ReviewRequest) -> tuple[ChangeSet, Review]:
     return change, review
 
 
+def _endpoint_json(endpoint: ModelEndpoint) -> dict:
+    data = endpoint.model_dump(mode="json")
+    data["api_key"] = endpoint.api_key.get_secret_value() if endpoint.api_key else None
+    return data
+
+
+def write_run_files(run_dir: Path, context: str, change: ChangeSet) -> dict[str, str]:
+    """The shared context file, written once, and one patch file per changed file."""
+    (run_dir / "patches").mkdir(parents=True, exist_ok=True)
+    (run_dir / "context.md").write_text(context, encoding="utf-8")
+    files = {}
+    for index, changed in enumerate(change.reviewable):
+        target = run_dir / "patches" / f"{index:05d}.patch"
+        target.write_text(strip_boundary_tags(changed.patch), encoding="utf-8")
+        files[changed.path] = str(target)
+    return files
+
+
+def build_job(request: ReviewRequest, change: ChangeSet, review: Review, settings: Settings, run_dir: Path) -> dict:
+    """Everything the worker needs, sent over stdin (keys included: never argv, never logs)."""
+    context = shared_context(request, change)
+    return {
+        "repo": str(change.repo),
+        "head": change.head,
+        "tier": review.tier,
+        "agents": review.agents,
+        "context": context,
+        "patch_files": write_run_files(run_dir, context, change),
+        "models": {tier: _endpoint_json(e) for tier, e in settings.llm.models.items()},
+        "failback": {tier: [_endpoint_json(e) for e in chain] for tier, chain in settings.llm.failback.items()},
+        "max_concurrency": settings.review.max_concurrency,
+    }
+
+
 def run(request: ReviewRequest) -> Review:
     change, review = plan(request)
     if request.dry_run:
@@ -70,39 +105,68 @@ def run(request: ReviewRequest) -> Review:
         return review
     findings = secrets.scan(change)
     settings = request.settings
-    try:
-        if settings is None:
-            raise NoModelConfigured("no settings")
-        handles = {tier: for_tier(settings, tier) for tier in ("light", "specialist", "coordinator")}
-    except NoModelConfigured:
+    if settings is None or not settings.llm.models:
         review.findings = findings
         review.notices.append(NO_MODEL_NOTICE)
         return review
-    agents = load_agents(request.repo)
-    selected = [agents[name] for name in review.agents]
-    runs = asyncio.run(_run_agents(request, change, selected, handles, review.tier))
-    prices = bundled().prices
-    for agent_run in runs:
-        if agent_run.error:
-            review.notices.append(f"The {agent_run.agent} reviewer produced no usable answer ({agent_run.error}); its part was skipped.")
-        findings.extend(agent_run.findings)
-        handle = next(h for h in handles.values() if h.label == agent_run.model)
-        catalog_id = handle.endpoint.catalog_id or handle.endpoint.kind
-        cost = prices.cost(catalog_id, handle.endpoint.model, TokenCounts(agent_run.input_tokens, agent_run.output_tokens, agent_run.cached_tokens))
-        review.usage.append(
-            {
-                "agent": agent_run.agent,
-                "model": agent_run.model,
-                "requests": agent_run.requests,
-                "input_tokens": agent_run.input_tokens,
-                "output_tokens": agent_run.output_tokens,
-                "cached_tokens": agent_run.cached_tokens,
-                "cost_usd": cost,
-            }
+    with tempfile.TemporaryDirectory(prefix="aiplane-review-") as run_dir:
+        result = run_worker(
+            build_job(request, change, review, settings, Path(run_dir)),
+            heartbeat_seconds=settings.review.heartbeat_seconds,
+            memory_cap_bytes=settings.review.memory_cap_mb * 1024 * 1024,
+            log_path=request.log_path,
+            on_event=request.on_event,
         )
-    review.findings = consolidate(findings)
-    review.ai_ran = any(not r.error for r in runs)
+    claims = _apply_events(review, result)
+    file_lines = {
+        path: text.count("\n") + 1
+        for path, text in read_blobs(change.repo, change.head, [f.path for f in change.reviewable], 8 * 1024 * 1024).items()
+    }
+    changed = {f.path: set(f.added_lines) for f in change.reviewable}
+    kept = [f for f in claims if supported(f, file_lines, changed)]
+    if len(kept) < len(claims):
+        review.notices.append(f"{len(claims) - len(kept)} finding(s) dropped: they pointed at lines this change did not touch or that do not exist.")
+    review.findings = consolidate(findings + kept)
     return review
+
+
+def _apply_events(review: Review, result: WorkerResult) -> list[Finding]:
+    prices = bundled().prices
+    findings: list[Finding] = []
+    usage: dict[str, dict] = {}
+    finished_ok = set()
+    for event in result.events:
+        kind = event.get("type")
+        if kind == "finding":
+            fields = {k: v for k, v in event.items() if k in Finding.__dataclass_fields__}
+            try:
+                findings.append(Finding(**fields))
+            except TypeError:
+                continue
+        elif kind == "usage":
+            row = usage.setdefault(event["agent"], {"agent": event["agent"], "model": event["model"], "requests": 0,
+                                                    "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0})
+            row["model"] = event["model"]
+            for name in ("requests", "input_tokens", "output_tokens", "cached_tokens"):
+                row[name] += int(event.get(name) or 0)
+            _kind, _, model = event["model"].partition(":")
+            cost = prices.cost(event.get("catalog_id") or _kind, model, TokenCounts(int(event.get("input_tokens") or 0), int(event.get("output_tokens") or 0), int(event.get("cached_tokens") or 0)))
+            row["cost_usd"] = None if cost is None or row["cost_usd"] is None else row["cost_usd"] + cost
+        elif kind == "error" and event.get("agent"):
+            if event.get("kind") == "failback":
+                review.notices.append(f"The {event['agent']} reviewer failed on {event.get('model')} ({event.get('message')}); trying the next model.")
+            else:
+                review.notices.append(f"The {event['agent']} reviewer produced no usable answer ({event.get('message')}); its part was skipped.")
+        elif kind == "step_finish" and event.get("status") == "ok":
+            finished_ok.add(event["agent"])
+    review.usage = list(usage.values())
+    review.ai_ran = bool(finished_ok)
+    if not result.completed:
+        review.notices.append(
+            f"The review worker stopped unexpectedly (exit {result.exit_code}); the {len(findings)} findings it "
+            "reported before that are kept."
+        )
+    return findings
 
 
 def shared_context(request: ReviewRequest, change: ChangeSet) -> str:
@@ -119,22 +183,6 @@ def shared_context(request: ReviewRequest, change: ChangeSet) -> str:
         text = agents_md.read_text(encoding="utf-8", errors="replace")[:MAX_CONTEXT_DOC_BYTES]
         parts.append(f"Repository conventions (AGENTS.md):\n<mr_input>\n{strip_boundary_tags(text)}\n</mr_input>")
     return "\n\n".join(parts)
-
-
-async def _run_agents(request: ReviewRequest, change: ChangeSet, selected, handles, request_tier: str) -> list[AgentRun]:  # noqa: ANN001
-    context = shared_context(request, change)
-    workspace = Workspace(change.repo, {f.path: strip_boundary_tags(f.patch) for f in change.reviewable})
-    limit = asyncio.Semaphore(request.max_concurrency)
-
-    async def one(spec):  # noqa: ANN001, ANN202
-        async with limit:
-            handle = handles["light" if spec.model_tier == "light" else "specialist"]
-            try:
-                return await run_specialist(spec, handle, context, workspace, inline_patches=request_tier == "trivial")
-            except Exception as exc:  # noqa: BLE001 - one reviewer's failure must not sink the review
-                return AgentRun(spec.name, handle.label, [], error=exc.__class__.__name__)
-
-    return list(await asyncio.gather(*(one(spec) for spec in selected)))
 
 
 async def record_run(settings: Settings, review: Review, duration_s: float) -> None:

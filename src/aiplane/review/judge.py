@@ -26,6 +26,18 @@ def _same_issue(a: Finding, b: Finding) -> bool:
     return bool(wa and wb) and len(wa & wb) / len(wa | wb) >= 0.5
 
 
+def supported(finding: Finding, file_lines: dict[str, int], changed: dict[str, set[int]], slack: int = 3) -> bool:
+    """A claim must point at lines that exist and that the change touched (or sit right beside them)."""
+    if finding.source == "secret-scan":
+        return True
+    length = file_lines.get(finding.file)
+    if length is None or finding.start_line > length:
+        return False
+    touched = changed.get(finding.file, set())
+    span = range(finding.start_line - slack, finding.end_line + slack + 1)
+    return not touched or any(line in touched for line in span)
+
+
 def consolidate(findings: list[Finding], min_confidence: float = MIN_CONFIDENCE) -> list[Finding]:
     """Keep one finding per issue: the most severe, most confident report, crediting every reviewer."""
     kept: list[Finding] = []

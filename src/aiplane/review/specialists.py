@@ -91,8 +91,10 @@ def _tools(spec: AgentSpec):  # noqa: ANN202 - pydantic-ai tool callables
     return [available[name] for name in spec.tools]
 
 
-def instructions(spec: AgentSpec) -> str:
-    return f"You are the {spec.name} reviewer: {spec.description}\n\n{spec.prompt}\n{OUTPUT_RULES}"
+def instructions(spec: AgentSpec, shared_context: str) -> str:
+    # The rules and the shared context come first and are identical for every reviewer, so the
+    # provider's prompt cache serves that prefix; only the reviewer's own part follows.
+    return f"{OUTPUT_RULES}\n{shared_context}\n\nYou are the {spec.name} reviewer: {spec.description}\n\n{spec.prompt}"
 
 
 @dataclass
@@ -116,9 +118,9 @@ async def run_specialist(
     """
     mine = sorted(p for p in workspace.patches if spec.matches(p))
     if inline_patches:
-        prompt = shared_context + "\n\nThe patches:\n" + "\n".join(workspace.patches[p] for p in mine)
+        prompt = "The patches:\n" + "\n".join(workspace.patches[p] for p in mine)
     else:
-        prompt = shared_context + "\n\nYour patches (read them with read_patch):\n" + "\n".join(f"- {p}" for p in mine)
+        prompt = "Your patches (read them with read_patch):\n" + "\n".join(f"- {p}" for p in mine)
     scoped = Workspace(workspace.repo, {p: workspace.patches[p] for p in mine}, workspace.changed)
     budget = handle.endpoint.max_output_tokens
     last_error = None
@@ -129,7 +131,7 @@ async def run_specialist(
         agent = Agent(
             handle.model,
             output_type=ReviewerOutput,
-            instructions=instructions(spec),
+            instructions=instructions(spec, shared_context),
             tools=_tools(spec),
             retries={"tools": 2, "output": 0},
             name=spec.name,

@@ -1,0 +1,150 @@
+"""Starting the review worker and following it: events as they arrive, heartbeats, buffered logs.
+
+The worker runs with a memory cap (RLIMIT_AS). If it dies, every event it emitted before is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+DEFAULT_MEMORY_CAP = int(2.5 * 1024**3)
+LOG_FLUSH_LINES = 100
+LOG_FLUSH_SECONDS = 0.05
+
+
+@dataclass
+class WorkerResult:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int | None = None
+    malformed_lines: int = 0
+
+    @property
+    def completed(self) -> bool:
+        return self.exit_code == 0 and any(e.get("type") == "done" for e in self.events)
+
+
+class BufferedLog:
+    """Appends lines to a file, flushing every 100 lines or 50 ms, whichever comes first."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._file: IO[str] | None = path.open("a", encoding="utf-8") if path else None
+        self._pending: list[str] = []
+        self._last_flush = time.monotonic()
+
+    def write(self, line: str) -> None:
+        if self._file is None:
+            return
+        self._pending.append(line)
+        self.maybe_flush()
+
+    def maybe_flush(self, force: bool = False) -> None:
+        if self._file is None or not self._pending:
+            return
+        if force or len(self._pending) >= LOG_FLUSH_LINES or time.monotonic() - self._last_flush >= LOG_FLUSH_SECONDS:
+            self._file.write("".join(line + "\n" for line in self._pending))
+            self._file.flush()
+            self._pending.clear()
+            self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.maybe_flush(force=True)
+        if self._file is not None:
+            self._file.close()
+
+
+def _cap_memory(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+def run_worker(
+    job: dict[str, Any],
+    heartbeat_seconds: float = 30.0,
+    memory_cap_bytes: int = DEFAULT_MEMORY_CAP,
+    log_path: Path | None = None,
+    on_event: Callable[[dict[str, Any], int], None] | None = None,
+    notify: IO[str] = sys.stderr,
+) -> WorkerResult:
+    payload = json.dumps(job).encode()
+    worker_stderr = log_path.with_suffix(".stderr").open("ab") if log_path else None
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiplane.review.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=worker_stderr or subprocess.DEVNULL,
+        preexec_fn=_cap_memory(memory_cap_bytes) if memory_cap_bytes > 0 else None,  # noqa: PLW1509
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdin is not None and process.stdout is not None
+
+    def feed() -> None:
+        try:
+            process.stdin.write(payload)  # type: ignore[union-attr]
+            process.stdin.close()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            pass  # the worker died; its exit code tells the story
+
+    lines: queue.Queue[bytes | None] = queue.Queue()
+
+    def read() -> None:
+        for raw in iter(process.stdout.readline, b""):  # type: ignore[union-attr]
+            lines.put(raw)
+        lines.put(None)
+
+    threading.Thread(target=feed, daemon=True).start()
+    threading.Thread(target=read, daemon=True).start()
+    result = WorkerResult()
+    log = BufferedLog(log_path)
+    last_output = started = time.monotonic()
+    last_heartbeat = last_output
+    try:
+        while True:
+            try:
+                raw = lines.get(timeout=LOG_FLUSH_SECONDS)
+            except queue.Empty:
+                now = time.monotonic()
+                if now - last_output >= heartbeat_seconds and now - last_heartbeat >= heartbeat_seconds:
+                    notify.write(f"model is thinking… ({now - last_output:.0f}s since last output)\n")
+                    notify.flush()
+                    last_heartbeat = now
+                log.maybe_flush()
+                continue
+            if raw is None:
+                break
+            last_output = last_heartbeat = time.monotonic()
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            log.write(text)
+            try:
+                event = json.loads(text)
+            except ValueError:
+                result.malformed_lines += 1
+                continue
+            if not isinstance(event, dict):
+                result.malformed_lines += 1
+                continue
+            event.setdefault("elapsed_s", round(last_output - started, 3))
+            result.events.append(event)
+            if on_event is not None:
+                on_event(event, process.pid)
+        result.exit_code = process.wait()
+    finally:
+        log.close()
+        if worker_stderr is not None:
+            worker_stderr.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return result
