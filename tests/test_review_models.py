@@ -6,16 +6,13 @@ import json
 
 import pytest
 
-from tests.doubles.reviewer_model import ModelState, build_model_app
-from tests.doubles.server import ServerThread
+from tests.doubles.reviewer_model import reviewer_model
 from tests.test_review_deterministic import Repo, _lines
 
 
 @pytest.fixture(scope="module")
 def model():
-    state = ModelState()
-    with ServerThread(build_model_app(state)) as server:
-        yield server, state
+    yield from reviewer_model()
 
 
 @pytest.fixture()

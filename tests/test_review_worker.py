@@ -13,16 +13,14 @@ import pytest
 from aiplane.config import load_settings
 from aiplane.review.engine import ReviewRequest, run
 from aiplane.review.runner import run_worker
-from tests.doubles.reviewer_model import ModelState, build_model_app
-from tests.doubles.server import ServerThread, free_port
+from tests.doubles.reviewer_model import reviewer_model
+from tests.doubles.server import free_port
 from tests.test_review_deterministic import Repo, _lines
 
 
 @pytest.fixture(scope="module")
 def model():
-    state = ModelState()
-    with ServerThread(build_model_app(state)) as server:
-        yield server, state
+    yield from reviewer_model()
 
 
 @pytest.fixture()

@@ -93,3 +93,12 @@ def build_model_app(state: ModelState) -> Starlette:
         return _reply(_tool_call(output_tool, json.dumps({"findings": findings})), "tool_calls", prompt_tokens)
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def reviewer_model():
+    """A running double and its state, for pytest fixtures: ``yield from reviewer_model()``."""
+    from tests.doubles.server import ServerThread
+
+    state = ModelState()
+    with ServerThread(build_model_app(state)) as server:
+        yield server, state
