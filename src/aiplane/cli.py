@@ -27,6 +27,7 @@ token_app = typer.Typer(help="Dev-mode tokens for a gateway without an SSO provi
 usage_app = typer.Typer(help="Usage and cost reports.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 config_app = typer.Typer(help="Agents and commands as code: compile a config source folder for OpenCode.", no_args_is_help=True)
+codex_app = typer.Typer(help="The Engineering Codex: rules with IDs, as a skill, in reviews and audits.", no_args_is_help=True)
 catalog_app = typer.Typer(help="The service catalog (Backstage descriptors) and its MCP server.", no_args_is_help=True)
 models_app = typer.Typer(help="The model catalog (models.dev format) behind pricing and discovery.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
@@ -36,6 +37,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(codex_app, name="codex")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -551,6 +553,109 @@ def _fail_small(message: str, strict: bool) -> None:
     if strict:
         raise typer.Exit(1)
     raise typer.Exit(0)
+
+
+def _load_codex(rules_dir: Path):  # noqa: ANN202
+    from aiplane.codex.rules import load
+
+    codex = load(rules_dir)
+    if codex.problems:
+        for problem in codex.problems:
+            err.print(str(problem), markup=False)
+        raise _fail(f"{rules_dir}: {len(codex.problems)} problem(s) in the codex")
+    return codex
+
+
+@codex_app.command("validate")
+def codex_validate(rules_dir: Annotated[Path, typer.Argument(help="Codex folder of rule files.")]) -> None:
+    """Check rules: IDs (format, duplicates), required fields, globs, checks and links."""
+    codex = _load_codex(rules_dir)
+    out.print(f"{rules_dir}: {len(codex.rules)} rules, {sum(r.deterministic for r in codex.rules)} with deterministic checks")
+
+
+@codex_app.command("skill")
+def codex_skill(
+    rules_dir: Annotated[Path, typer.Argument(help="Codex folder of rule files.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where the skill folder goes.")] = Path("skills"),
+    name: Annotated[str, typer.Option(help="Skill name (and folder name).")] = "engineering-codex",
+) -> None:
+    """Emit an Agent Skills folder: SKILL.md index, references/<domain>.md, scripts/check.py."""
+    from aiplane.codex.skill import SkillError, write_skill
+
+    codex = _load_codex(rules_dir)
+    try:
+        problems = write_skill(codex, output, name)
+    except (SkillError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if problems:
+        for problem in problems:
+            err.print(problem, markup=False)
+        raise _fail("the skill would not be valid; nothing was written")
+    out.print(f"wrote {output / name if output.name != name else output} ({len(codex.rules)} rules)")
+
+
+@codex_app.command("ask")
+def codex_ask(
+    question: Annotated[str, typer.Argument(help="What you want to know.")],
+    rules_dir: Annotated[Path, typer.Option("--rules", help="Codex folder.")] = Path("codex"),
+    config: ConfigOption = None,
+) -> None:
+    """Answer from the rules that match, citing IDs; without a model, list the matching rules."""
+    from aiplane.codex.ask import answer_prompt, rank
+    from aiplane.llm.client import NoModelConfigured, for_tier
+
+    codex = _load_codex(rules_dir)
+    matches = rank(codex.active(), question)
+    if not matches:
+        out.print("No rule in the codex matches that question.")
+        return
+    settings = _settings(config)
+    try:
+        handle = for_tier(settings, "light")
+    except NoModelConfigured:
+        out.print("No model is configured; the rules that match:")
+        for rule in matches:
+            out.print(f"- {rule.id}: {rule.title} ({rules_dir / rule.path})\n  {rule.statement.strip()}")
+        return
+    from pydantic_ai import Agent
+
+    try:
+        result = Agent(handle.model).run_sync(answer_prompt(question, matches))
+    except Exception as exc:  # noqa: BLE001 - fall back to the deterministic answer
+        err.print(f"the model did not answer ({exc.__class__.__name__}); the rules that match:", markup=False)
+        for rule in matches:
+            out.print(f"- {rule.id}: {rule.title}")
+        return
+    out.print(result.output)
+    out.print("Rules: " + ", ".join(r.id for r in matches))
+
+
+@codex_app.command("audit")
+def codex_audit(
+    path: Annotated[Path, typer.Argument(help="Repository to audit.")],
+    rules_dir: Annotated[Path, typer.Option("--rules", help="Codex folder.")] = Path("codex"),
+    fmt: Annotated[str, typer.Option("--format", help="markdown or json.")] = "markdown",
+    passes: Annotated[int, typer.Option(help="Independent model passes per AI-judged rule.")] = 3,
+    config: ConfigOption = None,
+) -> None:
+    """Score each rule COMPLIANT / PARTIAL / NON-COMPLIANT with evidence and remediation."""
+    from aiplane.codex.audit import audit, render_json, render_markdown
+    from aiplane.llm.client import NoModelConfigured, for_tier
+
+    if fmt not in ("markdown", "json"):
+        raise _fail("--format must be markdown or json", EXIT_CONFIG)
+    if not path.is_dir():
+        raise _fail(f"{path} is not a directory", EXIT_CONFIG)
+    if not 1 <= passes <= 9:
+        raise _fail("--passes must be between 1 and 9", EXIT_CONFIG)
+    codex = _load_codex(rules_dir)
+    settings = _settings(config)
+    try:
+        model = for_tier(settings, "specialist").model
+    except NoModelConfigured:
+        model = None
+    results = audit(codex, path.resolve(), model=model, passes=passes)
+    typer.echo(render_json(results) if fmt == "json" else render_markdown(results, path.resolve()), nl=False)
 
 
 @db_app.command("upgrade")

@@ -189,6 +189,13 @@ class ReviewSettings(Strict):
     max_concurrency: int = Field(default=4, ge=1, le=32)
 
 
+class CodexSettings(Strict):
+    # A codex folder; reviews then run its checks and cite its rule IDs.
+    path: Path | None = None
+    # Prefix for links to rules in review comments, e.g. a repository browse URL; else the file path.
+    link_base: str = ""
+
+
 class UiSettings(Strict):
     # Show SSO identities next to anonymous ids on the dashboard; every such view is audited.
     reveal_identities: bool = False
@@ -226,6 +233,7 @@ class Settings(BaseSettings):
     ui: UiSettings = Field(default_factory=UiSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    codex: CodexSettings = Field(default_factory=CodexSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 

@@ -30,6 +30,7 @@ PATCH_LIST = re.compile(r"Your patches \(read them with read_patch\):\n((?:- .+\
 class ModelState:
     calls: list[dict[str, Any]] = field(default_factory=list)
     truncated: set[str] = field(default_factory=set)
+    audit_calls: dict[str, int] = field(default_factory=dict)
 
 
 def _reply(message: dict[str, Any], finish: str, prompt_tokens: int) -> JSONResponse:
@@ -79,7 +80,18 @@ def build_model_app(state: ModelState) -> Starlette:
         if "MODEL:TRUNCATE" in text and agent not in state.truncated:
             state.truncated.add(agent)
             return _reply(_tool_call(output_tool, '{"findings": [{"file": "app.py", "sta'), "length", prompt_tokens)
+        if "You audit code against one engineering rule" in text:
+            rule = (re.search(r"Rule ([A-Z0-9-]+):", text) or [None, "?"])[1]
+            state.audit_calls[rule] = state.audit_calls.get(rule, 0) + 1
+            statuses = ["COMPLIANT", "NON-COMPLIANT", "PARTIAL"]
+            status = "NON-COMPLIANT" if rule == "TEST-GEN-01" else statuses[(state.audit_calls[rule] - 1) % 3]
+            verdict = {"status": status, "evidence": ["app.py:1"], "violation": "Behaviour changed without a test.", "remediation": "Add a test."}
+            return _reply(_tool_call(output_tool, json.dumps(verdict)), "tool_calls", prompt_tokens)
         findings = []
+        if agent == "codex-compliance" and "Codex rules to check" in text:
+            rule = (re.search(r"Rule ([A-Z0-9-]+):", text) or [None, None])[1]
+            findings.append({"file": "app.py", "start_line": 2, "severity": "warning", "title": "Rule not followed",
+                             "explanation": "The change breaks the rule.", "confidence": 0.8, "rule_id": rule})
         if "MODEL:FLAG" in text and agent in ("code-quality", "security", "generalist", "performance"):
             title = {"security": "User input reaches eval unchecked", "code-quality": "Unchecked user input reaches eval"}.get(agent, "Input reaches eval")
             findings.append(

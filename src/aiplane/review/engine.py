@@ -64,6 +64,41 @@ def plan(request: ReviewRequest) -> tuple[ChangeSet, Review]:
     return change, review
 
 
+def codex_checks(
+    change: ChangeSet, codex_path: Path, link_base: str, review: Review
+) -> tuple[list[Finding], str, dict[str, str]]:
+    """Deterministic codex checks on the added lines, and the text of the AI-judged rules in scope."""
+    from aiplane.codex.checks import scan_text
+    from aiplane.codex.rules import load
+
+    codex = load(codex_path)
+    if codex.problems:
+        review.notices.append(f"The codex at {codex_path} has {len(codex.problems)} problem(s); its rules were not applied.")
+        return [], "", {}
+    paths = [f.path for f in change.reviewable if f.status != "deleted"]
+    rules = codex.for_paths(paths)
+    contents = read_blobs(change.repo, change.head, paths, 2 * 1024 * 1024)
+    findings = []
+    for rule in (r for r in rules if r.deterministic):
+        for changed in change.reviewable:
+            text = contents.get(changed.path)
+            if text is None or not rule.applies_to(changed.path):
+                continue
+            for violation in scan_text(rule, changed.path, text, set(changed.added_lines)):
+                findings.append(
+                    Finding(
+                        file=changed.path, start_line=violation.line, end_line=violation.line, category="codex",
+                        severity=rule.severity, title=f"{rule.title} ({rule.id})",
+                        explanation=rule.statement.strip(), suggestion=None, confidence=0.95,
+                        rule_id=rule.id, source="codex", rule_link=rule.link(link_base),
+                    )
+                )
+    ai_rules = [r for r in rules if r.check == "ai"]
+    text = "\n\n".join(f"Rule {r.id}: {r.title}\n{r.statement.strip()}\nApplies to: {', '.join(r.scope.globs)}" for r in ai_rules)
+    links = {r.id: r.link(link_base) for r in codex.rules}
+    return findings, ("Codex rules to check (cite the rule ID in rule_id):\n\n" + text) if ai_rules else "", links
+
+
 def _endpoint_json(endpoint: ModelEndpoint) -> dict:
     data = endpoint.model_dump(mode="json")
     data["api_key"] = endpoint.api_key.get_secret_value() if endpoint.api_key else None
@@ -105,19 +140,32 @@ def run(request: ReviewRequest) -> Review:
         return review
     findings = secrets.scan(change)
     settings = request.settings
+    notes: dict[str, str] = {}
+    rule_links: dict[str, str] = {}
+    if settings is not None and settings.codex.path is not None:
+        codex_findings, ai_rules_text, rule_links = codex_checks(change, settings.codex.path, settings.codex.link_base, review)
+        findings.extend(codex_findings)
+        if ai_rules_text:
+            notes["codex-compliance"] = ai_rules_text
+    if "codex-compliance" in review.agents and "codex-compliance" not in notes:
+        # Nothing for it to judge: no codex, or no AI-judged rule covers these files.
+        review.agents.remove("codex-compliance")
     if settings is None or not settings.llm.models:
         review.findings = findings
         review.notices.append(NO_MODEL_NOTICE)
         return review
     with tempfile.TemporaryDirectory(prefix="aiplane-review-") as run_dir:
         result = run_worker(
-            build_job(request, change, review, settings, Path(run_dir)),
+            build_job(request, change, review, settings, Path(run_dir)) | {"agent_notes": notes},
             heartbeat_seconds=settings.review.heartbeat_seconds,
             memory_cap_bytes=settings.review.memory_cap_mb * 1024 * 1024,
             log_path=request.log_path,
             on_event=request.on_event,
         )
     claims = _apply_events(review, result)
+    for claim in claims:
+        if claim.rule_id and claim.rule_id in rule_links:
+            claim.rule_link = rule_links[claim.rule_id]
     file_lines = {
         path: text.count("\n") + 1
         for path, text in read_blobs(change.repo, change.head, [f.path for f in change.reviewable], 8 * 1024 * 1024).items()

@@ -17,6 +17,8 @@ def _words(text: str) -> set[str]:
 def _same_issue(a: Finding, b: Finding) -> bool:
     if a.file != b.file:
         return False
+    if a.rule_id and b.rule_id and a.rule_id != b.rule_id:
+        return False  # two different rules broken on nearby lines are two findings
     overlap = a.start_line <= b.end_line + 2 and b.start_line <= a.end_line + 2
     if not overlap:
         return False
@@ -28,7 +30,7 @@ def _same_issue(a: Finding, b: Finding) -> bool:
 
 def supported(finding: Finding, file_lines: dict[str, int], changed: dict[str, set[int]], slack: int = 3) -> bool:
     """A claim must point at lines that exist and that the change touched (or sit right beside them)."""
-    if finding.source == "secret-scan":
+    if finding.source in ("secret-scan", "codex"):
         return True
     length = file_lines.get(finding.file)
     if length is None or finding.start_line > length:
@@ -43,7 +45,7 @@ def consolidate(findings: list[Finding], min_confidence: float = MIN_CONFIDENCE)
     kept: list[Finding] = []
     ranked = sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], -f.confidence))
     for finding in ranked:
-        if finding.confidence < min_confidence and finding.source != "secret-scan":
+        if finding.confidence < min_confidence and finding.source not in ("secret-scan", "codex"):
             continue
         twin = next((k for k in kept if _same_issue(k, finding)), None)
         if twin is None:

@@ -32,6 +32,7 @@ class Finding:
     confidence: float = 0.5
     rule_id: str | None = None
     source: str = "model"
+    rule_link: str | None = None
 
 
 @dataclass
@@ -111,7 +112,7 @@ def render_markdown(review: Review) -> str:
 
 def _finding_markdown(f: Finding) -> str:
     where = f"`{f.file}:{f.start_line}`" + (f"–{f.end_line}" if f.end_line != f.start_line else "")
-    rule = f" · [{f.rule_id}]" if f.rule_id else ""
+    rule = (f" · [{f.rule_id}]({f.rule_link})" if f.rule_link else f" · [{f.rule_id}]") if f.rule_id else ""
     text = f"- **{BADGES[f.severity]}** {where} — **{f.title}**{rule}\n  {f.explanation}"
     if f.suggestion:
         text += f"\n  _Suggested fix:_ {f.suggestion}"

@@ -91,10 +91,11 @@ def _tools(spec: AgentSpec):  # noqa: ANN202 - pydantic-ai tool callables
     return [available[name] for name in spec.tools]
 
 
-def instructions(spec: AgentSpec, shared_context: str) -> str:
+def instructions(spec: AgentSpec, shared_context: str, notes: str = "") -> str:
     # The rules and the shared context come first and are identical for every reviewer, so the
     # provider's prompt cache serves that prefix; only the reviewer's own part follows.
-    return f"{OUTPUT_RULES}\n{shared_context}\n\nYou are the {spec.name} reviewer: {spec.description}\n\n{spec.prompt}"
+    extra = f"\n\n{notes}" if notes else ""
+    return f"{OUTPUT_RULES}\n{shared_context}\n\nYou are the {spec.name} reviewer: {spec.description}\n\n{spec.prompt}{extra}"
 
 
 @dataclass
@@ -110,7 +111,12 @@ class AgentRun:
 
 
 async def run_specialist(
-    spec: AgentSpec, handle: ModelHandle, shared_context: str, workspace: Workspace, inline_patches: bool = False
+    spec: AgentSpec,
+    handle: ModelHandle,
+    shared_context: str,
+    workspace: Workspace,
+    inline_patches: bool = False,
+    notes: str = "",
 ) -> AgentRun:
     """One agent run. A truncated or malformed answer is retried with a larger budget, then dropped.
 
@@ -131,7 +137,7 @@ async def run_specialist(
         agent = Agent(
             handle.model,
             output_type=ReviewerOutput,
-            instructions=instructions(spec, shared_context),
+            instructions=instructions(spec, shared_context, notes),
             tools=_tools(spec),
             retries={"tools": 2, "output": 0},
             name=spec.name,

@@ -49,7 +49,10 @@ async def _review_one(spec: AgentSpec, job: dict[str, Any], workspace: Workspace
         chain = _chain(job, tier)
         for position, handle in enumerate(chain):
             try:
-                result = await run_specialist(spec, handle, job["context"], workspace, inline_patches=job["tier"] == "trivial")
+                result = await run_specialist(
+                    spec, handle, job["context"], workspace,
+                    inline_patches=job["tier"] == "trivial", notes=job.get("agent_notes", {}).get(spec.name, ""),
+                )
                 error = result.error
             except Exception as exc:  # noqa: BLE001 - classified below; the worker keeps going
                 result, error = None, exc.__class__.__name__
