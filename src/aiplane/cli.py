@@ -27,6 +27,7 @@ token_app = typer.Typer(help="Dev-mode tokens for a gateway without an SSO provi
 usage_app = typer.Typer(help="Usage and cost reports.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 config_app = typer.Typer(help="Agents and commands as code: compile a config source folder for OpenCode.", no_args_is_help=True)
+agentsmd_app = typer.Typer(help="AGENTS.md: verified facts, short files, staleness checks.", no_args_is_help=True)
 codex_app = typer.Typer(help="The Engineering Codex: rules with IDs, as a skill, in reviews and audits.", no_args_is_help=True)
 catalog_app = typer.Typer(help="The service catalog (Backstage descriptors) and its MCP server.", no_args_is_help=True)
 models_app = typer.Typer(help="The model catalog (models.dev format) behind pricing and discovery.", no_args_is_help=True)
@@ -38,6 +39,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(codex_app, name="codex")
+app.add_typer(agentsmd_app, name="agents-md")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -656,6 +658,80 @@ def codex_audit(
         model = None
     results = audit(codex, path.resolve(), model=model, passes=passes)
     typer.echo(render_json(results) if fmt == "json" else render_markdown(results, path.resolve()), nl=False)
+
+
+@agentsmd_app.command("analyze")
+def agentsmd_analyze(
+    path: Annotated[Path, typer.Argument(help="Repository root.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Detect languages, tools, test/lint commands, layout and runtime, each with evidence."""
+    from aiplane.agentsmd.analyze import analyze
+
+    if not path.is_dir():
+        raise _fail(f"{path} is not a directory", EXIT_CONFIG)
+    result = analyze(path)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    out.print(f"languages: {', '.join(f'{k} {v:.0%}' for k, v in result.languages.items()) or 'none detected'}")
+    for label, facts in (("build", result.build), ("test", result.test), ("lint", result.lint), ("runtime", result.runtime)):
+        for fact in facts:
+            out.print(f"{label}: {fact.value}  ({fact.evidence})", markup=False)
+    for package in result.packages:
+        out.print(f"package {package.root}: " + ", ".join(f.value for f in package.test + package.lint), markup=False)
+
+
+@agentsmd_app.command("generate")
+def agentsmd_generate(
+    path: Annotated[Path, typer.Argument(help="Repository root.")],
+    write: Annotated[bool, typer.Option("--write", help="Write AGENTS.md (an existing one is kept; see the proposal).")] = False,
+    claude: Annotated[bool, typer.Option("--claude", help="Also write CLAUDE.md containing @AGENTS.md.")] = False,
+) -> None:
+    """Render a short AGENTS.md from verified facts (at most ~400 words, commands only from the analysis)."""
+    from aiplane.agentsmd.generate import InventedCommand, generate
+
+    if not path.is_dir():
+        raise _fail(f"{path} is not a directory", EXIT_CONFIG)
+    try:
+        _analysis, text = generate(path)
+    except InventedCommand as exc:
+        raise _fail(str(exc)) from None
+    target = path / "AGENTS.md"
+    if not write:
+        typer.echo(text, nl=False)
+        return
+    if target.exists():
+        proposal = path / "AGENTS.md.proposed"
+        proposal.write_text(text, encoding="utf-8")
+        out.print(f"AGENTS.md exists and was left as it is; the proposal is in {proposal}")
+    else:
+        target.write_text(text, encoding="utf-8")
+        out.print(f"wrote {target} ({len(text.split())} words)")
+    if claude and not (path / "CLAUDE.md").exists():
+        (path / "CLAUDE.md").write_text("@AGENTS.md\n", encoding="utf-8")
+
+
+@agentsmd_app.command("check")
+def agentsmd_check(
+    path: Annotated[Path, typer.Argument(help="Repository root.")],
+    base: Annotated[Optional[str], typer.Option(help="Also flag changes since this ref to manifests, CI, lint configs or referenced paths.")] = None,
+) -> None:
+    """Report what AGENTS.md states that is no longer true. Exits 1 when it is stale."""
+    from aiplane.agentsmd.generate import check
+
+    if not (path / "AGENTS.md").is_file():
+        raise _fail(f"{path} has no AGENTS.md", EXIT_CONFIG)
+    result = check(path, base)
+    for command in result.stale_commands:
+        out.print(f"stale command: {command} (not found by the analysis)", markup=False)
+    for missing in result.missing_paths:
+        out.print(f"missing path: {missing}", markup=False)
+    for touched in result.touched_watched:
+        out.print(f"changed since {base}: {touched} (AGENTS.md may need an update)", markup=False)
+    if result.stale:
+        raise typer.Exit(1)
+    out.print("AGENTS.md matches the repository")
 
 
 @db_app.command("upgrade")

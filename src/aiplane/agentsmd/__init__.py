@@ -1,0 +1,1 @@
+"""AGENTS.md generator and staleness check: short files of verified facts."""
