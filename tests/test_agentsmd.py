@@ -116,3 +116,78 @@ def test_check_flags_changed_manifests_since_base(tmp_path):
     (root / "go.mod").write_text("module example.com/svc\n\ngo 1.24\n")
     git("-c", "user.email=a@b.c", "-c", "user.name=t", "commit", "-q", "-am", "bump go")
     assert check(root, base="main").touched_watched == ["go.mod"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    from tests.doubles.reviewer_model import reviewer_model
+
+    yield from reviewer_model()
+
+
+def _model_env(server, tmp_path: Path) -> dict[str, str]:
+    return clean_env(
+        AIPLANE_DATA_DIR=str(tmp_path / "data"),
+        AIPLANE_LLM__MODELS__SPECIALIST__BASE_URL=server.url + "/v1",
+        AIPLANE_LLM__MODELS__SPECIALIST__MODEL="gpt-4o-mini",
+        AIPLANE_LLM__MODELS__SPECIALIST__API_KEY="sk-x",
+    )
+
+
+def test_model_phrasing_is_kept_only_without_new_commands(tmp_path, model):
+    server, _state = model
+    good = _write(tmp_path / "svc-good", GO)
+    result = subprocess.run([AIPLANE, "agents-md", "generate", str(good), "--model"], env=_model_env(server, tmp_path), capture_output=True, text=True)
+    assert result.returncode == 0 and "## Conventions (house rules)" in result.stdout and "`go test ./...`" in result.stdout
+
+    invented = _write(tmp_path / "svc-invent", GO)
+    result = subprocess.run([AIPLANE, "agents-md", "generate", str(invented), "--model"], env=_model_env(server, tmp_path), capture_output=True, text=True)
+    assert result.returncode == 0 and "make deploy" not in result.stdout
+    assert "rejected the model's version: commands not found by the analysis: make deploy" in result.stderr
+    assert "## Conventions\n" in result.stdout  # the verified template was kept
+
+
+def test_catalog_metadata(tmp_path):
+    repo = _write(tmp_path / "billing", GO)
+    subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True)
+    subprocess.run(["git", "-C", str(repo), "remote", "add", "origin", "https://github.com/acme/billing.git"], check=True)
+    catalog = _write(
+        tmp_path / "catalog",
+        {
+            "billing.yaml": "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: billing\n  annotations:\n"
+            "    github.com/project-slug: acme/billing\nspec:\n  type: service\n  lifecycle: production\n  owner: team-pay\n"
+            "  system: payments\n  dependsOn: ['resource:billing-db']\n",
+            "db.yaml": "apiVersion: backstage.io/v1alpha1\nkind: Resource\nmetadata:\n  name: billing-db\nspec:\n  type: database\n  owner: team-pay\n",
+        },
+    )
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    subprocess.run([AIPLANE, "catalog", "ingest", str(catalog)], env=env, check=True, capture_output=True)
+    result = subprocess.run([AIPLANE, "agents-md", "generate", str(repo), "--catalog"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "## Dependencies" in result.stdout and "Owner: group:default/team-pay" in result.stdout
+    assert "Depends on: resource:default/billing-db" in result.stdout and "System: payments" in result.stdout
+
+
+def test_rollout_is_idempotent_and_reports_each_repository(tmp_path):
+    repos = []
+    for name, files in (("go-svc", GO), ("rust-lib", RUST)):
+        repo = _write(tmp_path / name, files)
+        subprocess.run(["git", "-C", str(repo), "init", "-q", "-b", "main"], check=True)
+        subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+        subprocess.run(["git", "-C", str(repo), "-c", "user.email=a@b.c", "-c", "user.name=t", "commit", "-q", "-m", "init"], check=True)
+        repos.append(repo)
+    listing = tmp_path / "repos.txt"
+    listing.write_text("\n".join(str(r) for r in repos) + f"\n{tmp_path / 'missing'}\n")
+    env = clean_env()
+    first = subprocess.run([AIPLANE, "agents-md", "rollout", "--repos", str(listing), "--json"], env=env, capture_output=True, text=True)
+    assert first.returncode == 1  # the missing one failed
+    outcomes = {Path(r["repo"]).name: (r["outcome"], r["reason"]) for r in json.loads(first.stdout)}
+    assert outcomes["go-svc"][0] == "created" and outcomes["rust-lib"][0] == "created"
+    assert outcomes["missing"] == ("failed", "not a git repository")
+    branch_file = subprocess.run(["git", "-C", str(repos[0]), "show", "aiplane/agents-md:AGENTS.md"], capture_output=True, text=True).stdout
+    assert "`go test ./...`" in branch_file
+    assert not (repos[0] / "AGENTS.md").exists()  # the checkout itself is untouched
+
+    second = subprocess.run([AIPLANE, "agents-md", "rollout", "--repos", str(listing), "--json"], env=env, capture_output=True, text=True)
+    again = {Path(r["repo"]).name: r["outcome"] for r in json.loads(second.stdout)}
+    assert again["go-svc"] == "unchanged" and again["rust-lib"] == "unchanged"

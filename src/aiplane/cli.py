@@ -687,16 +687,42 @@ def agentsmd_generate(
     path: Annotated[Path, typer.Argument(help="Repository root.")],
     write: Annotated[bool, typer.Option("--write", help="Write AGENTS.md (an existing one is kept; see the proposal).")] = False,
     claude: Annotated[bool, typer.Option("--claude", help="Also write CLAUDE.md containing @AGENTS.md.")] = False,
+    model: Annotated[bool, typer.Option("--model", help="Let the configured model phrase the verified facts.")] = False,
+    catalog: Annotated[bool, typer.Option("--catalog", help="Add owner, system and dependencies from the service catalog.")] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Render a short AGENTS.md from verified facts (at most ~400 words, commands only from the analysis)."""
-    from aiplane.agentsmd.generate import InventedCommand, generate
+    from aiplane.agentsmd.analyze import analyze
+    from aiplane.agentsmd.generate import InventedCommand, catalog_facts, phrase, render, verify_commands
 
     if not path.is_dir():
         raise _fail(f"{path} is not a directory", EXIT_CONFIG)
+    settings = _settings(config) if (model or catalog) else None
+    facts: dict[str, str] = {}
+    if catalog and settings is not None:
+        from aiplane.catalog.store import load_index
+
+        async def work(engine):  # noqa: ANN001, ANN202
+            return await load_index(engine)
+
+        facts = catalog_facts(path, _run_with_db(settings, work))
+        if not facts:
+            err.print("no catalog entity matches this repository; the Dependencies section is left out", markup=False)
+    analysis = analyze(path)
+    text = render(analysis, path.resolve().name, facts or None)
     try:
-        _analysis, text = generate(path)
+        verify_commands(text, analysis)
     except InventedCommand as exc:
         raise _fail(str(exc)) from None
+    if model and settings is not None:
+        from aiplane.llm.client import NoModelConfigured, for_tier
+
+        try:
+            text, warning = phrase(text, analysis, for_tier(settings, "light").model)
+        except NoModelConfigured:
+            warning = "no model is configured; kept the template"
+        if warning:
+            err.print(warning, markup=False)
     target = path / "AGENTS.md"
     if not write:
         typer.echo(text, nl=False)
@@ -710,6 +736,41 @@ def agentsmd_generate(
         out.print(f"wrote {target} ({len(text.split())} words)")
     if claude and not (path / "CLAUDE.md").exists():
         (path / "CLAUDE.md").write_text("@AGENTS.md\n", encoding="utf-8")
+
+
+@agentsmd_app.command("rollout")
+def agentsmd_rollout(
+    repos_file: Annotated[Path, typer.Option("--repos", help="A file listing repository paths, one per line.")],
+    workers: Annotated[int, typer.Option(help="Repositories processed in parallel.")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Propose AGENTS.md in many repositories: one branch (aiplane/agents-md) and commit each.
+
+    Idempotent: repositories whose proposal is current are reported unchanged. Exits 1 if any failed.
+    """
+    from rich.progress import Progress
+
+    from aiplane.agentsmd.rollout import rollout
+
+    try:
+        lines = repos_file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise _fail(f"cannot read {repos_file} ({exc.__class__.__name__})", EXIT_CONFIG) from None
+    repos = [Path(line.strip()).expanduser() for line in lines if line.strip() and not line.startswith("#")]
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("AGENTS.md", total=len(repos))
+        results = rollout(repos, workers=workers, on_done=lambda _r: progress.advance(task))
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
+    else:
+        table = Table(title="AGENTS.md rollout")
+        for column in ("repository", "outcome", "reason"):
+            table.add_column(column)
+        for r in results:
+            table.add_row(r.repo, r.outcome, r.reason)
+        out.print(table)
+    if any(r.outcome == "failed" for r in results):
+        raise typer.Exit(1)
 
 
 @agentsmd_app.command("check")

@@ -55,7 +55,8 @@ def build_model_app(state: ModelState) -> Starlette:
         started = time.perf_counter()
         response = await answer(request)
         call = state.calls[-1]
-        call["answer"] = json.loads(response.body)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        message = json.loads(response.body)["choices"][0]["message"]
+        call["answer"] = message["tool_calls"][0]["function"]["arguments"] if message.get("tool_calls") else message.get("content") or ""
         call["handled_s"] = time.perf_counter() - started
         return response
 
@@ -70,6 +71,16 @@ def build_model_app(state: ModelState) -> Starlette:
         prompt_tokens = len(text) // 4
         if "MODEL:SLEEP" in text and agent in ("generalist", "docs"):
             await asyncio.sleep(1.5)  # counted as model time, not orchestration
+        if not tools and "Improve the wording of this AGENTS.md" in text:
+            draft = text.split("Answer with the file only.", 1)[1].strip()
+            rewritten = draft.replace("## Conventions", "## Conventions (house rules)")
+            if "MODEL:INVENT" in draft or "svc-invent" in draft:
+                rewritten += "\n- Deploy with `make deploy`.\n"
+            message = {"role": "assistant", "content": rewritten}
+            state.calls[-1]["answer"] = rewritten
+            return JSONResponse({"id": "chatcmpl-phrase", "object": "chat.completion", "created": int(time.time()), "model": "review-double",
+                                 "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
+                                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 100, "total_tokens": prompt_tokens + 100}})
         read_any = any(m.get("role") == "tool" for m in messages)
         listed = PATCH_LIST.search(text)
         if listed and not read_any and "read_patch" in tools:

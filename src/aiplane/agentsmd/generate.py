@@ -76,11 +76,62 @@ def render(a: Analysis, name: str, catalog: dict[str, str] | None = None) -> str
     return text
 
 
+PHRASE_PROMPT = (
+    "Improve the wording of this AGENTS.md for a coding agent. Keep every fact and every command in "
+    "backticks exactly as written; add no commands, no project overview and nothing from a README; "
+    "keep the section headings; stay under 400 words. Answer with the file only.\n\n"
+)
+
+
 def generate(root: Path, catalog: dict[str, str] | None = None) -> tuple[Analysis, str]:
     analysis = analyze(root)
     text = render(analysis, root.resolve().name, catalog)
     verify_commands(text, analysis)
     return analysis, text
+
+
+def phrase(text: str, analysis: Analysis, model) -> tuple[str, str | None]:  # noqa: ANN001 - a pydantic-ai model
+    """Let a model reword the verified draft; keep the draft if the result adds a command or grows too long."""
+    from pydantic_ai import Agent
+
+    try:
+        result = Agent(model).run_sync(PHRASE_PROMPT + text)
+        phrased = str(result.output).strip() + "\n"
+    except Exception as exc:  # noqa: BLE001 - the deterministic draft is always good enough
+        return text, f"the model did not answer ({exc.__class__.__name__}); kept the template"
+    try:
+        verify_commands(phrased, analysis)
+    except InventedCommand as exc:
+        return text, f"rejected the model's version: {exc}"
+    if len(phrased.split()) > MAX_WORDS:
+        return text, "rejected the model's version: longer than the word limit"
+    return phrased, None
+
+
+def catalog_facts(root: Path, index) -> dict[str, str]:  # noqa: ANN001 - a catalog index
+    """Owner, system and neighbours of the repository's catalog entity, matched by its git remote."""
+    from aiplane.catalog import tools
+
+    remote = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"], capture_output=True, text=True, timeout=30)
+    target = remote.stdout.strip() if remote.returncode == 0 and remote.stdout.strip() else root.resolve().name
+    try:
+        owned = tools.who_owns(index, target)
+    except tools.ToolError:
+        return {}
+    ref = owned["entity"]["ref"]
+    facts = {"Catalog entity": f"{ref} (evidence: catalog)"}
+    if owned["owners"]:
+        facts["Owner"] = ", ".join(o["ref"] for o in owned["owners"])
+    if owned["entity"].get("system"):
+        facts["System"] = owned["entity"]["system"]
+    key = ref.lower()
+    depends = [h.ref for h in index.dependencies(key, 1)]
+    dependents = [h.ref for h in index.dependents(key, 1)]
+    if depends:
+        facts["Depends on"] = ", ".join(depends[:10])
+    if dependents:
+        facts["Used by"] = ", ".join(dependents[:10])
+    return facts
 
 
 @dataclass
