@@ -156,6 +156,14 @@ def make_gateway(tmp_path, upstream):
         gw.stop()
 
 
+@pytest.fixture(scope="module")
+def model():
+    """The scripted OpenAI double for reviewer, codex and AGENTS.md tests: (server, state)."""
+    from tests.doubles.reviewer_model import reviewer_model
+
+    yield from reviewer_model()
+
+
 @pytest.fixture()
 def gateway(make_gateway) -> GatewayProcess:
     return make_gateway()

@@ -118,13 +118,6 @@ def test_check_flags_changed_manifests_since_base(tmp_path):
     assert check(root, base="main").touched_watched == ["go.mod"]
 
 
-@pytest.fixture(scope="module")
-def model():
-    from tests.doubles.reviewer_model import reviewer_model
-
-    yield from reviewer_model()
-
-
 def _model_env(server, tmp_path: Path) -> dict[str, str]:
     return clean_env(
         AIPLANE_DATA_DIR=str(tmp_path / "data"),

@@ -13,7 +13,6 @@ import pytest
 from aiplane.codex.rules import load
 from aiplane.codex.skill import validate_skill, write_skill
 from tests.conftest import AIPLANE, clean_env
-from tests.doubles.reviewer_model import reviewer_model
 from tests.test_review_deterministic import Repo
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "codex"
@@ -37,11 +36,6 @@ def _codex(root: Path, count: int) -> Path:
     for n in range(count):
         (root / f"R{n}.md").write_text(RULE.format(id=f"GEN-PY-{n:03d}", title=f"Rule number {n}", n=n))
     return root
-
-
-@pytest.fixture(scope="module")
-def model():
-    yield from reviewer_model()
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:

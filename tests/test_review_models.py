@@ -6,13 +6,7 @@ import json
 
 import pytest
 
-from tests.doubles.reviewer_model import reviewer_model
 from tests.test_review_deterministic import Repo, _lines
-
-
-@pytest.fixture(scope="module")
-def model():
-    yield from reviewer_model()
 
 
 @pytest.fixture()

@@ -13,14 +13,8 @@ import pytest
 from aiplane.config import load_settings
 from aiplane.review.engine import ReviewRequest, run
 from aiplane.review.runner import run_worker
-from tests.doubles.reviewer_model import reviewer_model
 from tests.doubles.server import free_port
 from tests.test_review_deterministic import Repo, _lines
-
-
-@pytest.fixture(scope="module")
-def model():
-    yield from reviewer_model()
 
 
 @pytest.fixture()
@@ -109,3 +103,14 @@ def test_failback_to_the_next_model(repo, model, monkeypatch, tmp_path):
     assert review.ai_ran and len(review.findings) == 1
     assert any("trying the next model" in n for n in review.notices)
     assert review.usage[0]["model"] == "openai:gpt-4o"
+
+
+def test_unreadable_worker_lines_are_reported():
+    from aiplane.review.engine import _apply_events
+    from aiplane.review.report import Review
+    from aiplane.review.runner import WorkerResult
+
+    review = Review(repository="r", base="b", head="h", tier="lite", tier_reasons=[], agents=[])
+    result = WorkerResult(events=[{"type": "done"}], exit_code=0, malformed_lines=2)
+    assert _apply_events(review, result) == []
+    assert any("2 unreadable line(s)" in n for n in review.notices)

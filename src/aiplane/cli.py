@@ -692,8 +692,7 @@ def agentsmd_generate(
     config: ConfigOption = None,
 ) -> None:
     """Render a short AGENTS.md from verified facts (at most ~400 words, commands only from the analysis)."""
-    from aiplane.agentsmd.analyze import analyze
-    from aiplane.agentsmd.generate import InventedCommand, catalog_facts, phrase, render, verify_commands
+    from aiplane.agentsmd.generate import InventedCommand, catalog_facts, generate, phrase
 
     if not path.is_dir():
         raise _fail(f"{path} is not a directory", EXIT_CONFIG)
@@ -708,10 +707,8 @@ def agentsmd_generate(
         facts = catalog_facts(path, _run_with_db(settings, work))
         if not facts:
             err.print("no catalog entity matches this repository; the Dependencies section is left out", markup=False)
-    analysis = analyze(path)
-    text = render(analysis, path.resolve().name, facts or None)
     try:
-        verify_commands(text, analysis)
+        analysis, text = generate(path, facts or None)
     except InventedCommand as exc:
         raise _fail(str(exc)) from None
     if model and settings is not None:

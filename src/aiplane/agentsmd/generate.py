@@ -37,7 +37,7 @@ def verify_commands(text: str, analysis: Analysis) -> None:
         raise InventedCommand(invented)
 
 
-def _section(a: Analysis, heading_level: str = "##") -> list[str]:
+def _section(a: Analysis) -> list[str]:
     lines = []
     runtime = ", ".join(f.value for f in a.runtime) or ", ".join(a.languages) or "unknown"
     tools = ", ".join(f.value for f in a.build)

@@ -7,7 +7,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import aiohttp
 from starlette.responses import Response, StreamingResponse
@@ -141,9 +140,3 @@ async def relay_stream(
         # Announce the failure in the provider's own format so SDKs raise instead of hanging.
         yield stream_error_event(target.wire, error, "upstream stream ended unexpectedly")
 
-
-def parse_json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None

@@ -40,12 +40,23 @@ class ChangedFile:
         return self.added + self.removed
 
 
+MAX_HEAD_FILE_BYTES = 8 * 1024 * 1024
+
+
 @dataclass
 class ChangeSet:
     repo: Path
     base: str
     head: str
     files: list[ChangedFile]
+    _head_texts: dict[str, str] | None = field(default=None, repr=False)
+
+    def head_texts(self) -> dict[str, str]:
+        """Text of every reviewable file at head, read once (one git cat-file) and shared by all checks."""
+        if self._head_texts is None:
+            paths = [f.path for f in self.reviewable if f.status != "deleted" and not f.binary]
+            self._head_texts = read_blobs(self.repo, self.head, paths, MAX_HEAD_FILE_BYTES)
+        return self._head_texts
 
     @property
     def reviewable(self) -> list[ChangedFile]:

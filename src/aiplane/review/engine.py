@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiplane.config import ModelEndpoint, Settings
@@ -16,7 +16,7 @@ from aiplane.modelcatalog.catalog import bundled
 from aiplane.modelcatalog.pricing import TokenCounts
 from aiplane.review import secrets
 from aiplane.review.agents import load_agents, select
-from aiplane.review.changes import ChangeSet, analyze, git, read_blobs
+from aiplane.review.changes import ChangeSet, analyze, git
 from aiplane.review.judge import consolidate, supported
 from aiplane.review.report import Finding, Review
 from aiplane.review.runner import WorkerResult, run_worker
@@ -43,7 +43,6 @@ class ReviewRequest:
     on_event: Callable[[dict, int], None] | None = None
     title: str | None = None
     body: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def plan(request: ReviewRequest) -> tuple[ChangeSet, Review]:
@@ -77,7 +76,7 @@ def codex_checks(
         return [], "", {}
     paths = [f.path for f in change.reviewable if f.status != "deleted"]
     rules = codex.for_paths(paths)
-    contents = read_blobs(change.repo, change.head, paths, 2 * 1024 * 1024)
+    contents = change.head_texts()
     findings = []
     for rule in (r for r in rules if r.deterministic):
         for changed in change.reviewable:
@@ -166,10 +165,7 @@ def run(request: ReviewRequest) -> Review:
     for claim in claims:
         if claim.rule_id and claim.rule_id in rule_links:
             claim.rule_link = rule_links[claim.rule_id]
-    file_lines = {
-        path: text.count("\n") + 1
-        for path, text in read_blobs(change.repo, change.head, [f.path for f in change.reviewable], 8 * 1024 * 1024).items()
-    }
+    file_lines = {path: text.count("\n") + 1 for path, text in change.head_texts().items()}
     changed = {f.path: set(f.added_lines) for f in change.reviewable}
     kept = [f for f in claims if supported(f, file_lines, changed)]
     if len(kept) < len(claims):
@@ -207,6 +203,8 @@ def _apply_events(review: Review, result: WorkerResult) -> list[Finding]:
                 review.notices.append(f"The {event['agent']} reviewer produced no usable answer ({event.get('message')}); its part was skipped.")
         elif kind == "step_finish" and event.get("status") == "ok":
             finished_ok.add(event["agent"])
+    if result.malformed_lines:
+        review.notices.append(f"The review worker wrote {result.malformed_lines} unreadable line(s); they were skipped.")
     review.usage = list(usage.values())
     review.ai_ran = bool(finished_ok)
     if not result.completed:

@@ -8,7 +8,7 @@ from pathlib import Path
 from detect_secrets import SecretsCollection
 from detect_secrets.settings import default_settings
 
-from aiplane.review.changes import ChangeSet, read_blobs
+from aiplane.review.changes import ChangeSet
 from aiplane.review.report import Finding
 
 # Entropy detectors flag hashes and ids constantly; the specific detectors are what we trust.
@@ -21,11 +21,11 @@ def scan(change: ChangeSet) -> list[Finding]:
     with tempfile.TemporaryDirectory(prefix="aiplane-secrets-") as tmp:
         root = Path(tmp)
         targets = []
-        candidates = [f for f in change.reviewable if f.status != "deleted" and not f.binary and f.added_lines]
-        contents = read_blobs(change.repo, change.head, [f.path for f in candidates], MAX_FILE_BYTES)
+        candidates = [f for f in change.reviewable if f.added_lines]
+        contents = change.head_texts()
         for file in candidates:
             content = contents.get(file.path)
-            if not content:
+            if not content or len(content) > MAX_FILE_BYTES:
                 continue
             target = root / file.path
             target.parent.mkdir(parents=True, exist_ok=True)

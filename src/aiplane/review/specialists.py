@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -43,7 +43,6 @@ class ReviewerOutput(BaseModel):
 class Workspace:
     repo: Path
     patches: dict[str, str]
-    changed: set[str] = field(default_factory=set)
 
     def resolve(self, path: str) -> Path:
         target = (self.repo / path).resolve()
@@ -127,7 +126,7 @@ async def run_specialist(
         prompt = "The patches:\n" + "\n".join(workspace.patches[p] for p in mine)
     else:
         prompt = "Your patches (read them with read_patch):\n" + "\n".join(f"- {p}" for p in mine)
-    scoped = Workspace(workspace.repo, {p: workspace.patches[p] for p in mine}, workspace.changed)
+    scoped = Workspace(workspace.repo, {p: workspace.patches[p] for p in mine})
     budget = handle.endpoint.max_output_tokens
     last_error = None
     usage_total = AgentRun(spec.name, handle.label, [])

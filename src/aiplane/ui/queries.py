@@ -94,8 +94,8 @@ def percentile_ms(histogram: list[int], fraction: float) -> float | None:
     return float("inf")
 
 
-def _shape(row: Any) -> dict[str, Any]:
-    data = dict(row._mapping)
+def _shape(mapping: Any) -> dict[str, Any]:
+    data = dict(mapping)
     histogram = [int(data.pop(b) or 0) for b in BUCKETS]
     requests = int(data.get("requests") or 0)
     for name in ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens"):
@@ -112,7 +112,7 @@ async def totals(engine: AsyncEngine, win: Window, model: str | None = None, use
     table = _table(user_id)
     async with engine.connect() as conn:
         row = (await conn.execute(_where(select(*_sums(table)), table, win, model, user_id))).one()
-    return _shape(row)
+    return _shape(row._mapping)
 
 
 async def timeseries(engine: AsyncEngine, win: Window, model: str | None = None, user_id: str | None = None) -> list[dict[str, Any]]:
@@ -169,7 +169,7 @@ async def breakdown(
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [_shape(row) for row in rows]
+    return [_shape(row._mapping) for row in rows]
 
 
 async def _users_by_day(engine: AsyncEngine, win: Window, limit: int) -> list[dict[str, Any]]:
@@ -197,12 +197,7 @@ async def _users_by_day(engine: AsyncEngine, win: Window, limit: int) -> list[di
                 for name in SUMS + tuple(BUCKETS):
                     target[name] += data[name] or 0
     ranked = sorted(merged.items(), key=lambda kv: (-kv[1]["cost_usd"], -kv[1]["requests"]))[:limit]
-    return [_shape(_Row({"key": key, **values})) for key, values in ranked]
-
-
-class _Row:
-    def __init__(self, mapping: dict[str, Any]) -> None:
-        self._mapping = mapping
+    return [_shape({"key": key, **values}) for key, values in ranked]
 
 
 async def emails_for(engine: AsyncEngine, user_ids: list[str]) -> dict[str, str]:
