@@ -187,6 +187,22 @@ class ReviewSettings(Strict):
     # Address-space cap for the review worker process.
     memory_cap_mb: int = Field(default=2560, ge=0)
     max_concurrency: int = Field(default=4, ge=1, le=32)
+    # The aiplane gateway reviews reach models through (the `gateway` plugin), and its token;
+    # the token falls back to AIPLANE_TOKEN, which `aiplane login` and CI secrets provide.
+    gateway_url: HttpUrl | None = None
+    gateway_token: SecretStr | None = None
+    # A default `provider/model` for every reviewer through the gateway, when no remote route says otherwise.
+    model: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]*/\S+$")
+    # Read per-reviewer models and provider switches from the gateway (`GET /v1/review-config`).
+    remote_config: bool = True
+    # Entry-point names of review plugins to leave out, e.g. ["telemetry"].
+    disabled_plugins: list[str] = Field(default_factory=list)
+    # Inline comments per run; the rest appear only in the summary comment.
+    max_inline_comments: int = Field(default=10, ge=0, le=100)
+    # Approve / withdraw approval by verdict where the host allows it (GitLab); break glass always approves.
+    approve: bool = False
+    # Whose comments are ours, when the host cannot tell (GitHub Apps posting as "name[bot]").
+    bot_login: str | None = None
 
 
 class CodexSettings(Strict):

@@ -41,9 +41,13 @@ from aiplane.gateway.routing import (
     Target,
     resolve,
 )
+from aiplane.llm.routing import EMPTY as EMPTY_ROUTING
+from aiplane.llm.routing import RoutingError
+from aiplane.llm.routing import parse as parse_routing
 from aiplane.logs import log_fields
 from aiplane.modelcatalog.catalog import CatalogRefresher, ModelCatalog, bundled
 from aiplane.modelcatalog.pricing import PriceTable
+from aiplane.store import reviewconfig
 from aiplane.store.database import create_engine, migrate
 from aiplane.store.identities import IdentityMap
 from aiplane.store.usage import UsageRecord, UsageWriter, aggregate, parse_since
@@ -389,6 +393,30 @@ class Gateway:
             )
         return JSONResponse({"status": "reloaded", "request_id": request_id})
 
+    async def review_config(self, request: Request) -> Response:
+        """The reviewers' model routing: any signed-in caller reads it, admins replace it."""
+        request_id = uuid.uuid4().hex
+        if request.method == "GET":
+            if (refused := await self.authorize_user(request)) is not None:
+                return refused
+            stored = await reviewconfig.latest(self.engine)
+            document = stored["document"] if stored else EMPTY_ROUTING.model_dump(mode="json")
+            # Reviews cache it for 5 s themselves; intermediaries must not hold it longer.
+            return JSONResponse(document, headers={"cache-control": "max-age=5"})
+        if (refused := await self._refuse_non_admin(request, request_id, "changing the review config")) is not None:
+            return refused
+        try:
+            document = parse_routing(await self._read_body(request))
+        except RoutingError as exc:
+            return error_response(422, "invalid_request", f"invalid review config: {exc}", request_id)
+        except RouteError as exc:
+            return error_response(exc.status, exc.kind, exc.message, request_id)
+        identity = await self.authenticate(request)
+        actor = await self.identities.user_id(identity.subject)
+        await reviewconfig.save(self.engine, document.model_dump(mode="json", exclude_none=True), actor)
+        log.info("review config replaced", extra=log_fields(request_id=request_id, user_id=actor))
+        return JSONResponse({"status": "saved", "request_id": request_id})
+
     def dashboard(self) -> Dashboard:
         return Dashboard(
             self.engine,
@@ -471,6 +499,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/.well-known/opencode", gateway.well_known_opencode, methods=["GET"]),
         Route("/v1/auth/info", gateway.auth_info, methods=["GET"]),
         Route("/v1/admin/reload", gateway.admin_reload, methods=["POST"]),
+        Route("/v1/review-config", gateway.review_config, methods=["GET", "PUT"]),
         Route("/openai/{path:path}", _prefixed("openai", gateway), methods=PROXY_METHODS),
         Route("/anthropic/{path:path}", _prefixed("anthropic", gateway), methods=PROXY_METHODS),
         Route("/google-ai-studio/{path:path}", _prefixed("google", gateway), methods=PROXY_METHODS),

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiplane.config import ModelEndpoint, Settings
 from aiplane.modelcatalog.catalog import bundled
 from aiplane.modelcatalog.pricing import TokenCounts
 from aiplane.review import secrets
-from aiplane.review.agents import load_agents, select
+from aiplane.review.agents import AgentSpec, load_agents, select
 from aiplane.review.changes import ChangeSet, analyze, git
 from aiplane.review.judge import consolidate, supported
 from aiplane.review.report import Finding, Review
@@ -32,6 +32,15 @@ NO_MODEL_NOTICE = (
 
 
 @dataclass
+class Prepared:
+    """What plugins contributed for one change before any model ran."""
+
+    findings: list[Finding] = field(default_factory=list)
+    agent_notes: dict[str, str] = field(default_factory=dict)
+    rule_links: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class ReviewRequest:
     repo: Path
     base: str | None = None
@@ -43,13 +52,20 @@ class ReviewRequest:
     on_event: Callable[[dict, int], None] | None = None
     title: str | None = None
     body: str | None = None
+    # From plugins: extra reviewers, shared-context sections, per-change contributions, and
+    # model routing through the gateway ({"gateway": {url, token}, "routes": ..., "remote": ...}).
+    extra_agents: list[AgentSpec] = field(default_factory=list)
+    extra_context: list[str] = field(default_factory=list)
+    prepare: Callable[[ChangeSet, Review], Prepared] | None = None
+    routing: dict | None = None
+    worker_env: dict[str, str] = field(default_factory=dict)
 
 
 def plan(request: ReviewRequest) -> tuple[ChangeSet, Review]:
     """Everything up to (not including) running reviewers: what changed, its tier and who reviews it."""
     change = analyze(request.repo, request.base, request.head)
     decision = decide(change, request.rule)
-    agents = select(load_agents(request.repo), decision.tier, change)
+    agents = select(load_agents(request.repo) | {a.name: a for a in request.extra_agents}, decision.tier, change)
     review = Review(
         repository=str(request.repo),
         base=change.base,
@@ -119,11 +135,14 @@ def write_run_files(run_dir: Path, context: str, change: ChangeSet) -> dict[str,
 def build_job(request: ReviewRequest, change: ChangeSet, review: Review, settings: Settings, run_dir: Path) -> dict:
     """Everything the worker needs, sent over stdin (keys included: never argv, never logs)."""
     context = shared_context(request, change)
+    specs = load_agents(request.repo) | {a.name: a for a in request.extra_agents}
     return {
         "repo": str(change.repo),
         "head": change.head,
         "tier": review.tier,
         "agents": review.agents,
+        "agent_specs": [specs[name].model_dump() for name in review.agents],
+        "routing": request.routing,
         "context": context,
         "patch_files": write_run_files(run_dir, context, change),
         "models": {tier: _endpoint_json(e) for tier, e in settings.llm.models.items()},
@@ -139,17 +158,14 @@ def run(request: ReviewRequest) -> Review:
         return review
     findings = secrets.scan(change)
     settings = request.settings
-    notes: dict[str, str] = {}
-    rule_links: dict[str, str] = {}
-    if settings is not None and settings.codex.path is not None:
-        codex_findings, ai_rules_text, rule_links = codex_checks(change, settings.codex.path, settings.codex.link_base, review)
-        findings.extend(codex_findings)
-        if ai_rules_text:
-            notes["codex-compliance"] = ai_rules_text
+    prepared = request.prepare(change, review) if request.prepare else Prepared()
+    findings.extend(prepared.findings)
+    notes, rule_links = prepared.agent_notes, prepared.rule_links
     if "codex-compliance" in review.agents and "codex-compliance" not in notes:
         # Nothing for it to judge: no codex, or no AI-judged rule covers these files.
         review.agents.remove("codex-compliance")
-    if settings is None or not settings.llm.models:
+    routed = bool(request.routing and (request.routing.get("routes") or request.routing.get("remote")))
+    if settings is None or not (settings.llm.models or routed):
         review.findings = findings
         review.notices.append(NO_MODEL_NOTICE)
         return review
@@ -160,6 +176,7 @@ def run(request: ReviewRequest) -> Review:
             memory_cap_bytes=settings.review.memory_cap_mb * 1024 * 1024,
             log_path=request.log_path,
             on_event=request.on_event,
+            env=request.worker_env,
         )
     claims = _apply_events(review, result)
     for claim in claims:
@@ -223,6 +240,7 @@ def shared_context(request: ReviewRequest, change: ChangeSet) -> str:
     parts = [
         f"<mr_details>\nTitle: {strip_boundary_tags(title)}\n\n{strip_boundary_tags(body)[:20_000]}\n</mr_details>",
         f"<changed_files>\n{files}\n</changed_files>",
+        *request.extra_context,
     ]
     agents_md = change.repo / "AGENTS.md"
     if agents_md.is_file():
@@ -231,7 +249,7 @@ def shared_context(request: ReviewRequest, change: ChangeSet) -> str:
     return "\n\n".join(parts)
 
 
-async def record_run(settings: Settings, review: Review, duration_s: float) -> None:
+async def record_run(settings: Settings, review: Review, duration_s: float, break_glass: bool = False) -> None:
     """One review_runs row per review that reached the AI reviewers (the dashboard's Reviews page)."""
     from datetime import UTC, datetime
 
@@ -257,7 +275,7 @@ async def record_run(settings: Settings, review: Review, duration_s: float) -> N
                     findings_nit=counts["nit"],
                     cost_usd=sum(costs) if costs else None,
                     duration_s=duration_s,
-                    break_glass=0,
+                    break_glass=int(break_glass),
                 )
             )
     finally:

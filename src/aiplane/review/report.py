@@ -49,9 +49,13 @@ class Review:
     files_skipped: list[dict[str, str]] = field(default_factory=list)
     ai_ran: bool = False
     usage: list[dict[str, Any]] = field(default_factory=list)
+    # Who broke glass: a human asked to approve without review; the verdict is then approve.
+    break_glass_by: str | None = None
 
     @property
     def verdict(self) -> Verdict:
+        if self.break_glass_by is not None:
+            return "approve"
         if any(f.severity == "critical" and f.category == "security" for f in self.findings):
             return "request_changes"
         if any(f.severity == "critical" for f in self.findings):
@@ -77,6 +81,7 @@ class Review:
             "notices": self.notices,
             "findings": [asdict(f) for f in self.ordered()],
             "usage": self.usage,
+            "break_glass": self.break_glass_by is not None,
         }
 
 
@@ -85,8 +90,10 @@ def render_markdown(review: Review) -> str:
     lines.append(
         f"**Tier:** {review.tier} ({'; '.join(review.tier_reasons)}) · **Reviewers:** {', '.join(review.agents) or 'none'}"
     )
+    if review.break_glass_by is not None:
+        lines += ["", f"> 🔓 **Break glass**: approved without review at the request of @{_safe(review.break_glass_by)}. This is recorded."]
     for notice in review.notices:
-        lines += ["", f"> ⚠️ {notice}"]
+        lines += ["", f"> ⚠️ {_safe(notice)}"]
     main = [f for f in review.ordered() if f.severity != "nit"]
     nits = [f for f in review.ordered() if f.severity == "nit"]
     if not review.findings:
@@ -110,13 +117,29 @@ def render_markdown(review: Review) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _safe(text: str) -> str:
+    # Model and user text must not be able to plant hidden markers in our comments.
+    return text.replace("<!--", "&lt;!--").replace("-->", "--&gt;")
+
+
+def _rule(f: Finding) -> str:
+    return (f" · [{f.rule_id}]({f.rule_link})" if f.rule_link else f" · [{f.rule_id}]") if f.rule_id else ""
+
+
 def _finding_markdown(f: Finding) -> str:
     where = f"`{f.file}:{f.start_line}`" + (f"–{f.end_line}" if f.end_line != f.start_line else "")
-    rule = (f" · [{f.rule_id}]({f.rule_link})" if f.rule_link else f" · [{f.rule_id}]") if f.rule_id else ""
-    text = f"- **{BADGES[f.severity]}** {where} — **{f.title}**{rule}\n  {f.explanation}"
+    text = f"- **{BADGES[f.severity]}** {where} — **{_safe(f.title)}**{_rule(f)}\n  {_safe(f.explanation)}"
     if f.suggestion:
-        text += f"\n  _Suggested fix:_ {f.suggestion}"
+        text += f"\n  _Suggested fix:_ {_safe(f.suggestion)}"
     return text
+
+
+def inline_markdown(f: Finding) -> str:
+    """The body of an inline comment on the finding's line."""
+    text = f"**{BADGES[f.severity]}** — **{_safe(f.title)}**{_rule(f)}\n\n{_safe(f.explanation)}"
+    if f.suggestion:
+        text += f"\n\n_Suggested fix:_ {_safe(f.suggestion)}"
+    return text + f"\n\n<sub>aiplane review · {f.source}</sub>"
 
 
 def render_sarif(review: Review) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def run_worker(
     log_path: Path | None = None,
     on_event: Callable[[dict[str, Any], int], None] | None = None,
     notify: IO[str] = sys.stderr,
+    env: dict[str, str] | None = None,
 ) -> WorkerResult:
     payload = json.dumps(job).encode()
     worker_stderr = log_path.with_suffix(".stderr").open("ab") if log_path else None
@@ -86,7 +87,7 @@ def run_worker(
         stdout=subprocess.PIPE,
         stderr=worker_stderr or subprocess.DEVNULL,
         preexec_fn=_cap_memory(memory_cap_bytes) if memory_cap_bytes > 0 else None,  # noqa: PLW1509
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdin is not None and process.stdout is not None
 

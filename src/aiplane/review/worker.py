@@ -17,6 +17,7 @@ from typing import Any
 
 from aiplane.config import ModelEndpoint
 from aiplane.llm.client import ModelHandle, build
+from aiplane.llm.routing import RemoteRouting, endpoint_for
 from aiplane.review.agents import AgentSpec, load_agents
 from aiplane.review.specialists import Workspace, run_specialist
 
@@ -30,24 +31,59 @@ def emit(event: dict[str, Any]) -> None:
         sys.stdout.flush()
 
 
-def _chain(job: dict[str, Any], tier: str) -> list[ModelHandle]:
-    models = job["models"]
-    # The tier that actually serves this one (light and coordinator fall back to specialist).
-    key = tier if tier in models else ("specialist" if "specialist" in models else next(iter(models)))
-    endpoints = [models[key]] + list(job.get("failback", {}).get(key, []))
-    handles = []
-    for raw in endpoints:
-        endpoint = ModelEndpoint.model_validate(raw)
-        handles.append(ModelHandle(tier, endpoint, build(endpoint)))
-    return handles
+class Router:
+    """The models to try for an agent, in order: the central routing document (re-read, 5 s cache,
+    before every attempt, so a provider switched off mid-run is skipped), else routes from
+    plugins, else the tier's configured model and failbacks."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self.job = job
+        routing = job.get("routing") or {}
+        self.gateway = routing.get("gateway")
+        self.routes: dict[str, list[str]] = routing.get("routes") or {}
+        self.remote = RemoteRouting.from_job(routing["remote"]) if routing.get("remote") else None
+
+    async def candidates(self, agent: str, tier: str) -> list[ModelEndpoint]:
+        template = self._tier_chain(tier)
+        refs: list[str] = []
+        if self.remote is not None:
+            document = await asyncio.to_thread(self.remote.get)
+            refs = document.chain(agent) if document is not None else []
+        if not refs:
+            refs = self.routes.get(agent) or self.routes.get("*") or []
+        if refs and self.gateway:
+            like = template[0] if template else None
+            return [endpoint_for(ref, self.gateway["url"], self.gateway.get("token"), like) for ref in refs]
+        return template
+
+    def _tier_chain(self, tier: str) -> list[ModelEndpoint]:
+        models = self.job.get("models") or {}
+        if not models:
+            return []
+        # The tier that actually serves this one (light and coordinator fall back to specialist).
+        key = tier if tier in models else ("specialist" if "specialist" in models else next(iter(models)))
+        return [ModelEndpoint.model_validate(raw) for raw in [models[key], *self.job.get("failback", {}).get(key, [])]]
 
 
-async def _review_one(spec: AgentSpec, job: dict[str, Any], workspace: Workspace, limit: asyncio.Semaphore) -> None:
+def _label(endpoint: ModelEndpoint) -> str:
+    return f"{endpoint.kind}:{endpoint.model}@{endpoint.base_url}"
+
+
+async def _review_one(spec: AgentSpec, job: dict[str, Any], router: Router, workspace: Workspace, limit: asyncio.Semaphore) -> None:
     tier = "light" if spec.model_tier == "light" else "specialist"
     async with limit:
         emit({"type": "step_start", "agent": spec.name})
-        chain = _chain(job, tier)
-        for position, handle in enumerate(chain):
+        tried: set[str] = set()
+        while True:
+            remaining = [e for e in await router.candidates(spec.name, tier) if _label(e) not in tried]
+            if not remaining:
+                if not tried:
+                    emit({"type": "error", "agent": spec.name, "model": None, "kind": "abort", "message": "no enabled model"})
+                emit({"type": "step_finish", "agent": spec.name, "status": "failed"})
+                return
+            endpoint = remaining[0]
+            tried.add(_label(endpoint))
+            handle = ModelHandle(tier, endpoint, build(endpoint))
             try:
                 result = await run_specialist(
                     spec, handle, job["context"], workspace,
@@ -66,21 +102,24 @@ async def _review_one(spec: AgentSpec, job: dict[str, Any], workspace: Workspace
                     emit({"type": "finding", "agent": spec.name, **asdict(finding)})
                 emit({"type": "step_finish", "agent": spec.name, "status": "ok", "model": handle.label})
                 return
-            last = position == len(chain) - 1
+            last = len(remaining) == 1
             emit({"type": "error", "agent": spec.name, "model": handle.label, "kind": "abort" if last else "failback", "message": error})
-        emit({"type": "step_finish", "agent": spec.name, "status": "failed"})
 
 
 async def work(job: dict[str, Any]) -> None:
     repo = Path(job["repo"])
-    agents = load_agents(repo)
-    selected = [agents[name] for name in job["agents"] if name in agents]
+    if job.get("agent_specs") is not None:
+        selected = [AgentSpec.model_validate(raw) for raw in job["agent_specs"]]
+    else:
+        agents = load_agents(repo)
+        selected = [agents[name] for name in job["agents"] if name in agents]
     patches = job.get("patches") or {
         path: Path(file).read_text(encoding="utf-8") for path, file in job.get("patch_files", {}).items()
     }
     workspace = Workspace(repo, patches)
     limit = asyncio.Semaphore(max(int(job.get("max_concurrency", 4)), 1))
-    await asyncio.gather(*(_review_one(spec, job, workspace, limit) for spec in selected))
+    router = Router(job)
+    await asyncio.gather(*(_review_one(spec, job, router, workspace, limit) for spec in selected))
 
 
 def main() -> None:

@@ -142,3 +142,14 @@ audit_events = Table(
     Column("action", String(64), nullable=False),
     Column("detail", Text, nullable=False),
 )
+
+# The reviewers' central model routing (aiplane.llm.routing); every change is a new row, the
+# newest row is in force, and older rows are the history of who changed what.
+review_config = Table(
+    "review_config",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("document", Text, nullable=False),
+)

@@ -1,0 +1,237 @@
+"""A review as CI runs it: plugins, the VCS, memory of earlier rounds, one living comment.
+
+Order: plugins bootstrap (concurrent, non-fatal) → configure (sequential, fatal) → post_configure
+(async) → assemble → read the change request and our earlier comments → break glass? (before any
+model) → engine → re-review rules → publish (inline comments, the summary, the status) → the
+plugins' publish hooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiplane.config import Settings
+from aiplane.logs import log_fields
+from aiplane.review import memory
+from aiplane.review.changes import ChangeError, ChangeSet
+from aiplane.review.engine import Prepared, ReviewRequest, plan, run
+from aiplane.review.plugins.context import PluginContext, ReviewOptions, RunConfig
+from aiplane.review.plugins.host import PluginHost
+from aiplane.review.report import BADGES, Review, inline_markdown, render_markdown
+from aiplane.review.sanitize import strip_boundary_tags
+from aiplane.vcs.model import ChangeRequest, VcsError
+
+log = logging.getLogger("aiplane.review")
+MAX_PREVIOUS_DIFF_CHARS = 20_000
+MAX_PREVIOUS_SUMMARY_CHARS = 8_000
+
+
+class PublishError(Exception):
+    """The review ran but could not be published; the message is safe to print."""
+
+
+@dataclass
+class Outcome:
+    review: Review
+    duration_s: float
+    break_glass: bool = False
+    inline_posted: int = 0
+    inline_skipped: int = 0
+    resolved: int = 0
+    raised_again: int = 0
+    summary_id: str | None = None
+    publish_error: str | None = None
+    plan: memory.Plan | None = None
+
+
+def configure(options: ReviewOptions, settings: Settings, environ: dict[str, str]) -> tuple[PluginHost, PluginContext, RunConfig]:
+    """Load plugins and run the lifecycle up to an assembled configuration (raises on fatal steps)."""
+    host = PluginHost.load(frozenset(settings.review.disabled_plugins))
+    ctx = PluginContext(options, settings, environ)
+    host.bootstrap(ctx)
+    host.configure(ctx)
+    host.post_configure(ctx)
+    return host, ctx, ctx.assemble()
+
+
+def review_change(options: ReviewOptions, settings: Settings, environ: dict[str, str]) -> Outcome:
+    started = time.monotonic()
+    host, ctx, config = configure(options, settings, environ)
+    vcs = config.vcs
+    try:
+        request, change_request = _request(options, settings, config, ctx, host)
+        comments = vcs.comments()
+        if options.dry_run:
+            request.dry_run = True
+            outcome = Outcome(run(request), time.monotonic() - started)
+            return outcome
+        asked = memory.break_glass(comments)
+        if asked is not None:
+            # Before any model call, by rule: a human has taken responsibility for this change.
+            _change, review = plan(request)
+            review.break_glass_by = asked.author
+            outcome = Outcome(review, 0.0, break_glass=True)
+            log.warning("break glass", extra=log_fields(vcs=vcs.name, change=change_request.number, comment_id=asked.id))
+        else:
+            remembered = memory.recall(comments, vcs.threads(), vcs.whoami())
+            previous = _previous_review(remembered, request.repo, request.head)
+            if previous:
+                request.extra_context.append(previous)
+            review = run(request)
+            outcome = Outcome(review, 0.0)
+            _apply_memory(outcome, remembered)
+        outcome.duration_s = time.monotonic() - started
+        try:
+            _publish(outcome, config, settings, change_request, options)
+        except VcsError as exc:
+            outcome.publish_error = str(exc)
+        host.each(ctx, "aiplane_review_publish", outcome=outcome)
+        outcome.review.notices.extend(n for n in ctx.notices if n not in outcome.review.notices)
+        return outcome
+    finally:
+        try:
+            vcs.close()
+        except VcsError as exc:
+            log.warning("could not save review state", extra=log_fields(error=str(exc)))
+
+
+def _request(options: ReviewOptions, settings: Settings, config: RunConfig, ctx: PluginContext,
+             host: PluginHost) -> tuple[ReviewRequest, ChangeRequest]:
+    vcs = config.vcs
+    change_request = vcs.change_request()
+    repo = options.repo.resolve()
+    if vcs.name == "local":
+        base, head, title, body = options.base, options.head, None, None
+    else:
+        for sha in (change_request.base_sha, change_request.head_sha):
+            _ensure_commit(repo, sha)
+        base, head = change_request.base_sha, change_request.head_sha
+        title, body = change_request.title, change_request.body
+
+    def prepare(change: ChangeSet, review: Review) -> Prepared:
+        ctx.findings.clear()
+        host.each(ctx, "aiplane_review_prepare", change=change, review=review)
+        return Prepared(list(ctx.findings), {a: "\n\n".join(t) for a, t in ctx.agent_notes.items()}, dict(ctx.rule_links))
+
+    routing = None
+    gateway = config.providers.get("gateway")
+    if gateway is not None and (config.routes or config.routing):
+        routing = {"gateway": {"url": gateway.url, "token": gateway.token}, "routes": config.routes,
+                   "remote": config.routing.to_job() if config.routing else None}
+    request = ReviewRequest(
+        repo=repo, base=base, head=head, settings=settings, title=title, body=body,
+        extra_agents=config.agents, extra_context=list(config.prompt_sections), prepare=prepare,
+        routing=routing, worker_env=config.env,
+    )
+    return request, change_request
+
+
+def _ensure_commit(repo: Path, sha: str) -> None:
+    """CI checkouts are often shallow or on a merge ref; fetch what the review needs."""
+    def present() -> bool:
+        return subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{sha}^{{commit}}"], capture_output=True).returncode == 0
+
+    if present():
+        return
+    subprocess.run(["git", "-C", str(repo), "fetch", "--quiet", "--no-tags", "origin", sha], capture_output=True, timeout=300)
+    if not present():
+        raise ChangeError(f"commit {sha[:12]} is not in the checkout and could not be fetched; check out with full history "
+                          "(GitHub: actions/checkout fetch-depth: 0; GitLab: GIT_DEPTH: 0)")
+
+
+def _previous_review(remembered: memory.Memory, repo: Path, head: str) -> str:
+    described = remembered.describe()
+    if not described:
+        return ""
+    parts = [strip_boundary_tags(described)]
+    if remembered.previous_summary:
+        text = strip_boundary_tags(remembered.previous_summary)[:MAX_PREVIOUS_SUMMARY_CHARS]
+        parts.append(f"The previous review comment:\n{text}")
+    if remembered.previous_head:
+        diff = subprocess.run(["git", "-C", str(repo), "diff", "--no-color", remembered.previous_head, head, "--"],
+                              capture_output=True, text=True, errors="replace")
+        if diff.returncode == 0:
+            body = diff.stdout[:MAX_PREVIOUS_DIFF_CHARS] or "(no changes)"
+            parts.append(f"The diff since the previously reviewed head {remembered.previous_head[:12]}:\n{strip_boundary_tags(body)}")
+    return "<previous_review>\n" + "\n\n".join(parts) + "\n</previous_review>"
+
+
+def _apply_memory(outcome: Outcome, remembered: memory.Memory) -> None:
+    review = outcome.review
+    decided = memory.reconcile(review.findings, remembered)
+    review.findings = decided.findings
+    outcome.plan = decided
+    if decided.fixed:
+        review.notices.append(f"{decided.fixed} finding(s) from the previous review are fixed.")
+    if decided.respected:
+        review.notices.append(f"{decided.respected} finding(s) a reviewer resolved or answered won't fix / acknowledged were not raised again.")
+    if decided.raise_again:
+        review.notices.append(f"{len(decided.raise_again)} finding(s) got worse since the previous review and were raised again.")
+
+
+def _status(review: Review) -> tuple[str, str]:
+    if review.break_glass_by is not None:
+        return "success", f"Break glass by {review.break_glass_by}: approved without review"
+    if review.verdict == "request_changes":
+        return "failure", "Request changes: see the review comment"
+    count = len(review.findings)
+    return "success", f"Approved with {count} comment(s)" if count else "Approved"
+
+
+def _publish(outcome: Outcome, config: RunConfig, settings: Settings, change_request: ChangeRequest,
+             options: ReviewOptions) -> None:
+    vcs, review, allowed = config.vcs, outcome.review, config.permissions
+    decided = outcome.plan
+    if decided is not None and "vcs:inline" in allowed:
+        budget = options.max_inline
+        for finding in decided.post:
+            if budget <= 0:
+                outcome.inline_skipped += 1
+                continue
+            body = inline_markdown(finding) + "\n\n" + memory.finding_marker(finding)
+            if vcs.post_inline(finding.file, finding.start_line, body) is None:
+                outcome.inline_skipped += 1  # not a line the host shows in the diff; the summary has it
+            else:
+                outcome.inline_posted += 1
+                budget -= 1
+        for prior, finding in decided.raise_again:
+            assert prior.thread is not None
+            vcs.edit_inline(prior.thread, inline_markdown(finding) + "\n\n" + memory.finding_marker(finding))
+            vcs.reply(prior.thread, f"This got worse: now **{BADGES[finding.severity]}** (was {prior.severity}).")
+            outcome.raised_again += 1
+        for prior in decided.resolve:
+            assert prior.thread is not None
+            short = change_request.head_sha[:12] or "the latest change"
+            vcs.edit_inline(prior.thread, f"✅ Fixed in {short}.\n\n<details><summary>Original comment</summary>\n\n"
+                            f"{prior.thread.body}\n\n</details>")
+            vcs.resolve(prior.thread)
+            outcome.resolved += 1
+    if "vcs:comment" in allowed:
+        state = memory.round_state(review.head, review.findings)
+        footer = _footer(outcome)
+        body = render_markdown(review) + footer + "\n" + memory.summary_marker(state) + "\n"
+        outcome.summary_id = vcs.upsert_summary(memory.SUMMARY_MARKER, body)
+    if "vcs:status" in allowed:
+        state, description = _status(review)
+        vcs.set_status(state, description)  # type: ignore[arg-type]
+    if "vcs:approve" in allowed:
+        if review.break_glass_by is not None:
+            vcs.approve(True)
+        elif settings.review.approve:
+            vcs.approve(review.verdict != "request_changes")
+
+
+def _footer(outcome: Outcome) -> str:
+    bits = []
+    if outcome.inline_posted:
+        bits.append(f"{outcome.inline_posted} new inline comment(s)")
+    if outcome.inline_skipped:
+        bits.append(f"{outcome.inline_skipped} finding(s) only in this summary")
+    if outcome.resolved:
+        bits.append(f"{outcome.resolved} thread(s) resolved as fixed")
+    tail = f" · {'; '.join(bits)}" if bits else ""
+    return f"\n<sub>aiplane review · head {outcome.review.head[:12]}{tail} · updated in place on every push</sub>\n"

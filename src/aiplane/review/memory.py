@@ -1,0 +1,198 @@
+"""Memory across review rounds: fingerprints hidden in our comments, and the re-review rules.
+
+Every inline comment we post carries `<!-- aiplane-review:finding fp=… severity=… -->`; the one
+summary comment carries `<!-- aiplane-review:summary … -->` with the state of the round (head
+reviewed, every finding's fingerprint and severity). The next round reads them back and applies:
+
+- fixed (no longer reported) → omitted, and its thread resolved;
+- still present → kept, and not posted again;
+- worse (higher severity) → re-raised at the new severity;
+- resolved by a human, or answered "won't fix" / "acknowledged" → respected unless worse.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiplane.review.report import SEVERITY_ORDER, Finding
+from aiplane.vcs.model import Comment, Thread
+
+SUMMARY_MARKER = "<!-- aiplane-review:summary"
+_SUMMARY = re.compile(r"<!-- aiplane-review:summary v1 ([A-Za-z0-9+/=_-]+) -->")
+_FINDING = re.compile(r"<!-- aiplane-review:finding fp=([0-9a-f]{16}) severity=(critical|warning|suggestion|nit) -->")
+_WORD = re.compile(r"[a-z0-9]+")
+# "won't fix", "wont fix", "wontfix", "will not fix", "acknowledged", "ack'd"; curly quotes too.
+_DISMISSAL = re.compile(r"\b(won['’]?t[ -]?fix|will not fix|acknowledged?|ack['’]?d)\b", re.IGNORECASE)
+# A line that says break glass, outside quotes (someone quoting it is not asking for it).
+_BREAK_GLASS = re.compile(r"^(?!\s*>).*\bbreak[ -]glass\b", re.IGNORECASE | re.MULTILINE)
+
+
+def fingerprint(finding: Finding) -> str:
+    """Stable across rounds: file, rule or category and the title's words; never the line, which moves."""
+    words = " ".join(_WORD.findall(finding.title.lower()))
+    key = f"{finding.file}\0{finding.rule_id or finding.category}\0{words}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def finding_marker(finding: Finding) -> str:
+    return f"<!-- aiplane-review:finding fp={fingerprint(finding)} severity={finding.severity} -->"
+
+
+def summary_marker(state: dict[str, Any]) -> str:
+    packed = base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
+    return f"{SUMMARY_MARKER} v1 {packed} -->"
+
+
+def read_summary_state(body: str) -> dict[str, Any] | None:
+    match = _SUMMARY.search(body)
+    if match is None:
+        return None
+    try:
+        state = json.loads(base64.urlsafe_b64decode(match.group(1)))
+    except (ValueError, binascii.Error):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def read_finding_marker(body: str) -> tuple[str, str] | None:
+    match = _FINDING.search(body)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def break_glass(comments: list[Comment]) -> Comment | None:
+    """The first human comment asking to break glass, if any (checked before any model call)."""
+    return next((c for c in comments if not c.is_bot and _BREAK_GLASS.search(c.body)), None)
+
+
+def worse(new: str, old: str) -> bool:
+    return SEVERITY_ORDER[new] < SEVERITY_ORDER[old]
+
+
+@dataclass
+class Prior:
+    """One finding from an earlier round: from the summary state, with its thread when it had one."""
+
+    fingerprint: str
+    severity: str
+    title: str = ""
+    thread: Thread | None = None
+
+    @property
+    def dismissed(self) -> bool:
+        """A human resolved it, or a human answered won't fix / acknowledged."""
+        thread = self.thread
+        if thread is None:
+            return False
+        if thread.resolved and thread.resolved_by and thread.resolved_by != thread.author:
+            return True
+        return any(not reply.is_bot and _DISMISSAL.search(reply.body) for reply in thread.replies)
+
+
+@dataclass
+class Memory:
+    previous_summary: str | None = None
+    previous_head: str | None = None
+    priors: dict[str, Prior] = field(default_factory=dict)
+    bot: str = ""
+
+    def describe(self) -> str:
+        """For the reviewers' shared context: what we said before and what people answered."""
+        if self.previous_summary is None and not self.priors:
+            return ""
+        lines = [f"Previous review of {self.previous_head or 'an earlier head'}."]
+        for prior in self.priors.values():
+            where = f"{prior.thread.path}:{prior.thread.line}" if prior.thread and prior.thread.path else "summary only"
+            status = "resolved" if prior.thread and prior.thread.resolved else "open"
+            if prior.dismissed:
+                status = "dismissed by a human"
+            lines.append(f"- [{prior.severity}] {prior.title} ({where}; {status})")
+            for reply in prior.thread.replies if prior.thread else []:
+                lines.append(f"  - reply from {'us' if reply.is_bot else 'a human'}: {reply.body[:300]}")
+        return "\n".join(lines)
+
+
+def recall(comments: list[Comment], threads: list[Thread], bot: str) -> Memory:
+    """What earlier rounds left behind: only comments we wrote count, whatever their text claims."""
+    memory = Memory(bot=bot)
+    ours = [c for c in comments if c.author == bot and SUMMARY_MARKER in c.body]
+    if ours:
+        memory.previous_summary = ours[-1].body
+        state = read_summary_state(ours[-1].body) or {}
+        memory.previous_head = state.get("head") if isinstance(state.get("head"), str) else None
+        for item in state.get("findings", []) if isinstance(state.get("findings"), list) else []:
+            if isinstance(item, dict) and isinstance(item.get("fp"), str) and item.get("severity") in SEVERITY_ORDER:
+                memory.priors[item["fp"]] = Prior(item["fp"], item["severity"], str(item.get("title", ""))[:200])
+    by_fp: dict[str, list[tuple[str, Thread]]] = {}
+    for thread in threads:
+        marker = read_finding_marker(thread.body) if thread.author == bot else None
+        if marker is not None:
+            by_fp.setdefault(marker[0], []).append((marker[1], thread))
+    for fp, candidates in by_fp.items():
+        # Several rounds may have posted a thread for one finding (it got worse, or came back):
+        # the live one is the most severe, open before resolved.
+        severity, thread = min(candidates, key=lambda c: (SEVERITY_ORDER[c[0]], c[1].resolved))
+        prior = memory.priors.setdefault(fp, Prior(fp, severity))
+        prior.thread = thread
+    return memory
+
+
+@dataclass
+class Plan:
+    """What this round shows and does, after applying the re-review rules."""
+
+    findings: list[Finding] = field(default_factory=list)
+    post: list[Finding] = field(default_factory=list)
+    raise_again: list[tuple[Prior, Finding]] = field(default_factory=list)
+    resolve: list[Prior] = field(default_factory=list)
+    fixed: int = 0
+    respected: int = 0
+
+
+def reconcile(current: list[Finding], memory: Memory) -> Plan:
+    plan = Plan()
+    seen: set[str] = set()
+    for finding in current:
+        fp = fingerprint(finding)
+        seen.add(fp)
+        prior = memory.priors.get(fp)
+        if prior is None:
+            plan.findings.append(finding)
+            plan.post.append(finding)
+        elif prior.dismissed:
+            if worse(finding.severity, prior.severity):
+                plan.findings.append(finding)
+                plan.post.append(finding)
+            else:
+                plan.respected += 1
+        elif prior.thread is not None and prior.thread.resolved:
+            plan.findings.append(finding)  # we resolved it once and it came back: a new thread
+            plan.post.append(finding)
+        elif worse(finding.severity, prior.severity):
+            plan.findings.append(finding)
+            if prior.thread is not None:
+                plan.raise_again.append((prior, finding))
+            else:
+                plan.post.append(finding)
+        else:
+            plan.findings.append(finding)
+            if prior.thread is None:
+                plan.post.append(finding)  # summary-only before (over the cap); try inline now
+    for fp, prior in memory.priors.items():
+        if fp in seen:
+            continue
+        if prior.thread is None:
+            plan.fixed += 1  # it was in the summary only
+        elif not prior.thread.resolved:
+            plan.resolve.append(prior)
+            plan.fixed += 1
+    return plan
+
+
+def round_state(head: str, findings: list[Finding]) -> dict[str, Any]:
+    return {"head": head, "findings": [{"fp": fingerprint(f), "severity": f.severity, "title": f.title[:120]} for f in findings]}

@@ -1,0 +1,50 @@
+"""AGENTS.md staleness in reviews: when a change touches build manifests, CI, lint configs or
+paths the file names, or the file states commands and paths that no longer exist, say so.
+Deterministic: the facts come from `aiplane.agentsmd`, never from a model."""
+
+from __future__ import annotations
+
+from aiplane.review.plugins.context import PluginContext
+from aiplane.review.plugins.spec import hookimpl
+from aiplane.review.report import Finding
+
+FILE = "AGENTS.md"
+
+
+class AgentsMdPlugin:
+    @hookimpl
+    def aiplane_review_prepare(self, ctx: PluginContext, change, review) -> None:  # noqa: ANN001
+        if not (change.repo / FILE).is_file():
+            return
+        from aiplane.agentsmd.generate import check
+
+        staleness = check(change.repo, change.base)
+        if not staleness.stale:
+            return
+        text = (change.repo / FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+
+        def line_of(needle: str) -> int:
+            return next((i for i, line in enumerate(text, start=1) if needle in line), 1)
+
+        findings = [
+            _finding(line_of(command), f"AGENTS.md names a command the repository no longer has: `{command}`")
+            for command in staleness.stale_commands
+        ]
+        findings += [
+            _finding(line_of(path), f"AGENTS.md names a path that no longer exists: `{path}`") for path in staleness.missing_paths
+        ]
+        touched = [p for p in staleness.touched_watched if p != FILE]
+        if touched and FILE not in {f.path for f in change.reviewable}:
+            listed = ", ".join(f"`{p}`" for p in touched[:5]) + (" …" if len(touched) > 5 else "")
+            findings.append(_finding(1, f"This change touches {listed}, which AGENTS.md depends on; check it is still accurate",
+                                     severity="nit"))
+        ctx.add_findings(findings)
+
+
+def _finding(line: int, title: str, severity: str = "suggestion") -> Finding:
+    return Finding(file=FILE, start_line=line, end_line=line, category="agents-md", severity=severity,  # type: ignore[arg-type]
+                   title=title, explanation="Run `aiplane agents-md check .` locally and update the file "
+                   "(`aiplane agents-md generate . --write` proposes a minimal update).", confidence=0.95, source="agents-md-check")
+
+
+plugin = AgentsMdPlugin()

@@ -1,0 +1,157 @@
+"""GitHub (REST v3, plus GraphQL where REST has no call: review threads and resolving them).
+
+Token scopes: `pull-requests: write` (comments, reviews), `statuses: write` (the verdict),
+`contents: read` (checkout). A GitHub Actions `GITHUB_TOKEN` with those permissions is enough.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiplane.vcs.http import ApiClient
+from aiplane.vcs.model import ChangeRequest, Comment, StatusState, Thread, VcsError
+
+STATUS_CONTEXT = "aiplane/review"
+ACTIONS_BOT = "github-actions[bot]"
+
+_THREADS = """
+query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: 100, after: $cursor) {
+        pageInfo { hasNextPage endCursor }
+        nodes {
+          id isResolved path line
+          resolvedBy { login }
+          comments(first: 50) { nodes { databaseId body author { login } } }
+        }
+      }
+    }
+  }
+}
+"""
+_RESOLVE = "mutation($id: ID!) { resolveReviewThread(input: {threadId: $id}) { thread { id isResolved } } }"
+
+
+class GitHubHost:
+    name = "github"
+
+    def __init__(self, repository: str, number: str, token: str, api_url: str = "https://api.github.com",
+                 graphql_url: str | None = None, bot_login: str | None = None, **client_options: Any) -> None:
+        if repository.count("/") != 1:
+            raise VcsError(f"GitHub repository must be 'owner/name', not {repository!r}")
+        if not str(number).isdigit():
+            raise VcsError(f"GitHub pull request number must be a number, not {number!r}")
+        if not token:
+            raise VcsError("no GitHub token: set GITHUB_TOKEN (pull-requests: write, statuses: write)")
+        self.owner, self.repo = repository.split("/")
+        self.number = str(number)
+        self.api = ApiClient(api_url, {"authorization": f"Bearer {token}", "accept": "application/vnd.github+json",
+                                       "x-github-api-version": "2022-11-28"}, "GitHub", token, **client_options)
+        self.graphql_url = graphql_url or (api_url.rstrip("/").removesuffix("/v3") + "/graphql" if api_url.rstrip("/").endswith("/api/v3") else api_url.rstrip("/") + "/graphql")
+        self._me = bot_login
+        self._head: str | None = None
+
+    @property
+    def _pr(self) -> str:
+        return f"/repos/{self.owner}/{self.repo}/pulls/{self.number}"
+
+    def whoami(self) -> str:
+        if self._me is None:
+            response = self.api.request("GET", "/user", ok=(403,))
+            # An installation token (GITHUB_TOKEN) may not read /user; it posts as the Actions bot.
+            self._me = response.json().get("login", ACTIONS_BOT) if response.status_code == 200 else ACTIONS_BOT
+        return self._me
+
+    def change_request(self) -> ChangeRequest:
+        data = self.api.json("GET", self._pr)
+        self._head = data["head"]["sha"]
+        return ChangeRequest(
+            number=self.number, title=data.get("title") or "", body=data.get("body") or "",
+            base_sha=data["base"]["sha"], head_sha=data["head"]["sha"], base_ref=data["base"].get("ref", ""),
+            head_ref=data["head"].get("ref", ""), url=data.get("html_url", ""),
+        )
+
+    def _is_bot(self, user: dict[str, Any] | None) -> bool:
+        user = user or {}
+        return user.get("type") == "Bot" or user.get("login") == self.whoami()
+
+    def comments(self) -> list[Comment]:
+        return [
+            Comment(str(c["id"]), c.get("body") or "", (c.get("user") or {}).get("login", ""), self._is_bot(c.get("user")))
+            for c in self.api.paginate(f"/repos/{self.owner}/{self.repo}/issues/{self.number}/comments")
+        ]
+
+    def threads(self) -> list[Thread]:
+        me = self.whoami()
+        threads: list[Thread] = []
+        cursor = None
+        for _page in range(50):
+            data = self._graphql(_THREADS, {"owner": self.owner, "name": self.repo, "number": int(self.number), "cursor": cursor})
+            block = data["repository"]["pullRequest"]["reviewThreads"]
+            for node in block["nodes"]:
+                comments = node["comments"]["nodes"]
+                if not comments:
+                    continue
+                first = comments[0]
+                author = (first.get("author") or {}).get("login", "")
+                threads.append(Thread(
+                    id=node["id"], comment_id=str(first["databaseId"]), body=first.get("body") or "", author=author,
+                    path=node.get("path"), line=node.get("line"), resolved=bool(node.get("isResolved")),
+                    resolved_by=(node.get("resolvedBy") or {}).get("login"),
+                    replies=[Comment(str(c["databaseId"]), c.get("body") or "", (c.get("author") or {}).get("login", ""),
+                                     (c.get("author") or {}).get("login") == me) for c in comments[1:]],
+                ))
+            if not block["pageInfo"]["hasNextPage"]:
+                break
+            cursor = block["pageInfo"]["endCursor"]
+        return threads
+
+    def _graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        data = self.api.json("POST", self.graphql_url, json={"query": query, "variables": variables})
+        if data.get("errors"):
+            message = "; ".join(str(e.get("message", "")) for e in data["errors"])[:300]
+            raise VcsError(f"GitHub GraphQL: {message}")
+        return data["data"]
+
+    def upsert_summary(self, marker: str, body: str) -> str:
+        for comment in self.comments():
+            if marker in comment.body and comment.author == self.whoami():
+                self.api.request("PATCH", f"/repos/{self.owner}/{self.repo}/issues/comments/{comment.id}", json={"body": body})
+                return comment.id
+        created = self.api.json("POST", f"/repos/{self.owner}/{self.repo}/issues/{self.number}/comments", json={"body": body})
+        return str(created["id"])
+
+    def post_inline(self, path: str, line: int, body: str) -> str | None:
+        if self._head is None:
+            self.change_request()
+        response = self.api.request("POST", f"{self._pr}/comments", ok=(422,),
+                                    json={"body": body, "commit_id": self._head, "path": path, "line": line, "side": "RIGHT"})
+        if response.status_code == 422:
+            return None  # the line is not part of the diff GitHub shows
+        return str(response.json()["id"])
+
+    def edit_inline(self, thread: Thread, body: str) -> None:
+        self.api.request("PATCH", f"/repos/{self.owner}/{self.repo}/pulls/comments/{thread.comment_id}", json={"body": body})
+
+    def reply(self, thread: Thread, body: str) -> None:
+        self.api.request("POST", f"{self._pr}/comments/{thread.comment_id}/replies", json={"body": body})
+
+    def resolve(self, thread: Thread) -> None:
+        self._graphql(_RESOLVE, {"id": thread.id})
+
+    def set_status(self, state: StatusState, description: str) -> None:
+        if self._head is None:
+            self.change_request()
+        self.api.request("POST", f"/repos/{self.owner}/{self.repo}/statuses/{self._head}",
+                         json={"state": state, "context": STATUS_CONTEXT, "description": description[:140]})
+
+    def approve(self, approved: bool) -> bool:
+        if not approved:
+            return False  # GitHub has no un-approve; a failing status carries request-changes
+        response = self.api.request("POST", f"{self._pr}/reviews", ok=(403, 422),
+                                    json={"event": "APPROVE", "body": "Approved by aiplane review."})
+        return response.status_code < 400
+
+    def close(self) -> None:
+        self.api.close()

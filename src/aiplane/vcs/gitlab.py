@@ -1,0 +1,131 @@
+"""GitLab (REST v4): MR notes, diff discussions, resolving, commit statuses and approvals.
+
+Token: a project or group access token with the `api` scope and at least the Developer role
+(Reporter cannot set commit statuses); approving also needs the token's user to be an eligible
+approver. `CI_JOB_TOKEN` cannot write notes, so it is not enough.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from aiplane.vcs.http import ApiClient
+from aiplane.vcs.model import ChangeRequest, Comment, StatusState, Thread, VcsError
+
+STATUS_NAME = "aiplane/review"
+_STATES = {"success": "success", "failure": "failed", "pending": "running", "error": "failed"}
+
+
+class GitLabHost:
+    name = "gitlab"
+
+    def __init__(self, project: str, iid: str, token: str, api_url: str = "https://gitlab.com/api/v4",
+                 **client_options: Any) -> None:
+        if not project:
+            raise VcsError("GitLab project is missing (CI_PROJECT_ID or a path like group/project)")
+        if not str(iid).isdigit():
+            raise VcsError(f"GitLab merge request IID must be a number, not {iid!r}")
+        if not token:
+            raise VcsError("no GitLab token: set AIPLANE_GITLAB_TOKEN (a project access token with the api scope)")
+        self.project = quote(str(project), safe="")
+        self.iid = str(iid)
+        self.api = ApiClient(api_url, {"private-token": token}, "GitLab", token, **client_options)
+        self._me: str | None = None
+        self._mr: ChangeRequest | None = None
+
+    @property
+    def _base(self) -> str:
+        return f"/projects/{self.project}/merge_requests/{self.iid}"
+
+    def whoami(self) -> str:
+        if self._me is None:
+            self._me = self.api.json("GET", "/user")["username"]
+        return self._me
+
+    def change_request(self) -> ChangeRequest:
+        data = self.api.json("GET", self._base)
+        refs = data.get("diff_refs") or {}
+        if not refs.get("head_sha"):
+            raise VcsError("GitLab: the merge request has no diff yet (diff_refs is empty); retry when GitLab has computed it")
+        self._mr = ChangeRequest(
+            number=self.iid, title=data.get("title") or "", body=data.get("description") or "",
+            base_sha=refs["base_sha"], head_sha=refs["head_sha"], start_sha=refs.get("start_sha") or refs["base_sha"],
+            base_ref=data.get("target_branch", ""), head_ref=data.get("source_branch", ""), url=data.get("web_url", ""),
+        )
+        return self._mr
+
+    def _author(self, note: dict[str, Any]) -> tuple[str, bool]:
+        author = note.get("author") or {}
+        name = author.get("username", "")
+        return name, bool(author.get("bot")) or name == self.whoami()
+
+    def comments(self) -> list[Comment]:
+        found = []
+        for note in self.api.paginate(f"{self._base}/notes", {"sort": "asc", "order_by": "created_at"}):
+            if note.get("system") or note.get("type") == "DiffNote":
+                continue
+            name, bot = self._author(note)
+            found.append(Comment(str(note["id"]), note.get("body") or "", name, bot))
+        return found
+
+    def threads(self) -> list[Thread]:
+        threads = []
+        for discussion in self.api.paginate(f"{self._base}/discussions"):
+            notes = discussion.get("notes") or []
+            if not notes or notes[0].get("type") != "DiffNote":
+                continue
+            first = notes[0]
+            position = first.get("position") or {}
+            name, _bot = self._author(first)
+            replies = []
+            for note in notes[1:]:
+                if note.get("system"):
+                    continue
+                reply_name, reply_bot = self._author(note)
+                replies.append(Comment(str(note["id"]), note.get("body") or "", reply_name, reply_bot))
+            threads.append(Thread(
+                id=str(discussion["id"]), comment_id=str(first["id"]), body=first.get("body") or "", author=name,
+                path=position.get("new_path"), line=position.get("new_line"), resolved=bool(first.get("resolved")),
+                resolved_by=(first.get("resolved_by") or {}).get("username"), replies=replies,
+            ))
+        return threads
+
+    def upsert_summary(self, marker: str, body: str) -> str:
+        for comment in self.comments():
+            if marker in comment.body and comment.author == self.whoami():
+                self.api.request("PUT", f"{self._base}/notes/{comment.id}", json={"body": body})
+                return comment.id
+        return str(self.api.json("POST", f"{self._base}/notes", json={"body": body})["id"])
+
+    def post_inline(self, path: str, line: int, body: str) -> str | None:
+        mr = self._mr or self.change_request()
+        position = {"position_type": "text", "base_sha": mr.base_sha, "start_sha": mr.start_sha, "head_sha": mr.head_sha,
+                    "new_path": path, "old_path": path, "new_line": line}
+        response = self.api.request("POST", f"{self._base}/discussions", ok=(400,), json={"body": body, "position": position})
+        if response.status_code == 400:
+            return None  # GitLab refuses positions outside the diff
+        return str(response.json()["id"])
+
+    def edit_inline(self, thread: Thread, body: str) -> None:
+        self.api.request("PUT", f"{self._base}/discussions/{thread.id}/notes/{thread.comment_id}", json={"body": body})
+
+    def reply(self, thread: Thread, body: str) -> None:
+        self.api.request("POST", f"{self._base}/discussions/{thread.id}/notes", json={"body": body})
+
+    def resolve(self, thread: Thread) -> None:
+        self.api.request("PUT", f"{self._base}/discussions/{thread.id}", params={"resolved": "true"})
+
+    def set_status(self, state: StatusState, description: str) -> None:
+        mr = self._mr or self.change_request()
+        self.api.request("POST", f"/projects/{self.project}/statuses/{mr.head_sha}",
+                         json={"state": _STATES[state], "name": STATUS_NAME, "description": description[:255]})
+
+    def approve(self, approved: bool) -> bool:
+        action = "approve" if approved else "unapprove"
+        # 401/403: the token may not approve; 404 on unapprove: there was no approval to withdraw.
+        response = self.api.request("POST", f"{self._base}/{action}", ok=(401, 403, 404, 405))
+        return response.status_code < 400
+
+    def close(self) -> None:
+        self.api.close()
