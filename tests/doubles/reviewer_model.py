@@ -30,6 +30,7 @@ PATCH_LIST = re.compile(r"Your patches \(read them with read_patch\):\n((?:- .+\
 class ModelState:
     calls: list[dict[str, Any]] = field(default_factory=list)
     truncated: set[str] = field(default_factory=set)
+    previous_reviews: int = 0
     audit_calls: dict[str, int] = field(default_factory=dict)
 
 
@@ -64,10 +65,13 @@ def build_model_app(state: ModelState) -> Starlette:
         body = await request.json()
         messages = body.get("messages", [])
         text = "\n".join(m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content")) for m in messages)
+        # Markers quoted from an earlier round (the previous review, its diff) do not script this one.
+        state.previous_reviews += text.count("<previous_review>")
+        text = re.sub(r"<previous_review>.*?</previous_review>", "", text, flags=re.DOTALL)
         agent = (AGENT.search(text) or [None, "unknown"])[1]
         tools = {t["function"]["name"] for t in body.get("tools", [])}
         output_tool = next((t for t in tools if t.startswith("final_result")), "final_result")
-        state.calls.append({"agent": agent, "tools": sorted(tools), "messages": len(messages), "max_tokens": body.get("max_tokens") or body.get("max_completion_tokens"), "text": text})
+        state.calls.append({"agent": agent, "model": body.get("model"), "tools": sorted(tools), "messages": len(messages), "max_tokens": body.get("max_tokens") or body.get("max_completion_tokens"), "text": text})
         prompt_tokens = len(text) // 4
         if "MODEL:SLEEP" in text and agent in ("generalist", "docs"):
             await asyncio.sleep(1.5)  # counted as model time, not orchestration
@@ -106,7 +110,8 @@ def build_model_app(state: ModelState) -> Starlette:
         if "MODEL:FLAG" in text and agent in ("code-quality", "security", "generalist", "performance"):
             title = {"security": "User input reaches eval unchecked", "code-quality": "Unchecked user input reaches eval"}.get(agent, "Input reaches eval")
             findings.append(
-                {"file": "app.py", "start_line": 2, "end_line": 2, "severity": "critical" if agent == "security" else "warning",
+                {"file": "app.py", "start_line": 2, "end_line": 2,
+                 "severity": "critical" if agent == "security" or "MODEL:CRITICAL" in text else "warning",
                  "title": title, "explanation": "The request parameter flows into eval() without validation.",
                  "suggestion": "Parse the value with ast.literal_eval or a schema.", "confidence": 0.9}
             )

@@ -23,7 +23,7 @@ query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
         nodes {
           id isResolved path line
           resolvedBy { login }
-          comments(first: 50) { nodes { databaseId body author { login } } }
+          comments(first: 50) { nodes { databaseId body author { login __typename } } }
         }
       }
     }
@@ -31,6 +31,11 @@ query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
 }
 """
 _RESOLVE = "mutation($id: ID!) { resolveReviewThread(input: {threadId: $id}) { thread { id isResolved } } }"
+
+
+def _login(user: dict[str, Any] | None) -> str:
+    # REST names bots "app[bot]", GraphQL names the same actor "app": compare without the suffix.
+    return str((user or {}).get("login") or "").removesuffix("[bot]")
 
 
 class GitHubHost:
@@ -49,7 +54,7 @@ class GitHubHost:
         self.api = ApiClient(api_url, {"authorization": f"Bearer {token}", "accept": "application/vnd.github+json",
                                        "x-github-api-version": "2022-11-28"}, "GitHub", token, **client_options)
         self.graphql_url = graphql_url or (api_url.rstrip("/").removesuffix("/v3") + "/graphql" if api_url.rstrip("/").endswith("/api/v3") else api_url.rstrip("/") + "/graphql")
-        self._me = bot_login
+        self._me = bot_login.removesuffix("[bot]") if bot_login else None
         self._head: str | None = None
 
     @property
@@ -60,7 +65,7 @@ class GitHubHost:
         if self._me is None:
             response = self.api.request("GET", "/user", ok=(403,))
             # An installation token (GITHUB_TOKEN) may not read /user; it posts as the Actions bot.
-            self._me = response.json().get("login", ACTIONS_BOT) if response.status_code == 200 else ACTIONS_BOT
+            self._me = _login(response.json()) if response.status_code == 200 else ACTIONS_BOT.removesuffix("[bot]")
         return self._me
 
     def change_request(self) -> ChangeRequest:
@@ -73,12 +78,11 @@ class GitHubHost:
         )
 
     def _is_bot(self, user: dict[str, Any] | None) -> bool:
-        user = user or {}
-        return user.get("type") == "Bot" or user.get("login") == self.whoami()
+        return (user or {}).get("type") == "Bot" or _login(user) == self.whoami()
 
     def comments(self) -> list[Comment]:
         return [
-            Comment(str(c["id"]), c.get("body") or "", (c.get("user") or {}).get("login", ""), self._is_bot(c.get("user")))
+            Comment(str(c["id"]), c.get("body") or "", _login(c.get("user")), self._is_bot(c.get("user")))
             for c in self.api.paginate(f"/repos/{self.owner}/{self.repo}/issues/{self.number}/comments")
         ]
 
@@ -94,13 +98,14 @@ class GitHubHost:
                 if not comments:
                     continue
                 first = comments[0]
-                author = (first.get("author") or {}).get("login", "")
+                author = _login(first.get("author"))
                 threads.append(Thread(
                     id=node["id"], comment_id=str(first["databaseId"]), body=first.get("body") or "", author=author,
                     path=node.get("path"), line=node.get("line"), resolved=bool(node.get("isResolved")),
-                    resolved_by=(node.get("resolvedBy") or {}).get("login"),
-                    replies=[Comment(str(c["databaseId"]), c.get("body") or "", (c.get("author") or {}).get("login", ""),
-                                     (c.get("author") or {}).get("login") == me) for c in comments[1:]],
+                    resolved_by=_login(node.get("resolvedBy")) or None,
+                    replies=[Comment(str(c["databaseId"]), c.get("body") or "", _login(c.get("author")),
+                                     (c.get("author") or {}).get("__typename") == "Bot" or _login(c.get("author")) == me)
+                             for c in comments[1:]],
                 ))
             if not block["pageInfo"]["hasNextPage"]:
                 break

@@ -27,7 +27,7 @@ class GitLabHost:
         if not str(iid).isdigit():
             raise VcsError(f"GitLab merge request IID must be a number, not {iid!r}")
         if not token:
-            raise VcsError("no GitLab token: set AIPLANE_GITLAB_TOKEN (a project access token with the api scope)")
+            raise VcsError("no GitLab token: set GITLAB_TOKEN (a project access token with the api scope)")
         self.project = quote(str(project), safe="")
         self.iid = str(iid)
         self.api = ApiClient(api_url, {"private-token": token}, "GitLab", token, **client_options)

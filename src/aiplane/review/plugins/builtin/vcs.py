@@ -38,7 +38,7 @@ class GitHubVcs:
         from aiplane.vcs.github import GitHubHost
 
         env = ctx.environ
-        token = env.get("AIPLANE_GITHUB_TOKEN") or env.get("GITHUB_TOKEN") or ""
+        token = env.get("GITHUB_TOKEN") or ""
         host = GitHubHost(
             repository=env.get("GITHUB_REPOSITORY", ""),
             number=ctx.options.change or _pull_number(env) or "",
@@ -81,7 +81,7 @@ class GitLabVcs:
         host = GitLabHost(
             project=env.get("CI_PROJECT_ID") or env.get("CI_PROJECT_PATH", ""),
             iid=ctx.options.change or env.get("CI_MERGE_REQUEST_IID", ""),
-            token=env.get("AIPLANE_GITLAB_TOKEN") or env.get("GITLAB_TOKEN") or "",
+            token=env.get("GITLAB_TOKEN") or "",
             api_url=env.get("CI_API_V4_URL", "https://gitlab.com/api/v4"),
         )
         host.change_request()
