@@ -31,6 +31,9 @@ from pydantic_settings import (
 ENV_PREFIX = "AIPLANE_"
 ENV_DELIMITER = "__"
 CONFIG_PATH_ENV = "AIPLANE_CONFIG"
+# Credentials with our prefix that are not settings: the user's gateway token, which
+# `aiplane login`, OpenCode ({env:AIPLANE_TOKEN}) and CI secrets provide.
+CREDENTIAL_ENV = ("AIPLANE_TOKEN",)
 DEFAULT_CONFIG_FILE = "aiplane.toml"
 
 
@@ -311,7 +314,7 @@ def _check_unknown_env_keys(environ: dict[str, str]) -> list[str]:
     problems = []
     for name in environ:
         upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_PATH_ENV:
+        if not upper.startswith(ENV_PREFIX) or upper in (CONFIG_PATH_ENV, *CREDENTIAL_ENV):
             continue
         head = upper[len(ENV_PREFIX) :].split(ENV_DELIMITER)[0].lower()
         if head not in known:
