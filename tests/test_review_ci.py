@@ -4,10 +4,13 @@ scripted model double: one living comment, no duplicates, memory across rounds, 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import AIPLANE, clean_env
 from tests.doubles import github as gh
@@ -296,3 +299,54 @@ def test_gitlab_missing_merge_request_is_a_clear_failure(repo, gitlab, model):
     result = _gitlab_run(repo, gitlab, model[0], CI_MERGE_REQUEST_IID="99")
     assert result.returncode == 0 and "plugin gitlab could not configure the review" in result.stderr
     assert "HTTP 404" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- the CI templates, run as the CI would run their shell steps ------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    path = f"{Path(AIPLANE).parent}:{os.environ['PATH']}"
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=clean_env(**env, PATH=path),
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_github_action_review_step_publishes(repo, github, model):
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert action["runs"]["using"] == "composite"
+    step = action["runs"]["steps"][-1]
+    server, state = github
+    _push(repo, FLAGGED.replace("MODEL:FLAG", "MODEL:FLAG MODEL:CRITICAL"), "critical")
+    state.base_sha, state.head_sha = _shas(repo)
+    state.diff_lines = {"app.py": {1, 2}}
+    env = _model_env(repo, model[0]) | {
+        "GITHUB_API_URL": server.url, "GITHUB_REPOSITORY": "acme/widgets", "GITHUB_REF": "refs/pull/7/merge",
+        "GITHUB_WORKSPACE": str(repo.path), "GITHUB_TOKEN": gh.TOKEN, "AIPLANE_REVIEW__GATEWAY_URL": "",
+        "AIPLANE_TOKEN": "", "AIPLANE_REVIEW__MAX_INLINE_COMMENTS": "10", "FAIL_ON_REQUEST_CHANGES": "false",
+    }
+    assert set(step["env"]) <= set(env)
+    result = _bash(step["run"], env)
+    assert result.returncode == 0, result.stderr  # request changes, but the team did not opt in to failing
+    assert "⛔ Request changes" in result.stdout and len(state.bot_summaries()) == 1
+    opted_in = _bash(step["run"], env | {"FAIL_ON_REQUEST_CHANGES": "true"})
+    assert opted_in.returncode == 3 and len(state.bot_summaries()) == 1
+
+
+def test_gitlab_component_script_publishes(repo, gitlab, model):
+    spec, jobs = list(yaml.safe_load_all((ROOT / "templates" / "review.yml").read_text()))
+    assert "gateway_url" in spec["spec"]["inputs"]
+    job = jobs["aiplane-review"]
+    assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}] and job["variables"]["GIT_DEPTH"] == "0"
+    server, state = gitlab
+    _push(repo, FLAGGED, "use eval")
+    state.base_sha, state.head_sha = _shas(repo)
+    state.diff_lines = {"app.py": {1, 2}}
+    env = _model_env(repo, model[0]) | {
+        "CI_API_V4_URL": server.url + "/api/v4", "CI_PROJECT_ID": str(state.project_id), "CI_MERGE_REQUEST_IID": str(state.iid),
+        "CI_PROJECT_DIR": str(repo.path), "GITLAB_TOKEN": gl.TOKEN, "AIPLANE_REVIEW__GATEWAY_URL": "",
+        "AIPLANE_REVIEW__MAX_INLINE_COMMENTS": "10", "AIPLANE_REVIEW__APPROVE": "false", "FAIL_ON_REQUEST_CHANGES": "false",
+    }
+    result = _bash("\n".join(job["script"]), env)
+    assert result.returncode == 0, result.stderr
+    assert len(state.bot_notes()) == 1 and len(state.discussions) == 1 and state.statuses[-1]["state"] == "success"
