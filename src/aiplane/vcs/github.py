@@ -56,6 +56,8 @@ class GitHubHost:
         self.graphql_url = graphql_url or (api_url.rstrip("/").removesuffix("/v3") + "/graphql" if api_url.rstrip("/").endswith("/api/v3") else api_url.rstrip("/") + "/graphql")
         self._me = bot_login.removesuffix("[bot]") if bot_login else None
         self._head: str | None = None
+        self._pull: ChangeRequest | None = None
+        self._listed: list[Comment] | None = None
 
     @property
     def _pr(self) -> str:
@@ -69,18 +71,25 @@ class GitHubHost:
         return self._me
 
     def change_request(self) -> ChangeRequest:
+        if self._pull is not None:
+            return self._pull
         data = self.api.json("GET", self._pr)
         self._head = data["head"]["sha"]
-        return ChangeRequest(
+        self._pull = ChangeRequest(
             number=self.number, title=data.get("title") or "", body=data.get("body") or "",
             base_sha=data["base"]["sha"], head_sha=data["head"]["sha"], base_ref=data["base"].get("ref", ""),
             head_ref=data["head"].get("ref", ""), url=data.get("html_url", ""),
         )
+        return self._pull
 
     def _is_bot(self, user: dict[str, Any] | None) -> bool:
         return (user or {}).get("type") == "Bot" or _login(user) == self.whoami()
 
     def comments(self) -> list[Comment]:
+        self._listed = self._list_comments()
+        return self._listed
+
+    def _list_comments(self) -> list[Comment]:
         return [
             Comment(str(c["id"]), c.get("body") or "", _login(c.get("user")), self._is_bot(c.get("user")))
             for c in self.api.paginate(f"/repos/{self.owner}/{self.repo}/issues/{self.number}/comments")
@@ -120,7 +129,9 @@ class GitHubHost:
         return data["data"]
 
     def upsert_summary(self, marker: str, body: str) -> str:
-        for comment in self.comments():
+        # The listing read earlier in this run is enough: a PR with hundreds of comments is
+        # paginated once per run, not twice.
+        for comment in self._listed if self._listed is not None else self.comments():
             if marker in comment.body and comment.author == self.whoami():
                 self.api.request("PATCH", f"/repos/{self.owner}/{self.repo}/issues/comments/{comment.id}", json={"body": body})
                 return comment.id

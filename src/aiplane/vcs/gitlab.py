@@ -33,6 +33,7 @@ class GitLabHost:
         self.api = ApiClient(api_url, {"private-token": token}, "GitLab", token, **client_options)
         self._me: str | None = None
         self._mr: ChangeRequest | None = None
+        self._listed: list[Comment] | None = None
 
     @property
     def _base(self) -> str:
@@ -44,6 +45,8 @@ class GitLabHost:
         return self._me
 
     def change_request(self) -> ChangeRequest:
+        if self._mr is not None:
+            return self._mr
         data = self.api.json("GET", self._base)
         refs = data.get("diff_refs") or {}
         if not refs.get("head_sha"):
@@ -61,6 +64,10 @@ class GitLabHost:
         return name, bool(author.get("bot")) or name == self.whoami()
 
     def comments(self) -> list[Comment]:
+        self._listed = self._list_comments()
+        return self._listed
+
+    def _list_comments(self) -> list[Comment]:
         found = []
         for note in self.api.paginate(f"{self._base}/notes", {"sort": "asc", "order_by": "created_at"}):
             if note.get("system") or note.get("type") == "DiffNote":
@@ -92,7 +99,9 @@ class GitLabHost:
         return threads
 
     def upsert_summary(self, marker: str, body: str) -> str:
-        for comment in self.comments():
+        # The listing read earlier in this run is enough: a PR with hundreds of comments is
+        # paginated once per run, not twice.
+        for comment in self._listed if self._listed is not None else self.comments():
             if marker in comment.body and comment.author == self.whoami():
                 self.api.request("PUT", f"{self._base}/notes/{comment.id}", json={"body": body})
                 return comment.id

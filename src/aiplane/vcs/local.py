@@ -24,6 +24,7 @@ class LocalHost:
         self.state_path = self.state_dir / "review.json"
         self._cr = ChangeRequest(number="local", title=title, body=body, base_sha=base_sha, head_sha=head_sha)
         self._state = self._load()
+        self._dirty = False
 
     def _load(self) -> dict[str, Any]:
         if not self.state_path.is_file():
@@ -55,9 +56,11 @@ class LocalHost:
 
     def _save_threads(self, threads: list[Thread]) -> None:
         self._state["threads"] = [asdict(t) for t in threads]
+        self._dirty = True
 
     def upsert_summary(self, marker: str, body: str) -> str:
         self._state["summary"] = body
+        self._dirty = True
         return "summary"
 
     def post_inline(self, path: str, line: int, body: str) -> str | None:
@@ -90,6 +93,8 @@ class LocalHost:
 
     def close(self) -> None:
         """Write the state atomically, so an interrupted run never leaves half a file."""
+        if not self._dirty:
+            return
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             ignore = self.state_dir / ".gitignore"
