@@ -831,34 +831,96 @@ def agentsmd_generate(
 
 @agentsmd_app.command("rollout")
 def agentsmd_rollout(
-    repos_file: Annotated[Path, typer.Option("--repos", help="A file listing repository paths, one per line.")],
-    workers: Annotated[int, typer.Option(help="Repositories processed in parallel.")] = 4,
+    repos_file: Annotated[Optional[Path], typer.Option("--repos", help="A file of repositories: 'PATH [owner/name]' per line.")] = None,
+    catalog: Annotated[bool, typer.Option("--catalog", help="Take the repositories from the ingested service catalog (Components with a project-slug and source-location).")] = False,
+    workspace: Annotated[Path, typer.Option(help="Where --catalog clones repositories.")] = Path("agents-md-workspace"),
+    vcs: Annotated[str, typer.Option(help="local (branch only), github or gitlab (push and open a PR/MR).")] = "local",
+    api_url: Annotated[Optional[str], typer.Option(help="The host's API (default: GITHUB_API_URL / CI_API_V4_URL, else the public one).")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Repositories processed in parallel.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config: ConfigOption = None,
 ) -> None:
-    """Propose AGENTS.md in many repositories: one branch (aiplane/agents-md) and commit each.
+    """Propose AGENTS.md in many repositories: a branch (aiplane/agents-md), a commit and, with
+    --vcs github|gitlab, a pushed branch and one PR/MR each (tokens: GITHUB_TOKEN, GITLAB_TOKEN).
 
-    Idempotent: repositories whose proposal is current are reported unchanged. Exits 1 if any failed.
+    Idempotent: repositories whose proposal is current are reported unchanged, and a proposal a
+    human has edited is never overwritten. Exits 1 if any repository failed.
     """
+    import os
+
     from rich.progress import Progress
 
-    from aiplane.agentsmd.rollout import rollout
+    from aiplane.agentsmd.rollout import Target, rollout, slug_from_remote, source_clone_url
 
-    try:
-        lines = repos_file.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise _fail(f"cannot read {repos_file} ({exc.__class__.__name__})", EXIT_CONFIG) from None
-    repos = [Path(line.strip()).expanduser() for line in lines if line.strip() and not line.startswith("#")]
+    if (repos_file is None) == (not catalog):
+        raise _fail("give exactly one of --repos FILE or --catalog", EXIT_CONFIG)
+    if vcs not in ("local", "github", "gitlab"):
+        raise _fail("--vcs must be local, github or gitlab", EXIT_CONFIG)
+    token = os.environ.get("GITHUB_TOKEN" if vcs == "github" else "GITLAB_TOKEN", "") if vcs != "local" else ""
+    if vcs != "local" and not token:
+        raise _fail(f"--vcs {vcs} needs {'GITHUB_TOKEN' if vcs == 'github' else 'GITLAB_TOKEN'} in the environment", EXIT_CONFIG)
+    api = api_url or os.environ.get("GITHUB_API_URL" if vcs == "github" else "CI_API_V4_URL") or (
+        "https://api.github.com" if vcs == "github" else "https://gitlab.com/api/v4")
+
+    def host_for(slug: str | None):  # noqa: ANN202 - a factory, or None for local
+        if vcs == "local":
+            return None
+        if not slug:
+            raise _fail("cannot tell the repository's owner/name: add it after the path in --repos", EXIT_CONFIG)
+        if vcs == "github":
+            from aiplane.vcs.github import GitHubRepository
+
+            return lambda: GitHubRepository(slug, token, api)
+        from aiplane.vcs.gitlab import GitLabProject
+
+        return lambda: GitLabProject(slug, token, api)
+
+    facts = None
+    targets: list[Target] = []
+    if repos_file is not None:
+        try:
+            lines = repos_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise _fail(f"cannot read {repos_file} ({exc.__class__.__name__})", EXIT_CONFIG) from None
+        for line in lines:
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            path_text, _, slug = line.strip().partition(" ")
+            path = Path(path_text).expanduser()
+            slug = slug.strip() or (slug_from_remote(path) if vcs != "local" and (path / ".git").exists() else None)
+            targets.append(Target(path, host_for(slug)))
+    else:
+        from aiplane.agentsmd.generate import catalog_facts
+        from aiplane.catalog.store import load_index
+
+        settings = _settings(config)
+        index = _run_with_db(settings, load_index)
+        annotation = "gitlab.com/project-slug" if vcs == "gitlab" else "github.com/project-slug"
+        for entity in index.entities.values():
+            if str(entity.get("kind", "")).lower() != "component":
+                continue
+            slug = (entity.get("metadata", {}).get("annotations") or {}).get(annotation)
+            clone_url = source_clone_url(entity)
+            if not slug or not clone_url:
+                continue
+            targets.append(Target(workspace / slug.replace("/", "__"), host_for(slug), clone_url))
+        if not targets:
+            raise _fail(f"no Component in the catalog has both {annotation} and backstage.io/source-location: url:...", EXIT_CONFIG)
+
+        def facts(root: Path) -> dict[str, str]:
+            return catalog_facts(root, index)
+
     with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("AGENTS.md", total=len(repos))
-        results = rollout(repos, workers=workers, on_done=lambda _r: progress.advance(task))
+        task = progress.add_task("AGENTS.md", total=len(targets))
+        results = rollout(targets, catalog=facts, workers=workers, on_done=lambda _r: progress.advance(task))
     if as_json:
         typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
     else:
         table = Table(title="AGENTS.md rollout")
-        for column in ("repository", "outcome", "reason"):
+        for column in ("repository", "outcome", "reason", "url"):
             table.add_column(column)
         for r in results:
-            table.add_row(r.repo, r.outcome, r.reason)
+            table.add_row(r.repo, r.outcome, r.reason, r.url)
         out.print(table)
     if any(r.outcome == "failed" for r in results):
         raise typer.Exit(1)

@@ -171,3 +171,27 @@ class GitHubHost:
 
     def close(self) -> None:
         self.api.close()
+
+
+class GitHubRepository:
+    name = "github"
+
+    def __init__(self, repository: str, token: str, api_url: str = "https://api.github.com", **client_options: Any) -> None:
+        if repository.count("/") != 1:
+            raise VcsError(f"GitHub repository must be 'owner/name', not {repository!r}")
+        if not token:
+            raise VcsError("no GitHub token: set GITHUB_TOKEN (contents: write, pull-requests: write)")
+        self.owner, self.repo = repository.split("/")
+        self.api = ApiClient(api_url, {"authorization": f"Bearer {token}", "accept": "application/vnd.github+json",
+                                       "x-github-api-version": "2022-11-28"}, "GitHub", token, **client_options)
+
+    def open_change(self, branch: str, target: str, title: str, body: str) -> tuple[str, bool]:
+        path = f"/repos/{self.owner}/{self.repo}/pulls"
+        for pull in self.api.paginate(path, {"state": "open", "head": f"{self.owner}:{branch}"}):
+            return pull["html_url"], False
+        created = self.api.json("POST", path, json={"title": title, "head": branch, "base": target, "body": body,
+                                                    "maintainer_can_modify": True})
+        return created["html_url"], True
+
+    def close(self) -> None:
+        self.api.close()

@@ -138,3 +138,26 @@ class GitLabHost:
 
     def close(self) -> None:
         self.api.close()
+
+
+class GitLabProject:
+    name = "gitlab"
+
+    def __init__(self, project: str, token: str, api_url: str = "https://gitlab.com/api/v4", **client_options: Any) -> None:
+        if not project:
+            raise VcsError("GitLab project is missing (an ID or a path like group/project)")
+        if not token:
+            raise VcsError("no GitLab token: set GITLAB_TOKEN (a project or group access token with the api scope)")
+        self.project = quote(str(project), safe="")
+        self.api = ApiClient(api_url, {"private-token": token}, "GitLab", token, **client_options)
+
+    def open_change(self, branch: str, target: str, title: str, body: str) -> tuple[str, bool]:
+        path = f"/projects/{self.project}/merge_requests"
+        for mr in self.api.paginate(path, {"state": "opened", "source_branch": branch}):
+            return mr["web_url"], False
+        created = self.api.json("POST", path, json={"source_branch": branch, "target_branch": target, "title": title,
+                                                    "description": body, "remove_source_branch": True})
+        return created["web_url"], True
+
+    def close(self) -> None:
+        self.api.close()

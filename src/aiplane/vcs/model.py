@@ -85,3 +85,15 @@ class VcsHost(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class RepoHost(Protocol):
+    """Repository-level calls, for proposing a change (the AGENTS.md rollout)."""
+
+    name: str
+
+    def open_change(self, branch: str, target: str, title: str, body: str) -> tuple[str, bool]:
+        """The URL of the open PR/MR from `branch`, created if there is none; True when created."""
+        ...
+
+    def close(self) -> None: ...
