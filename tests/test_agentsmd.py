@@ -184,3 +184,104 @@ def test_rollout_is_idempotent_and_reports_each_repository(tmp_path):
     second = subprocess.run([AIPLANE, "agents-md", "rollout", "--repos", str(listing), "--json"], env=env, capture_output=True, text=True)
     again = {Path(r["repo"]).name: r["outcome"] for r in json.loads(second.stdout)}
     assert again["go-svc"] == "unchanged" and again["rust-lib"] == "unchanged"
+
+
+# -- rollout through code hosts (wire-format doubles of GitHub and GitLab) ----------------------
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=dev@example.com", "-c", "user.name=Dev", *args],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def _published(tmp_path: Path, name: str, files: dict[str, str]) -> tuple[Path, Path]:
+    """A bare 'origin' with one commit on main, and a clone of it."""
+    remote = tmp_path / f"{name}.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    seed = _write(tmp_path / f"{name}-seed", files)
+    _git(seed, "init", "-q", "-b", "main")
+    _git(seed, "add", "-A")
+    _git(seed, "commit", "-q", "-m", "init")
+    _git(seed, "push", "-q", str(remote), "main")
+    clone = tmp_path / name
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True)
+    return remote, clone
+
+
+def test_rollout_opens_one_pull_request_per_repository_on_github(tmp_path):
+    from tests.doubles import github as gh
+    from tests.doubles.server import ServerThread
+
+    remote, clone = _published(tmp_path, "go-svc", GO)
+    listing = tmp_path / "repos.txt"
+    listing.write_text(f"{clone} acme/widgets\n")
+    state = gh.GitHubState()
+    with ServerThread(gh.build_github_app(state)) as github:
+        env = clean_env(GITHUB_TOKEN=gh.TOKEN)
+        command = [AIPLANE, "agents-md", "rollout", "--repos", str(listing), "--vcs", "github", "--api-url", github.url, "--json"]
+        first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        (row,) = json.loads(first.stdout)
+        assert row["outcome"] == "created" and row["url"] == "https://github.com/acme/widgets/pull/100"
+        (pull,) = state.pulls
+        assert pull["head"]["ref"] == "aiplane/agents-md" and pull["base"]["ref"] == "main" and "verified" in pull["title"]
+        assert "`go test ./...`" in _git(remote, "show", "aiplane/agents-md:AGENTS.md")
+
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        (row,) = json.loads(second.stdout)
+        assert (row["outcome"], row["reason"]) == ("unchanged", "the open proposal is current") and len(state.pulls) == 1
+
+        # A human refines the proposal on the host; a later run must not overwrite it.
+        human = tmp_path / "human"
+        subprocess.run(["git", "clone", "-q", "-b", "aiplane/agents-md", str(remote), str(human)], check=True)
+        (human / "AGENTS.md").write_text((human / "AGENTS.md").read_text() + "\nRun the linter before pushing.\n")
+        _git(human, "commit", "-q", "-am", "Refine AGENTS.md")
+        _git(human, "push", "-q", "origin", "aiplane/agents-md")
+        (clone / "Makefile").write_text("lint:\n\tgolangci-lint run\n")
+        _git(clone, "add", "-A")
+        _git(clone, "commit", "-q", "-m", "add lint target")
+        third = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        (row,) = json.loads(third.stdout)
+        assert row["outcome"] == "unchanged" and "human edits (dev@example.com)" in row["reason"]
+        assert "Run the linter before pushing." in _git(remote, "show", "aiplane/agents-md:AGENTS.md")
+        assert len(state.pulls) == 1
+
+
+def test_rollout_from_the_catalog_opens_merge_requests_on_gitlab(tmp_path):
+    from tests.doubles import gitlab as gl
+    from tests.doubles.server import ServerThread
+
+    remote, _clone = _published(tmp_path, "rust-lib", RUST)
+    catalog = _write(tmp_path / "catalog", {
+        "lib.yaml": "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: rust-lib\n  annotations:\n"
+        f"    gitlab.com/project-slug: acme/rust-lib\n    backstage.io/source-location: url:file://{remote}/-/tree/main/\n"
+        "spec:\n  type: library\n  lifecycle: production\n  owner: team-core\n",
+        "nolink.yaml": "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: unlinked\nspec:\n"
+        "  type: service\n  lifecycle: production\n  owner: team-core\n",
+    })
+    state = gl.GitLabState()
+    with ServerThread(gl.build_gitlab_app(state)) as gitlab:
+        env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"), GITLAB_TOKEN=gl.TOKEN)
+        subprocess.run([AIPLANE, "catalog", "ingest", str(catalog)], env=env, check=True, capture_output=True)
+        command = [AIPLANE, "agents-md", "rollout", "--catalog", "--vcs", "gitlab", "--workspace", str(tmp_path / "ws"),
+                   "--api-url", gitlab.url + "/api/v4", "--json"]
+        first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        (row,) = json.loads(first.stdout)
+        assert row["outcome"] == "created" and row["url"].endswith("/acme/rust-lib/-/merge_requests/1")
+        (mr,) = state.merge_requests
+        assert mr["source_branch"] == "aiplane/agents-md" and mr["target_branch"] == "main"
+        text = _git(remote, "show", "aiplane/agents-md:AGENTS.md")
+        assert "`cargo test`" in text and "group:default/team-core" in text  # catalog facts too
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert json.loads(second.stdout)[0]["outcome"] == "unchanged" and len(state.merge_requests) == 1
+
+
+def test_rollout_refuses_a_host_without_a_token(tmp_path):
+    listing = tmp_path / "repos.txt"
+    listing.write_text(f"{tmp_path} acme/x\n")
+    result = subprocess.run([AIPLANE, "agents-md", "rollout", "--repos", str(listing), "--vcs", "github"],
+                            env=clean_env(GITHUB_TOKEN=""), capture_output=True, text=True)
+    assert result.returncode == 2 and "needs GITHUB_TOKEN" in result.stderr
+    both = subprocess.run([AIPLANE, "agents-md", "rollout", "--repos", str(listing), "--catalog"], env=clean_env(), capture_output=True, text=True)
+    assert both.returncode == 2 and "exactly one of --repos FILE or --catalog" in both.stderr

@@ -896,6 +896,7 @@ def agentsmd_rollout(
         settings = _settings(config)
         index = _run_with_db(settings, load_index)
         annotation = "gitlab.com/project-slug" if vcs == "gitlab" else "github.com/project-slug"
+        refs: dict[Path, str] = {}
         for entity in index.entities.values():
             if str(entity.get("kind", "")).lower() != "component":
                 continue
@@ -903,12 +904,18 @@ def agentsmd_rollout(
             clone_url = source_clone_url(entity)
             if not slug or not clone_url:
                 continue
-            targets.append(Target(workspace / slug.replace("/", "__"), host_for(slug), clone_url))
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+", slug) or ".." in slug.split("/"):
+                err.print(f"skipping {entity.get('metadata', {}).get('name')}: {annotation} {slug!r} is not owner/name", markup=False)
+                continue
+            metadata = entity.get("metadata", {})
+            path = workspace / slug
+            refs[path] = f"component:{metadata.get('namespace') or 'default'}/{metadata['name']}"
+            targets.append(Target(path, host_for(slug), clone_url))
         if not targets:
             raise _fail(f"no Component in the catalog has both {annotation} and backstage.io/source-location: url:...", EXIT_CONFIG)
 
         def facts(root: Path) -> dict[str, str]:
-            return catalog_facts(root, index)
+            return catalog_facts(root, index, refs.get(root))
 
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("AGENTS.md", total=len(targets))

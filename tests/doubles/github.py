@@ -39,6 +39,7 @@ class GitHubState:
     reviews: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     edits: int = 0
+    pulls: list[dict[str, Any]] = field(default_factory=list)  # opened through POST /pulls
     # (method, path regex) -> list of (status, headers, body) served before the real answer.
     failures: dict[tuple[str, str], list[tuple[int, dict[str, str], dict]]] = field(default_factory=dict)
     ids: Any = field(default_factory=lambda: itertools.count(1000))
@@ -167,6 +168,23 @@ def build_github_app(state: GitHubState) -> Starlette:
         state.reviews.append(review)
         return JSONResponse(review)
 
+    async def pulls(request: Request) -> Response:
+        if request.method == "GET":
+            head = request.query_params.get("head")
+            wanted = request.query_params.get("state", "open")
+            found = [p for p in state.pulls if (head is None or f"{state.owner}:{p['head']['ref']}" == head)
+                     and (wanted == "all" or p["state"] == wanted)]
+            return _page(request, found)
+        body = await request.json()
+        if any(p["head"]["ref"] == body.get("head") and p["state"] == "open" for p in state.pulls):
+            return _error(422, f"Validation Failed: A pull request already exists for {state.owner}:{body.get('head')}.")
+        number = len(state.pulls) + 100
+        pull = {"number": number, "state": "open", "title": body["title"], "body": body.get("body"),
+                "head": {"ref": body["head"]}, "base": {"ref": body["base"]},
+                "html_url": f"https://github.com/{state.owner}/{state.repo}/pull/{number}"}
+        state.pulls.append(pull)
+        return JSONResponse(pull, 201)
+
     async def graphql(request: Request) -> Response:
         payload = await request.json()
         query, variables = payload["query"], payload.get("variables") or {}
@@ -192,6 +210,7 @@ def build_github_app(state: GitHubState) -> Starlette:
 
     routes = [
         Route("/user", endpoint(user)),
+        Route(f"{prefix}/pulls", endpoint(pulls), methods=["GET", "POST"]),
         Route(f"{prefix}/pulls/{{number}}", endpoint(pull)),
         Route(f"{prefix}/issues/{{number}}/comments", endpoint(issue_comments), methods=["GET", "POST"]),
         Route(f"{prefix}/issues/comments/{{id}}", endpoint(edit_issue_comment), methods=["PATCH"]),

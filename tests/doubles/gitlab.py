@@ -37,6 +37,7 @@ class GitLabState:
     approved_by: set[str] = field(default_factory=set)
     can_approve: bool = True
     edits: int = 0
+    merge_requests: list[dict[str, Any]] = field(default_factory=list)  # opened through POST /merge_requests
     failures: dict[tuple[str, str], list[tuple[int, dict[str, str], dict]]] = field(default_factory=dict)
     ids: Any = field(default_factory=lambda: itertools.count(500))
 
@@ -177,8 +178,29 @@ def build_gitlab_app(state: GitLabState) -> Starlette:
             state.approved_by.add(BOT)
         return JSONResponse({"approved_by": [{"user": state.author(u)} for u in state.approved_by]}, 201)
 
+    async def merge_requests(request: Request) -> Response:
+        # Starlette decodes %2F, so "acme%2Fwidgets" arrives as a path: the project by full path.
+        project = request.path_params["project"]
+        if request.method == "GET":
+            source = request.query_params.get("source_branch")
+            wanted = request.query_params.get("state", "all")
+            found = [m for m in state.merge_requests if m["project"] == project and (source is None or m["source_branch"] == source)
+                     and (wanted == "all" or m["state"] == wanted)]
+            return _page(request, found)
+        body = await request.json()
+        if any(m["project"] == project and m["source_branch"] == body.get("source_branch") and m["state"] == "opened"
+               for m in state.merge_requests):
+            return JSONResponse({"message": ["Another open merge request already exists for this source branch: !1"]}, 409)
+        iid = len(state.merge_requests) + 1
+        created = {"iid": iid, "project": project, "state": "opened", "title": body["title"], "description": body.get("description"),
+                   "source_branch": body["source_branch"], "target_branch": body["target_branch"],
+                   "web_url": f"https://gitlab.example/{project}/-/merge_requests/{iid}"}
+        state.merge_requests.append(created)
+        return JSONResponse(created, 201)
+
     routes = [
         Route("/api/v4/user", endpoint(user)),
+        Route("/api/v4/projects/{project:path}/merge_requests", endpoint(merge_requests), methods=["GET", "POST"]),
         Route(mr, endpoint(merge_request)),
         Route(f"{mr}/notes", endpoint(notes), methods=["GET", "POST"]),
         Route(f"{mr}/notes/{{note_id}}", endpoint(edit_note), methods=["PUT"]),

@@ -108,12 +108,15 @@ def phrase(text: str, analysis: Analysis, model) -> tuple[str, str | None]:  # n
     return phrased, None
 
 
-def catalog_facts(root: Path, index) -> dict[str, str]:  # noqa: ANN001 - a catalog index
-    """Owner, system and neighbours of the repository's catalog entity, matched by its git remote."""
+def catalog_facts(root: Path, index, ref: str | None = None) -> dict[str, str]:  # noqa: ANN001 - a catalog index
+    """Owner, system and neighbours of the repository's catalog entity: `ref` when known, else the
+    entity whose source location matches the git remote."""
     from aiplane.catalog import tools
 
-    remote = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"], capture_output=True, text=True, timeout=30)
-    target = remote.stdout.strip() if remote.returncode == 0 and remote.stdout.strip() else root.resolve().name
+    target = ref
+    if target is None:
+        remote = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"], capture_output=True, text=True, timeout=30)
+        target = remote.stdout.strip() if remote.returncode == 0 and remote.stdout.strip() else root.resolve().name
     try:
         owned = tools.who_owns(index, target)
     except tools.ToolError:
