@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -120,6 +121,7 @@ def token_create(
     user: Annotated[str, typer.Option(help="The user's email or subject.")],
     ttl: Annotated[str, typer.Option(help="Lifetime, for example 30m, 12h or 7d.")] = "12h",
     admin: Annotated[bool, typer.Option(help="Put the user in the admin group (usage reports).")] = False,
+    group: Annotated[Optional[list[str]], typer.Option("--group", help="A group for the token (repeatable), e.g. for MCP portal policies.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Print a dev-mode token signed by the gateway's local key."""
@@ -133,7 +135,7 @@ def token_create(
     lifetime = _seconds(ttl)
     admin_group = settings.auth.admin_values[0] if (admin and settings.auth.admin_values) else None
     token = devkeys.issue_token(
-        settings.data_dir, user.strip(), lifetime, admin_claim=settings.auth.admin_claim, admin_value=admin_group
+        settings.data_dir, user.strip(), lifetime, admin_claim=settings.auth.admin_claim, admin_value=admin_group, groups=group
     )
     typer.echo(token)
 
@@ -493,6 +495,62 @@ def catalog_mcp(
     asyncio.run(migrate(engine))
     app = RequireToken(server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, host=host), authorize)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
+
+
+portal_app = typer.Typer(help="The MCP portal: many MCP servers behind one endpoint, with Code Mode.", no_args_is_help=True)
+app.add_typer(portal_app, name="portal")
+
+
+@portal_app.command("serve")
+def portal_serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; MCP is at /mcp (?mode=codemode or ?mode=aggregate).")] = 8789,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the MCP portal over streamable HTTP; clients sign in with a gateway token (JWT or dev token)."""
+    import aiohttp
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from aiplane.gateway.auth import AuthError, make_verifier
+    from aiplane.logs import configure_logging
+    from aiplane.portal.core import Portal
+    from aiplane.portal.server import PortalEndpoint, authenticator
+    from aiplane.store.database import create_engine, migrate
+    from aiplane.store.identities import IdentityMap
+
+    settings = _settings(config)
+    if not settings.portal.upstreams:
+        raise _fail("no upstream MCP servers are configured ([portal.upstreams.<name>] with command or url)", EXIT_CONFIG)
+    configure_logging(settings.log.level)
+    engine = create_engine(settings.database_url)
+    sessions: list[aiohttp.ClientSession] = []
+
+    def session() -> aiohttp.ClientSession:
+        if not sessions:
+            sessions.append(aiohttp.ClientSession(trust_env=False))
+        return sessions[0]
+
+    verifier = make_verifier(settings, session)
+    portal = Portal(settings.portal, engine)
+    endpoint = PortalEndpoint(portal, authenticator(verifier.token_from_headers, verifier.verify, IdentityMap(engine).user_id, AuthError))
+
+    async def healthz(_request):  # noqa: ANN001, ANN202
+        return JSONResponse({"status": "ok", "upstreams": portal.status()})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):  # noqa: ANN001, ANN202
+        await migrate(engine)
+        async with endpoint.lifespan():
+            yield
+        for open_session in sessions:
+            await open_session.close()
+        await engine.dispose()
+
+    app_ = Starlette(routes=[Route("/mcp", endpoint=endpoint), Route("/healthz", healthz)], lifespan=lifespan)
+    uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False, server_header=False)
 
 
 EXIT_REQUEST_CHANGES = 3

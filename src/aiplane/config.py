@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -208,6 +209,56 @@ class ReviewSettings(Strict):
     bot_login: str | None = None
 
 
+class UpstreamSettings(Strict):
+    """One MCP server behind the portal: a command over stdio, or a streamable-HTTP URL."""
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    # Only these variables reach a stdio server (plus PATH and HOME): the portal's own secrets stay in the portal.
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    url: HttpUrl | None = None
+    # Sent to an HTTP server, e.g. its API token; never shown to clients.
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    enabled: bool = True
+    timeout_seconds: float = Field(default=60, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> UpstreamSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("set exactly one of command (stdio) or url (streamable HTTP)")
+        return self
+
+
+class PortalPolicy(Strict):
+    """Who may use what: matched by user (subject) or group; deny wins over allow."""
+
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    # Server names, or `server__tool` names; `*` globs allowed. An empty allow list allows everything.
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+
+
+class SandboxSettings(Strict):
+    workers: int = Field(default=2, ge=1, le=32)
+    wall_time_seconds: float = Field(default=10, gt=0, le=300)
+    memory_mb: int = Field(default=128, ge=16, le=4096)
+    max_output_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_tool_calls: int = Field(default=100, ge=1, le=10_000)
+
+
+class PortalSettings(Strict):
+    upstreams: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")], UpstreamSettings] = Field(default_factory=dict)
+    # What clients see without ?mode=: every tool namespaced (aggregate), or search + execute (codemode).
+    default_mode: Literal["aggregate", "codemode"] = "aggregate"
+    policies: list[PortalPolicy] = Field(default_factory=list)
+    # Store tool-call arguments in the audit log (off: only who, what, how long, status).
+    audit_arguments: bool = False
+    restart_backoff_seconds: float = Field(default=1.0, gt=0)
+    restart_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+
 class CodexSettings(Strict):
     # A codex folder; reviews then run its checks and cite its rule IDs.
     path: Path | None = None
@@ -253,6 +304,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     codex: CodexSettings = Field(default_factory=CodexSettings)
+    portal: PortalSettings = Field(default_factory=PortalSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 

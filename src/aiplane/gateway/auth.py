@@ -34,6 +34,8 @@ class Identity:
     subject: str
     is_admin: bool
     expires_at: float
+    # The token's group claim (auth.admin_claim, "groups" by default), for per-group policies.
+    groups: tuple[str, ...] = ()
 
 
 class JwksCache:
@@ -163,7 +165,10 @@ class TokenVerifier:
             raise AuthError("token has no subject claim")
         if len(subject) > MAX_SUBJECT_LENGTH:
             raise AuthError("subject claim too long")
-        return Identity(subject=subject, is_admin=self._is_admin(claims), expires_at=float(claims["exp"]))
+        raw_groups = claims.get(self._settings.admin_claim)
+        groups = tuple(g for g in raw_groups if isinstance(g, str))[:200] if isinstance(raw_groups, list) else (
+            (raw_groups,) if isinstance(raw_groups, str) else ())
+        return Identity(subject=subject, is_admin=self._is_admin(claims), expires_at=float(claims["exp"]), groups=groups)
 
     def _is_admin(self, claims: dict[str, Any]) -> bool:
         value = claims.get(self._settings.admin_claim)

@@ -67,6 +67,7 @@ def issue_token(
     ttl_seconds: int,
     admin_claim: str = "groups",
     admin_value: str | None = None,
+    groups: list[str] | None = None,
 ) -> str:
     key = load_or_create_signing_key(data_dir)
     now = int(time.time())
@@ -79,6 +80,7 @@ def issue_token(
         "nbf": now,
         "exp": now + ttl_seconds,
     }
-    if admin_value is not None:
-        claims[admin_claim] = [admin_value]
+    listed = list(groups or []) + ([admin_value] if admin_value is not None else [])
+    if listed:
+        claims[admin_claim] = listed
     return jwt.encode(claims, key, algorithm=DEV_ALGORITHM, headers={"kid": key_id(key)})

@@ -153,3 +153,20 @@ review_config = Table(
     Column("actor", String(200), nullable=False),
     Column("document", Text, nullable=False),
 )
+
+# Every tool call through the MCP portal: who (anonymous user id), what, how long, how it ended.
+# Argument values only when portal.audit_arguments is on.
+portal_calls = Table(
+    "portal_calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("server", String(64), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("via", String(16), nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("arguments", Text, nullable=True),
+    Index("ix_portal_calls_ts", "ts"),
+)
