@@ -272,3 +272,42 @@ def test_sandbox_escape_corpus_is_contained(portal, name):
         assert attack["result"] is True
     assert fresh == {"result": [None, "function", 42], "logs": [], "error": None, "duration_ms": fresh["duration_ms"]}
     assert httpx.get(portal.url + "/healthz").status_code == 200
+
+
+def test_the_gateway_serves_the_portal_at_mcp_with_its_own_tokens(tmp_path):
+    from tests.conftest import GatewayProcess
+
+    data = tmp_path / "gw"
+    config = tmp_path / "aiplane.toml"
+    config.write_text(f"""
+[catalog]
+url = ""
+
+[portal]
+default_mode = "codemode"
+audit_arguments = true
+
+[portal.upstreams.time]
+command = "{TIME_SERVER}"
+args = ["--local-timezone", "UTC"]
+""")
+    gateway = GatewayProcess(data, clean_env(AIPLANE_DATA_DIR=str(data), AIPLANE_CONFIG=str(config))).start()
+    try:
+        token = gateway.token("bob@example.com")
+
+        async def go():
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
+            async with http, Client(streamable_http_client(gateway.url + "/mcp", http_client=http)) as client:
+                names = [t.name for t in (await client.list_tools()).tools]
+                result = await client.call_tool("execute", {"code": "return (await tools.time__get_current_time({timezone: 'Asia/Tokyo'})).timezone"})
+            return names, json.loads(result.content[0].text)
+
+        names, outcome = run(go())
+        assert names == ["search", "execute"]  # Code Mode is this gateway's default
+        assert outcome["result"] == "Asia/Tokyo"
+        assert httpx.post(gateway.url + "/mcp", json={}).status_code == 401
+        db = sqlite3.connect(data / "aiplane.db")
+        (arguments,) = db.execute("SELECT arguments FROM portal_calls WHERE tool = 'time__get_current_time'").fetchone()
+        assert json.loads(arguments) == {"timezone": "Asia/Tokyo"}  # audit_arguments is on here
+    finally:
+        gateway.stop()

@@ -47,6 +47,8 @@ from aiplane.llm.routing import parse as parse_routing
 from aiplane.logs import log_fields
 from aiplane.modelcatalog.catalog import CatalogRefresher, ModelCatalog, bundled
 from aiplane.modelcatalog.pricing import PriceTable
+from aiplane.portal.core import Portal
+from aiplane.portal.server import PortalEndpoint, authenticator
 from aiplane.store import reviewconfig
 from aiplane.store.database import create_engine, migrate
 from aiplane.store.identities import IdentityMap
@@ -83,6 +85,16 @@ class Gateway:
         self.discovery = DiscoveryService(settings, lambda: self.models.data)
         self.discovery.load()
         self._metadata_header = settings.gateway.metadata_header.lower()
+        self.portal = self._make_portal()
+
+    def _make_portal(self) -> PortalEndpoint | None:
+        """The MCP portal at /mcp, when upstream MCP servers are configured; same tokens as the gateway."""
+        if not self.settings.portal.upstreams:
+            return None
+        return PortalEndpoint(
+            Portal(self.settings.portal, self.engine),
+            authenticator(self.verifier.token_from_headers, self.verifier.verify, self.identities.user_id, AuthError),
+        )
 
     def _make_verifier(self) -> TokenVerifier:
         return make_verifier(self.settings, self.session)
@@ -133,7 +145,10 @@ class Gateway:
             extra=log_fields(auth_mode=self.settings.auth.mode, models=self.models.model_count, catalog=self.models.source),
         )
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                if self.portal is not None:
+                    await stack.enter_async_context(self.portal.lifespan())
+                yield
         finally:
             await self.catalog.stop()
             await self.usage.close()
@@ -507,6 +522,8 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/api/catalog", routes=catalog_routes(gateway.catalog_index, gateway.authorize_user)),
         Mount("/ui", routes=ui_routes(gateway.dashboard())),
     ]
+    if gateway.portal is not None:
+        routes.append(Route("/mcp", endpoint=gateway.portal))
     app = Starlette(
         routes=routes,
         lifespan=gateway.lifespan,
