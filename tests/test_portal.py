@@ -88,6 +88,7 @@ command = "/nonexistent/mcp-server"
                               check=True, capture_output=True, text=True).stdout.strip()
 
     def audit(self) -> list[dict]:
+        time.sleep(0.6)  # the portal writes its audit log in batches every 0.25 s
         db = sqlite3.connect(self.root / "data" / "aiplane.db")
         db.row_factory = sqlite3.Row
         return [dict(r) for r in db.execute("SELECT * FROM portal_calls ORDER BY id")]
@@ -306,6 +307,7 @@ args = ["--local-timezone", "UTC"]
         assert names == ["search", "execute"]  # Code Mode is this gateway's default
         assert outcome["result"] == "Asia/Tokyo"
         assert httpx.post(gateway.url + "/mcp", json={}).status_code == 401
+        time.sleep(0.6)  # batched audit writes
         db = sqlite3.connect(data / "aiplane.db")
         (arguments,) = db.execute("SELECT arguments FROM portal_calls WHERE tool = 'time__get_current_time'").fetchone()
         assert json.loads(arguments) == {"timezone": "Asia/Tokyo"}  # audit_arguments is on here

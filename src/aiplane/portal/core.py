@@ -8,6 +8,7 @@ Aggregation mode shows every permitted tool as `<server>__<tool>`; Code Mode sho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import json
 import logging
@@ -32,6 +33,9 @@ from aiplane.textrank import bm25
 log = logging.getLogger("aiplane.portal")
 SEPARATOR = "__"
 MAX_AUDITED_ARGUMENT_BYTES = 4096
+AUDIT_BATCH = 200
+AUDIT_FLUSH_SECONDS = 0.25
+AUDIT_BACKLOG_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,26 @@ class Portal:
         }
         self.sandbox = SandboxPool(settings.sandbox)
         self.codemode_tools = _load_codemode_tools()
+        # Input schemas by exposed name, from the latest listing: the transport checks
+        # Mcp-Param headers against them on every call, and must not list upstreams each time.
+        self.schemas: dict[str, dict[str, Any]] = {t.name: t.input_schema for t in self.codemode_tools}
+        self._audit_rows: list[dict[str, Any]] = []
+        self._audit_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.sandbox.start()
+        if self.engine is not None and self._audit_task is None:
+            self._audit_task = asyncio.create_task(self._flush_audit_forever(), name="portal-audit")
 
     async def close(self) -> None:
         await asyncio.gather(*(u.close() for u in self.upstreams.values()), return_exceptions=True)
         await self.sandbox.close()
+        if self._audit_task is not None:
+            self._audit_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._audit_task
+            self._audit_task = None
+        await self.flush_audit()
 
     # -- policy ------------------------------------------------------------------------------
 
@@ -115,10 +132,12 @@ class Portal:
         return [pair for group in found for pair in group]
 
     async def aggregated_tools(self, caller: Caller) -> list[types.Tool]:
-        return [
+        tools = [
             tool.model_copy(update={"name": f"{server}{SEPARATOR}{tool.name}"})
             for server, tool in await self.upstream_tools(caller)
         ]
+        self.schemas.update({t.name: t.input_schema for t in tools})
+        return tools
 
     def _split(self, name: str) -> tuple[str, str]:
         server, sep, tool = name.partition(SEPARATOR)
@@ -152,13 +171,28 @@ class Portal:
         recorded = None
         if self.settings.audit_arguments:
             recorded = json.dumps(arguments, default=str)[:MAX_AUDITED_ARGUMENT_BYTES]
+        # Written in batches by a background task: a database round trip per call would be most
+        # of the portal's own overhead. close() writes what is left.
+        self._audit_rows.append({"ts": datetime.now(UTC), "user_id": caller.user_id, "server": server, "tool": tool[:200],
+                                 "via": via, "duration_ms": duration_ms, "status": status, "arguments": recorded})
+        if len(self._audit_rows) >= AUDIT_BATCH:
+            await self.flush_audit()
+
+    async def flush_audit(self) -> None:
+        if not self._audit_rows or self.engine is None:
+            return
+        rows, self._audit_rows = self._audit_rows, []
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(portal_calls.insert().values(
-                    ts=datetime.now(UTC), user_id=caller.user_id, server=server, tool=tool[:200], via=via,
-                    duration_ms=duration_ms, status=status, arguments=recorded))
-        except Exception as exc:  # noqa: BLE001 - an audit write failure is logged, never hides the call's result
-            log.error("portal audit write failed", extra=log_fields(error=exc.__class__.__name__))
+                await conn.execute(portal_calls.insert(), rows)
+        except Exception as exc:  # noqa: BLE001 - kept for the next flush; the calls themselves succeeded
+            self._audit_rows[:0] = rows[-AUDIT_BACKLOG_MAX:]
+            log.error("portal audit write failed", extra=log_fields(error=exc.__class__.__name__, pending=len(self._audit_rows)))
+
+    async def _flush_audit_forever(self) -> None:
+        while True:
+            await asyncio.sleep(AUDIT_FLUSH_SECONDS)
+            await self.flush_audit()
 
     # -- Code Mode ---------------------------------------------------------------------------
 

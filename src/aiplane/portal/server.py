@@ -86,7 +86,7 @@ def build_mcp_server(portal: Portal) -> Server:
             raise MCPError(code=-32602, message=str(exc)) from None
 
     return Server(
-        "aiplane-portal", instructions=INSTRUCTIONS,
+        "aiplane-portal", instructions=INSTRUCTIONS, get_tool_input_schema=portal.schemas.get,
         on_list_tools=list_tools, on_call_tool=call_tool,
         on_list_resources=list_resources, on_read_resource=read_resource,
         on_list_prompts=list_prompts, on_get_prompt=get_prompt,

