@@ -48,7 +48,7 @@ def test_discovery_document_points_everything_at_the_gateway(make_gateway, org_s
     assert providers["google"]["options"]["baseURL"] == gateway.url + "/google-ai-studio/v1beta"
     assert set(config["agent"]) == {"reviewer", "security-auditor", "docs-writer"}
     assert set(config["command"]) == {"review", "security-check"}
-    assert config["mcp"]["service-catalog"]["url"] == gateway.url + "/mcp/catalog"
+    assert config["mcp"]["aiplane-portal"]["url"] == gateway.url + "/mcp?mode=codemode"
     # Every OpenAI model served says store: false; other providers are left alone.
     assert providers["openai"]["models"] and all(m["options"]["store"] is False for m in providers["openai"]["models"].values())
     assert all("store" not in (m.get("options") or {}) for m in providers["anthropic"]["models"].values())

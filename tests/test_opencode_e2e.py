@@ -86,7 +86,7 @@ def test_one_login_configures_opencode_and_calls_are_metered(developer, upstream
     assert config["provider"]["openai"]["options"]["baseURL"] == gateway.url + "/openai"
     assert {"reviewer", "security-auditor", "docs-writer"} <= set(config["agent"])
     assert {"review", "security-check"} <= set(config["command"])
-    assert {"time", "service-catalog"} <= set(config["mcp"])
+    assert {"time", "aiplane-portal"} <= set(config["mcp"])
     assert config["model"] == "anthropic/claude-sonnet-4-5"
 
     run = opencode("run", "-m", "anthropic/claude-haiku-4-5", "--format", "json", "say hi")
