@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(not MEMORY_SERVER.exists(), reason="npm install 
 
 
 class PortalProcess:
-    def __init__(self, root: Path, extra_toml: str = "") -> None:
+    def __init__(self, root: Path, extra_toml: str = "", upstreams: str | None = None) -> None:
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -47,7 +47,7 @@ restart_backoff_seconds = 0.5
 [portal.sandbox]
 workers = 2
 wall_time_seconds = 2
-
+""" + (upstreams if upstreams is not None else f"""
 [portal.upstreams.time]
 command = "{TIME_SERVER}"
 args = ["--local-timezone", "UTC"]
@@ -67,7 +67,7 @@ args = ["{ROOT / 'tests' / 'doubles' / 'crashy_mcp.py'}"]
 
 [portal.upstreams.missing]
 command = "/nonexistent/mcp-server"
-""")
+"""))
         self.env = clean_env(AIPLANE_DATA_DIR=str(root / "data"), AIPLANE_CONFIG=str(config))
         self.log = (root / "portal.log").open("wb")
         self.proc = subprocess.Popen([AIPLANE, "portal", "serve", "--port", str(self.port)], env=self.env,
@@ -313,3 +313,69 @@ args = ["--local-timezone", "UTC"]
         assert json.loads(arguments) == {"timezone": "Asia/Tokyo"}  # audit_arguments is on here
     finally:
         gateway.stop()
+
+
+def test_resources_and_prompts_pass_through(portal):
+    async def go():
+        http, client = session(portal, portal.token())
+        async with http, client:
+            resources = (await client.list_resources()).resources
+            content = await client.read_resource("crashy://status")
+            prompts = (await client.list_prompts()).prompts
+            prompt = await client.get_prompt("crashy__greet", {"name": "Ada"})
+        return resources, content, prompts, prompt
+
+    resources, content, prompts, prompt = run(go())
+    listed = {(str(r.uri), r.name) for r in resources}
+    assert {("crashy://status", "crashy__status"), ("memory://knowledge-graph", "memory__knowledge-graph")} <= listed
+    assert content.contents[0].text == "up"
+    assert "crashy__greet" in {p.name for p in prompts}
+    assert "Say hello to Ada." in prompt.messages[0].content.text
+
+
+def test_streamable_http_upstream_keeps_its_credentials(tmp_path):
+    """The catalog server over HTTP, behind the portal: the token it needs stays in the portal."""
+    catalog_port = free_port()
+    data = tmp_path / "catalog-data"
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / "billing.yaml").write_text(CATALOG)
+    env = clean_env(AIPLANE_DATA_DIR=str(data))
+    subprocess.run([AIPLANE, "catalog", "ingest", str(tmp_path / "catalog")], env=env, check=True, capture_output=True)
+    service_token = subprocess.run([AIPLANE, "gateway", "token", "create", "--user", "portal-service@example.com"], env=env,
+                                   check=True, capture_output=True, text=True).stdout.strip()
+    catalog = subprocess.Popen([AIPLANE, "catalog", "mcp", "--transport", "http", "--port", str(catalog_port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    portal = None
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"http://127.0.0.1:{catalog_port}/mcp", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        portal = PortalProcess(tmp_path / "portal", upstreams=f"""
+[portal.upstreams.catalog]
+url = "http://127.0.0.1:{catalog_port}/mcp"
+headers = {{ Authorization = "Bearer {service_token}" }}
+""")
+
+        async def go():
+            http, client = session(portal, portal.token())
+            async with http, client:
+                tools = (await client.list_tools()).tools
+                owner = await client.call_tool("catalog__who_owns", {"target": "billing"})
+            http, client = session(portal, portal.token(), "codemode")
+            async with http, client:
+                leak = await client.call_tool("execute", {"code": "return JSON.stringify(globalThis) + Object.keys(tools).join()"})
+            return tools, owner, leak
+
+        tools, owner, leak = run(go())
+        assert {"catalog__who_owns", "catalog__get_entity"} <= {t.name for t in tools}
+        assert not owner.is_error and "team-pay" in owner.content[0].text
+        everything = json.dumps([t.model_dump(mode="json") for t in tools]) + leak.content[0].text + owner.content[0].text
+        assert service_token not in everything and "catalog__who_owns" in leak.content[0].text
+    finally:
+        if portal is not None:
+            portal.stop()
+        catalog.terminate()
+        catalog.wait(timeout=20)
