@@ -379,3 +379,23 @@ headers = {{ Authorization = "Bearer {service_token}" }}
             portal.stop()
         catalog.terminate()
         catalog.wait(timeout=20)
+
+
+def test_portal_configuration_errors_are_clear(tmp_path):
+    config = tmp_path / "aiplane.toml"
+    config.write_text('[portal.upstreams.both]\ncommand = "x"\nurl = "http://127.0.0.1:1/mcp"\n')
+    result = subprocess.run([AIPLANE, "portal", "serve"], env=clean_env(AIPLANE_CONFIG=str(config), AIPLANE_DATA_DIR=str(tmp_path)),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "set exactly one of command (stdio) or url (streamable HTTP)" in result.stderr
+    assert "Traceback" not in result.stderr
+    empty = subprocess.run([AIPLANE, "portal", "serve"], env=clean_env(AIPLANE_DATA_DIR=str(tmp_path)), capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and "no upstream MCP servers are configured" in empty.stderr
+
+
+def test_oversized_code_is_refused_before_the_sandbox(portal):
+    async def go():
+        http, client = session(portal, portal.token(), "codemode")
+        async with http, client:
+            return json.loads((await client.call_tool("execute", {"code": "//" + "x" * 200_000})).content[0].text)
+
+    assert run(go())["error"] == "code longer than 100000 characters"

@@ -33,6 +33,7 @@ from aiplane.textrank import bm25
 log = logging.getLogger("aiplane.portal")
 SEPARATOR = "__"
 MAX_AUDITED_ARGUMENT_BYTES = 4096
+MAX_CODE_CHARS = 100_000
 AUDIT_BATCH = 200
 AUDIT_FLUSH_SECONDS = 0.25
 AUDIT_BACKLOG_MAX = 100_000
@@ -210,6 +211,8 @@ class Portal:
         return "\n".join(lines)
 
     async def execute(self, caller: Caller, code: str) -> dict[str, Any]:
+        if len(code) > MAX_CODE_CHARS:
+            return {"result": None, "logs": [], "error": f"code longer than {MAX_CODE_CHARS} characters", "duration_ms": 0.0}
         names = [f"{server}{SEPARATOR}{tool.name}" for server, tool in await self.upstream_tools(caller)]
 
         async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
