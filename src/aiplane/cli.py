@@ -449,7 +449,6 @@ def catalog_mcp(
     config: ConfigOption = None,
 ) -> None:
     """Serve the catalog to agents over MCP. HTTP requires a gateway token (Bearer)."""
-    import aiohttp
     import uvicorn
 
     from aiplane.catalog.mcp_server import RequireToken, build_server
@@ -473,13 +472,7 @@ def catalog_mcp(
         asyncio.run(serve_stdio())
         return
 
-    sessions: list[aiohttp.ClientSession] = []
-
-    def session() -> aiohttp.ClientSession:
-        if not sessions:
-            sessions.append(aiohttp.ClientSession(trust_env=False))
-        return sessions[0]
-
+    sessions, session = _lazy_http_session()
     verifier = make_verifier(settings, session)
 
     async def authorize(headers: dict[str, str]) -> bool:
@@ -508,7 +501,6 @@ def portal_serve(
     config: ConfigOption = None,
 ) -> None:
     """Serve the MCP portal over streamable HTTP; clients sign in with a gateway token (JWT or dev token)."""
-    import aiohttp
     import uvicorn
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
@@ -526,13 +518,7 @@ def portal_serve(
         raise _fail("no upstream MCP servers are configured ([portal.upstreams.<name>] with command or url)", EXIT_CONFIG)
     configure_logging(settings.log.level)
     engine = create_engine(settings.database_url)
-    sessions: list[aiohttp.ClientSession] = []
-
-    def session() -> aiohttp.ClientSession:
-        if not sessions:
-            sessions.append(aiohttp.ClientSession(trust_env=False))
-        return sessions[0]
-
+    sessions, session = _lazy_http_session()
     verifier = make_verifier(settings, session)
     portal = Portal(settings.portal, engine)
     endpoint = PortalEndpoint(portal, authenticator(verifier.token_from_headers, verifier.verify, IdentityMap(engine).user_id, AuthError))
@@ -551,6 +537,20 @@ def portal_serve(
 
     app_ = Starlette(routes=[Route("/mcp", endpoint=endpoint), Route("/healthz", healthz)], lifespan=lifespan)
     uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False, server_header=False)
+
+
+def _lazy_http_session():  # noqa: ANN202 - (the sessions made, a factory) for JWKS fetches
+    """An aiohttp session created on first use, inside the server's event loop."""
+    import aiohttp
+
+    sessions: list[aiohttp.ClientSession] = []
+
+    def session() -> aiohttp.ClientSession:
+        if not sessions:
+            sessions.append(aiohttp.ClientSession(trust_env=False))
+        return sessions[0]
+
+    return sessions, session
 
 
 EXIT_REQUEST_CHANGES = 3

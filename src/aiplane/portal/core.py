@@ -228,44 +228,33 @@ class Portal:
 
     # -- resources and prompts (aggregation mode) --------------------------------------------
 
-    async def resources(self, caller: Caller) -> list[types.Resource]:
-        found: list[types.Resource] = []
+    async def _listings(self, caller: Caller, method: str) -> list[tuple[str, Any]]:
+        """`list_resources` or `list_prompts` of every permitted, reachable upstream."""
+        found = []
         for name, upstream in self.upstreams.items():
-            if not self.allowed(caller, name):
-                continue
-            try:
-                listed = await upstream.call("list_resources")
-            except (UpstreamError, AttributeError):
-                continue
-            found += [r.model_copy(update={"name": f"{name}{SEPARATOR}{r.name}"}) for r in listed.resources]
+            if self.allowed(caller, name):
+                try:
+                    found.append((name, await upstream.call(method)))
+                except UpstreamError:
+                    continue  # a down upstream contributes nothing; the others still answer
         return found
 
+    async def resources(self, caller: Caller) -> list[types.Resource]:
+        return [r.model_copy(update={"name": f"{name}{SEPARATOR}{r.name}"})
+                for name, listed in await self._listings(caller, "list_resources") for r in listed.resources]
+
     async def read_resource(self, caller: Caller, uri: str) -> types.ReadResourceResult:
-        for name, upstream in self.upstreams.items():
-            if not self.allowed(caller, name):
-                continue
-            try:
-                listed = await upstream.call("list_resources")
-            except UpstreamError:
-                continue
+        for name, listed in await self._listings(caller, "list_resources"):
             if any(str(r.uri) == uri for r in listed.resources):
                 try:
-                    return await upstream.call("read_resource", uri)
+                    return await self.upstreams[name].call("read_resource", uri)
                 except UpstreamError as exc:
                     raise PortalError(str(exc)) from None
         raise PortalError(f"no permitted upstream offers resource {uri}")
 
     async def prompts(self, caller: Caller) -> list[types.Prompt]:
-        found: list[types.Prompt] = []
-        for name, upstream in self.upstreams.items():
-            if not self.allowed(caller, name):
-                continue
-            try:
-                listed = await upstream.call("list_prompts")
-            except UpstreamError:
-                continue
-            found += [p.model_copy(update={"name": f"{name}{SEPARATOR}{p.name}"}) for p in listed.prompts]
-        return found
+        return [p.model_copy(update={"name": f"{name}{SEPARATOR}{p.name}"})
+                for name, listed in await self._listings(caller, "list_prompts") for p in listed.prompts]
 
     async def get_prompt(self, caller: Caller, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
         server, prompt = self._split(name)
