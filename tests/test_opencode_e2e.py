@@ -32,10 +32,21 @@ if not Path(OPENCODE).exists():
 
 @pytest.fixture()
 def developer(tmp_path, make_gateway):
+    return _developer(tmp_path, make_gateway)
+
+
+def _developer(tmp_path, make_gateway, portal: bool = False):  # noqa: ANN202
     """A gateway serving the example org config, and a developer machine with nothing configured."""
     source = tmp_path / "org-config"
     shutil.copytree(EXAMPLE, source)
-    gateway = make_gateway("e2e", AIPLANE_DISCOVERY__CONFIG_SOURCE=str(source))
+    extra = {}
+    if portal:
+        # The example's portal entry, switched on, with a real MCP server (mcp-server-time) behind it.
+        mcp = source / "config" / "mcp.yaml"
+        mcp.write_text(mcp.read_text().replace('url: "{baseURL}/mcp?mode=codemode"\n    enabled: false',
+                                               'url: "{baseURL}/mcp?mode=codemode"\n    enabled: true'))
+        extra["AIPLANE_PORTAL__UPSTREAMS__TIME__COMMAND"] = str(Path(sys.executable).parent / "mcp-server-time")
+    gateway = make_gateway("e2e", AIPLANE_DISCOVERY__CONFIG_SOURCE=str(source), **extra)
     home = tmp_path / "home"
     project = tmp_path / "project"
     project.mkdir()
@@ -119,3 +130,12 @@ def test_local_config_overrides_the_served_one(developer):
     assert config["model"] == "openai/gpt-4o"  # the project's choice beats the organisation default
     assert config["agent"]["reviewer"]["temperature"] == 0.7
     assert config["agent"]["reviewer"]["mode"] == "subagent"  # the rest of the served agent is kept
+
+
+def test_opencode_connects_to_the_mcp_portal_after_one_login(tmp_path, make_gateway):
+    gateway, opencode, _project, _home = _developer(tmp_path, make_gateway, portal=True)
+    assert opencode("auth", "login", gateway.url).returncode == 0
+    listed = opencode("mcp", "list")
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if "aiplane-portal" in line)
+    assert "connected" in line.lower() and "failed" not in line.lower(), listed.stdout
