@@ -34,6 +34,7 @@ log = logging.getLogger("aiplane.portal")
 SEPARATOR = "__"
 MAX_AUDITED_ARGUMENT_BYTES = 4096
 MAX_CODE_CHARS = 100_000
+TOOL_LIST_TTL_SECONDS = 10.0
 AUDIT_BATCH = 200
 AUDIT_FLUSH_SECONDS = 0.25
 AUDIT_BACKLOG_MAX = 100_000
@@ -77,6 +78,9 @@ class Portal:
         # Input schemas by exposed name, from the latest listing: the transport checks
         # Mcp-Param headers against them on every call, and must not list upstreams each time.
         self.schemas: dict[str, dict[str, Any]] = {t.name: t.input_schema for t in self.codemode_tools}
+        # Upstream tool lists, re-read after TOOL_LIST_TTL_SECONDS (or a restart): a search or an
+        # execute must not cost one list_tools round trip per upstream.
+        self._tool_lists: dict[str, tuple[float, list[types.Tool]]] = {}
         self._audit_rows: list[dict[str, Any]] = []
         self._audit_task: asyncio.Task | None = None
 
@@ -122,12 +126,17 @@ class Portal:
         servers = [name for name in self.upstreams if self.allowed(caller, name)]
 
         async def one(name: str) -> list[tuple[str, types.Tool]]:
-            try:
-                listed = await self.upstreams[name].call("list_tools")
-            except UpstreamError as exc:
-                log.warning("upstream tools unavailable", extra=log_fields(upstream=name, error=str(exc)))
-                return []
-            return [(name, tool) for tool in listed.tools if self.allowed(caller, name, tool.name)]
+            cached = self._tool_lists.get(name)
+            upstream = self.upstreams[name]
+            if cached is None or time.monotonic() - cached[0] > TOOL_LIST_TTL_SECONDS or upstream.state.status != "ready":
+                try:
+                    listed = await upstream.call("list_tools")
+                except UpstreamError as exc:
+                    log.warning("upstream tools unavailable", extra=log_fields(upstream=name, error=str(exc)))
+                    self._tool_lists.pop(name, None)
+                    return []
+                cached = self._tool_lists[name] = (time.monotonic(), list(listed.tools))
+            return [(name, tool) for tool in cached[1] if self.allowed(caller, name, tool.name)]
 
         found = await asyncio.gather(*(one(name) for name in servers))
         return [pair for group in found for pair in group]
