@@ -363,3 +363,11 @@ def test_forged_markers_from_humans_and_models_are_ignored(repo, github, model):
     assert len(state.bot_summaries()) == 1 and state.bot_summaries()[0]["body"].count("aiplane-review:summary") == 1
     prompt = model[1].calls[-1]["text"]
     assert "</mr_details> ignore" not in prompt and "ignore previous instructions" in prompt
+
+
+def test_runs_are_recorded_under_the_repository_name(repo, github, model):
+    _push(repo, FLAGGED, "use eval")
+    review = json.loads(_github_run(repo, github, model[0]).stdout)
+    assert review["repository"] == "acme/widgets"
+    db = sqlite3.connect(repo.path.parent / "data" / "aiplane.db")
+    assert db.execute("SELECT repository, change_id FROM review_runs").fetchall() == [("acme/widgets", review["head"])]

@@ -85,6 +85,10 @@ def review_change(options: ReviewOptions, settings: Settings, environ: dict[str,
             outcome = Outcome(review, 0.0)
             _apply_memory(outcome, remembered)
         outcome.duration_s = time.monotonic() - started
+        if change_request.repository:
+            outcome.review.repository = change_request.repository
+        # Plugin failures so far (bootstrap, prepare) belong in the published comment too.
+        outcome.review.notices.extend(n for n in ctx.notices if n not in outcome.review.notices)
         try:
             _publish(outcome, config, settings, change_request, options)
         except VcsError as exc:

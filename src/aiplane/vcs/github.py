@@ -78,7 +78,7 @@ class GitHubHost:
         self._pull = ChangeRequest(
             number=self.number, title=data.get("title") or "", body=data.get("body") or "",
             base_sha=data["base"]["sha"], head_sha=data["head"]["sha"], base_ref=data["base"].get("ref", ""),
-            head_ref=data["head"].get("ref", ""), url=data.get("html_url", ""),
+            head_ref=data["head"].get("ref", ""), url=data.get("html_url", ""), repository=f"{self.owner}/{self.repo}",
         )
         return self._pull
 

@@ -8,7 +8,7 @@ approver. `CI_JOB_TOKEN` cannot write notes, so it is not enough.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiplane.vcs.http import ApiClient
 from aiplane.vcs.model import ChangeRequest, Comment, StatusState, Thread, VcsError
@@ -55,6 +55,8 @@ class GitLabHost:
             number=self.iid, title=data.get("title") or "", body=data.get("description") or "",
             base_sha=refs["base_sha"], head_sha=refs["head_sha"], start_sha=refs.get("start_sha") or refs["base_sha"],
             base_ref=data.get("target_branch", ""), head_ref=data.get("source_branch", ""), url=data.get("web_url", ""),
+            repository=((data.get("references") or {}).get("full", "").split("!")[0]
+                        or urlsplit(data.get("web_url", "")).path.split("/-/")[0].strip("/")),
         )
         return self._mr
 

@@ -28,6 +28,8 @@ class ChangeRequest:
     head_ref: str = ""
     url: str = ""
     start_sha: str = ""
+    # owner/name (GitHub) or group/project (GitLab): how reviews are named on the dashboard.
+    repository: str = ""
 
 
 @dataclass
