@@ -42,7 +42,7 @@ class PortalProcess:
         config = root / "aiplane.toml"
         config.write_text(f"""
 [portal]
-restart_backoff_seconds = 0.5
+restart_backoff_seconds = 2
 {extra_toml}
 [portal.sandbox]
 workers = 2
@@ -219,7 +219,7 @@ def test_a_crashed_upstream_fails_alone_and_is_restarted(portal):
             crashed = await client.call_tool("crashy__die", {})
             during = await client.call_tool("crashy__ping", {})
             other = await client.call_tool("time__get_current_time", {"timezone": "UTC"})
-            await asyncio.sleep(1.2)  # past the restart backoff
+            await asyncio.sleep(2.5)  # past the restart backoff
             after = await client.call_tool("crashy__ping", {})
         return crashed, during, other, after
 

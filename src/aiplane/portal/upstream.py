@@ -74,17 +74,20 @@ class Upstream:
                 self._ready.set()
                 await self._stop.wait()
         except Exception as exc:  # noqa: BLE001 - any transport failure marks this upstream down
-            self._mark_failed(exc)
+            self._mark_failed_once(exc)
         except BaseException as exc:  # anyio wraps child-process deaths in exception groups
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
-            if not isinstance(exc, asyncio.CancelledError):
-                self._mark_failed(exc)
-            else:
-                raise
+            self._mark_failed_once(exc)
         finally:
             self._client = None
             self._ready.set()  # wake waiters; they look at the status
+
+    def _mark_failed_once(self, exc: BaseException) -> None:
+        # A call that saw the break has already marked it; closing the dead connection must not
+        # count as a second failure (that would double the backoff).
+        if self.state.status != "failed":
+            self._mark_failed(exc)
 
     def _mark_failed(self, exc: BaseException) -> None:
         message = _describe(exc)
