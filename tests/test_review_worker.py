@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aiplane.config import load_settings
+from aiplane.review.agents import load_agents
 from aiplane.review.engine import ReviewRequest, run
 from aiplane.review.runner import run_worker
 from tests.doubles.server import free_port
@@ -41,6 +42,7 @@ def _settings(monkeypatch, model_url: str, tmp_path: Path, **extra: str):
 def _job(model_url: str, repo: Path, context: str) -> dict:
     endpoint = {"kind": "openai", "base_url": model_url + "/v1", "model": "gpt-4o-mini", "api_key": "sk-x"}
     return {"repo": str(repo), "head": "HEAD", "tier": "trivial", "agents": ["generalist"], "context": context,
+            "agent_specs": [load_agents()["generalist"].model_dump()],
             "patches": {"app.py": "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"},
             "models": {"specialist": endpoint}, "failback": {}, "max_concurrency": 2}
 

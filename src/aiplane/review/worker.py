@@ -18,7 +18,7 @@ from typing import Any
 from aiplane.config import ModelEndpoint
 from aiplane.llm.client import ModelHandle, build
 from aiplane.llm.routing import RemoteRouting, endpoint_for
-from aiplane.review.agents import AgentSpec, load_agents
+from aiplane.review.agents import AgentSpec
 from aiplane.review.specialists import Workspace, run_specialist
 
 _lock = threading.Lock()
@@ -108,11 +108,7 @@ async def _review_one(spec: AgentSpec, job: dict[str, Any], router: Router, work
 
 async def work(job: dict[str, Any]) -> None:
     repo = Path(job["repo"])
-    if job.get("agent_specs") is not None:
-        selected = [AgentSpec.model_validate(raw) for raw in job["agent_specs"]]
-    else:
-        agents = load_agents(repo)
-        selected = [agents[name] for name in job["agents"] if name in agents]
+    selected = [AgentSpec.model_validate(raw) for raw in job["agent_specs"]]
     patches = job.get("patches") or {
         path: Path(file).read_text(encoding="utf-8") for path, file in job.get("patch_files", {}).items()
     }
