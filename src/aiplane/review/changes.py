@@ -71,9 +71,9 @@ class ChangeSet:
         return sum(f.changed_lines for f in self.reviewable)
 
 
-def git(repo: Path, *args: str, check: bool = True) -> str:
+def git(repo: Path, *args: str, check: bool = True, timeout: float = 120) -> str:
     try:
-        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120)
+        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         raise ChangeError("git is not installed") from None
     except subprocess.TimeoutExpired:

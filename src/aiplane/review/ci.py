@@ -17,11 +17,11 @@ from pathlib import Path
 from aiplane.config import Settings
 from aiplane.logs import log_fields
 from aiplane.review import memory
-from aiplane.review.changes import ChangeError, ChangeSet
+from aiplane.review.changes import ChangeError, ChangeSet, git
 from aiplane.review.engine import Prepared, ReviewRequest, plan, run
 from aiplane.review.plugins.context import PluginContext, ReviewOptions, RunConfig
 from aiplane.review.plugins.host import PluginHost
-from aiplane.review.report import BADGES, Review, inline_markdown, render_markdown
+from aiplane.review.report import BADGES, Finding, Review, inline_markdown, render_markdown
 from aiplane.review.sanitize import strip_boundary_tags
 from aiplane.vcs.model import ChangeRequest, VcsError
 
@@ -64,11 +64,10 @@ def review_change(options: ReviewOptions, settings: Settings, environ: dict[str,
     vcs = config.vcs
     try:
         request, change_request = _request(options, settings, config, ctx, host)
-        comments = vcs.comments()
         if options.dry_run:
             request.dry_run = True
-            outcome = Outcome(run(request), time.monotonic() - started)
-            return outcome
+            return Outcome(run(request), time.monotonic() - started)
+        comments = vcs.comments()
         asked = memory.break_glass(comments)
         if asked is not None:
             # Before any model call, by rule: a human has taken responsibility for this change.
@@ -137,11 +136,11 @@ def _request(options: ReviewOptions, settings: Settings, config: RunConfig, ctx:
 def _ensure_commit(repo: Path, sha: str) -> None:
     """CI checkouts are often shallow or on a merge ref; fetch what the review needs."""
     def present() -> bool:
-        return subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{sha}^{{commit}}"], capture_output=True).returncode == 0
+        return bool(git(repo, "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", check=False).strip())
 
     if present():
         return
-    subprocess.run(["git", "-C", str(repo), "fetch", "--quiet", "--no-tags", "origin", sha], capture_output=True, timeout=300)
+    git(repo, "fetch", "--quiet", "--no-tags", "origin", sha, check=False, timeout=300)
     if not present():
         raise ChangeError(f"commit {sha[:12]} is not in the checkout and could not be fetched; check out with full history "
                           "(GitHub: actions/checkout fetch-depth: 0; GitLab: GIT_DEPTH: 0)")
@@ -196,15 +195,14 @@ def _publish(outcome: Outcome, config: RunConfig, settings: Settings, change_req
             if budget <= 0:
                 outcome.inline_skipped += 1
                 continue
-            body = inline_markdown(finding) + "\n\n" + memory.finding_marker(finding)
-            if vcs.post_inline(finding.file, finding.start_line, body) is None:
+            if vcs.post_inline(finding.file, finding.start_line, _inline_body(finding)) is None:
                 outcome.inline_skipped += 1  # not a line the host shows in the diff; the summary has it
             else:
                 outcome.inline_posted += 1
                 budget -= 1
         for prior, finding in decided.raise_again:
             assert prior.thread is not None
-            vcs.edit_inline(prior.thread, inline_markdown(finding) + "\n\n" + memory.finding_marker(finding))
+            vcs.edit_inline(prior.thread, _inline_body(finding))
             vcs.reply(prior.thread, f"This got worse: now **{BADGES[finding.severity]}** (was {prior.severity}).")
             outcome.raised_again += 1
         for prior in decided.resolve:
@@ -227,6 +225,11 @@ def _publish(outcome: Outcome, config: RunConfig, settings: Settings, change_req
             vcs.approve(True)
         elif settings.review.approve:
             vcs.approve(review.verdict != "request_changes")
+
+
+def _inline_body(finding: Finding) -> str:
+    """An inline comment: the finding, then the hidden marker the next round recognises it by."""
+    return inline_markdown(finding) + "\n\n" + memory.finding_marker(finding)
 
 
 def _footer(outcome: Outcome) -> str:
