@@ -71,14 +71,21 @@ class PluginHost:
         # pluggy calls last-registered first; we run in registration (name) order.
         return list(reversed(getattr(self.manager.hook, hook).get_hookimpls()))
 
-    def _call(self, ctx: PluginContext, impl: pluggy.HookImpl, **kwargs: Any) -> Any:
-        ctx.current_plugin = impl.plugin_name
+    @staticmethod
+    def _invoke(ctx: PluginContext, impl: pluggy.HookImpl, **kwargs: Any) -> Any:
         return impl.function(*[({"ctx": ctx} | kwargs)[name] for name in impl.argnames])
 
-    def _failed(self, ctx: PluginContext, name: str, stage: str, exc: BaseException) -> None:
+    def _call(self, ctx: PluginContext, impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+        ctx.current_plugin = impl.plugin_name
+        return self._invoke(ctx, impl, **kwargs)
+
+    def _record(self, name: str, stage: str, exc: BaseException) -> None:
         info = self.infos.get(name)
         if info is not None:
             info.status, info.error = f"{stage} failed", _describe(exc)
+
+    def _failed(self, ctx: PluginContext, name: str, stage: str, exc: BaseException) -> None:
+        self._record(name, stage, exc)
         log.warning("review plugin failed", extra=log_fields(plugin=name, stage=stage, error=_describe(exc)))
         ctx.add_notice(f"Plugin {name} failed during {stage} ({_describe(exc)}); the review went on without it.")
 
@@ -89,7 +96,8 @@ class PluginHost:
 
         def one(impl: pluggy.HookImpl) -> tuple[str, BaseException | None]:
             try:
-                impl.function(*[ctx for _ in impl.argnames])
+                # Concurrent: ctx.current_plugin is not set, as bootstrap contributes nothing.
+                self._invoke(ctx, impl)
                 return impl.plugin_name, None
             except Exception as exc:  # noqa: BLE001 - bootstrap failures are logged, never fatal
                 return impl.plugin_name, exc
@@ -104,9 +112,7 @@ class PluginHost:
             try:
                 self._call(ctx, impl)
             except Exception as exc:  # noqa: BLE001 - turned into one clear, fatal message
-                info = self.infos.get(impl.plugin_name)
-                if info is not None:
-                    info.status, info.error = "configure failed", _describe(exc)
+                self._record(impl.plugin_name, "configure", exc)
                 raise ConfigureError(f"plugin {impl.plugin_name} could not configure the review: {exc}") from None
         ctx.current_plugin = "core"
 
