@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiplane.vcs.http import ApiClient
-from aiplane.vcs.model import ChangeRequest, Comment, StatusState, Thread, VcsError
+from aiplane.vcs.model import ChangeRequest, Comment, ConversationHost, StatusState, Thread, VcsError
 
 STATUS_CONTEXT = "aiplane/review"
 ACTIONS_BOT = "github-actions[bot]"
@@ -38,7 +38,7 @@ def _login(user: dict[str, Any] | None) -> str:
     return str((user or {}).get("login") or "").removesuffix("[bot]")
 
 
-class GitHubHost:
+class GitHubHost(ConversationHost):
     name = "github"
 
     def __init__(self, repository: str, number: str, token: str, api_url: str = "https://api.github.com",
@@ -57,7 +57,6 @@ class GitHubHost:
         self._me = bot_login.removesuffix("[bot]") if bot_login else None
         self._head: str | None = None
         self._pull: ChangeRequest | None = None
-        self._listed: list[Comment] | None = None
 
     @property
     def _pr(self) -> str:
@@ -84,10 +83,6 @@ class GitHubHost:
 
     def _is_bot(self, user: dict[str, Any] | None) -> bool:
         return (user or {}).get("type") == "Bot" or _login(user) == self.whoami()
-
-    def comments(self) -> list[Comment]:
-        self._listed = self._list_comments()
-        return self._listed
 
     def _list_comments(self) -> list[Comment]:
         return [
@@ -128,13 +123,10 @@ class GitHubHost:
             raise VcsError(f"GitHub GraphQL: {message}")
         return data["data"]
 
-    def upsert_summary(self, marker: str, body: str) -> str:
-        # The listing read earlier in this run is enough: a PR with hundreds of comments is
-        # paginated once per run, not twice.
-        for comment in self._listed if self._listed is not None else self.comments():
-            if marker in comment.body and comment.author == self.whoami():
-                self.api.request("PATCH", f"/repos/{self.owner}/{self.repo}/issues/comments/{comment.id}", json={"body": body})
-                return comment.id
+    def _edit_comment(self, comment_id: str, body: str) -> None:
+        self.api.request("PATCH", f"/repos/{self.owner}/{self.repo}/issues/comments/{comment_id}", json={"body": body})
+
+    def _create_comment(self, body: str) -> str:
         created = self.api.json("POST", f"/repos/{self.owner}/{self.repo}/issues/{self.number}/comments", json={"body": body})
         return str(created["id"])
 

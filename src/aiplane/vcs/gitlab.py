@@ -11,13 +11,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aiplane.vcs.http import ApiClient
-from aiplane.vcs.model import ChangeRequest, Comment, StatusState, Thread, VcsError
+from aiplane.vcs.model import ChangeRequest, Comment, ConversationHost, StatusState, Thread, VcsError
 
 STATUS_NAME = "aiplane/review"
 _STATES = {"success": "success", "failure": "failed", "pending": "running", "error": "failed"}
 
 
-class GitLabHost:
+class GitLabHost(ConversationHost):
     name = "gitlab"
 
     def __init__(self, project: str, iid: str, token: str, api_url: str = "https://gitlab.com/api/v4",
@@ -33,7 +33,6 @@ class GitLabHost:
         self.api = ApiClient(api_url, {"private-token": token}, "GitLab", token, **client_options)
         self._me: str | None = None
         self._mr: ChangeRequest | None = None
-        self._listed: list[Comment] | None = None
 
     @property
     def _base(self) -> str:
@@ -64,10 +63,6 @@ class GitLabHost:
         author = note.get("author") or {}
         name = author.get("username", "")
         return name, bool(author.get("bot")) or name == self.whoami()
-
-    def comments(self) -> list[Comment]:
-        self._listed = self._list_comments()
-        return self._listed
 
     def _list_comments(self) -> list[Comment]:
         found = []
@@ -100,13 +95,10 @@ class GitLabHost:
             ))
         return threads
 
-    def upsert_summary(self, marker: str, body: str) -> str:
-        # The listing read earlier in this run is enough: a PR with hundreds of comments is
-        # paginated once per run, not twice.
-        for comment in self._listed if self._listed is not None else self.comments():
-            if marker in comment.body and comment.author == self.whoami():
-                self.api.request("PUT", f"{self._base}/notes/{comment.id}", json={"body": body})
-                return comment.id
+    def _edit_comment(self, comment_id: str, body: str) -> None:
+        self.api.request("PUT", f"{self._base}/notes/{comment_id}", json={"body": body})
+
+    def _create_comment(self, body: str) -> str:
         return str(self.api.json("POST", f"{self._base}/notes", json={"body": body})["id"])
 
     def post_inline(self, path: str, line: int, body: str) -> str | None:

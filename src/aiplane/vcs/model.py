@@ -55,6 +55,39 @@ class Thread:
     replies: list[Comment] = field(default_factory=list)
 
 
+class ConversationHost:
+    """What the REST hosts share: the conversation is listed once per run, and our summary is
+    found in that listing by its marker and its author, then edited, or created."""
+
+    _listed: list[Comment] | None = None
+
+    def whoami(self) -> str:
+        raise NotImplementedError
+
+    def _list_comments(self) -> list[Comment]:
+        raise NotImplementedError
+
+    def _edit_comment(self, comment_id: str, body: str) -> None:
+        raise NotImplementedError
+
+    def _create_comment(self, body: str) -> str:
+        raise NotImplementedError
+
+    def comments(self) -> list[Comment]:
+        self._listed = self._list_comments()
+        return self._listed
+
+    def upsert_summary(self, marker: str, body: str) -> str:
+        # The listing read earlier in this run is enough: a PR with hundreds of comments is
+        # paginated once per run, not twice.
+        listed = self._listed if self._listed is not None else self.comments()
+        ours = next((c for c in listed if marker in c.body and c.author == self.whoami()), None)
+        if ours is None:
+            return self._create_comment(body)
+        self._edit_comment(ours.id, body)
+        return ours.id
+
+
 class VcsHost(Protocol):
     name: str
 
