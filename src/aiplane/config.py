@@ -185,6 +185,10 @@ class LlmSettings(Strict):
     failback: dict[LlmTier, list[ModelEndpoint]] = Field(default_factory=dict)
 
 
+# A model as the gateway names it: `provider/model`, e.g. "anthropic/claude-sonnet-4-5".
+MODEL_REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]*/\S+$"
+
+
 class ReviewSettings(Strict):
     # A "model is thinking…" line on stderr after this much worker silence.
     heartbeat_seconds: float = Field(default=30, gt=0)
@@ -196,7 +200,7 @@ class ReviewSettings(Strict):
     gateway_url: HttpUrl | None = None
     gateway_token: SecretStr | None = None
     # A default `provider/model` for every reviewer through the gateway, when no remote route says otherwise.
-    model: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]*/\S+$")
+    model: str | None = Field(default=None, pattern=MODEL_REF_PATTERN)
     # Read per-reviewer models and provider switches from the gateway (`GET /v1/review-config`).
     remote_config: bool = True
     # Entry-point names of review plugins to leave out, e.g. ["telemetry"].

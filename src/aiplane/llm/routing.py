@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
+from pydantic import Field, SecretStr, StringConstraints, ValidationError
 
-from aiplane.config import ModelEndpoint
+from aiplane.config import MODEL_REF_PATTERN, ModelEndpoint, Strict
 
-ModelRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*/\S+$", max_length=200)]
+ModelRef = Annotated[str, StringConstraints(pattern=MODEL_REF_PATTERN, max_length=200)]
 DEFAULT_TTL_SECONDS = 5.0
 
 
@@ -27,20 +27,16 @@ class RoutingError(Exception):
     """A routing document that cannot be used; the message says where and why."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AgentRoute(_Strict):
+class AgentRoute(Strict):
     model: ModelRef
     failback: list[ModelRef] = Field(default_factory=list, max_length=10)
 
 
-class ProviderSwitch(_Strict):
+class ProviderSwitch(Strict):
     enabled: bool = True
 
 
-class RoutingDocument(_Strict):
+class RoutingDocument(Strict):
     version: Literal[1] = 1
     # Used by any agent without its own entry.
     default: AgentRoute | None = None
