@@ -357,20 +357,20 @@ class Gateway:
 
     # -- admin and operations ---------------------------------------------------------------
 
-    async def _refuse_non_admin(self, request: Request, request_id: str, what: str) -> Response | None:
-        """None for an admin; otherwise the 401 or 403 to send."""
+    async def _admin(self, request: Request, request_id: str, what: str) -> Identity | Response:
+        """The admin's identity; otherwise the 401 or 403 to send."""
         try:
             identity = await self.authenticate(request)
         except AuthError as exc:
             return self._unauthorized(request_id, str(exc))
         if not identity.is_admin:
             return error_response(403, "permission_error", f"{what} is for admins", request_id)
-        return None
+        return identity
 
     async def usage_report(self, request: Request) -> Response:
         request_id = uuid.uuid4().hex
-        if (refused := await self._refuse_non_admin(request, request_id, "the usage report")) is not None:
-            return refused
+        if isinstance(admin := await self._admin(request, request_id, "the usage report"), Response):
+            return admin
         group_by = request.query_params.get("group_by", "user")
         if group_by not in ("user", "model", "provider"):
             return error_response(400, "invalid_request", "group_by must be user, model or provider", request_id)
@@ -398,8 +398,8 @@ class Gateway:
 
     async def admin_reload(self, request: Request) -> Response:
         request_id = uuid.uuid4().hex
-        if (refused := await self._refuse_non_admin(request, request_id, "reloading")) is not None:
-            return refused
+        if isinstance(admin := await self._admin(request, request_id, "reloading"), Response):
+            return admin
         problems = self.discovery.reload()
         if problems:
             return JSONResponse(
@@ -418,16 +418,15 @@ class Gateway:
             document = stored["document"] if stored else EMPTY_ROUTING.model_dump(mode="json")
             # Reviews cache it for 5 s themselves; intermediaries must not hold it longer.
             return JSONResponse(document, headers={"cache-control": "max-age=5"})
-        if (refused := await self._refuse_non_admin(request, request_id, "changing the review config")) is not None:
-            return refused
+        if isinstance(admin := await self._admin(request, request_id, "changing the review config"), Response):
+            return admin
         try:
             document = parse_routing(await self._read_body(request))
         except RoutingError as exc:
             return error_response(422, "invalid_request", f"invalid review config: {exc}", request_id)
         except RouteError as exc:
             return error_response(exc.status, exc.kind, exc.message, request_id)
-        identity = await self.authenticate(request)
-        actor = await self.identities.user_id(identity.subject)
+        actor = await self.identities.user_id(admin.subject)
         await reviewconfig.save(self.engine, document.model_dump(mode="json", exclude_none=True), actor)
         log.info("review config replaced", extra=log_fields(request_id=request_id, user_id=actor))
         return JSONResponse({"status": "saved", "request_id": request_id})
