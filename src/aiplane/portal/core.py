@@ -78,9 +78,6 @@ class Portal:
         # Input schemas by exposed name, from the latest listing: the transport checks
         # Mcp-Param headers against them on every call, and must not list upstreams each time.
         self.schemas: dict[str, dict[str, Any]] = {t.name: t.input_schema for t in self.codemode_tools}
-        # Upstream tool lists, re-read after TOOL_LIST_TTL_SECONDS (or a restart): a search or an
-        # execute must not cost one list_tools round trip per upstream.
-        self._tool_lists: dict[str, tuple[float, list[types.Tool]]] = {}
         self._audit_rows: list[dict[str, Any]] = []
         self._audit_task: asyncio.Task | None = None
 
@@ -126,17 +123,14 @@ class Portal:
         servers = [name for name in self.upstreams if self.allowed(caller, name)]
 
         async def one(name: str) -> list[tuple[str, types.Tool]]:
-            cached = self._tool_lists.get(name)
-            upstream = self.upstreams[name]
-            if cached is None or time.monotonic() - cached[0] > TOOL_LIST_TTL_SECONDS or upstream.state.status != "ready":
-                try:
-                    listed = await upstream.call("list_tools")
-                except UpstreamError as exc:
-                    log.warning("upstream tools unavailable", extra=log_fields(upstream=name, error=str(exc)))
-                    self._tool_lists.pop(name, None)
-                    return []
-                cached = self._tool_lists[name] = (time.monotonic(), list(listed.tools))
-            return [(name, tool) for tool in cached[1] if self.allowed(caller, name, tool.name)]
+            try:
+                # Cached for TOOL_LIST_TTL_SECONDS: a search or an execute must not cost one
+                # tools/list round trip per upstream.
+                tools = await self.upstreams[name].tools(TOOL_LIST_TTL_SECONDS)
+            except UpstreamError as exc:
+                log.warning("upstream tools unavailable", extra=log_fields(upstream=name, error=str(exc)))
+                return []
+            return [(name, tool) for tool in tools if self.allowed(caller, name, tool.name)]
 
         found = await asyncio.gather(*(one(name) for name in servers))
         return [pair for group in found for pair in group]

@@ -38,6 +38,7 @@ class UpstreamState:
     next_attempt: float = 0.0
     backoff: float = 0.0
     tools: list[Any] = field(default_factory=list)
+    tools_listed_at: float = float("-inf")
 
 
 class Upstream:
@@ -68,7 +69,7 @@ class Upstream:
         try:
             async with Client(self._server(), read_timeout_seconds=self.settings.timeout_seconds) as client:
                 listed = await client.list_tools()
-                self.state.tools = list(listed.tools)
+                self.state.tools, self.state.tools_listed_at = list(listed.tools), time.monotonic()
                 self._client = client
                 self.state.status, self.state.last_error, self.state.backoff = "ready", None, 0.0
                 self._ready.set()
@@ -142,6 +143,14 @@ class Upstream:
         self._mark_failed(exc)
         self._client = None
         self._stop.set()
+
+    async def tools(self, max_age: float) -> list[Any]:
+        """The upstream's tools, re-listed when older than `max_age` seconds (a (re)start lists them)."""
+        await self.client()
+        if time.monotonic() - self.state.tools_listed_at > max_age:
+            listed = await self.call("list_tools")
+            self.state.tools, self.state.tools_listed_at = list(listed.tools), time.monotonic()
+        return self.state.tools
 
     async def close(self) -> None:
         self._stop.set()
