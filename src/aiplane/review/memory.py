@@ -99,7 +99,6 @@ class Memory:
     previous_summary: str | None = None
     previous_head: str | None = None
     priors: dict[str, Prior] = field(default_factory=dict)
-    bot: str = ""
 
     def describe(self) -> str:
         """For the reviewers' shared context: what we said before and what people answered."""
@@ -119,7 +118,7 @@ class Memory:
 
 def recall(comments: list[Comment], threads: list[Thread], bot: str) -> Memory:
     """What earlier rounds left behind: only comments we wrote count, whatever their text claims."""
-    memory = Memory(bot=bot)
+    memory = Memory()
     ours = [c for c in comments if c.author == bot and SUMMARY_MARKER in c.body]
     if ours:
         memory.previous_summary = ours[-1].body
