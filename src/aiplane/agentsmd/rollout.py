@@ -111,15 +111,19 @@ def propose(repo: Path, catalog: Callable[[Path], dict[str, str]] | None = None,
         current = _git(repo, "show", "HEAD:AGENTS.md", check=False)
         if current == text:
             return RolloutResult(str(repo), "unchanged", "AGENTS.md on HEAD is current")
-        if host is not None:
-            edited = _adopt_remote_branch(repo)
-            if edited:
-                return RolloutResult(str(repo), "unchanged", f"{BRANCH} on origin has human edits ({edited}); left as it is")
-        outcome = _commit_proposal(repo, text)
         if host is None:
+            outcome = _commit_proposal(repo, text)
             return RolloutResult(str(repo), outcome, f"branch {BRANCH}") if outcome else \
                 RolloutResult(str(repo), "unchanged", f"branch {BRANCH} already proposes this")
-        return _open_change(repo, host)
+        listed = _git(repo, "ls-remote", "--heads", "origin", f"refs/heads/{BRANCH}").split()
+        remote_sha = listed[0] if listed else None
+        target = _target_branch(repo)
+        if remote_sha is not None:
+            edited = _adopt_remote_branch(repo, target)
+            if edited:
+                return RolloutResult(str(repo), "unchanged", f"{BRANCH} on origin has human edits ({edited}); left as it is")
+        _commit_proposal(repo, text)
+        return _open_change(repo, host, remote_sha, target)
     except Exception as exc:  # noqa: BLE001 - one repository's failure is a row in the report
         return RolloutResult(str(repo), "failed", str(exc)[:200] or exc.__class__.__name__)
 
@@ -151,13 +155,9 @@ def _target_branch(repo: Path) -> str:
     return _git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
 
 
-def _adopt_remote_branch(repo: Path) -> str:
+def _adopt_remote_branch(repo: Path, target: str) -> str:
     """Start from the proposal branch as it is on origin; the authors of human commits on it, if any."""
-    listed = _git(repo, "ls-remote", "--heads", "origin", f"refs/heads/{BRANCH}").strip()
-    if not listed:
-        return ""
     _git(repo, "fetch", "-q", "origin", f"+refs/heads/{BRANCH}:refs/remotes/origin/{BRANCH}")
-    target = _target_branch(repo)
     base = f"origin/{target}" if _git(repo, "rev-parse", "--verify", "--quiet", f"origin/{target}", check=False).strip() else "HEAD"
     authors = set(_git(repo, "log", "--format=%ae", f"{base}..origin/{BRANCH}").split())
     humans = sorted(a for a in authors if a != BOT_EMAIL)
@@ -167,16 +167,15 @@ def _adopt_remote_branch(repo: Path) -> str:
     return ""
 
 
-def _open_change(repo: Path, host: Callable[[], RepoHost]) -> RolloutResult:
+def _open_change(repo: Path, host: Callable[[], RepoHost], remote_sha: str | None, target: str) -> RolloutResult:
     local = _git(repo, "rev-parse", f"refs/heads/{BRANCH}").strip()
-    remote = _git(repo, "ls-remote", "--heads", "origin", f"refs/heads/{BRANCH}").split()
-    pushed = not remote or remote[0] != local
+    pushed = remote_sha != local
     if pushed:
         # A fast-forward only: the remote branch was adopted above, so nobody's commit is lost.
         _git(repo, "push", "-q", "origin", f"refs/heads/{BRANCH}:refs/heads/{BRANCH}")
     client = host()
     try:
-        url, created = client.open_change(BRANCH, _target_branch(repo), TITLE, PR_BODY)
+        url, created = client.open_change(BRANCH, target, TITLE, PR_BODY)
     finally:
         client.close()
     if created:
