@@ -1,0 +1,1 @@
+"""Reading repositories as data: isolated git, and bounded no-follow views of trees."""
