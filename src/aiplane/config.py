@@ -378,19 +378,37 @@ def _check_unknown_env_keys(environ: dict[str, str]) -> list[str]:
     return problems
 
 
-def resolve_config_path(explicit: Path | None) -> Path | None:
+def inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies below it, symlinks resolved."""
+    resolved, root = path.resolve(), folder.resolve()
+    return resolved == root or root in resolved.parents
+
+
+def resolve_config_path(explicit: Path | None, untrusted: Path | None = None) -> Path | None:
     if explicit is not None:
         return explicit
     from_env = os.environ.get(CONFIG_PATH_ENV)
     if from_env:
         return Path(from_env)
     local = Path(DEFAULT_CONFIG_FILE)
+    if untrusted is not None and inside(local, untrusted):
+        return None  # a file the change under review controls is never a settings file
     return local if local.is_file() else None
 
 
-def load_settings(config_path: Path | None = None) -> Settings:
-    """Load and validate settings; raise ConfigError naming each bad key."""
-    path = resolve_config_path(config_path)
+def load_settings(config_path: Path | None = None, untrusted: Path | None = None) -> Settings:
+    """Load and validate settings; raise ConfigError naming each bad key.
+
+    `untrusted` is a folder whose files an attacker may control (the checkout a CI review runs
+    on): `./aiplane.toml` inside it is not read, and a settings path inside it is an error.
+    """
+    path = resolve_config_path(config_path, untrusted)
+    if path is not None and untrusted is not None and inside(path, untrusted):
+        raise ConfigError(
+            f"the settings file {path} is inside the checkout under review, so the change could configure its own "
+            "review; in CI give settings through the environment or the action/component inputs, and repository "
+            "review settings through .aiplane/review.toml (read from the base commit)"
+        )
     file_values: dict[str, Any] = {}
     if path is not None:
         try:

@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from aiplane import __version__
-from aiplane.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(
     help="aiplane: a self-hostable AI engineering platform.",
@@ -41,37 +39,16 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(codex_app, name="codex")
 app.add_typer(agentsmd_app, name="agents-md")
 
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
-
-EXIT_CONFIG = 2
-
-ConfigOption = Annotated[
-    Optional[Path],
-    typer.Option("--config", "-c", help="Settings file (default: ./aiplane.toml when present, or $AIPLANE_CONFIG)."),
-]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        raise _fail(str(exc).replace("[", r"\["), EXIT_CONFIG) from None
-
-
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-
-
-def _seconds(value: str) -> int:
-    match = _DURATION.match(value.strip())
-    if not match:
-        raise typer.BadParameter("use a number with s, m, h or d, for example 12h")
-    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+from aiplane.cli.common import (  # noqa: E402 - shared by every command group
+    EXIT_CONFIG,
+    ConfigOption,
+    _fail,
+    _run_with_db,
+    _seconds,
+    _settings,
+    err,
+    out,
+)
 
 
 @app.command()
@@ -289,28 +266,6 @@ def config_check(
     result = _compile_or_exit(source)
     assert result.config is not None
     out.print(f"{source}: valid against the OpenCode {schema_version()} config schema")
-
-
-def _run_with_db(settings: Settings, work):  # noqa: ANN001, ANN202 - async callable taking the engine
-    """Run ``work(engine)`` on a migrated database; map failures to clean exits."""
-    from aiplane.store.database import DatabaseError, create_engine, migrate
-
-    async def run():  # noqa: ANN202
-        engine = create_engine(settings.database_url)
-        try:
-            await migrate(engine)
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(run())
-    except DatabaseError as exc:
-        raise _fail(str(exc), EXIT_CONFIG) from None
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the driver's message may contain the DSN
-        raise _fail(f"database error ({exc.__class__.__name__})") from None
 
 
 @models_app.command("list")
@@ -551,162 +506,6 @@ def _lazy_http_session():  # noqa: ANN202 - (the sessions made, a factory) for J
         return sessions[0]
 
     return sessions, session
-
-
-EXIT_REQUEST_CHANGES = 3
-review_app = typer.Typer(help="Multi-agent code review, locally or in CI (GitHub, GitLab).", invoke_without_command=True)
-review_config_app = typer.Typer(help="Central model routing for reviewers, stored in the gateway database.", no_args_is_help=True)
-app.add_typer(review_app, name="review")
-app.add_typer(review_config_app, name="review-config")
-
-
-@review_app.callback()
-def review(
-    ctx: typer.Context,
-    repo: Annotated[Path, typer.Option(help="The git repository to review (the CI checkout).")] = Path("."),
-    base: Annotated[Optional[str], typer.Option(help="Base ref for --vcs local (default: merge base with the default branch).")] = None,
-    head: Annotated[str, typer.Option(help="Head ref for --vcs local.")] = "HEAD",
-    vcs: Annotated[str, typer.Option(help="Where the change lives and the review is published: local, github, gitlab.")] = "local",
-    change: Annotated[Optional[str], typer.Option(help="PR number / MR IID (default: from the pipeline's variables).")] = None,
-    max_inline: Annotated[Optional[int], typer.Option(min=0, max=100, help="Inline comments per run (default: review.max_inline_comments).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="markdown, json or sarif.")] = "markdown",
-    output: Annotated[Optional[Path], typer.Option(help="Write the review here instead of stdout.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the tier and reviewers; review and publish nothing.")] = False,
-    strict: Annotated[bool, typer.Option(help="Fail (exit 1) on the reviewer's own errors instead of failing small.")] = False,
-    fail_on_request_changes: Annotated[
-        bool, typer.Option(help=f"Exit {EXIT_REQUEST_CHANGES} when the verdict is request changes.")
-    ] = True,
-    config: ConfigOption = None,
-) -> None:
-    """Review a change and publish one living comment (plus inline comments) to the VCS.
-
-    Exit codes: 0 reviewed (or the reviewer failed small), 3 request changes, 1 with --strict on
-    the reviewer's own failure, 2 bad arguments.
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    import os
-
-    from aiplane.review.agents import AgentError
-    from aiplane.review.changes import ChangeError
-    from aiplane.review.ci import review_change
-    from aiplane.review.plugins.context import AssemblyError, ReviewOptions
-    from aiplane.review.plugins.host import ConfigureError
-    from aiplane.review.report import render
-    from aiplane.vcs.model import VcsError
-
-    if fmt not in ("markdown", "json", "sarif"):
-        raise _fail("--format must be markdown, json or sarif", EXIT_CONFIG)
-    if vcs not in ("local", "github", "gitlab") and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", vcs):
-        raise _fail("--vcs must be local, github, gitlab or a VCS plugin's name", EXIT_CONFIG)
-    settings = _settings(config)
-    options = ReviewOptions(
-        vcs=vcs, repo=repo.resolve(), base=base, head=head, change=change, dry_run=dry_run,
-        max_inline=settings.review.max_inline_comments if max_inline is None else max_inline,
-    )
-    try:
-        outcome = review_change(options, settings, dict(os.environ))
-    except (ConfigureError, AssemblyError, ChangeError, AgentError, VcsError) as exc:
-        return _fail_small(str(exc), strict)
-    except Exception as exc:  # noqa: BLE001 - fail small: the reviewer must never break the pipeline
-        return _fail_small(f"internal error ({exc.__class__.__name__})", strict)
-    result = outcome.review
-    if outcome.publish_error:
-        err.print(f"aiplane review: the review ran but could not be published: {outcome.publish_error}", markup=False)
-    text = render(result, fmt)
-    if output is not None:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            return _fail_small(f"cannot write {output} ({exc.__class__.__name__})", strict)
-    else:
-        typer.echo(text, nl=False)
-    if outcome.publish_error and strict:
-        raise typer.Exit(1)
-    if result.verdict == "request_changes" and fail_on_request_changes and not dry_run:
-        raise typer.Exit(EXIT_REQUEST_CHANGES)
-
-
-@review_app.command("plugins")
-def review_plugins(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    config: ConfigOption = None,
-) -> None:
-    """List installed review plugins and their status (loading and bootstrap)."""
-    import os
-
-    from aiplane.review.plugins.context import PluginContext, ReviewOptions
-    from aiplane.review.plugins.host import PluginHost
-
-    settings = _settings(config)
-    host = PluginHost.load(frozenset(settings.review.disabled_plugins))
-    host.bootstrap(PluginContext(ReviewOptions(), settings, dict(os.environ)))
-    hooks = {name: sorted(h.name.removeprefix("aiplane_review_") for h in host.manager.get_hookcallers(plugin) or [])
-             for name, plugin in host.manager.list_name_plugin()}
-    rows = [{"name": i.name, "source": i.source, "status": i.status, "error": i.error, "hooks": hooks.get(i.name, [])}
-            for i in host.infos.values()]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = Table("plugin", "status", "hooks", "source")
-    for row in rows:
-        status = row["status"] + (f": {row['error']}" if row["error"] else "")
-        table.add_row(row["name"], status, ", ".join(row["hooks"]), row["source"])
-    Console(soft_wrap=True).print(table)
-
-
-def _fail_small(message: str, strict: bool) -> None:
-    err.print(f"aiplane review: {message}; the review did not run" + ("" if strict else " (failing small: exit 0)"), markup=False)
-    if strict:
-        raise typer.Exit(1)
-    raise typer.Exit(0)
-
-
-@review_config_app.command("get")
-def review_config_get(config: ConfigOption = None) -> None:
-    """Print the routing document in force (JSON)."""
-    from aiplane.llm.routing import EMPTY
-    from aiplane.store import reviewconfig
-
-    settings = _settings(config)
-    stored = _run_with_db(settings, reviewconfig.latest)
-    if stored is None:
-        err.print("No review config has been set; this is the default (every reviewer uses local model settings).", markup=False)
-        typer.echo(json.dumps(EMPTY.model_dump(mode="json", exclude_none=True), indent=2))
-        return
-    err.print(f"Set {stored['updated_at']} by {stored['updated_by']}.", markup=False)
-    typer.echo(json.dumps(stored["document"], indent=2))
-
-
-@review_config_app.command("set")
-def review_config_set(
-    file: Annotated[Path, typer.Argument(help="A JSON routing document, or - for stdin.")],
-    config: ConfigOption = None,
-) -> None:
-    """Replace the routing document (kept as history; the newest is in force within 5 s).
-
-    Example: {"agents": {"security": {"model": "anthropic/claude-sonnet-4-5", "failback": ["openai/gpt-5"]}},
-    "providers": {"openai": {"enabled": false}}}
-    """
-    import getpass
-    import sys
-
-    from aiplane.llm.routing import RoutingError, parse
-    from aiplane.store import reviewconfig
-
-    settings = _settings(config)
-    try:
-        raw = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"cannot read {file} ({exc.__class__.__name__})", EXIT_CONFIG) from None
-    try:
-        document = parse(raw)
-    except RoutingError as exc:
-        raise _fail(f"{file}: invalid review config: {exc}", EXIT_CONFIG) from None
-    actor = f"cli:{getpass.getuser()}"
-    _run_with_db(settings, lambda engine: reviewconfig.save(engine, document.model_dump(mode="json", exclude_none=True), actor))
-    err.print(f"Review config saved; reviews pick it up within 5 seconds. Agents: {', '.join(document.agents) or 'none'}; "
-              f"providers off: {', '.join(p for p, s in document.providers.items() if not s.enabled) or 'none'}.", markup=False)
 
 
 def _load_codex(rules_dir: Path):  # noqa: ANN202
@@ -1034,6 +833,12 @@ def db_upgrade(config: ConfigOption = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the driver's message may contain the DSN
         raise _fail(f"migration failed ({exc.__class__.__name__})") from None
     out.print("database schema is up to date")
+
+
+from aiplane.cli import review as _review  # noqa: E402 - registers the review command groups
+
+app.add_typer(_review.review_app, name="review")
+app.add_typer(_review.review_config_app, name="review-config")
 
 
 def main() -> None:
