@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import tomllib
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from aiplane.repository.tree import TreeBase, WorkTree
 
 SKIP_DIRS = {".git", "node_modules", "vendor", "third_party", ".venv", "venv", "dist", "build", "target", "__pycache__", ".tox", ".mypy_cache"}
 LANGUAGES = {
@@ -20,6 +23,8 @@ LANGUAGES = {
 TEST_WORDS = re.compile(r"\b(pytest|tox|nox|go test|cargo test|cargo nextest|mvn( -[\w.=-]+)* (test|verify)|gradlew? test|npm (run )?test|pnpm (run )?test|yarn (run )?test|bun test|make test|just test|vitest|jest)\b")
 LINT_WORDS = re.compile(r"\b(ruff( check| format)?|mypy|pyright|eslint|prettier|golangci-lint|cargo clippy|cargo fmt|pre-commit run|prek run|tsc --noEmit|black|flake8)\b")
 MAX_FILES = 50_000
+# Manifests and CI files are read as data: at most this much of any one, never through a symlink.
+MAX_MANIFEST_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -56,50 +61,24 @@ def _line_of(text: str, needle: str) -> int:
     return text.count("\n", 0, index) + 1 if index >= 0 else 1
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return ""
+def _read(tree: TreeBase, name: str) -> str:
+    return tree.read_text(name, MAX_MANIFEST_BYTES) or ""
 
 
-def _files(root: Path) -> list[Path]:
-    found: list[Path] = []
-    stack = [root]
-    while stack and len(found) < MAX_FILES:
-        current = stack.pop()
-        try:
-            entries = list(current.iterdir())
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.is_dir():
-                if entry.name not in SKIP_DIRS and not entry.is_symlink():
-                    stack.append(entry)
-            elif entry.is_file():
-                found.append(entry)
-    return found
+def _languages(files: list) -> dict[str, float]:  # noqa: ANN001 - tree entries
+    # Bytes per language, as GitHub's linguist counts them: no file has to be opened.
+    sizes: dict[str, int] = {}
+    for entry in files:
+        suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
+        language = LANGUAGES.get(suffix)
+        if language is not None:
+            sizes[language] = sizes.get(language, 0) + entry.size
+    total = sum(sizes.values()) or 1
+    return {k: round(v / total, 3) for k, v in sorted(sizes.items(), key=lambda kv: -kv[1]) if v / total >= 0.01}
 
 
-def _languages(root: Path, files: list[Path]) -> dict[str, float]:
-    lines: dict[str, int] = {}
-    for path in files:
-        language = LANGUAGES.get(path.suffix)
-        if language is None:
-            continue
-        try:
-            with path.open("rb") as fh:
-                count = sum(1 for _ in fh)
-        except OSError:
-            continue
-        lines[language] = lines.get(language, 0) + count
-    total = sum(lines.values()) or 1
-    return {k: round(v / total, 3) for k, v in sorted(lines.items(), key=lambda kv: -kv[1]) if v / total >= 0.01}
-
-
-def _python(root: Path, a: Analysis) -> None:
-    pyproject = root / "pyproject.toml"
-    text = _read(pyproject)
+def _python(root: TreeBase, a: Analysis) -> None:
+    text = _read(root, "pyproject.toml")
     data: dict[str, Any] = {}
     if text:
         try:
@@ -108,8 +87,8 @@ def _python(root: Path, a: Analysis) -> None:
             data = {}
     tool = data.get("tool", {})
     runner = ""
-    if (root / "uv.lock").exists() or "uv" in tool:
-        a.build.append(Fact("uv", "uv.lock:1" if (root / "uv.lock").exists() else f"pyproject.toml:{_line_of(text, '[tool.uv')}"))
+    if root.exists("uv.lock") or "uv" in tool:
+        a.build.append(Fact("uv", "uv.lock:1" if root.exists("uv.lock") else f"pyproject.toml:{_line_of(text, '[tool.uv')}"))
         runner = "uv run "
     elif "poetry" in tool:
         a.build.append(Fact("poetry", f"pyproject.toml:{_line_of(text, '[tool.poetry')}"))
@@ -121,13 +100,13 @@ def _python(root: Path, a: Analysis) -> None:
         a.build.append(Fact("hatch", f"pyproject.toml:{_line_of(text, 'hatch')}"))
     elif text:
         a.build.append(Fact("setuptools" if "setuptools" in text else "pip", "pyproject.toml:1"))
-    elif (root / "requirements.txt").exists():
+    elif root.exists("requirements.txt"):
         a.build.append(Fact("pip", "requirements.txt:1"))
-    pytest_configured = "pytest" in tool or (root / "pytest.ini").exists() or "[tool:pytest]" in _read(root / "setup.cfg")
-    if pytest_configured or (root / "tests").is_dir() and any((root / "tests").glob("test_*.py")):
-        where = f"pyproject.toml:{_line_of(text, '[tool.pytest')}" if "pytest" in tool else ("pytest.ini:1" if (root / "pytest.ini").exists() else "tests/:1")
+    pytest_configured = "pytest" in tool or root.exists("pytest.ini") or "[tool:pytest]" in _read(root, "setup.cfg")
+    if pytest_configured or root.is_dir("tests") and any(fnmatch.fnmatch(e.name, "test_*.py") for e in root.list_dir("tests")):
+        where = f"pyproject.toml:{_line_of(text, '[tool.pytest')}" if "pytest" in tool else ("pytest.ini:1" if root.exists("pytest.ini") else "tests/:1")
         a.test.append(Fact(f"{runner}pytest", where))
-    if "ruff" in tool or (root / "ruff.toml").exists():
+    if "ruff" in tool or root.exists("ruff.toml"):
         where = f"pyproject.toml:{_line_of(text, '[tool.ruff')}" if "ruff" in tool else "ruff.toml:1"
         a.lint += [Fact(f"{runner}ruff check .", where), Fact(f"{runner}ruff format --check .", where)]
     if "mypy" in tool:
@@ -135,15 +114,15 @@ def _python(root: Path, a: Analysis) -> None:
     requires = data.get("project", {}).get("requires-python")
     if requires:
         a.runtime.append(Fact(f"Python {requires}", f"pyproject.toml:{_line_of(text, 'requires-python')}"))
-    if (root / ".python-version").exists():
-        a.runtime.append(Fact(f"Python {_read(root / '.python-version').strip()}", ".python-version:1"))
+    if root.exists(".python-version"):
+        a.runtime.append(Fact(f"Python {_read(root, '.python-version').strip()}", ".python-version:1"))
     for name in ("tox.ini", "noxfile.py"):
-        if (root / name).exists():
+        if root.exists(name):
             a.test.append(Fact("tox" if name == "tox.ini" else "nox", f"{name}:1"))
 
 
-def _node(root: Path, a: Analysis) -> None:
-    text = _read(root / "package.json")
+def _node(root: TreeBase, a: Analysis) -> None:
+    text = _read(root, "package.json")
     if not text:
         return
     try:
@@ -152,7 +131,7 @@ def _node(root: Path, a: Analysis) -> None:
         return
     manager = "npm"
     for lock, name in (("pnpm-lock.yaml", "pnpm"), ("yarn.lock", "yarn"), ("bun.lockb", "bun"), ("bun.lock", "bun")):
-        if (root / lock).exists():
+        if root.exists(lock):
             manager = name
             break
     if isinstance(data.get("packageManager"), str):
@@ -169,12 +148,12 @@ def _node(root: Path, a: Analysis) -> None:
     if engines:
         a.runtime.append(Fact(f"Node {engines}", f"package.json:{_line_of(text, 'engines')}"))
     for name in (".nvmrc", ".node-version"):
-        if (root / name).exists():
-            a.runtime.append(Fact(f"Node {_read(root / name).strip()}", f"{name}:1"))
+        if root.exists(name):
+            a.runtime.append(Fact(f"Node {_read(root, name).strip()}", f"{name}:1"))
 
 
-def _go(root: Path, a: Analysis) -> None:
-    text = _read(root / "go.mod")
+def _go(root: TreeBase, a: Analysis) -> None:
+    text = _read(root, "go.mod")
     if not text:
         return
     a.build.append(Fact("go modules", "go.mod:1"))
@@ -183,27 +162,27 @@ def _go(root: Path, a: Analysis) -> None:
     if version:
         a.runtime.append(Fact(f"Go {version.group(1)}", f"go.mod:{_line_of(text, version.group(0))}"))
     for config in (".golangci.yml", ".golangci.yaml", ".golangci.toml"):
-        if (root / config).exists():
+        if root.exists(config):
             a.lint.append(Fact("golangci-lint run", f"{config}:1"))
 
 
-def _rust(root: Path, a: Analysis) -> None:
-    text = _read(root / "Cargo.toml")
+def _rust(root: TreeBase, a: Analysis) -> None:
+    text = _read(root, "Cargo.toml")
     if not text:
         return
     a.build.append(Fact("cargo", "Cargo.toml:1"))
     a.test.append(Fact("cargo test", "Cargo.toml:1"))
     a.lint += [Fact("cargo clippy", "Cargo.toml:1"), Fact("cargo fmt --check", "Cargo.toml:1")]
     for name in ("rust-toolchain.toml", "rust-toolchain"):
-        toolchain = _read(root / name)
+        toolchain = _read(root, name)
         if toolchain:
             channel = re.search(r'channel\s*=\s*"([^"]+)"', toolchain)
             a.runtime.append(Fact(f"Rust {channel.group(1) if channel else toolchain.strip()}", f"{name}:1"))
 
 
-def _make(root: Path, a: Analysis) -> None:
+def _make(root: TreeBase, a: Analysis) -> None:
     for name, runner in (("Makefile", "make"), ("justfile", "just")):
-        text = _read(root / name)
+        text = _read(root, name)
         for target in re.findall(r"^([A-Za-z][\w-]*):", text, re.M):
             fact = Fact(f"{runner} {target}", f"{name}:{_line_of(text, target + ':')}")
             if target in ("test", "tests", "check-tests"):
@@ -212,13 +191,12 @@ def _make(root: Path, a: Analysis) -> None:
                 a.lint.append(fact)
 
 
-def _ci(root: Path, a: Analysis) -> None:
-    files = sorted((root / ".github" / "workflows").glob("*.y*ml")) + [root / ".gitlab-ci.yml"]
-    for path in files:
-        text = _read(path)
+def _ci(root: TreeBase, a: Analysis) -> None:
+    workflows = [e.path for e in root.list_dir(".github/workflows") if e.kind == "file" and fnmatch.fnmatch(e.name, "*.y*ml")]
+    for rel in [*workflows, ".gitlab-ci.yml"]:
+        text = _read(root, rel)
         if not text:
             continue
-        rel = path.relative_to(root).as_posix()
         for line_no, line in enumerate(text.splitlines(), 1):
             stripped = line.strip().removeprefix("- ").removeprefix("run:").strip().strip("'\"")
             if (
@@ -233,68 +211,71 @@ def _ci(root: Path, a: Analysis) -> None:
                 a.test.append(Fact(stripped, f"{rel}:{line_no}"))
             elif LINT_WORDS.search(stripped) and len(stripped) < 160:
                 a.lint.append(Fact(stripped, f"{rel}:{line_no}"))
-    precommit = root / ".pre-commit-config.yaml"
-    if precommit.exists():
+    if root.exists(".pre-commit-config.yaml"):
         a.lint.append(Fact("pre-commit run --all-files", ".pre-commit-config.yaml:1"))
 
 
-def _layout(root: Path, a: Analysis, files: list[Path]) -> None:
+def _layout(root: TreeBase, a: Analysis, files: list) -> None:  # noqa: ANN001 - tree entries
     for name in ("src", "lib", "pkg", "cmd", "internal", "app", "crates", "packages"):
-        if (root / name).is_dir():
+        if root.is_dir(name):
             a.source_roots.append(f"{name}/")
     for name in ("tests", "test", "spec", "__tests__", "e2e"):
-        if (root / name).is_dir():
+        if root.is_dir(name):
             a.test_roots.append(f"{name}/")
     if any(p.name.endswith("_test.go") for p in files):
         a.test_roots.append("*_test.go next to the code")
     for name in ("vendor", "third_party", "generated", "gen", "dist", "build"):
-        if (root / name).is_dir():
+        if root.is_dir(name):
             a.boundaries.append(Fact(f"{name}/ is generated or vendored; do not edit by hand", f"{name}/:1"))
 
 
-def _workspace_members(root: Path) -> list[Path]:
+def _workspace_members(root: TreeBase) -> list[str]:
     members: list[str] = []
-    pnpm = _read(root / "pnpm-workspace.yaml")
+    pnpm = _read(root, "pnpm-workspace.yaml")
     if pnpm:
         try:
             members += list((yaml.safe_load(pnpm) or {}).get("packages") or [])
         except yaml.YAMLError:
             pass
     try:
-        package = json.loads(_read(root / "package.json") or "{}")
+        package = json.loads(_read(root, "package.json") or "{}")
         workspaces = package.get("workspaces")
         members += workspaces if isinstance(workspaces, list) else list((workspaces or {}).get("packages") or [])
     except (ValueError, AttributeError):
         pass
-    cargo = _read(root / "Cargo.toml")
+    cargo = _read(root, "Cargo.toml")
     if "[workspace]" in cargo:
         try:
             members += tomllib.loads(cargo).get("workspace", {}).get("members", [])
         except tomllib.TOMLDecodeError:
             pass
-    found = []
+    found: list[str] = []
     for pattern in members:
-        for match in sorted(root.glob(pattern.rstrip("/"))):
-            if match.is_dir() and match != root:
+        if not isinstance(pattern, str):
+            continue
+        for match in root.glob(pattern.rstrip("/")):
+            if match and root.is_dir(match) and match not in found:
                 found.append(match)
-    for sub in sorted(root.iterdir()) if not found else []:
+    for sub in root.list_dir("") if not found else []:
         # A polyglot monorepo without a workspace file: top-level folders with their own manifest.
-        if sub.is_dir() and sub.name not in SKIP_DIRS and any((sub / m).exists() for m in ("pyproject.toml", "package.json", "go.mod", "Cargo.toml")):
-            found.append(sub)
+        if sub.kind == "dir" and sub.name not in SKIP_DIRS and any(root.exists(f"{sub.path}/{m}") for m in ("pyproject.toml", "package.json", "go.mod", "Cargo.toml")):
+            found.append(sub.path)
     return found
 
 
-def analyze(root: Path, depth: int = 0) -> Analysis:
-    root = root.resolve()
-    files = _files(root)
-    a = Analysis(root=str(root), languages=_languages(root, files))
+def analyze(source: Path | TreeBase, depth: int = 0) -> Analysis:
+    """Facts about a repository: a folder on disk (read without following symlinks) or a tree such
+    as a commit's. Nothing is executed and no file is read past its size bound."""
+    root = WorkTree(source.resolve()) if isinstance(source, Path) else source
+    files = root.files("", frozenset(SKIP_DIRS), MAX_FILES)
+    a = Analysis(root=str(source.resolve()) if isinstance(source, Path) else root.describe(), languages=_languages(files))
     for detector in (_python, _node, _go, _rust, _make, _ci):
         detector(root, a)
     _layout(root, a, files)
     if depth == 0:
         for member in _workspace_members(root):
-            package = analyze(member, depth + 1)
-            package.root = member.relative_to(root).as_posix()
+            package = analyze(root.sub(member), depth + 1)
+            package.root = member
             a.packages.append(package)
     # Same command from two places: keep the first evidence.
     for name in ("test", "lint", "build", "runtime"):

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiplane.agentsmd.analyze import Analysis, analyze
+from aiplane.repository import git
+from aiplane.repository.tree import TreeBase, WorkTree
 
 MAX_WORDS = 400
 _CODE = re.compile(r"`([^`\n]+)`")
@@ -148,21 +150,41 @@ class Staleness:
         return bool(self.stale_commands or self.missing_paths or self.touched_watched)
 
 
-def check(root: Path, base: str | None = None) -> Staleness:
-    text = (root / "AGENTS.md").read_text(encoding="utf-8")
-    analysis = analyze(root)
+MAX_AGENTS_MD_BYTES = 1024 * 1024
+
+
+def check(source: Path | TreeBase, base: str | None = None, changed: list[str] | None = None) -> Staleness:
+    """What AGENTS.md states that is no longer true, in a folder (no-follow reads) or a tree such as
+    a commit's. `changed` (or, for a git folder, the files changed since `base`) adds the files
+    AGENTS.md depends on that moved."""
+    tree = WorkTree(source) if isinstance(source, Path) else source
+    text = tree.read_text("AGENTS.md", MAX_AGENTS_MD_BYTES, errors="replace") or ""
+    analysis = analyze(tree)
     result = Staleness()
     allowed = analysis.commands()
     result.stale_commands = [c for c in commands_in(text) if c not in allowed]
     for code in _CODE.findall(text):
         candidate = code.strip().rstrip("/")
         if ("/" in candidate or candidate.endswith((".py", ".ts", ".go", ".rs", ".toml", ".json", ".md"))) and " " not in candidate and "*" not in candidate:
-            if not (root / candidate).exists():
+            if not tree.exists(candidate):
                 result.missing_paths.append(code.strip())
-    if base:
-        changed = subprocess.run(["git", "-C", str(root), "diff", "--name-only", f"{base}...HEAD"], capture_output=True, text=True, timeout=60)
+    if changed is None and base and isinstance(source, Path):
+        changed = _changed_since(source, base)
+    if changed:
         referenced = {c.strip().rstrip("/") for c in _CODE.findall(text)}
-        for path in changed.stdout.splitlines():
+        for path in changed:
             if any(path == w or path.startswith(w) for w in WATCHED) or any(path == r or path.startswith(r + "/") for r in referenced):
                 result.touched_watched.append(path)
     return result
+
+
+def _changed_since(root: Path, base: str) -> list[str]:
+    """Files changed between the merge base with `base` and HEAD (`git diff base...HEAD`)."""
+    try:
+        base_sha, head_sha = git.resolve_commit(root, base), git.resolve_commit(root, "HEAD")
+        if not base_sha or not head_sha:
+            return []
+        out = git.run(root, "diff", "--name-only", "-z", "--no-renames", "--end-of-options", f"{base_sha}...{head_sha}", timeout=60)
+    except git.GitError:
+        return []
+    return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]

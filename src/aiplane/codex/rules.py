@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aiplane.frontmatter import split_frontmatter
+from aiplane.repository.tree import TreeBase, WorkTree
 
 RULE_ID = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*-\d{2,3}$")
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
@@ -104,21 +106,36 @@ class Codex:
         return domains
 
 
-def load(root: Path) -> Codex:
-    codex = Codex(root=root)
-    if not root.is_dir():
-        codex.problems.append(CodexProblem(str(root), "", "codex folder does not exist"))
+MAX_RULE_BYTES = 256 * 1024
+
+
+def load(root: Path | TreeBase) -> Codex:
+    """Every rule file under `root`: a folder on disk, or a folder of a repository view (e.g. a base commit).
+
+    Files are read as data: no symlink is followed, and a file over 256 KiB is a problem, not a rule.
+    """
+    tree = WorkTree(root) if isinstance(root, Path) else root
+    codex = Codex(root=root if isinstance(root, Path) else Path(tree.describe()))
+    if not tree.is_dir(""):
+        codex.problems.append(CodexProblem(tree.describe(), "", "codex folder does not exist"))
         return codex
     seen: dict[str, str] = {}
-    for path in sorted(root.rglob("*.md")):
-        rel = path.relative_to(root).as_posix()
-        if path.name.lower() in ("readme.md", "skill.md"):
+    for entry in tree.files("", frozenset({".git", "node_modules"}), limit=20_000):
+        rel = entry.path
+        if not rel.endswith(".md"):
+            continue
+        name = rel.rsplit("/", 1)[-1]
+        parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        if name.lower() in ("readme.md", "skill.md"):
+            continue
+        text = tree.read_text(rel, MAX_RULE_BYTES)
+        if text is None:
+            codex.problems.append(CodexProblem(rel, "", f"cannot read file (not UTF-8, or larger than {MAX_RULE_BYTES // 1024} KiB)"))
             continue
         try:
-            text = path.read_text(encoding="utf-8")
             front, body, _ = split_frontmatter(text)
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            codex.problems.append(CodexProblem(rel, "", str(exc) if isinstance(exc, ValueError) else "cannot read file"))
+        except ValueError as exc:
+            codex.problems.append(CodexProblem(rel, "", str(exc)))
             continue
         if front is None:
             codex.problems.append(CodexProblem(rel, "", "a rule file starts with YAML frontmatter between '---' lines"))
@@ -131,7 +148,7 @@ def load(root: Path) -> Codex:
         if not isinstance(data, dict):
             codex.problems.append(CodexProblem(rel, "", "frontmatter must be a mapping"))
             continue
-        data.setdefault("domain", path.parent.relative_to(root).as_posix().split("/")[0] if path.parent != root else "general")
+        data.setdefault("domain", parent.split("/")[0] if parent else "general")
         try:
             rule = Rule(**data, body=body.strip(), path=rel)
         except ValidationError as exc:
@@ -146,7 +163,8 @@ def load(root: Path) -> Codex:
         for target in _LINK.findall(body):
             if "://" in target or target.startswith("#") or target.startswith("mailto:"):
                 continue
-            if not (path.parent / target.split("#")[0]).exists():
+            linked = posixpath.normpath(posixpath.join(parent, target.split("#")[0]))
+            if linked.startswith("../") or linked == ".." or not tree.exists(linked):
                 codex.problems.append(CodexProblem(rel, "body", f"broken link to {target}"))
         if not re.match(r"^(https?://|rfc:|docs/|\.{0,2}/)", rule.source):
             codex.problems.append(CodexProblem(rel, "source", "must be a URL (https://...) or a repository path"))
