@@ -10,9 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from aiplane.repository.tree import WorkTree
 from aiplane.vcs.model import ChangeRequest, Comment, StatusState, Thread, VcsError
 
 BOT = "aiplane"
+MAX_STATE_BYTES = 16 * 1024 * 1024
 
 
 class LocalHost:
@@ -27,11 +29,17 @@ class LocalHost:
         self._dirty = False
 
     def _load(self) -> dict[str, Any]:
-        if not self.state_path.is_file():
+        tree = WorkTree(self.repo)
+        relative = self.state_path.relative_to(self.repo).as_posix()
+        if tree.kind(relative) is None:
             return {"summary": None, "threads": []}
+        raw = tree.read_text(relative, MAX_STATE_BYTES)
+        if raw is None:
+            raise VcsError(f"{self.state_path}: not a regular file, or larger than {MAX_STATE_BYTES // (1024 * 1024)} MiB; "
+                           "delete it to start afresh")
         try:
-            data = json.loads(self.state_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            data = json.loads(raw)
+        except ValueError as exc:
             raise VcsError(f"{self.state_path}: unreadable review state ({exc.__class__.__name__}); delete it to start afresh") from None
         if not isinstance(data, dict) or not isinstance(data.get("threads", []), list):
             raise VcsError(f"{self.state_path}: not a review state file; delete it to start afresh")
@@ -96,12 +104,23 @@ class LocalHost:
         if not self._dirty:
             return
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            # Never through a symlink: a checkout could point .aiplane or its state anywhere.
+            for folder in (self.repo / ".aiplane", self.state_dir):
+                if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                    raise VcsError(f"{folder} is not a plain folder (a symlink?); the review state was not saved")
+                folder.mkdir(exist_ok=True)
             ignore = self.state_dir / ".gitignore"
-            if not ignore.exists():
-                ignore.write_text("*\n", encoding="utf-8")
-            tmp = self.state_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self._state, indent=1), encoding="utf-8")
+            if not ignore.is_symlink() and not ignore.exists():
+                _write_new(ignore, "*\n")
+            tmp = self.state_path.with_suffix(f".json.{os.getpid()}.tmp")
+            _write_new(tmp, json.dumps(self._state, indent=1))
             os.replace(tmp, self.state_path)
         except OSError as exc:
             raise VcsError(f"cannot write {self.state_path} ({exc.__class__.__name__})") from None
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create a file that must not exist yet (O_EXCL, O_NOFOLLOW): no symlink is ever written through."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
