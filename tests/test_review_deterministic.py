@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from aiplane.repository.tree import WorkTree
 from aiplane.review.agents import load_agents, select
 from aiplane.review.changes import analyze
 from aiplane.review.sanitize import BOUNDARY_TAGS, strip_boundary_tags
@@ -74,7 +75,7 @@ def test_tiers_and_noise(repo, files, tier):
 
 
 def test_agent_selection_by_tier(repo):
-    agents = load_agents(repo.path)
+    agents = load_agents(WorkTree(repo.path)).agents
     repo.write({"app.py": "def main():\n    return 2\n"})
     repo.commit("small")
     change = analyze(repo.path, None)
@@ -143,11 +144,11 @@ def test_fail_small_and_strict(tmp_path, repo):
     strict = subprocess.run([AIPLANE, "review", "--repo", str(tmp_path / "nope"), "--strict"], env=clean_env(), capture_output=True, text=True)
     assert strict.returncode == 1
     bad_ref = repo.review("--base", "no-such-ref")
-    assert bad_ref.returncode == 0 and "no-such-ref" not in bad_ref.stdout and "git rev-parse failed" in bad_ref.stderr
+    assert bad_ref.returncode == 0 and "no-such-ref" not in bad_ref.stdout and "is not a commit in this repository" in bad_ref.stderr
     assert repo.review("--format", "pdf").returncode == 2
 
 
-def test_repo_agents_override_and_bad_override_fails_small(repo):
+def test_repo_agents_override_and_a_bad_override_is_a_notice(repo):
     repo.write(
         {
             ".aiplane/agents/docs.md": "---\nname: docs\ndescription: Our docs rules\ntiers: [trivial, lite, full]\nglobs: ['*.md']\n---\n"
@@ -158,10 +159,15 @@ def test_repo_agents_override_and_bad_override_fails_small(repo):
     repo.commit("docs")
     plan = json.loads(repo.review("--format", "json", "--dry-run").stdout)
     assert "docs" in plan["agents"]
-    repo.write({".aiplane/agents/bad.md": "---\nname: Bad Name\ndescription: x\n---\nno sections\n"})
+    repo.write({".aiplane/agents/bad.md": "---\nname: Bad Name\ndescription: x\n---\nno sections\n",
+                "settings.py": f'KEY = "{AWS_KEY}"\n'})
     repo.commit("bad agent")
-    result = repo.review()
-    assert result.returncode == 0 and ".aiplane/agents/bad.md" in result.stderr
+    result = repo.review("--format", "json")
+    review = json.loads(result.stdout)
+    # The broken file disables itself, visibly; the review, the secret scan and the verdict still run.
+    assert result.returncode == 3 and review["verdict"] == "request_changes"
+    assert any(".aiplane/agents/bad.md" in n and "ignored" in n for n in review["notices"])
+    assert any(f["source"] == "secret-scan" for f in review["findings"])
 
 
 def test_huge_diff_is_handled(repo):

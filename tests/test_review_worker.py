@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,9 @@ def _settings(monkeypatch, model_url: str, tmp_path: Path, **extra: str):
 
 def _job(model_url: str, repo: Path, context: str) -> dict:
     endpoint = {"kind": "openai", "base_url": model_url + "/v1", "model": "gpt-4o-mini", "api_key": "sk-x"}
-    return {"repo": str(repo), "head": "HEAD", "tier": "trivial", "agents": ["generalist"], "context": context,
-            "agent_specs": [load_agents()["generalist"].model_dump()],
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    return {"repo": str(repo), "head": head, "tier": "trivial", "agents": ["generalist"], "context": context,
+            "agent_specs": [load_agents().agents["generalist"].model_dump()],
             "patches": {"app.py": "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"},
             "models": {"specialist": endpoint}, "failback": {}, "max_concurrency": 2}
 

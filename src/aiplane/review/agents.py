@@ -1,19 +1,24 @@
 """Reviewer agent definitions: markdown files with frontmatter, shipped as package data.
 
-A repository may add agents or replace shipped ones (same name) with files in `.aiplane/agents/`.
+A repository may add agents or replace shipped ones (same name) with files in `.aiplane/agents/`,
+read from a trusted tree: in CI the base commit, so a change cannot redefine its own reviewers.
+A repository file that is broken, oversized or not a regular file is skipped with a visible
+problem; the shipped agents and every other check still run.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aiplane.frontmatter import split_frontmatter
+from aiplane.repository.tree import RepoTree
 from aiplane.review.changes import ChangeSet
 from aiplane.review.tiering import Tier
 
@@ -64,19 +69,52 @@ def parse_agent(text: str, origin: str) -> AgentSpec:
     return spec
 
 
-def load_agents(repo: Path | None = None) -> dict[str, AgentSpec]:
-    agents: dict[str, AgentSpec] = {}
+REPO_AGENTS_DIR = ".aiplane/agents"
+MAX_AGENT_BYTES = 64 * 1024
+MAX_REPO_AGENTS = 50
+
+
+@dataclass
+class AgentSet:
+    agents: dict[str, AgentSpec]
+    # Repository agent files that were skipped, each a sentence for the review's notices.
+    problems: list[str] = field(default_factory=list)
+
+
+@cache
+def shipped_agents() -> tuple[AgentSpec, ...]:
     shipped = resources.files("aiplane.review").joinpath("agents")
-    for entry in sorted(shipped.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".md"):
-            spec = parse_agent(entry.read_text(encoding="utf-8"), f"aiplane/review/agents/{entry.name}")
-            agents[spec.name] = spec
-    local = (repo / ".aiplane" / "agents") if repo else None
-    if local and local.is_dir():
-        for path in sorted(local.glob("*.md")):
-            spec = parse_agent(path.read_text(encoding="utf-8"), str(path.relative_to(repo)))
-            agents[spec.name] = spec
-    return agents
+    return tuple(
+        parse_agent(entry.read_text(encoding="utf-8"), f"aiplane/review/agents/{entry.name}")
+        for entry in sorted(shipped.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".md")
+    )
+
+
+def load_agents(tree: RepoTree | None = None) -> AgentSet:
+    """The shipped agents, plus the repository's from `tree` (its `.aiplane/agents/*.md`)."""
+    result = AgentSet({spec.name: spec for spec in shipped_agents()})
+    if tree is None:
+        return result
+    entries = [e for e in tree.list_dir(REPO_AGENTS_DIR) if e.name.endswith(".md")]
+    if len(entries) > MAX_REPO_AGENTS:
+        result.problems.append(f"{REPO_AGENTS_DIR} has {len(entries)} agent files; only the first {MAX_REPO_AGENTS} were read.")
+    for entry in entries[:MAX_REPO_AGENTS]:
+        if entry.kind != "file":
+            result.problems.append(f"Repository agent {entry.path} is not a regular file (a {entry.kind}); it was ignored.")
+            continue
+        text = tree.read_text(entry.path, MAX_AGENT_BYTES)
+        if text is None:
+            result.problems.append(f"Repository agent {entry.path} is unreadable, not UTF-8 or larger than "
+                                   f"{MAX_AGENT_BYTES // 1024} KiB; it was ignored.")
+            continue
+        try:
+            spec = parse_agent(text, entry.path)
+        except AgentError as exc:
+            result.problems.append(f"Repository agent {str(exc)[:300]}; it was ignored and the review ran without it.")
+            continue
+        result.agents[spec.name] = spec
+    return result
 
 
 def select(agents: dict[str, AgentSpec], tier: Tier, change: ChangeSet) -> list[AgentSpec]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
+
+from aiplane.repository import git as gitrun
+from aiplane.repository.tree import GitTree
 
 # Files whose diffs say nothing a reviewer should read. Migrations are deliberately absent.
 NOISE_GLOBS = (
@@ -34,10 +36,17 @@ class ChangedFile:
     binary: bool = False
     noise_reason: str | None = None
     added_lines: list[int] = field(default_factory=list)
+    # The git mode at head (at base for a deletion): 120000 is a symlink, 160000 a submodule.
+    mode: str = ""
 
     @property
     def changed_lines(self) -> int:
         return self.added + self.removed
+
+    @property
+    def is_symlink(self) -> bool:
+        """A symlink is reviewed as a symlink: its target path is data, never followed."""
+        return self.mode == "120000"
 
 
 MAX_HEAD_FILE_BYTES = 8 * 1024 * 1024
@@ -50,12 +59,22 @@ class ChangeSet:
     head: str
     files: list[ChangedFile]
     _head_texts: dict[str, str] | None = field(default=None, repr=False)
+    _trees: dict[str, GitTree] = field(default_factory=dict, repr=False)
+
+    @property
+    def head_tree(self) -> GitTree:
+        """The head commit's files, read through git objects (never the checkout on disk)."""
+        return self._trees.setdefault("head", GitTree(self.repo, self.head))
+
+    @property
+    def base_tree(self) -> GitTree:
+        return self._trees.setdefault("base", GitTree(self.repo, self.base))
 
     def head_texts(self) -> dict[str, str]:
-        """Text of every reviewable file at head, read once (one git cat-file) and shared by all checks."""
+        """UTF-8 text of every changed regular file at head (noise too), read once (one git cat-file) and shared by all checks."""
         if self._head_texts is None:
-            paths = [f.path for f in self.reviewable if f.status != "deleted" and not f.binary]
-            self._head_texts = read_blobs(self.repo, self.head, paths, MAX_HEAD_FILE_BYTES)
+            paths = [f.path for f in self.files if f.status != "deleted" and not f.binary and not f.is_symlink]
+            self._head_texts = texts(self.head_tree, paths, MAX_HEAD_FILE_BYTES)
         return self._head_texts
 
     @property
@@ -72,46 +91,60 @@ class ChangeSet:
 
 
 def git(repo: Path, *args: str, check: bool = True, timeout: float = 120) -> str:
+    """git on the repository under review, isolated from its checkout (see `aiplane.repository.git`)."""
     try:
-        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise ChangeError("git is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise ChangeError(f"git {args[0]} timed out") from None
-    if check and result.returncode != 0:
-        message = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise ChangeError(f"git {args[0]} failed: {message}")
-    return result.stdout
+        return gitrun.text(repo, *args, check=check, timeout=timeout)
+    except gitrun.GitError as exc:
+        raise ChangeError(str(exc)) from None
 
 
-def read_blobs(repo: Path, rev: str, paths: list[str], max_bytes: int) -> dict[str, str]:
-    """File contents at `rev`, all through one `git cat-file --batch` (one process, not one per file)."""
-    paths = [p for p in paths if "\n" not in p]  # the batch protocol is line-based
-    if not paths:
-        return {}
-    request = "".join(f"{rev}:{p}\n" for p in paths).encode()
+def resolve(repo: Path, rev: str, what: str) -> str:
+    """A revision the user or the host named, as a commit id; never read as an option."""
     try:
-        result = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch"], input=request, capture_output=True, timeout=300)
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        raise ChangeError("git cat-file failed") from None
-    out, position, blobs = result.stdout, 0, {}
-    for path in paths:
-        newline = out.find(b"\n", position)
-        if newline < 0:
-            break
-        header = out[position:newline].split()
-        position = newline + 1
-        if len(header) != 3:  # "<name> missing"
-            continue
-        size = int(header[2])
-        content = out[position : position + size]
-        position += size + 1
-        if header[1] == b"blob" and size <= max_bytes:
-            try:
-                blobs[path] = content.decode("utf-8")
-            except UnicodeDecodeError:
-                continue  # binary content: nothing for a text scanner
-    return blobs
+        sha = gitrun.resolve_commit(repo, rev)
+    except gitrun.GitError as exc:
+        raise ChangeError(str(exc)) from None
+    if sha is None:
+        raise ChangeError(f"{what} {rev[:80]!r} is not a commit in this repository")
+    return sha
+
+
+def unquote_path(path: str) -> str:
+    """A path as git prints it in a patch header: C-quoted ("a\\nb", octal bytes) when unusual."""
+    if len(path) < 2 or not (path.startswith('"') and path.endswith('"')):
+        return path
+    raw, body, i = bytearray(), path[1:-1], 0
+    escapes = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+    while i < len(body):
+        char = body[i]
+        if char == "\\" and i + 1 < len(body):
+            following = body[i + 1]
+            if following in escapes:
+                raw.append(escapes[following])
+                i += 2
+                continue
+            if body[i + 1 : i + 4].isdigit() and len(body[i + 1 : i + 4]) == 3:
+                raw.append(int(body[i + 1 : i + 4], 8) & 0xFF)
+                i += 4
+                continue
+        raw.extend(char.encode("utf-8", "surrogateescape"))
+        i += 1
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def texts(tree: GitTree, paths: list[str], max_bytes: int, errors: str = "strict") -> dict[str, str]:
+    """Regular files of a tree as text (one `git cat-file --batch`); binary content is left out when strict."""
+    try:
+        blobs = tree.read_many(paths, max_bytes)
+    except gitrun.GitError as exc:
+        raise ChangeError(str(exc)) from None
+    found = {}
+    for path, data in blobs.items():
+        try:
+            found[path] = data.decode("utf-8", errors)
+        except UnicodeDecodeError:
+            continue  # binary content: nothing for a text scanner
+    return found
 
 
 def default_base(repo: Path, head: str) -> str:
@@ -122,9 +155,10 @@ def default_base(repo: Path, head: str) -> str:
         candidates.append(remote_head)
     candidates += ["origin/main", "main", "origin/master", "master"]
     for ref in candidates:
-        if git(repo, "rev-parse", "--verify", "--quiet", ref + "^{commit}", check=False).strip():
-            base = git(repo, "merge-base", ref, head, check=False).strip()
-            if base:
+        sha = gitrun.resolve_commit(repo, ref)
+        if sha:
+            base = git(repo, "merge-base", "--end-of-options", sha, gitrun.object_id(head), check=False).strip()
+            if gitrun.is_object_id(base):
                 return base
     raise ChangeError("cannot find the default branch to compare with; pass --base")
 
@@ -140,14 +174,41 @@ def _noise_reason(path: str, added_text: str) -> str | None:
     return None
 
 
+def _modes(repo: Path, base: str, head: str) -> dict[str, str]:
+    """The git mode of every changed path at head (at base for deletions), from `git diff --raw -z`."""
+    raw = gitrun.run(repo, "diff", "--raw", "-z", "--no-abbrev", "--find-renames", "--end-of-options", base, head,
+                     max_output=MAX_DIFF_BYTES)
+    fields = raw.split(b"\0")
+    modes: dict[str, str] = {}
+    i = 0
+    while i < len(fields) and fields[i].startswith(b":"):
+        meta = fields[i][1:].split()
+        status = meta[4][:1] if len(meta) > 4 else b"M"
+        paths = 2 if status in (b"R", b"C") else 1
+        if i + paths >= len(fields):
+            break
+        path = fields[i + paths].decode("utf-8", "surrogateescape")
+        new_mode, old_mode = meta[1].decode(), meta[0].decode()
+        modes[path] = old_mode if status == b"D" else new_mode
+        i += 1 + paths
+    return modes
+
+
 def analyze(repo: Path, base: str | None, head: str = "HEAD") -> ChangeSet:
-    if not (repo / ".git").exists() and not git(repo, "rev-parse", "--git-dir", check=False).strip():
-        raise ChangeError(f"{repo} is not a git repository")
-    head_sha = git(repo, "rev-parse", "--verify", head + "^{commit}").strip()
-    base_sha = git(repo, "rev-parse", "--verify", (base or default_base(repo, head_sha)) + "^{commit}").strip()
-    diff = git(repo, "diff", "--no-color", "--no-ext-diff", "--find-renames", "--unified=3", base_sha, head_sha)
-    if len(diff.encode()) > MAX_DIFF_BYTES:
-        raise ChangeError(f"the diff is larger than {MAX_DIFF_BYTES // (1024 * 1024)} MiB; review a smaller range")
+    try:
+        gitrun.git_dir(repo)
+    except gitrun.GitError:
+        raise ChangeError(f"{repo} is not a git repository") from None
+    head_sha = resolve(repo, head, "head")
+    base_sha = resolve(repo, base, "base") if base else default_base(repo, head_sha)
+    try:
+        diff = gitrun.text(repo, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames", "--unified=3",
+                           "--end-of-options", base_sha, head_sha, max_output=MAX_DIFF_BYTES, timeout=300)
+        modes = _modes(repo, base_sha, head_sha)
+    except gitrun.GitError as exc:
+        if "printed more than" in str(exc):
+            raise ChangeError(f"the diff is larger than {MAX_DIFF_BYTES // (1024 * 1024)} MiB; review a smaller range") from None
+        raise ChangeError(str(exc)) from None
     try:
         patch = PatchSet(diff)
     except UnidiffParseError as exc:
@@ -157,9 +218,10 @@ def analyze(repo: Path, base: str | None, head: str = "HEAD") -> ChangeSet:
         status = "added" if patched.is_added_file else "deleted" if patched.is_removed_file else (
             "renamed" if patched.is_rename else "modified"
         )
-        path = patched.path
+        path = unquote_path(patched.path)
         added_lines = [line.target_line_no for hunk in patched for line in hunk if line.is_added and line.target_line_no]
         added_text = "".join(line.value for hunk in patched for line in hunk if line.is_added)
+        mode = modes.get(path, "")
         files.append(
             ChangedFile(
                 path=path,
@@ -168,8 +230,9 @@ def analyze(repo: Path, base: str | None, head: str = "HEAD") -> ChangeSet:
                 removed=patched.removed,
                 patch=str(patched),
                 binary=patched.is_binary_file,
-                noise_reason=_noise_reason(path, added_text),
+                noise_reason=None if mode == "120000" else _noise_reason(path, added_text),
                 added_lines=added_lines,
+                mode=mode,
             )
         )
     return ChangeSet(repo=repo, base=base_sha, head=head_sha, files=files)

@@ -8,21 +8,23 @@ plugins' publish hooks.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiplane.config import Settings
 from aiplane.logs import log_fields
+from aiplane.repository import git as gitrun
+from aiplane.repository.tree import GitTree, WorkTree
 from aiplane.review import memory
 from aiplane.review.changes import ChangeError, ChangeSet, git
 from aiplane.review.engine import Prepared, ReviewRequest, plan, run
 from aiplane.review.plugins.context import PluginContext, ReviewOptions, RunConfig
 from aiplane.review.plugins.host import PluginHost
+from aiplane.review.repo_settings import load_repo_settings
 from aiplane.review.report import BADGES, Finding, Review, inline_markdown, render_markdown
-from aiplane.review.sanitize import strip_boundary_tags
 from aiplane.vcs.model import ChangeRequest, VcsError
 
 log = logging.getLogger("aiplane.review")
@@ -64,6 +66,8 @@ def review_change(options: ReviewOptions, settings: Settings, environ: dict[str,
     vcs = config.vcs
     try:
         request, change_request = _request(options, settings, config, ctx, host)
+        if request.repo_settings.max_inline_comments is not None:
+            options = dataclasses.replace(options, max_inline=min(options.max_inline, request.repo_settings.max_inline_comments))
         if options.dry_run:
             request.dry_run = True
             return Outcome(run(request), time.monotonic() - started)
@@ -77,9 +81,7 @@ def review_change(options: ReviewOptions, settings: Settings, environ: dict[str,
             log.warning("break glass", extra=log_fields(vcs=vcs.name, change=change_request.number, comment_id=asked.id))
         else:
             remembered = memory.recall(comments, vcs.threads(), vcs.whoami())
-            previous = _previous_review(remembered, request.repo, request.head)
-            if previous:
-                request.extra_context.append(previous)
+            request.previous_review = _previous_review(remembered, request.repo, request.head)
             review = run(request)
             outcome = Outcome(review, 0.0)
             _apply_memory(outcome, remembered)
@@ -125,22 +127,34 @@ def _request(options: ReviewOptions, settings: Settings, config: RunConfig, ctx:
     if gateway is not None and (config.routes or config.routing):
         routing = {"gateway": {"url": gateway.url, "token": gateway.token}, "routes": config.routes,
                    "remote": config.routing.to_job() if config.routing else None}
+    # What the repository may say about its own review: in CI the base commit's, so the change
+    # under review cannot reconfigure it; locally the working tree, read without following links.
+    trusted = WorkTree(repo) if vcs.name == "local" else GitTree(repo, base)
+    repo_settings, problems = load_repo_settings(trusted)
+    ctx.config_tree, ctx.repo_settings = trusted, repo_settings
     request = ReviewRequest(
         repo=repo, base=base, head=head, settings=settings, title=title, body=body,
         extra_agents=config.agents, extra_context=list(config.prompt_sections), prepare=prepare,
-        routing=routing, worker_env=config.env,
+        routing=routing, worker_env=config.env, config_tree=trusted, repo_settings=repo_settings,
+        setting_notices=problems,
     )
     return request, change_request
 
 
 def _ensure_commit(repo: Path, sha: str) -> None:
     """CI checkouts are often shallow or on a merge ref; fetch what the review needs."""
+    if not gitrun.is_object_id(sha):
+        raise ChangeError("the code host named a base or head that is not a commit id")
+
     def present() -> bool:
-        return bool(git(repo, "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", check=False).strip())
+        try:
+            return gitrun.has_commit(repo, sha)
+        except gitrun.GitError as exc:
+            raise ChangeError(str(exc)) from None
 
     if present():
         return
-    git(repo, "fetch", "--quiet", "--no-tags", "origin", sha, check=False, timeout=300)
+    git(repo, "fetch", "--quiet", "--no-tags", "--end-of-options", "origin", sha, check=False, timeout=300)
     if not present():
         raise ChangeError(f"commit {sha[:12]} is not in the checkout and could not be fetched; check out with full history "
                           "(GitHub: actions/checkout fetch-depth: 0; GitLab: GIT_DEPTH: 0)")
@@ -150,17 +164,22 @@ def _previous_review(remembered: memory.Memory, repo: Path, head: str) -> str:
     described = remembered.describe()
     if not described:
         return ""
-    parts = [strip_boundary_tags(described)]
+    parts = [described]
     if remembered.previous_summary:
-        text = strip_boundary_tags(remembered.previous_summary)[:MAX_PREVIOUS_SUMMARY_CHARS]
+        text = remembered.previous_summary[:MAX_PREVIOUS_SUMMARY_CHARS]
         parts.append(f"The previous review comment:\n{text}")
-    if remembered.previous_head:
-        diff = subprocess.run(["git", "-C", str(repo), "diff", "--no-color", remembered.previous_head, head, "--"],
-                              capture_output=True, text=True, errors="replace")
-        if diff.returncode == 0:
-            body = diff.stdout[:MAX_PREVIOUS_DIFF_CHARS] or "(no changes)"
-            parts.append(f"The diff since the previously reviewed head {remembered.previous_head[:12]}:\n{strip_boundary_tags(body)}")
-    return "<previous_review>\n" + "\n\n".join(parts) + "\n</previous_review>"
+    previous = remembered.previous_head
+    try:
+        # The previous head comes from our own marker, but is checked like any untrusted revision.
+        current = gitrun.resolve_commit(repo, head)
+        if previous and current and gitrun.is_object_id(previous) and gitrun.has_commit(repo, previous):
+            diff = gitrun.run(repo, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--end-of-options", previous,
+                              current, "--", max_output=MAX_PREVIOUS_DIFF_CHARS, truncate=True, check=False)
+            body = diff.decode("utf-8", "replace")[:MAX_PREVIOUS_DIFF_CHARS] or "(no changes)"
+            parts.append(f"The diff since the previously reviewed head {previous[:12]}:\n{body}")
+    except gitrun.GitError as exc:
+        log.warning("no diff since the previous review", extra=log_fields(error=str(exc)))
+    return "\n\n".join(parts)
 
 
 def _apply_memory(outcome: Outcome, remembered: memory.Memory) -> None:

@@ -6,6 +6,7 @@ Without a model, a review says plainly that the AI reviewers did not run and nev
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,16 +15,19 @@ from pathlib import Path
 from aiplane.config import ModelEndpoint, Settings
 from aiplane.modelcatalog.catalog import bundled
 from aiplane.modelcatalog.pricing import TokenCounts
+from aiplane.repository.tree import RepoTree, TreeBase
 from aiplane.review import secrets
-from aiplane.review.agents import AgentSpec, load_agents, select
+from aiplane.review.agents import AgentSet, AgentSpec, load_agents, select
 from aiplane.review.changes import ChangeSet, analyze, git
 from aiplane.review.judge import consolidate, supported
+from aiplane.review.repo_settings import RepoReviewSettings
 from aiplane.review.report import Finding, Review
 from aiplane.review.runner import WorkerResult, run_worker
-from aiplane.review.sanitize import strip_boundary_tags
+from aiplane.review.sanitize import safe_path, strip_boundary_tags
 from aiplane.review.tiering import TierRule, decide
 
 MAX_CONTEXT_DOC_BYTES = 8 * 1024
+MAX_AGENTS_MD_READ_BYTES = 1024 * 1024
 
 NO_MODEL_NOTICE = (
     "AI reviewers did not run: no model is configured. Deterministic checks ran: risk tier, "
@@ -56,16 +60,36 @@ class ReviewRequest:
     # model routing through the gateway ({"gateway": {url, token}, "routes": ..., "remote": ...}).
     extra_agents: list[AgentSpec] = field(default_factory=list)
     extra_context: list[str] = field(default_factory=list)
+    # What the previous round said and what changed since (CI memory); data, like the change itself.
+    previous_review: str = ""
     prepare: Callable[[ChangeSet, Review], Prepared] | None = None
     routing: dict | None = None
     worker_env: dict[str, str] = field(default_factory=dict)
+    # Where reviewer overrides (`.aiplane/agents/`) come from: in CI the base commit, so a change
+    # cannot redefine its own reviewers; locally the working tree. None: shipped agents only.
+    config_tree: RepoTree | None = None
+    repo_settings: RepoReviewSettings = field(default_factory=RepoReviewSettings)
+    # Problems with repository settings, shown on the review.
+    setting_notices: list[str] = field(default_factory=list)
+    _agents: AgentSet | None = field(default=None, repr=False)
+
+    def agent_set(self) -> AgentSet:
+        """Shipped agents, the trusted tree's overrides, then plugins' agents; read once per review."""
+        if self._agents is None:
+            self._agents = load_agents(self.config_tree)
+            self._agents.agents.update({a.name: a for a in self.extra_agents})
+        return self._agents
 
 
 def plan(request: ReviewRequest) -> tuple[ChangeSet, Review]:
     """Everything up to (not including) running reviewers: what changed, its tier and who reviews it."""
     change = analyze(request.repo, request.base, request.head)
-    decision = decide(change, request.rule)
-    agents = select(load_agents(request.repo) | {a.name: a for a in request.extra_agents}, decision.tier, change)
+    rule = request.rule
+    if request.repo_settings.sensitive_paths:
+        rule = dataclasses.replace(rule, sensitive_globs=rule.sensitive_globs + tuple(request.repo_settings.sensitive_paths))
+    decision = decide(change, rule)
+    agent_set = request.agent_set()
+    agents = select(agent_set.agents, decision.tier, change)
     review = Review(
         repository=str(request.repo),
         base=change.base,
@@ -76,26 +100,28 @@ def plan(request: ReviewRequest) -> tuple[ChangeSet, Review]:
         files_reviewed=len(change.reviewable),
         files_skipped=[{"path": f.path, "reason": f.noise_reason or ""} for f in change.noise],
     )
+    review.notices.extend(request.setting_notices + agent_set.problems)
     return change, review
 
 
 def codex_checks(
-    change: ChangeSet, codex_path: Path, link_base: str, review: Review
+    change: ChangeSet, source: Path | TreeBase, label: str, link_base: str, review: Review
 ) -> tuple[list[Finding], str, dict[str, str]]:
-    """Deterministic codex checks on the added lines, and the text of the AI-judged rules in scope."""
+    """Deterministic codex checks on the added lines of every changed file (noise too: a change cannot
+    opt out by how it names a file), and the text of the AI-judged rules in scope."""
     from aiplane.codex.checks import scan_text
     from aiplane.codex.rules import load
 
-    codex = load(codex_path)
+    codex = load(source)
     if codex.problems:
-        review.notices.append(f"The codex at {codex_path} has {len(codex.problems)} problem(s); its rules were not applied.")
+        review.notices.append(f"The codex at {label} has {len(codex.problems)} problem(s); its rules were not applied.")
         return [], "", {}
-    paths = [f.path for f in change.reviewable if f.status != "deleted"]
+    paths = [f.path for f in change.files if f.status != "deleted"]
     rules = codex.for_paths(paths)
     contents = change.head_texts()
     findings = []
     for rule in (r for r in rules if r.deterministic):
-        for changed in change.reviewable:
+        for changed in change.files:
             text = contents.get(changed.path)
             if text is None or not rule.applies_to(changed.path):
                 continue
@@ -127,7 +153,7 @@ def write_run_files(run_dir: Path, context: str, change: ChangeSet) -> dict[str,
     files = {}
     for index, changed in enumerate(change.reviewable):
         target = run_dir / "patches" / f"{index:05d}.patch"
-        target.write_text(strip_boundary_tags(changed.patch), encoding="utf-8")
+        target.write_text(strip_boundary_tags(changed.patch), encoding="utf-8", errors="surrogateescape")
         files[changed.path] = str(target)
     return files
 
@@ -135,7 +161,7 @@ def write_run_files(run_dir: Path, context: str, change: ChangeSet) -> dict[str,
 def build_job(request: ReviewRequest, change: ChangeSet, review: Review, settings: Settings, run_dir: Path) -> dict:
     """Everything the worker needs, sent over stdin (keys included: never argv, never logs)."""
     context = shared_context(request, change)
-    specs = load_agents(request.repo) | {a.name: a for a in request.extra_agents}
+    specs = request.agent_set().agents
     return {
         "repo": str(change.repo),
         "head": change.head,
@@ -156,7 +182,8 @@ def run(request: ReviewRequest) -> Review:
     if request.dry_run:
         review.notices.append("Dry run: nothing was reviewed; this is the plan.")
         return review
-    findings = secrets.scan(change)
+    findings, scan_notices = secrets.scan(change)
+    review.notices.extend(scan_notices)
     settings = request.settings
     prepared = request.prepare(change, review) if request.prepare else Prepared()
     findings.extend(prepared.findings)
@@ -233,19 +260,28 @@ def _apply_events(review: Review, result: WorkerResult) -> list[Finding]:
 
 
 def shared_context(request: ReviewRequest, change: ChangeSet) -> str:
-    """One context block, identical for every reviewer, so provider prompt caches hit."""
-    title = request.title or git(change.repo, "log", "-1", "--format=%s", change.head, check=False).strip()
-    body = request.body or git(change.repo, "log", "-1", "--format=%b", change.head, check=False).strip()
-    files = "\n".join(f"- {f.path} ({f.status}, +{f.added} -{f.removed})" for f in change.reviewable)
+    """The change as the reviewers' user turn: everything in it is data written by the change's author.
+
+    It never goes into the system message. Every piece is stripped of boundary tags and sits inside
+    our own tags; it is identical for every reviewer, so provider prompt caches can share it.
+    """
+    title = request.title or git(change.repo, "log", "-1", "--format=%s", "--end-of-options", change.head, check=False).strip()
+    body = request.body or git(change.repo, "log", "-1", "--format=%b", "--end-of-options", change.head, check=False).strip()
+    files = "\n".join(f"- {safe_path(f.path)} ({f.status}{', symbolic link' if f.is_symlink else ''}, +{f.added} -{f.removed})"
+                      for f in change.reviewable)
     parts = [
         f"<mr_details>\nTitle: {strip_boundary_tags(title)}\n\n{strip_boundary_tags(body)[:20_000]}\n</mr_details>",
         f"<changed_files>\n{files}\n</changed_files>",
-        *request.extra_context,
+        *(f"<mr_input>\n{strip_boundary_tags(section)}\n</mr_input>" for section in request.extra_context),
     ]
-    agents_md = change.repo / "AGENTS.md"
-    if agents_md.is_file():
-        text = agents_md.read_text(encoding="utf-8", errors="replace")[:MAX_CONTEXT_DOC_BYTES]
-        parts.append(f"Repository conventions (AGENTS.md):\n<mr_input>\n{strip_boundary_tags(text)}\n</mr_input>")
+    if request.previous_review:
+        parts.append(f"<previous_review>\n{strip_boundary_tags(request.previous_review)}\n</previous_review>")
+    # The conventions in force are the base commit's: the change may rewrite AGENTS.md, and that
+    # rewrite is reviewed in the diff, not obeyed.
+    agents_md = change.base_tree.read_text("AGENTS.md", MAX_AGENTS_MD_READ_BYTES, errors="replace")
+    if agents_md:
+        text = strip_boundary_tags(agents_md[:MAX_CONTEXT_DOC_BYTES])
+        parts.append(f"Repository conventions (AGENTS.md):\n<mr_input>\n{text}\n</mr_input>")
     return "\n\n".join(parts)
 
 

@@ -20,12 +20,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiplane.repository.git import is_object_id
 from aiplane.review.report import SEVERITY_ORDER, Finding
 from aiplane.vcs.model import Comment, Thread
 
 SUMMARY_MARKER = "<!-- aiplane-review:summary"
 _SUMMARY = re.compile(r"<!-- aiplane-review:summary v1 ([A-Za-z0-9+/=_-]+) -->")
 _FINDING = re.compile(r"<!-- aiplane-review:finding fp=([0-9a-f]{16}) severity=(critical|warning|suggestion|nit) -->")
+_FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 _WORD = re.compile(r"[a-z0-9]+")
 # "won't fix", "wont fix", "wontfix", "will not fix", "acknowledged", "ack'd"; curly quotes too.
 _DISMISSAL = re.compile(r"\b(won['’]?t[ -]?fix|will not fix|acknowledged?|ack['’]?d)\b", re.IGNORECASE)
@@ -50,19 +52,20 @@ def summary_marker(state: dict[str, Any]) -> str:
 
 
 def read_summary_state(body: str) -> dict[str, Any] | None:
-    match = _SUMMARY.search(body)
-    if match is None:
+    # Ours is the last marker in the body: anything before it is text we quoted, never state.
+    matches = _SUMMARY.findall(body)
+    if not matches:
         return None
     try:
-        state = json.loads(base64.urlsafe_b64decode(match.group(1)))
+        state = json.loads(base64.urlsafe_b64decode(matches[-1]))
     except (ValueError, binascii.Error):
         return None
     return state if isinstance(state, dict) else None
 
 
 def read_finding_marker(body: str) -> tuple[str, str] | None:
-    match = _FINDING.search(body)
-    return (match.group(1), match.group(2)) if match else None
+    matches = _FINDING.findall(body)
+    return matches[-1] if matches else None
 
 
 def break_glass(comments: list[Comment]) -> Comment | None:
@@ -123,9 +126,10 @@ def recall(comments: list[Comment], threads: list[Thread], bot: str) -> Memory:
     if ours:
         memory.previous_summary = ours[-1].body
         state = read_summary_state(ours[-1].body) or {}
-        memory.previous_head = state.get("head") if isinstance(state.get("head"), str) else None
+        # A marker is data even in our own comment: only a full commit id is ever used as a revision.
+        memory.previous_head = state.get("head") if is_object_id(state.get("head")) else None
         for item in state.get("findings", []) if isinstance(state.get("findings"), list) else []:
-            if isinstance(item, dict) and isinstance(item.get("fp"), str) and item.get("severity") in SEVERITY_ORDER:
+            if isinstance(item, dict) and _FINGERPRINT.match(str(item.get("fp", ""))) and item.get("severity") in SEVERITY_ORDER:
                 memory.priors[item["fp"]] = Prior(item["fp"], item["severity"], str(item.get("title", ""))[:200])
     by_fp: dict[str, list[tuple[str, Thread]]] = {}
     for thread in threads:

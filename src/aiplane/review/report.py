@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -88,7 +89,7 @@ class Review:
 def render_markdown(review: Review) -> str:
     lines = [f"## {VERDICT_TEXT[review.verdict]}", ""]
     lines.append(
-        f"**Tier:** {review.tier} ({'; '.join(review.tier_reasons)}) · **Reviewers:** {', '.join(review.agents) or 'none'}"
+        f"**Tier:** {review.tier} ({_safe('; '.join(review.tier_reasons))}) · **Reviewers:** {_safe(', '.join(review.agents)) or 'none'}"
     )
     if review.break_glass_by is not None:
         lines += ["", f"> 🔓 **Break glass**: approved without review at the request of @{_safe(review.break_glass_by)}. This is recorded."]
@@ -111,15 +112,43 @@ def render_markdown(review: Review) -> str:
             lines += [_finding_markdown(f), ""]
         lines.append("</details>")
     if review.files_skipped:
-        skipped = ", ".join(f"`{s['path']}` ({s['reason']})" for s in review.files_skipped[:10])
+        skipped = ", ".join(f"{_code(s['path'])} ({_safe(s['reason'])})" for s in review.files_skipped[:10])
         more = f" and {len(review.files_skipped) - 10} more" if len(review.files_skipped) > 10 else ""
         lines += ["", f"<sub>Not reviewed: {skipped}{more}.</sub>"]
     return "\n".join(lines) + "\n"
 
 
-def _safe(text: str) -> str:
-    # Model and user text must not be able to plant hidden markers in our comments.
+_CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.DOTALL)
+# Outside code: what could open an HTML element or comment, and markdown images (which fetch a URL
+# the text chose, with whatever the text put in it, when the comment is viewed).
+_HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
+_IMAGE = re.compile(r"!\[")
+
+
+def _markers(text: str) -> str:
     return text.replace("<!--", "&lt;!--").replace("-->", "--&gt;")
+
+
+def _safe(text: str) -> str:
+    """Model and user text as markdown: it cannot plant hidden markers, HTML or images in our comments.
+
+    Code spans are kept (they render literally), except that markers are broken up everywhere.
+    """
+    parts, last = [], 0
+    for match in _CODE_SPAN.finditer(text):
+        parts.append(_IMAGE.sub(r"!\\[", _HTML_START.sub("&lt;", _markers(text[last : match.start()]))))
+        parts.append(_markers(match.group(0)))
+        last = match.end()
+    parts.append(_IMAGE.sub(r"!\\[", _HTML_START.sub("&lt;", _markers(text[last:]))))
+    return "".join(parts)
+
+
+def _code(text: str) -> str:
+    """A path or other untrusted name as one inline code span, whatever backticks or line breaks it holds."""
+    shown = _markers("".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text))
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", shown)), default=0) + 1)
+    pad = " " if shown.startswith("`") or shown.endswith("`") else ""
+    return f"{fence}{pad}{shown}{pad}{fence}"
 
 
 def _rule(f: Finding) -> str:
@@ -127,7 +156,7 @@ def _rule(f: Finding) -> str:
 
 
 def _finding_markdown(f: Finding) -> str:
-    where = f"`{f.file}:{f.start_line}`" + (f"–{f.end_line}" if f.end_line != f.start_line else "")
+    where = _code(f"{f.file}:{f.start_line}") + (f"–{f.end_line}" if f.end_line != f.start_line else "")
     text = f"- **{BADGES[f.severity]}** {where} — **{_safe(f.title)}**{_rule(f)}\n  {_safe(f.explanation)}"
     if f.suggestion:
         text += f"\n  _Suggested fix:_ {_safe(f.suggestion)}"

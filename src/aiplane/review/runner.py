@@ -19,6 +19,18 @@ from pathlib import Path
 from typing import IO, Any
 
 DEFAULT_MEMORY_CAP = int(2.5 * 1024**3)
+# The worker gets only these from our environment (plus what plugins set): it talks to models and
+# reads git objects, and never needs the CI job's tokens. Model keys travel in the job on stdin.
+WORKER_ENV_ALLOWLIST = frozenset({
+    "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "PYTHONPATH", "VIRTUAL_ENV",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+})
+
+
+def worker_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in WORKER_ENV_ALLOWLIST or k.startswith("LC_")}
+    return {**env, **(extra or {}), "PYTHONUNBUFFERED": "1"}
 LOG_FLUSH_LINES = 100
 LOG_FLUSH_SECONDS = 0.05
 
@@ -87,7 +99,7 @@ def run_worker(
         stdout=subprocess.PIPE,
         stderr=worker_stderr or subprocess.DEVNULL,
         preexec_fn=_cap_memory(memory_cap_bytes) if memory_cap_bytes > 0 else None,  # noqa: PLW1509
-        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+        env=worker_environment(env),
     )
     assert process.stdin is not None and process.stdout is not None
 

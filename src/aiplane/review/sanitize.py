@@ -29,3 +29,9 @@ def strip_boundary_tags(text: str) -> str:
         cleaned = _TAG.sub("", cleaned)
         cleaned = _ENTITY_TAG.sub("", cleaned)
     return cleaned
+
+
+def safe_path(path: str) -> str:
+    """A file path as shown in a prompt: no boundary tags, and no control character that starts a new line."""
+    cleaned = strip_boundary_tags(path)
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in cleaned)

@@ -13,6 +13,10 @@ Tier = Literal["trivial", "lite", "full"]
 DEFAULT_SENSITIVE_GLOBS = (
     "*auth*", "*crypto*", "*secret*", "*permission*", "*password*", "*token*", "*session*", "*oauth*",
     "*.pem", "*.key", "*sudoers*", "*iam*", "*rbac*", "*acl*", "Dockerfile", "*.tf",
+    # What configures tools and agents rather than the product: CI, code owners, git attributes,
+    # the reviewer's own settings and reviewers. A change here changes who checks what.
+    ".github/workflows/*", ".gitlab-ci.yml", "codeowners", ".gitattributes", ".gitmodules", ".aiplane",
+    "aiplane.toml",
 )
 
 
@@ -45,7 +49,8 @@ def _plural(count: int, noun: str) -> str:
 def decide(change: ChangeSet, rule: TierRule = TierRule()) -> TierDecision:
     files = change.reviewable
     lines = change.changed_lines
-    sensitive = [f.path for f in files if _sensitive(f.path, rule.sensitive_globs)]
+    # A symlink is never harmless by its name: it can point anywhere, and tools may follow it.
+    sensitive = [f.path for f in change.files if f.is_symlink or (f.noise_reason is None and _sensitive(f.path, rule.sensitive_globs))]
     counts = (
         f"{_plural(len(files), 'file')}, {_plural(lines, 'changed line')} after dropping "
         f"{_plural(len(change.noise), 'noise file')}"

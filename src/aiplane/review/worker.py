@@ -112,7 +112,7 @@ async def work(job: dict[str, Any]) -> None:
     patches = job.get("patches") or {
         path: Path(file).read_text(encoding="utf-8") for path, file in job.get("patch_files", {}).items()
     }
-    workspace = Workspace(repo, patches)
+    workspace = Workspace(repo, job["head"], patches)
     limit = asyncio.Semaphore(max(int(job.get("max_concurrency", 4)), 1))
     router = Router(job)
     await asyncio.gather(*(_review_one(spec, job, router, workspace, limit) for spec in selected))

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 from aiplane.config import Settings
 from aiplane.llm.routing import RemoteRouting
+from aiplane.repository.tree import RepoTree
 from aiplane.review.agents import AgentError, AgentSpec, parse_agent
+from aiplane.review.repo_settings import RepoReviewSettings
 from aiplane.review.report import Finding
 
 if TYPE_CHECKING:
@@ -81,6 +83,10 @@ class PluginContext:
         self._sections: list[tuple[str, str]] = []
         self._env: dict[str, tuple[str, str]] = {}
         self._permissions: list[tuple[str, str]] = []
+        # Set by the core before any per-change hook: where the repository's own review settings
+        # come from (the base commit in CI) and what they say. Read-only to plugins.
+        self.config_tree: RepoTree | None = None
+        self.repo_settings: RepoReviewSettings = RepoReviewSettings()
 
     # -- the contribution API ----------------------------------------------------------------
 

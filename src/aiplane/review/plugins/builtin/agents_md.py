@@ -1,6 +1,7 @@
 """AGENTS.md staleness in reviews: when a change touches build manifests, CI, lint configs or
 paths the file names, or the file states commands and paths that no longer exist, say so.
-Deterministic: the facts come from `aiplane.agentsmd`, never from a model."""
+Deterministic: the facts come from `aiplane.agentsmd`, never from a model. Everything is read from
+the head commit's git objects, never the checkout: a manifest that is a symlink is not followed."""
 
 from __future__ import annotations
 
@@ -14,14 +15,15 @@ FILE = "AGENTS.md"
 class AgentsMdPlugin:
     @hookimpl
     def aiplane_review_prepare(self, ctx: PluginContext, change, review) -> None:  # noqa: ANN001
-        if not (change.repo / FILE).is_file():
+        tree = change.head_tree
+        if not tree.is_file(FILE):
             return
-        from aiplane.agentsmd.generate import check
+        from aiplane.agentsmd.generate import MAX_AGENTS_MD_BYTES, check
 
-        staleness = check(change.repo, change.base)
+        staleness = check(tree, changed=[f.path for f in change.files])
         if not staleness.stale:
             return
-        text = (change.repo / FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+        text = (tree.read_text(FILE, MAX_AGENTS_MD_BYTES, errors="replace") or "").splitlines()
 
         def line_of(needle: str) -> int:
             return next((i for i, line in enumerate(text, start=1) if needle in line), 1)
