@@ -3,6 +3,9 @@
 It answers like a real model over the real wire format (tool calls, finish reasons, usage):
 reviewers first read a patch with `read_patch`, then return findings through the structured
 output tool. Markers in the patches switch behaviours:
+``MODEL:READ:<path>`` makes each reviewer call its ``read_file`` tool on that path once (and
+``MODEL:GREP:<pattern>`` its ``grep``, ``MODEL:LIST:<path>`` its ``list_dir``) before answering.
+Every call keeps the raw request body (``raw``) and the system message (``system``).
 ``MODEL:FLAG`` makes reviewers report a shared finding (dedup across agents), ``MODEL:TRUNCATE``
 cuts the first answer off at the token limit, ``MODEL:MALFORMED`` always answers with broken JSON, ``MODEL:PHANTOM`` reports a finding on a line that does not exist, ``MODEL:SLEEP`` makes the generalist and
 docs reviewers wait 1.5 s before answering.
@@ -62,7 +65,8 @@ def build_model_app(state: ModelState) -> Starlette:
         return response
 
     async def answer(request: Request) -> JSONResponse:
-        body = await request.json()
+        raw = (await request.body()).decode("utf-8", "replace")
+        body = json.loads(raw)
         messages = body.get("messages", [])
         text = "\n".join(m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content")) for m in messages)
         # Markers quoted from an earlier round (the previous review, its diff) do not script this one.
@@ -71,7 +75,9 @@ def build_model_app(state: ModelState) -> Starlette:
         agent = (AGENT.search(text) or [None, "unknown"])[1]
         tools = {t["function"]["name"] for t in body.get("tools", [])}
         output_tool = next((t for t in tools if t.startswith("final_result")), "final_result")
-        state.calls.append({"agent": agent, "model": body.get("model"), "tools": sorted(tools), "messages": len(messages), "max_tokens": body.get("max_tokens") or body.get("max_completion_tokens"), "text": text})
+        system = "\n".join(m["content"] for m in messages if m.get("role") == "system" and isinstance(m.get("content"), str))
+        state.calls.append({"agent": agent, "model": body.get("model"), "tools": sorted(tools), "messages": len(messages), "max_tokens": body.get("max_tokens") or body.get("max_completion_tokens"), "text": text,
+                            "raw": raw, "system": system})
         prompt_tokens = len(text) // 4
         if "MODEL:SLEEP" in text and agent in ("generalist", "docs"):
             await asyncio.sleep(1.5)  # counted as model time, not orchestration
@@ -85,6 +91,11 @@ def build_model_app(state: ModelState) -> Starlette:
             return JSONResponse({"id": "chatcmpl-phrase", "object": "chat.completion", "created": int(time.time()), "model": "review-double",
                                  "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
                                  "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 100, "total_tokens": prompt_tokens + 100}})
+        called = {c["function"]["name"] for m in messages if m.get("role") == "assistant" for c in m.get("tool_calls") or []}
+        for marker, tool, argument in (("MODEL:READ:", "read_file", "path"), ("MODEL:GREP:", "grep", "pattern"), ("MODEL:LIST:", "list_dir", "path")):
+            scripted = re.search(re.escape(marker) + r"(\S+)", text)
+            if scripted and tool in tools and tool not in called:
+                return _reply(_tool_call(tool, json.dumps({argument: scripted.group(1)})), "tool_calls", prompt_tokens)
         read_any = any(m.get("role") == "tool" for m in messages)
         listed = PATCH_LIST.search(text)
         if listed and not read_any and "read_patch" in tools:
