@@ -20,7 +20,7 @@ from aiplane.review.changes import ChangeSet, analyze, git
 from aiplane.review.judge import consolidate, supported
 from aiplane.review.report import Finding, Review
 from aiplane.review.runner import WorkerResult, run_worker
-from aiplane.review.sanitize import strip_boundary_tags
+from aiplane.review.sanitize import safe_path, strip_boundary_tags
 from aiplane.review.tiering import TierRule, decide
 
 MAX_CONTEXT_DOC_BYTES = 8 * 1024
@@ -236,7 +236,7 @@ def shared_context(request: ReviewRequest, change: ChangeSet) -> str:
     """One context block, identical for every reviewer, so provider prompt caches hit."""
     title = request.title or git(change.repo, "log", "-1", "--format=%s", change.head, check=False).strip()
     body = request.body or git(change.repo, "log", "-1", "--format=%b", change.head, check=False).strip()
-    files = "\n".join(f"- {f.path} ({f.status}, +{f.added} -{f.removed})" for f in change.reviewable)
+    files = "\n".join(f"- {safe_path(f.path)} ({f.status}, +{f.added} -{f.removed})" for f in change.reviewable)
     parts = [
         f"<mr_details>\nTitle: {strip_boundary_tags(title)}\n\n{strip_boundary_tags(body)[:20_000]}\n</mr_details>",
         f"<changed_files>\n{files}\n</changed_files>",
