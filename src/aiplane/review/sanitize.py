@@ -366,7 +366,10 @@ def _joined_spans(text: str, joins: list[int]) -> list[tuple[int, int]]:
 
 
 def strip_boundary_tags(text: str) -> str:
-    """Remove every opening or closing boundary tag, however disguised, until none is left; nothing else changes."""
+    """Remove every opening or closing boundary tag, however disguised, until none is left.
+
+    Nothing else changes, unless tags nest deeper than any honest text does (see _without_openers).
+    """
     rounds = 0
     spans = _spans(text)
     while spans:
