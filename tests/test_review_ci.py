@@ -119,6 +119,7 @@ def test_github_wont_fix_is_respected_until_the_finding_gets_worse(repo, github,
     _push(repo, FLAGGED, "use eval")
     _github_run(repo, github, model[0])
     (thread,) = state.roots()
+    state.associations["maintainer"] = "COLLABORATOR"  # only someone authorised may dismiss a finding
     state.reply(thread["id"], "maintainer", "Won't fix: this is an internal admin tool.")
     _push(repo, FLAGGED + "# more\n", "more")
     review = json.loads(_github_run(repo, github, model[0]).stdout)
@@ -150,7 +151,8 @@ def test_break_glass_approves_without_any_model_call(repo, github, model):
     server, calls = model[0], model[1].calls
     _server, state = github
     _push(repo, FLAGGED, "use eval")
-    state.add_issue_comment("oncall", "Production is down, break glass.")
+    state.associations["oncall"] = "MEMBER"  # only someone authorised may break glass
+    state.add_issue_comment("oncall", "break glass\nProduction is down.")
     state.add_issue_comment("dependabot[bot]", "break glass")  # bots cannot break glass
     before = len(calls)
     result = _github_run(repo, github, server)
@@ -267,6 +269,7 @@ def test_gitlab_acknowledged_is_respected_and_approval_follows_the_verdict(repo,
     result = _gitlab_run(repo, gitlab, model[0], AIPLANE_REVIEW__APPROVE="true")
     assert result.returncode == 3 and state.approved_by == set() and state.statuses[-1]["state"] == "failed"
     (discussion,) = state.discussions
+    state.access_levels["maintainer"] = 40  # only someone authorised may dismiss a finding
     state.reply(discussion["id"], "maintainer", "Acknowledged, tracked in INFRA-12.")
     _push(repo, FLAGGED.replace("MODEL:FLAG", "MODEL:FLAG MODEL:CRITICAL") + "# x\n", "same")
     result = _gitlab_run(repo, gitlab, model[0], AIPLANE_REVIEW__APPROVE="true")

@@ -189,6 +189,24 @@ class LlmSettings(Strict):
 MODEL_REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]*/\S+$"
 
 
+GitHubAssociation = Literal["OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR", "FIRST_TIMER",
+                            "MANNEQUIN", "NONE"]
+GitHubPermission = Literal["read", "triage", "write", "maintain", "admin"]
+
+
+class ReviewAuthority(Strict):
+    """Who may break glass or dismiss a finding (won't fix, acknowledged, resolving its thread).
+    Bots never may; on GitHub either rule is enough, on GitLab the access level decides."""
+
+    # GitHub's author_association of the comment (MEMBER: any member of the owning organisation).
+    github_associations: list[GitHubAssociation] = Field(default_factory=lambda: ["OWNER", "MEMBER", "COLLABORATOR"])
+    # Else the user's repository role, at least this (read < triage < write < maintain < admin).
+    github_min_permission: GitHubPermission = "maintain"
+    # GitLab: the member's access level on the project, at least this (10 Guest, 20 Reporter,
+    # 30 Developer, 40 Maintainer, 50 Owner).
+    gitlab_min_access_level: int = Field(default=40, ge=10, le=50)
+
+
 class ReviewSettings(Strict):
     # A "model is thinking…" line on stderr after this much worker silence.
     heartbeat_seconds: float = Field(default=30, gt=0)
@@ -211,6 +229,8 @@ class ReviewSettings(Strict):
     approve: bool = False
     # Whose comments are ours, when the host cannot tell (GitHub Apps posting as "name[bot]").
     bot_login: str | None = None
+    # Who may break glass and dismiss findings.
+    authority: ReviewAuthority = Field(default_factory=ReviewAuthority)
 
 
 class UpstreamSettings(Strict):

@@ -2,7 +2,10 @@
 
 Real paths and JSON shapes; `Link` pagination honouring `per_page`; 401 for bad tokens; 422 for
 review comments off the diff; 403 for an installation token reading /user; scripted failures
-(429 with Retry-After, 403, 404, 5xx) per method and path.
+(429 with Retry-After, 403, 404, 5xx) per method and path. Comments carry `author_association`
+(GraphQL: `authorAssociation`), scripted per login, "NONE" by default; a user's repository role
+(`collaborators/{username}/permission`) is scripted per login: a login GitHub has never seen is
+"not a user" (404), anyone else without a role gets `read` on a public repository, `none` on a private one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from starlette.routing import Route
 
 TOKEN = "ghs_test_installation_token_0123456789"
 BOT = "github-actions[bot]"
+# role_name -> the legacy `permission` GitHub reports next to it (maintain folds into write, triage into read).
+LEGACY_PERMISSION = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read", "none": "none"}
 
 
 @dataclass
@@ -40,22 +45,37 @@ class GitHubState:
     requests: list[tuple[str, str]] = field(default_factory=list)
     edits: int = 0
     pulls: list[dict[str, Any]] = field(default_factory=list)  # opened through POST /pulls
+    # login -> author_association on this repository (OWNER, MEMBER, COLLABORATOR, CONTRIBUTOR,
+    # FIRST_TIME_CONTRIBUTOR, FIRST_TIMER, NONE...); unlisted logins are NONE.
+    associations: dict[str, str] = field(default_factory=dict)
+    # login -> role_name on the repository (read, triage, write, maintain, admin, or a custom role
+    # given as "name:base" such as "auditor:write"); unlisted logins have none.
+    roles: dict[str, str] = field(default_factory=dict)
+    private: bool = False
+    # Logins GitHub knows besides those who commented or have a role (the rest are "not a user").
+    known_users: set[str] = field(default_factory=set)
     # (method, path regex) -> list of (status, headers, body) served before the real answer.
     failures: dict[tuple[str, str], list[tuple[int, dict[str, str], dict]]] = field(default_factory=dict)
     ids: Any = field(default_factory=lambda: itertools.count(1000))
 
     def user(self, login: str) -> dict[str, Any]:
+        self.known_users.add(login)
         return {"login": login, "id": abs(hash(login)) % 10**6, "type": "Bot" if login.endswith("[bot]") else "User"}
 
+    def association(self, login: str) -> str:
+        return self.associations.get(login, "NONE")
+
     def add_issue_comment(self, login: str, body: str) -> dict[str, Any]:
-        comment = {"id": next(self.ids), "body": body, "user": self.user(login), "created_at": "2026-11-22T10:00:00Z"}
+        comment = {"id": next(self.ids), "body": body, "user": self.user(login), "author_association": self.association(login),
+                   "created_at": "2026-11-22T10:00:00Z"}
         self.issue_comments.append(comment)
         return comment
 
     def reply(self, root_id: int, login: str, body: str) -> None:
         root = next(c for c in self.review_comments if c["id"] == root_id)
         self.review_comments.append({"id": next(self.ids), "body": body, "user": self.user(login), "path": root["path"],
-                                     "line": root["line"], "in_reply_to_id": root_id, "commit_id": root["commit_id"]})
+                                     "line": root["line"], "in_reply_to_id": root_id, "commit_id": root["commit_id"],
+                                     "author_association": self.association(login)})
 
     def roots(self) -> list[dict[str, Any]]:
         return [c for c in self.review_comments if c.get("in_reply_to_id") is None]
@@ -136,7 +156,8 @@ def build_github_app(state: GitHubState) -> Starlette:
         if body.get("line") not in state.diff_lines.get(body.get("path"), set()):
             return _error(422, "Validation Failed: pull_request_review_thread.line must be part of the diff")
         comment = {"id": next(state.ids), "body": body["body"], "user": state.user(BOT), "path": body["path"],
-                   "line": body["line"], "side": body.get("side", "RIGHT"), "commit_id": body["commit_id"], "in_reply_to_id": None}
+                   "line": body["line"], "side": body.get("side", "RIGHT"), "commit_id": body["commit_id"], "in_reply_to_id": None,
+                   "author_association": state.association(BOT)}
         state.review_comments.append(comment)
         return JSONResponse(comment, 201)
 
@@ -201,15 +222,28 @@ def build_github_app(state: GitHubState) -> Starlette:
             nodes.append({
                 "id": f"PRRT_{root['id']}", "isResolved": resolver is not None, "path": root["path"], "line": root["line"],
                 "resolvedBy": {"login": resolver.removesuffix("[bot]") if resolver == BOT else resolver} if resolver else None,
-                "comments": {"nodes": [{"databaseId": c["id"], "body": c["body"],
+                "comments": {"nodes": [{"databaseId": c["id"], "body": c["body"], "authorAssociation": c["author_association"],
                                         "author": {"login": c["user"]["login"].removesuffix("[bot]"), "__typename": c["user"]["type"]}}
                                        for c in thread]},
             })
         return JSONResponse({"data": {"repository": {"pullRequest": {"reviewThreads": {
             "pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": nodes}}}}})
 
+    async def permission(request: Request) -> Response:
+        login = request.path_params["username"]
+        if login not in state.known_users and login not in state.roles:
+            return _error(404, f"{login} is not a user")
+        role = state.roles.get(login) or ("none" if state.private else "read")
+        role_name, _, base = role.partition(":")  # a custom role reports its base role as `permission`
+        permission = base or LEGACY_PERMISSION[role_name]
+        rank = list(LEGACY_PERMISSION)[::-1].index(role_name if not base else permission)  # none 0 … admin 5
+        permissions = {"pull": rank >= 1, "triage": rank >= 2, "push": rank >= 3, "maintain": rank >= 4, "admin": rank >= 5}
+        return JSONResponse({"permission": permission, "role_name": role_name,
+                             "user": {**state.user(login), "permissions": permissions, "role_name": role_name}})
+
     routes = [
         Route("/user", endpoint(user)),
+        Route(f"{prefix}/collaborators/{{username}}/permission", endpoint(permission)),
         Route(f"{prefix}/pulls", endpoint(pulls), methods=["GET", "POST"]),
         Route(f"{prefix}/pulls/{{number}}", endpoint(pull)),
         Route(f"{prefix}/issues/{{number}}/comments", endpoint(issue_comments), methods=["GET", "POST"]),

@@ -2,7 +2,9 @@
 
 Real paths and JSON shapes; pagination with `X-Next-Page`, `X-Total-Pages` and `Link`;
 `PRIVATE-TOKEN` auth (401 otherwise); 400 for a DiffNote position outside the diff; approvals
-that may be refused (401); scripted failures per method and path.
+that may be refused (401); scripted failures per method and path. Users have stable numeric ids;
+project membership (`members/all/:user_id`) is scripted per username as an access level, and
+anyone unlisted is not a member (404).
 """
 
 from __future__ import annotations
@@ -37,12 +39,21 @@ class GitLabState:
     approved_by: set[str] = field(default_factory=set)
     can_approve: bool = True
     edits: int = 0
+    requests: list[tuple[str, str]] = field(default_factory=list)
     merge_requests: list[dict[str, Any]] = field(default_factory=list)  # opened through POST /merge_requests
+    # username -> access level on the project (10 Guest, 20 Reporter, 30 Developer, 40 Maintainer,
+    # 50 Owner), direct or inherited; unlisted users are not members. The token's bot is a Developer.
+    access_levels: dict[str, int] = field(default_factory=lambda: {BOT: 30})
+    user_ids: dict[str, int] = field(default_factory=lambda: {BOT: 1})
     failures: dict[tuple[str, str], list[tuple[int, dict[str, str], dict]]] = field(default_factory=dict)
     ids: Any = field(default_factory=lambda: itertools.count(500))
 
+    def user_id(self, username: str) -> int:
+        return self.user_ids.setdefault(username, 100 + len(self.user_ids))
+
     def author(self, username: str) -> dict[str, Any]:
-        return {"id": abs(hash(username)) % 10**6, "username": username, "name": username, "bot": username == BOT}
+        return {"id": self.user_id(username), "username": username, "name": username, "state": "active",
+                "web_url": f"https://gitlab.example/{username}", "bot": username == BOT}
 
     def note(self, username: str, body: str, **extra: Any) -> dict[str, Any]:
         return {"id": next(self.ids), "type": None, "body": body, "author": self.author(username), "system": False,
@@ -56,6 +67,12 @@ class GitLabState:
     def reply(self, discussion_id: str, username: str, body: str) -> None:
         discussion = next(d for d in self.discussions if d["id"] == discussion_id)
         discussion["notes"].append(self.note(username, body, type="DiffNote", resolvable=True))
+
+    def resolve(self, discussion_id: str, username: str) -> None:
+        """Someone resolves a discussion in the UI."""
+        discussion = next(d for d in self.discussions if d["id"] == discussion_id)
+        for note in discussion["notes"]:
+            note["resolved"], note["resolved_by"] = True, self.author(username)
 
     def bot_notes(self) -> list[dict[str, Any]]:
         return [n for n in self.notes if n["author"]["username"] == BOT]
@@ -78,6 +95,7 @@ def build_gitlab_app(state: GitLabState) -> Starlette:
 
     def endpoint(handler):  # noqa: ANN001, ANN202
         async def wrapped(request: Request) -> Response:
+            state.requests.append((request.method, request.url.path))
             if request.headers.get("private-token") != TOKEN:
                 return JSONResponse({"message": "401 Unauthorized"}, 401)
             for (method, pattern), queue in state.failures.items():
@@ -198,8 +216,17 @@ def build_gitlab_app(state: GitLabState) -> Starlette:
         state.merge_requests.append(created)
         return JSONResponse(created, 201)
 
+    async def member(request: Request) -> Response:
+        user_id = request.path_params["user_id"]
+        username = next((name for name, uid in state.user_ids.items() if str(uid) == user_id), None)
+        if username is None or username not in state.access_levels:
+            return JSONResponse({"message": "404 Not found"}, 404)
+        return JSONResponse({**state.author(username), "access_level": state.access_levels[username],
+                             "created_at": "2026-01-01T00:00:00Z", "expires_at": None, "membership_state": "active"})
+
     routes = [
         Route("/api/v4/user", endpoint(user)),
+        Route(f"/api/v4/projects/{state.project_id}/members/all/{{user_id}}", endpoint(member)),
         Route("/api/v4/projects/{project:path}/merge_requests", endpoint(merge_requests), methods=["GET", "POST"]),
         Route(mr, endpoint(merge_request)),
         Route(f"{mr}/notes", endpoint(notes), methods=["GET", "POST"]),

@@ -72,19 +72,24 @@ def review_change(options: ReviewOptions, settings: Settings, environ: dict[str,
             request.dry_run = True
             return Outcome(run(request), time.monotonic() - started)
         comments = vcs.comments()
-        asked = memory.break_glass(comments)
-        if asked is not None:
-            # Before any model call, by rule: a human has taken responsibility for this change.
+        asked = memory.break_glass(comments, vcs.authorized)
+        if asked.by is not None:
+            # Before any model call, by rule: an authorised human has taken responsibility for this change.
             _change, review = plan(request)
-            review.break_glass_by = asked.author
+            review.break_glass_by = asked.by.author
             outcome = Outcome(review, 0.0, break_glass=True)
-            log.warning("break glass", extra=log_fields(vcs=vcs.name, change=change_request.number, comment_id=asked.id))
+            log.warning("break glass", extra=log_fields(vcs=vcs.name, change=change_request.number, comment_id=asked.by.id,
+                                                        user=asked.by.author))
         else:
-            remembered = memory.recall(comments, vcs.threads(), vcs.whoami())
+            remembered = memory.recall(comments, vcs.threads(), vcs.whoami(), vcs.authorized)
             request.previous_review = _previous_review(remembered, request.repo, request.head)
             review = run(request)
             outcome = Outcome(review, 0.0)
-            _apply_memory(outcome, remembered)
+            _apply_memory(outcome, remembered, vcs.authority_rule())
+        for who in dict.fromkeys(c.author for c in asked.ignored):
+            outcome.review.notices.append(f"A break-glass request from @{who} was ignored: they are not authorised to "
+                                          f"approve without review (needs {vcs.authority_rule()}).")
+            log.warning("break glass refused", extra=log_fields(vcs=vcs.name, change=change_request.number, user=who))
         outcome.duration_s = time.monotonic() - started
         if change_request.repository:
             outcome.review.repository = change_request.repository
@@ -182,7 +187,7 @@ def _previous_review(remembered: memory.Memory, repo: Path, head: str) -> str:
     return "\n\n".join(parts)
 
 
-def _apply_memory(outcome: Outcome, remembered: memory.Memory) -> None:
+def _apply_memory(outcome: Outcome, remembered: memory.Memory, authority_rule: str) -> None:
     review = outcome.review
     decided = memory.reconcile(review.findings, remembered)
     review.findings = decided.findings
@@ -193,6 +198,10 @@ def _apply_memory(outcome: Outcome, remembered: memory.Memory) -> None:
         review.notices.append(f"{decided.respected} finding(s) a reviewer resolved or answered won't fix / acknowledged were not raised again.")
     if decided.raise_again:
         review.notices.append(f"{len(decided.raise_again)} finding(s) got worse since the previous review and were raised again.")
+    if decided.unheeded:
+        names = ", ".join(f"@{who}" for who in decided.unheeded)
+        review.notices.append(f"Won't fix / acknowledged / resolved from {names} did not dismiss any finding: only someone "
+                              f"authorised may (needs {authority_rule}).")
 
 
 def _status(review: Review) -> tuple[str, str]:

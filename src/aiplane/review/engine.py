@@ -312,6 +312,7 @@ async def record_run(settings: Settings, review: Review, duration_s: float, brea
                     cost_usd=sum(costs) if costs else None,
                     duration_s=duration_s,
                     break_glass=int(break_glass),
+                    break_glass_by=review.break_glass_by[:200] if break_glass and review.break_glass_by else None,
                 )
             )
     finally:

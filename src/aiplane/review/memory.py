@@ -7,7 +7,10 @@ reviewed, every finding's fingerprint and severity). The next round reads them b
 - fixed (no longer reported) → omitted, and its thread resolved;
 - still present → kept, and not posted again;
 - worse (higher severity) → re-raised at the new severity;
-- resolved by a human, or answered "won't fix" / "acknowledged" → respected unless worse.
+- resolved, or answered "won't fix" / "acknowledged", by a human the host says may (`authorized`)
+  → respected unless worse; anyone else's word does not silence a finding.
+
+Break glass is a comment whose whole first line is the command, from such a human too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import binascii
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +35,19 @@ _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 _WORD = re.compile(r"[a-z0-9]+")
 # "won't fix", "wont fix", "wontfix", "will not fix", "acknowledged", "ack'd"; curly quotes too.
 _DISMISSAL = re.compile(r"\b(won['’]?t[ -]?fix|will not fix|acknowledged?|ack['’]?d)\b", re.IGNORECASE)
-# A line that says break glass, outside quotes (someone quoting it is not asking for it).
-_BREAK_GLASS = re.compile(r"^(?!\s*>).*\bbreak[ -]glass\b", re.IGNORECASE | re.MULTILINE)
+# The whole first line and nothing else: "break glass" or "break-glass", an optional leading "/"
+# and trailing "." or "!", any case, at most three leading spaces (four make a code block). ASCII
+# only (re.ASCII, or IGNORECASE would take the Kelvin sign for k and the long s for s), so
+# look-alike letters, zero-width and other format characters, fullwidth forms and HTML entities
+# are not the command; nor is it inside a code block, an HTML comment, a quote or a sentence.
+_BREAK_GLASS = re.compile(r" {0,3}/?break[ -]glass[.!]?[ \t]*", re.IGNORECASE | re.ASCII)
+
+# Whether a comment's author may break glass or dismiss a finding (the host's `authorized`).
+Authorizer = Callable[[Comment], bool]
+
+
+def nobody(_comment: Comment) -> bool:
+    return False
 
 
 def fingerprint(finding: Finding) -> str:
@@ -68,9 +83,31 @@ def read_finding_marker(body: str) -> tuple[str, str] | None:
     return matches[-1] if matches else None
 
 
-def break_glass(comments: list[Comment]) -> Comment | None:
-    """The first human comment asking to break glass, if any (checked before any model call)."""
-    return next((c for c in comments if not c.is_bot and _BREAK_GLASS.search(c.body)), None)
+def is_break_glass(body: str) -> bool:
+    """Whether the comment is a break-glass request: its whole first line is the command."""
+    first = body.split("\n", 1)[0].removesuffix("\r")
+    return first.isascii() and _BREAK_GLASS.fullmatch(first) is not None
+
+
+@dataclass
+class BreakGlass:
+    """Who asked to break glass: the first authorised human, and those before them who may not."""
+
+    by: Comment | None = None
+    ignored: list[Comment] = field(default_factory=list)
+
+
+def break_glass(comments: list[Comment], authorized: Authorizer) -> BreakGlass:
+    """Break-glass requests from humans, judged in order (checked before any model call)."""
+    found = BreakGlass()
+    for comment in comments:
+        if comment.is_bot or not is_break_glass(comment.body):
+            continue
+        if authorized(comment):
+            found.by = comment
+            break
+        found.ignored.append(comment)
+    return found
 
 
 def worse(new: str, old: str) -> bool:
@@ -85,16 +122,32 @@ class Prior:
     severity: str
     title: str = ""
     thread: Thread | None = None
+    # Whose word counts here: the host's check, set by `recall`; nobody's until then.
+    authorized: Authorizer = field(default=nobody, repr=False, compare=False)
+
+    def _attempts(self) -> list[Comment]:
+        """Humans who resolved the thread or answered won't fix / acknowledged, whatever their authority."""
+        thread = self.thread
+        if thread is None:
+            return []
+        resolver = thread.resolver()
+        found = [resolver] if resolver is not None and resolver.author != thread.author and not resolver.is_bot else []
+        return found + [reply for reply in thread.replies if not reply.is_bot and _DISMISSAL.search(reply.body)]
+
+    def dismissal(self) -> Comment | None:
+        """The first authorised human who resolved it or answered won't fix / acknowledged."""
+        return next((who for who in self._attempts() if self.authorized(who)), None)
 
     @property
     def dismissed(self) -> bool:
-        """A human resolved it, or a human answered won't fix / acknowledged."""
-        thread = self.thread
-        if thread is None:
-            return False
-        if thread.resolved and thread.resolved_by and thread.resolved_by != thread.author:
-            return True
-        return any(not reply.is_bot and _DISMISSAL.search(reply.body) for reply in thread.replies)
+        """An authorised human resolved it, or answered won't fix / acknowledged."""
+        return self.dismissal() is not None
+
+    def unheeded(self) -> list[str]:
+        """Who tried to dismiss it without the authority to (empty once someone authorised has)."""
+        if self.dismissed:
+            return []
+        return list(dict.fromkeys(who.author for who in self._attempts()))
 
 
 @dataclass
@@ -112,15 +165,19 @@ class Memory:
             where = f"{prior.thread.path}:{prior.thread.line}" if prior.thread and prior.thread.path else "summary only"
             status = "resolved" if prior.thread and prior.thread.resolved else "open"
             if prior.dismissed:
-                status = "dismissed by a human"
+                status = "dismissed by an authorised reviewer"
+            elif prior.unheeded():
+                status += "; a dismissal by someone without the authority to dismiss findings does not count"
             lines.append(f"- [{prior.severity}] {prior.title} ({where}; {status})")
             for reply in prior.thread.replies if prior.thread else []:
-                lines.append(f"  - reply from {'us' if reply.is_bot else 'a human'}: {reply.body[:300]}")
+                who = "us" if reply.is_bot else "an authorised reviewer" if prior.authorized(reply) else "someone without authority to dismiss"
+                lines.append(f"  - reply from {who}: {reply.body[:300]}")
         return "\n".join(lines)
 
 
-def recall(comments: list[Comment], threads: list[Thread], bot: str) -> Memory:
-    """What earlier rounds left behind: only comments we wrote count, whatever their text claims."""
+def recall(comments: list[Comment], threads: list[Thread], bot: str, authorized: Authorizer) -> Memory:
+    """What earlier rounds left behind: only comments we wrote count, whatever their text claims;
+    only `authorized` humans' dismissals count."""
     memory = Memory()
     ours = [c for c in comments if c.author == bot and SUMMARY_MARKER in c.body]
     if ours:
@@ -137,11 +194,14 @@ def recall(comments: list[Comment], threads: list[Thread], bot: str) -> Memory:
         if marker is not None:
             by_fp.setdefault(marker[0], []).append((marker[1], thread))
     for fp, candidates in by_fp.items():
-        # Several rounds may have posted a thread for one finding (it got worse, or came back):
-        # the live one is the most severe, open before resolved.
-        severity, thread = min(candidates, key=lambda c: (SEVERITY_ORDER[c[0]], c[1].resolved))
+        # Several rounds may have posted a thread for one finding (it got worse, or came back, or
+        # someone without the authority resolved it): the live one is the most severe, open
+        # before resolved, newest first.
+        severity, thread = min(reversed(candidates), key=lambda c: (SEVERITY_ORDER[c[0]], c[1].resolved))
         prior = memory.priors.setdefault(fp, Prior(fp, severity))
         prior.thread = thread
+    for prior in memory.priors.values():
+        prior.authorized = authorized
     return memory
 
 
@@ -155,6 +215,8 @@ class Plan:
     resolve: list[Prior] = field(default_factory=list)
     fixed: int = 0
     respected: int = 0
+    # Who tried to dismiss a finding still present without the authority to.
+    unheeded: list[str] = field(default_factory=list)
 
 
 def reconcile(current: list[Finding], memory: Memory) -> Plan:
@@ -167,14 +229,18 @@ def reconcile(current: list[Finding], memory: Memory) -> Plan:
         if prior is None:
             plan.findings.append(finding)
             plan.post.append(finding)
-        elif prior.dismissed:
+            continue
+        if prior.dismissed:
             if worse(finding.severity, prior.severity):
                 plan.findings.append(finding)
                 plan.post.append(finding)
             else:
                 plan.respected += 1
-        elif prior.thread is not None and prior.thread.resolved:
-            plan.findings.append(finding)  # we resolved it once and it came back: a new thread
+            continue
+        plan.unheeded.extend(who for who in prior.unheeded() if who not in plan.unheeded)
+        if prior.thread is not None and prior.thread.resolved:
+            # We resolved it once and it came back, or someone without the authority resolved it: a new thread.
+            plan.findings.append(finding)
             plan.post.append(finding)
         elif worse(finding.severity, prior.severity):
             plan.findings.append(finding)

@@ -129,6 +129,8 @@ review_runs = Table(
     Column("cost_usd", Float, nullable=True),
     Column("duration_s", Float, nullable=False),
     Column("break_glass", Integer, nullable=False),
+    # Who broke glass (their user name on the code host), when someone did.
+    Column("break_glass_by", String(200), nullable=True),
     Index("ix_review_runs_ts", "ts"),
 )
 

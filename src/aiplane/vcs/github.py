@@ -6,13 +6,23 @@ Token scopes: `pull-requests: write` (comments, reviews), `statuses: write` (the
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
+from aiplane.logs import log_fields
 from aiplane.vcs.http import ApiClient
 from aiplane.vcs.model import ChangeRequest, Comment, ConversationHost, StatusState, Thread, VcsError
 
 STATUS_CONTEXT = "aiplane/review"
 ACTIONS_BOT = "github-actions[bot]"
+# Repository roles, weakest first; `role_name` names them all, the legacy `permission` folds
+# maintain into write and triage into read.
+PERMISSIONS = ("none", "read", "triage", "write", "maintain", "admin")
+DEFAULT_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR")
+
+log = logging.getLogger("aiplane.vcs")
 
 _THREADS = """
 query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
@@ -23,7 +33,7 @@ query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
         nodes {
           id isResolved path line
           resolvedBy { login }
-          comments(first: 50) { nodes { databaseId body author { login __typename } } }
+          comments(first: 50) { nodes { databaseId body authorAssociation author { login __typename } } }
         }
       }
     }
@@ -42,7 +52,9 @@ class GitHubHost(ConversationHost):
     name = "github"
 
     def __init__(self, repository: str, number: str, token: str, api_url: str = "https://api.github.com",
-                 graphql_url: str | None = None, bot_login: str | None = None, **client_options: Any) -> None:
+                 graphql_url: str | None = None, bot_login: str | None = None,
+                 associations: Iterable[str] = DEFAULT_ASSOCIATIONS, min_permission: str = "maintain",
+                 **client_options: Any) -> None:
         if repository.count("/") != 1:
             raise VcsError(f"GitHub repository must be 'owner/name', not {repository!r}")
         if not str(number).isdigit():
@@ -57,6 +69,11 @@ class GitHubHost(ConversationHost):
         self._me = bot_login.removesuffix("[bot]") if bot_login else None
         self._head: str | None = None
         self._pull: ChangeRequest | None = None
+        if min_permission not in PERMISSIONS[1:]:
+            raise VcsError(f"GitHub minimum permission must be one of {', '.join(PERMISSIONS[1:])}, not {min_permission!r}")
+        self.associations = frozenset(a.upper() for a in associations)
+        self.min_permission = min_permission
+        self._roles: dict[str, str] = {}  # login -> repository role, looked up once per run
 
     @property
     def _pr(self) -> str:
@@ -86,9 +103,42 @@ class GitHubHost(ConversationHost):
 
     def _list_comments(self) -> list[Comment]:
         return [
-            Comment(str(c["id"]), c.get("body") or "", _login(c.get("user")), self._is_bot(c.get("user")))
+            Comment(str(c["id"]), c.get("body") or "", _login(c.get("user")), self._is_bot(c.get("user")),
+                    association=str(c.get("author_association") or ""), author_id=str((c.get("user") or {}).get("id") or ""))
             for c in self.api.paginate(f"/repos/{self.owner}/{self.repo}/issues/{self.number}/comments")
         ]
+
+    def authorized(self, comment: Comment) -> bool:
+        if comment.is_bot or not comment.author or comment.author == self.whoami():
+            return False
+        if comment.association.upper() in self.associations:
+            return True
+        return PERMISSIONS.index(self._role(comment.author)) >= PERMISSIONS.index(self.min_permission)
+
+    def authority_rule(self) -> str:
+        rules = []
+        if self.associations:
+            rules.append("an author association of " + " or ".join(sorted(self.associations)))
+        rules.append(f"the {self.min_permission} permission or higher on {self.owner}/{self.repo}")
+        return ", or ".join(rules)
+
+    def _role(self, login: str) -> str:
+        """The user's role on the repository; "none" when GitHub will not say (404: not a user or
+        not visible; 403: the token may not ask), so a failed look-up never authorises."""
+        if login not in self._roles:
+            role = "none"
+            try:
+                response = self.api.request("GET", f"/repos/{self.owner}/{self.repo}/collaborators/{quote(login, safe='')}/permission",
+                                            ok=(404,))
+                if response.status_code == 200:
+                    data = response.json()
+                    named = str(data.get("role_name") or "").lower()
+                    # A custom role's name says nothing of its rank: its base `permission` does.
+                    role = named if named in PERMISSIONS else str(data.get("permission") or "none").lower()
+            except (VcsError, ValueError, AttributeError) as exc:
+                log.warning("permission look-up failed", extra=log_fields(vcs=self.name, user=login, error=str(exc)[:300]))
+            self._roles[login] = role if role in PERMISSIONS else "none"
+        return self._roles[login]
 
     def threads(self) -> list[Thread]:
         me = self.whoami()
@@ -108,8 +158,10 @@ class GitHubHost(ConversationHost):
                     path=node.get("path"), line=node.get("line"), resolved=bool(node.get("isResolved")),
                     resolved_by=_login(node.get("resolvedBy")) or None,
                     replies=[Comment(str(c["databaseId"]), c.get("body") or "", _login(c.get("author")),
-                                     (c.get("author") or {}).get("__typename") == "Bot" or _login(c.get("author")) == me)
+                                     (c.get("author") or {}).get("__typename") == "Bot" or _login(c.get("author")) == me,
+                                     association=str(c.get("authorAssociation") or ""))
                              for c in comments[1:]],
+                    resolved_by_bot=_login(node.get("resolvedBy")) == me,
                 ))
             if not block["pageInfo"]["hasNextPage"]:
                 break

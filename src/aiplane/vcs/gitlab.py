@@ -7,21 +7,29 @@ approver. `CI_JOB_TOKEN` cannot write notes, so it is not enough.
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from aiplane.logs import log_fields
 from aiplane.vcs.http import ApiClient
 from aiplane.vcs.model import ChangeRequest, Comment, ConversationHost, StatusState, Thread, VcsError
 
 STATUS_NAME = "aiplane/review"
 _STATES = {"success": "success", "failure": "failed", "pending": "running", "error": "failed"}
+ACCESS_LEVELS = {10: "Guest", 20: "Reporter", 30: "Developer", 40: "Maintainer", 50: "Owner"}
+# The users behind project and group access tokens, and service accounts: bots, whatever their role.
+_BOT_USERNAME = re.compile(r"^(?:project|group)_\d+_bot(?:_|\d|$)|^service_account_")
+
+log = logging.getLogger("aiplane.vcs")
 
 
 class GitLabHost(ConversationHost):
     name = "gitlab"
 
     def __init__(self, project: str, iid: str, token: str, api_url: str = "https://gitlab.com/api/v4",
-                 **client_options: Any) -> None:
+                 min_access_level: int = 40, **client_options: Any) -> None:
         if not project:
             raise VcsError("GitLab project is missing (CI_PROJECT_ID or a path like group/project)")
         if not str(iid).isdigit():
@@ -33,6 +41,8 @@ class GitLabHost(ConversationHost):
         self.api = ApiClient(api_url, {"private-token": token}, "GitLab", token, **client_options)
         self._me: str | None = None
         self._mr: ChangeRequest | None = None
+        self.min_access_level = min_access_level
+        self._levels: dict[str, int] = {}  # user id -> access level on the project, looked up once per run
 
     @property
     def _base(self) -> str:
@@ -59,19 +69,45 @@ class GitLabHost(ConversationHost):
         )
         return self._mr
 
-    def _author(self, note: dict[str, Any]) -> tuple[str, bool]:
-        author = note.get("author") or {}
-        name = author.get("username", "")
-        return name, bool(author.get("bot")) or name == self.whoami()
+    def _user(self, user: dict[str, Any] | None) -> tuple[str, str, bool]:
+        """Username, id and whether it is a bot (or us)."""
+        user = user or {}
+        name = str(user.get("username") or "")
+        bot = bool(user.get("bot")) or bool(_BOT_USERNAME.match(name)) or name == self.whoami()
+        return name, str(user.get("id") or ""), bot
+
+    def _comment(self, note: dict[str, Any]) -> Comment:
+        name, user_id, bot = self._user(note.get("author"))
+        return Comment(str(note["id"]), note.get("body") or "", name, bot, author_id=user_id)
 
     def _list_comments(self) -> list[Comment]:
-        found = []
-        for note in self.api.paginate(f"{self._base}/notes", {"sort": "asc", "order_by": "created_at"}):
-            if note.get("system") or note.get("type") == "DiffNote":
-                continue
-            name, bot = self._author(note)
-            found.append(Comment(str(note["id"]), note.get("body") or "", name, bot))
-        return found
+        return [self._comment(note) for note in self.api.paginate(f"{self._base}/notes", {"sort": "asc", "order_by": "created_at"})
+                if not note.get("system") and note.get("type") != "DiffNote"]
+
+    def authorized(self, comment: Comment) -> bool:
+        if comment.is_bot or not comment.author_id or comment.author == self.whoami():
+            return False
+        return self._level(comment.author_id) >= self.min_access_level
+
+    def authority_rule(self) -> str:
+        role = ACCESS_LEVELS.get(self.min_access_level)
+        return f"the {role} role or higher" if role else f"an access level of {self.min_access_level} or higher"
+
+    def _level(self, user_id: str) -> int:
+        """The member's access level on the project, inherited ones included; 0 for a non-member
+        (404) or when GitLab will not say, so a failed look-up never authorises."""
+        if user_id not in self._levels:
+            level = 0
+            try:
+                response = self.api.request("GET", f"/projects/{self.project}/members/all/{quote(user_id, safe='')}", ok=(404,))
+                if response.status_code == 200:
+                    data = response.json()
+                    if data.get("state", "active") == "active":
+                        level = int(data.get("access_level") or 0)
+            except (VcsError, ValueError, TypeError, AttributeError) as exc:
+                log.warning("membership look-up failed", extra=log_fields(vcs=self.name, user_id=user_id, error=str(exc)[:300]))
+            self._levels[user_id] = level
+        return self._levels[user_id]
 
     def threads(self) -> list[Thread]:
         threads = []
@@ -81,17 +117,13 @@ class GitLabHost(ConversationHost):
                 continue
             first = notes[0]
             position = first.get("position") or {}
-            name, _bot = self._author(first)
-            replies = []
-            for note in notes[1:]:
-                if note.get("system"):
-                    continue
-                reply_name, reply_bot = self._author(note)
-                replies.append(Comment(str(note["id"]), note.get("body") or "", reply_name, reply_bot))
+            name = self._user(first.get("author"))[0]
+            replies = [self._comment(note) for note in notes[1:] if not note.get("system")]
+            resolver, resolver_id, resolver_bot = self._user(first.get("resolved_by"))
             threads.append(Thread(
                 id=str(discussion["id"]), comment_id=str(first["id"]), body=first.get("body") or "", author=name,
                 path=position.get("new_path"), line=position.get("new_line"), resolved=bool(first.get("resolved")),
-                resolved_by=(first.get("resolved_by") or {}).get("username"), replies=replies,
+                resolved_by=resolver or None, replies=replies, resolved_by_id=resolver_id, resolved_by_bot=resolver_bot,
             ))
         return threads
 

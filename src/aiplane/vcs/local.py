@@ -99,6 +99,13 @@ class LocalHost:
     def approve(self, approved: bool) -> bool:
         return False
 
+    def authorized(self, comment: Comment) -> bool:
+        # Only the local user writes here besides the reviewer itself.
+        return not comment.is_bot and comment.author != BOT
+
+    def authority_rule(self) -> str:
+        return "the local user"
+
     def close(self) -> None:
         """Write the state atomically, so an interrupted run never leaves half a file."""
         if not self._dirty:

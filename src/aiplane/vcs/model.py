@@ -38,6 +38,11 @@ class Comment:
     body: str
     author: str
     is_bot: bool = False
+    # What the host says of the author's relation to the repository (GitHub's author_association:
+    # OWNER, MEMBER, COLLABORATOR, CONTRIBUTOR, NONE...); "" when the host says nothing.
+    association: str = ""
+    # The author's id on the host (GitLab's numeric user id), for permission look-ups; "" when unknown.
+    author_id: str = ""
 
 
 @dataclass
@@ -53,6 +58,15 @@ class Thread:
     resolved: bool = False
     resolved_by: str | None = None
     replies: list[Comment] = field(default_factory=list)
+    # Who resolved it, as the host knows them: their id and whether they are a bot (or us).
+    resolved_by_id: str = ""
+    resolved_by_bot: bool = False
+
+    def resolver(self) -> Comment | None:
+        """Who resolved the thread, as a body-less comment, so hosts judge their authority as anyone's."""
+        if not self.resolved or not self.resolved_by:
+            return None
+        return Comment("", "", self.resolved_by, self.resolved_by_bot, author_id=self.resolved_by_id)
 
 
 class ConversationHost:
@@ -117,6 +131,15 @@ class VcsHost(Protocol):
 
     def approve(self, approved: bool) -> bool:
         """Approve (or withdraw approval); False when the token is not allowed to."""
+        ...
+
+    def authorized(self, comment: Comment) -> bool:
+        """Whether the comment's author may break glass or dismiss a finding: never a bot; a
+        human by their role on the repository. A role the host will not tell is no authority."""
+        ...
+
+    def authority_rule(self) -> str:
+        """What authorises someone here, for notices (e.g. "the Maintainer role or higher")."""
         ...
 
     def close(self) -> None: ...

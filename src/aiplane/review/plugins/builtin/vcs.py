@@ -46,6 +46,8 @@ class GitHubVcs:
             api_url=env.get("GITHUB_API_URL", "https://api.github.com"),
             graphql_url=env.get("GITHUB_GRAPHQL_URL") or None,
             bot_login=ctx.settings.review.bot_login,
+            associations=ctx.settings.review.authority.github_associations,
+            min_permission=ctx.settings.review.authority.github_min_permission,
         )
         host.change_request()  # fails here, clearly, when GitHub or the PR is out of reach
         ctx.use_vcs(host)
@@ -83,6 +85,7 @@ class GitLabVcs:
             iid=ctx.options.change or env.get("CI_MERGE_REQUEST_IID", ""),
             token=env.get("GITLAB_TOKEN") or "",
             api_url=env.get("CI_API_V4_URL", "https://gitlab.com/api/v4"),
+            min_access_level=ctx.settings.review.authority.gitlab_min_access_level,
         )
         host.change_request()
         ctx.use_vcs(host)
