@@ -204,6 +204,7 @@ def run(request: ReviewRequest) -> Review:
             log_path=request.log_path,
             on_event=request.on_event,
             env=request.worker_env,
+            cwd=Path(run_dir),
         )
     claims = _apply_events(review, result)
     for claim in claims:

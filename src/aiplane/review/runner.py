@@ -11,6 +11,7 @@ import queue
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -90,11 +91,15 @@ def run_worker(
     on_event: Callable[[dict[str, Any], int], None] | None = None,
     notify: IO[str] = sys.stderr,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> WorkerResult:
     payload = json.dumps(job).encode()
     worker_stderr = log_path.with_suffix(".stderr").open("ab") if log_path else None
     process = subprocess.Popen(
-        [sys.executable, "-m", "aiplane.review.worker"],
+        # -P: the working directory is not on sys.path. The review runs inside a checkout the change
+        # controls, and a planted `aiplane/` or `json.py` there must never be imported.
+        [sys.executable, "-P", "-m", "aiplane.review.worker"],
+        cwd=cwd or tempfile.gettempdir(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=worker_stderr or subprocess.DEVNULL,
