@@ -169,7 +169,7 @@ class GitTree(TreeBase):
             if len(fields) != 4:
                 continue
             mode, kind_name, oid, size = (f.decode("ascii", "replace") for f in fields)
-            path = name.decode("utf-8", "surrogateescape")
+            path = name.decode("utf-8", "backslashreplace")  # always encodable; the same form as in diffs
             kind: Kind
             if kind_name == "tree":
                 kind = "dir"

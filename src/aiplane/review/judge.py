@@ -19,6 +19,8 @@ def _same_issue(a: Finding, b: Finding) -> bool:
         return False
     if a.rule_id and b.rule_id and a.rule_id != b.rule_id:
         return False  # two different rules broken on nearby lines are two findings
+    if a.discriminator and b.discriminator and a.discriminator != b.discriminator:
+        return False  # two different secrets on nearby lines are two findings
     overlap = a.start_line <= b.end_line + 2 and b.start_line <= a.end_line + 2
     if not overlap:
         return False

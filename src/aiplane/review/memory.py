@@ -54,6 +54,8 @@ def fingerprint(finding: Finding) -> str:
     """Stable across rounds: file, rule or category and the title's words; never the line, which moves."""
     words = " ".join(_WORD.findall(finding.title.lower()))
     key = f"{finding.file}\0{finding.rule_id or finding.category}\0{words}"
+    if finding.discriminator:
+        key += f"\0{finding.discriminator}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

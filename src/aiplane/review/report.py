@@ -34,6 +34,9 @@ class Finding:
     rule_id: str | None = None
     source: str = "model"
     rule_link: str | None = None
+    # Tells apart findings with the same title in one file (e.g. two different committed keys),
+    # so memory across rounds treats them as two; never shown.
+    discriminator: str | None = None
 
 
 @dataclass
