@@ -163,7 +163,8 @@ def test_github_break_glass_from_an_authorised_human(repo, github, model, login,
     assert state.reviews[-1]["state"] == "APPROVED" and state.statuses[-1]["state"] == "success"
     assert f"Break glass by {login}" in state.statuses[-1]["description"]
     (summary,) = state.bot_summaries()
-    assert f"at the request of @{login}" in summary["body"] and "was ignored" not in summary["body"]
+    # Rendered as code: the summary names them without sending a notification.
+    assert f"at the request of `@{login}`" in summary["body"] and "was ignored" not in summary["body"]
     assert state.requests.count(("GET", PERMISSION.format(login))) == (1 if looked_up else 0)
     assert _rows(repo) == [(1, login, "approve")]
 
@@ -196,7 +197,7 @@ def test_github_break_glass_refused_without_authority(repo, github, model, login
                       "(needs an author association of COLLABORATOR or MEMBER or OWNER, or the maintain permission or higher "
                       "on acme/widgets)."]
     (summary,) = state.bot_summaries()
-    assert f"A break-glass request from @{login} was ignored" in summary["body"]
+    assert f"A break-glass request from `@{login}` was ignored" in summary["body"]
     assert state.requests.count(("GET", PERMISSION.format(login))) == 1
     assert _rows(repo) == [(0, None, "request_changes")]
 
@@ -370,7 +371,7 @@ def test_gitlab_break_glass_needs_maintainer(repo, gitlab, model, level, accepte
         assert [n for n in review["notices"] if "break-glass" in n] == [
             "A break-glass request from @alice was ignored: they are not authorised to approve without review "
             "(needs the Maintainer role or higher)."]
-        assert "A break-glass request from @alice was ignored" in state.bot_notes()[0]["body"]
+        assert "A break-glass request from `@alice` was ignored" in state.bot_notes()[0]["body"]
     assert state.requests.count(("GET", member)) == 1  # asked twice, looked up once
 
 

@@ -85,7 +85,7 @@ def test_github_second_run_updates_the_same_comment_and_posts_no_duplicates(repo
     review = json.loads(first.stdout)
     assert review["verdict"] == "approve_with_comments" and len(review["findings"]) == 1
     (summary,) = state.bot_summaries()
-    assert "<!-- aiplane-review:summary v1 " in summary["body"] and "Input reaches eval" in summary["body"]
+    assert "<!-- aiplane-review:summary v2 " in summary["body"] and "Input reaches eval" in summary["body"]
     (inline,) = state.roots()
     assert inline["path"] == "app.py" and inline["line"] == 2 and "aiplane-review:finding fp=" in inline["body"]
     assert state.statuses[-1]["state"] == "success" and state.statuses[-1]["context"] == "aiplane/review"

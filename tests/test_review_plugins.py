@@ -129,7 +129,7 @@ def test_local_review_remembers_earlier_rounds(repo, model):
     first = json.loads(review(repo, env, "--base", "main").stdout)
     assert len(first["findings"]) == 1
     saved = json.loads((repo.path / ".aiplane" / "state" / "review.json").read_text())
-    assert len(saved["threads"]) == 1 and "aiplane-review:summary v1" in saved["summary"]
+    assert len(saved["threads"]) == 1 and "aiplane-review:summary v2" in saved["summary"]
     assert (repo.path / ".aiplane" / "state" / ".gitignore").read_text() == "*\n"
     repo.write({"app.py": "def main():\n    return 2\n"})
     repo.commit("fix")

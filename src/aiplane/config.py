@@ -229,6 +229,9 @@ class ReviewSettings(Strict):
     approve: bool = False
     # Whose comments are ours, when the host cannot tell (GitHub Apps posting as "name[bot]").
     bot_login: str | None = None
+    # Time for the secret scan's keyword detector ("password = ..."), which hostile lines can make
+    # slow; past it the review says what was not checked. The specific detectors always finish.
+    secret_scan_seconds: float = Field(default=60, gt=0, le=3600)
     # Who may break glass and dismiss findings.
     authority: ReviewAuthority = Field(default_factory=ReviewAuthority)
 
@@ -399,9 +402,16 @@ def _check_unknown_env_keys(environ: dict[str, str]) -> list[str]:
 
 
 def inside(path: Path, folder: Path) -> bool:
-    """Whether `path` is `folder` or lies below it, symlinks resolved."""
-    resolved, root = path.resolve(), folder.resolve()
-    return resolved == root or root in resolved.parents
+    """Whether `path` is `folder` or lies below it, by its name or through symlinks (either counts).
+
+    A path whose links cannot be resolved (a loop) counts as inside: it is never a trusted file.
+    """
+    try:
+        roots = {Path(os.path.abspath(folder)), folder.resolve()}
+        candidates = {Path(os.path.abspath(path)), path.resolve()}
+    except (OSError, RuntimeError):
+        return True
+    return any(c == r or r in c.parents for c in candidates for r in roots)
 
 
 def resolve_config_path(explicit: Path | None, untrusted: Path | None = None) -> Path | None:
@@ -410,9 +420,9 @@ def resolve_config_path(explicit: Path | None, untrusted: Path | None = None) ->
     from_env = os.environ.get(CONFIG_PATH_ENV)
     if from_env:
         return Path(from_env)
+    if untrusted is not None and inside(Path.cwd(), untrusted):
+        return None  # in the checkout under review, ./aiplane.toml belongs to the change: never read it
     local = Path(DEFAULT_CONFIG_FILE)
-    if untrusted is not None and inside(local, untrusted):
-        return None  # a file the change under review controls is never a settings file
     return local if local.is_file() else None
 
 

@@ -67,15 +67,22 @@ class GitHubState:
 
     def add_issue_comment(self, login: str, body: str) -> dict[str, Any]:
         comment = {"id": next(self.ids), "body": body, "user": self.user(login), "author_association": self.association(login),
-                   "created_at": "2026-11-22T10:00:00Z"}
+                   "created_at": "2026-11-22T10:00:00Z", "updated_at": "2026-11-22T10:00:00Z"}
         self.issue_comments.append(comment)
         return comment
+
+    def edit(self, comment: dict[str, Any], body: str) -> None:
+        """Someone with write access edits a comment: GitHub keeps its author and moves updated_at."""
+        comment["body"] = body
+        comment["updated_at"] = "2026-11-22T11:00:00Z"
+        comment["last_edited_at"] = "2026-11-22T11:00:00Z"
 
     def reply(self, root_id: int, login: str, body: str) -> None:
         root = next(c for c in self.review_comments if c["id"] == root_id)
         self.review_comments.append({"id": next(self.ids), "body": body, "user": self.user(login), "path": root["path"],
                                      "line": root["line"], "in_reply_to_id": root_id, "commit_id": root["commit_id"],
-                                     "author_association": self.association(login)})
+                                     "author_association": self.association(login), "created_at": "2026-11-22T10:00:00Z",
+                                     "updated_at": "2026-11-22T10:00:00Z"})
 
     def roots(self) -> list[dict[str, Any]]:
         return [c for c in self.review_comments if c.get("in_reply_to_id") is None]
@@ -144,6 +151,7 @@ def build_github_app(state: GitHubState) -> Starlette:
         if comment is None:
             return _error(404, "Not Found")
         comment["body"] = (await request.json())["body"]
+        comment["updated_at"] = "2026-11-22T12:00:00Z"
         state.edits += 1
         return JSONResponse(comment)
 
@@ -223,6 +231,7 @@ def build_github_app(state: GitHubState) -> Starlette:
                 "id": f"PRRT_{root['id']}", "isResolved": resolver is not None, "path": root["path"], "line": root["line"],
                 "resolvedBy": {"login": resolver.removesuffix("[bot]") if resolver == BOT else resolver} if resolver else None,
                 "comments": {"nodes": [{"databaseId": c["id"], "body": c["body"], "authorAssociation": c["author_association"],
+                                        "lastEditedAt": c.get("last_edited_at"),
                                         "author": {"login": c["user"]["login"].removesuffix("[bot]"), "__typename": c["user"]["type"]}}
                                        for c in thread]},
             })

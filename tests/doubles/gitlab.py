@@ -57,7 +57,13 @@ class GitLabState:
 
     def note(self, username: str, body: str, **extra: Any) -> dict[str, Any]:
         return {"id": next(self.ids), "type": None, "body": body, "author": self.author(username), "system": False,
-                "resolvable": False, "resolved": False, "resolved_by": None, "created_at": "2026-11-22T10:00:00Z", **extra}
+                "resolvable": False, "resolved": False, "resolved_by": None, "created_at": "2026-11-22T10:00:00Z",
+                "updated_at": "2026-11-22T10:00:00Z", **extra}
+
+    def edit(self, note: dict[str, Any], body: str) -> None:
+        """Someone edits a note: GitLab keeps its author and moves updated_at."""
+        note["body"] = body
+        note["updated_at"] = "2026-11-22T11:00:00Z"
 
     def add_note(self, username: str, body: str) -> dict[str, Any]:
         note = self.note(username, body)
@@ -73,6 +79,7 @@ class GitLabState:
         discussion = next(d for d in self.discussions if d["id"] == discussion_id)
         for note in discussion["notes"]:
             note["resolved"], note["resolved_by"] = True, self.author(username)
+            note["resolved_at"] = note["updated_at"] = "2026-11-22T10:30:00Z"
 
     def bot_notes(self) -> list[dict[str, Any]]:
         return [n for n in self.notes if n["author"]["username"] == BOT]

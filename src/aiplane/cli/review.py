@@ -60,7 +60,8 @@ def review(
         raise _fail("--vcs must be local, github, gitlab or a VCS plugin's name", EXIT_CONFIG)
     # In CI the checkout is the change under review: nothing in it may configure the review.
     checkout = repo.resolve() if vcs != "local" else None
-    if checkout is not None and config is None and Path("aiplane.toml").is_file() and inside(Path("aiplane.toml"), checkout):
+    if (checkout is not None and config is None and not os.environ.get("AIPLANE_CONFIG")
+            and os.path.lexists("aiplane.toml") and inside(Path.cwd(), checkout)):
         err.print("aiplane review: ignoring ./aiplane.toml: in CI the review's settings never come from the change under "
                   "review (see docs/review.md, Threat model)", markup=False)
     settings = _settings(config, checkout)

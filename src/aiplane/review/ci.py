@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +26,13 @@ from aiplane.review.plugins.context import PluginContext, ReviewOptions, RunConf
 from aiplane.review.plugins.host import PluginHost
 from aiplane.review.repo_settings import load_repo_settings
 from aiplane.review.report import BADGES, Finding, Review, inline_markdown, render_markdown
-from aiplane.vcs.model import ChangeRequest, VcsError
+from aiplane.vcs.model import ChangeRequest, VcsError, VcsHost
 
 log = logging.getLogger("aiplane.review")
 MAX_PREVIOUS_DIFF_CHARS = 20_000
 MAX_PREVIOUS_SUMMARY_CHARS = 8_000
+# GitHub refuses comments over 65,536 characters; GitLab allows 1,000,000. Stay under both.
+MAX_SUMMARY_CHARS = 60_000
 
 
 class PublishError(Exception):
@@ -65,48 +68,78 @@ def review_change(options: ReviewOptions, settings: Settings, environ: dict[str,
     host, ctx, config = configure(options, settings, environ)
     vcs = config.vcs
     try:
-        request, change_request = _request(options, settings, config, ctx, host)
-        if request.repo_settings.max_inline_comments is not None:
-            options = dataclasses.replace(options, max_inline=min(options.max_inline, request.repo_settings.max_inline_comments))
-        if options.dry_run:
-            request.dry_run = True
-            return Outcome(run(request), time.monotonic() - started)
-        comments = vcs.comments()
-        asked = memory.break_glass(comments, vcs.authorized)
-        if asked.by is not None:
-            # Before any model call, by rule: an authorised human has taken responsibility for this change.
-            _change, review = plan(request)
-            review.break_glass_by = asked.by.author
-            outcome = Outcome(review, 0.0, break_glass=True)
-            log.warning("break glass", extra=log_fields(vcs=vcs.name, change=change_request.number, comment_id=asked.by.id,
-                                                        user=asked.by.author))
-        else:
-            remembered = memory.recall(comments, vcs.threads(), vcs.whoami(), vcs.authorized)
-            request.previous_review = _previous_review(remembered, request.repo, request.head)
-            review = run(request)
-            outcome = Outcome(review, 0.0)
-            _apply_memory(outcome, remembered, vcs.authority_rule())
-        for who in dict.fromkeys(c.author for c in asked.ignored):
-            outcome.review.notices.append(f"A break-glass request from @{who} was ignored: they are not authorised to "
-                                          f"approve without review (needs {vcs.authority_rule()}).")
-            log.warning("break glass refused", extra=log_fields(vcs=vcs.name, change=change_request.number, user=who))
-        outcome.duration_s = time.monotonic() - started
-        if change_request.repository:
-            outcome.review.repository = change_request.repository
-        # Plugin failures so far (bootstrap, prepare) belong in the published comment too.
-        outcome.review.notices.extend(n for n in ctx.notices if n not in outcome.review.notices)
         try:
-            _publish(outcome, config, settings, change_request, options)
-        except VcsError as exc:
-            outcome.publish_error = str(exc)
-        host.each(ctx, "aiplane_review_publish", outcome=outcome)
-        outcome.review.notices.extend(n for n in ctx.notices if n not in outcome.review.notices)
-        return outcome
+            return _review(options, settings, host, ctx, config, started)
+        except ChangeError as exc:
+            # The review could not run (a diff we cannot read, a commit we cannot fetch): the change
+            # gets an honest "error" status, never silence; the job itself still fails small.
+            if not options.dry_run and "vcs:status" in config.permissions:
+                try:
+                    vcs.set_status("error", f"Review did not run: {exc}")
+                except VcsError as status_error:
+                    log.warning("could not set the error status", extra=log_fields(error=str(status_error)))
+            raise
     finally:
         try:
             vcs.close()
         except VcsError as exc:
             log.warning("could not save review state", extra=log_fields(error=str(exc)))
+
+
+def _review(options: ReviewOptions, settings: Settings, host: PluginHost, ctx: PluginContext, config: RunConfig,
+            started: float) -> Outcome:
+    vcs = config.vcs
+    request, change_request = _request(options, settings, config, ctx, host)
+    if request.repo_settings.max_inline_comments is not None:
+        options = dataclasses.replace(options, max_inline=min(options.max_inline, request.repo_settings.max_inline_comments))
+    if options.dry_run:
+        request.dry_run = True
+        return Outcome(run(request), time.monotonic() - started)
+    comments = vcs.comments()
+    asked = memory.break_glass(comments, vcs.authorized)
+    if asked.by is not None:
+        # Before any model call, by rule: an authorised human has taken responsibility for this change.
+        review = _break_glass_review(request, change_request)
+        review.break_glass_by = asked.by.author
+        outcome = Outcome(review, 0.0, break_glass=True)
+        log.warning("break glass", extra=log_fields(vcs=vcs.name, change=change_request.number, comment_id=asked.by.id,
+                                                    user=asked.by.author))
+    else:
+        remembered = memory.recall(comments, vcs.threads(), vcs.whoami(), vcs.authorized)
+        request.previous_review = _previous_review(remembered, request.repo, request.head)
+        review = run(request)
+        outcome = Outcome(review, 0.0)
+        _apply_memory(outcome, remembered, vcs.authority_rule())
+    for who in dict.fromkeys(c.author for c in asked.ignored):
+        outcome.review.notices.append(f"A break-glass request from @{who} was ignored: they are not authorised to "
+                                      f"approve without review (needs {vcs.authority_rule()}).")
+        log.warning("break glass refused", extra=log_fields(vcs=vcs.name, change=change_request.number, user=who))
+    for who in dict.fromkeys(c.author for c in asked.edited):
+        outcome.review.notices.append(f"A break-glass request in a comment by @{who} was ignored: the comment was edited "
+                                      "after it was posted, and anyone with write access can edit comments. Post a new one.")
+    for listing in getattr(vcs, "truncated", []):
+        outcome.review.notices.append(f"Only part of a long conversation was read: {listing}.")
+    outcome.duration_s = time.monotonic() - started
+    if change_request.repository:
+        outcome.review.repository = change_request.repository
+    # Plugin failures so far (bootstrap, prepare) belong in the published comment too.
+    outcome.review.notices.extend(n for n in ctx.notices if n not in outcome.review.notices)
+    try:
+        _publish(outcome, config, settings, change_request, options)
+    except VcsError as exc:
+        outcome.publish_error = str(exc)
+    host.each(ctx, "aiplane_review_publish", outcome=outcome)
+    outcome.review.notices.extend(n for n in ctx.notices if n not in outcome.review.notices)
+    return outcome
+
+
+def _break_glass_review(request: ReviewRequest, change_request: ChangeRequest) -> Review:
+    """The plan of the change for the record; break glass approves even a change we cannot read."""
+    try:
+        return plan(request)[1]
+    except ChangeError as exc:
+        return Review(repository=str(request.repo), base=change_request.base_sha, head=change_request.head_sha,
+                      tier="unknown", tier_reasons=[f"the change could not be analysed ({exc})"], agents=[])
 
 
 def _request(options: ReviewOptions, settings: Settings, config: RunConfig, ctx: PluginContext,
@@ -215,44 +248,63 @@ def _status(review: Review) -> tuple[str, str]:
 
 def _publish(outcome: Outcome, config: RunConfig, settings: Settings, change_request: ChangeRequest,
              options: ReviewOptions) -> None:
+    """Status first (it carries the verdict), then inline comments, the summary and approval. One step
+    failing never stops the others; the first failure is raised at the end."""
     vcs, review, allowed = config.vcs, outcome.review, config.permissions
-    decided = outcome.plan
-    if decided is not None and "vcs:inline" in allowed:
-        budget = options.max_inline
-        for finding in decided.post:
-            if budget <= 0:
-                outcome.inline_skipped += 1
-                continue
-            if vcs.post_inline(finding.file, finding.start_line, _inline_body(finding)) is None:
-                outcome.inline_skipped += 1  # not a line the host shows in the diff; the summary has it
-            else:
-                outcome.inline_posted += 1
-                budget -= 1
-        for prior, finding in decided.raise_again:
-            assert prior.thread is not None
-            vcs.edit_inline(prior.thread, _inline_body(finding))
-            vcs.reply(prior.thread, f"This got worse: now **{BADGES[finding.severity]}** (was {prior.severity}).")
-            outcome.raised_again += 1
-        for prior in decided.resolve:
-            assert prior.thread is not None
-            short = change_request.head_sha[:12] or "the latest change"
-            vcs.edit_inline(prior.thread, f"✅ Fixed in {short}.\n\n<details><summary>Original comment</summary>\n\n"
-                            f"{prior.thread.body}\n\n</details>")
-            vcs.resolve(prior.thread)
-            outcome.resolved += 1
-    if "vcs:comment" in allowed:
-        state = memory.round_state(review.head, review.findings)
-        footer = _footer(outcome)
-        body = render_markdown(review) + footer + "\n" + memory.summary_marker(state) + "\n"
-        outcome.summary_id = vcs.upsert_summary(memory.SUMMARY_MARKER, body)
+    errors: list[str] = []
+
+    def step(action: Callable[[], object]) -> None:
+        try:
+            action()
+        except VcsError as exc:
+            errors.append(str(exc))
+
     if "vcs:status" in allowed:
         state, description = _status(review)
-        vcs.set_status(state, description)  # type: ignore[arg-type]
+        step(lambda: vcs.set_status(state, description))  # type: ignore[arg-type]
+    if outcome.plan is not None and "vcs:inline" in allowed:
+        step(lambda: _publish_inline(outcome, vcs, change_request, options))
+    if "vcs:comment" in allowed:
+        def summary() -> None:
+            marker = memory.summary_marker(memory.round_state(review.head, review.findings))
+            footer = _footer(outcome)
+            body = render_markdown(review, MAX_SUMMARY_CHARS - len(marker) - len(footer)) + footer + "\n" + marker + "\n"
+            outcome.summary_id = vcs.upsert_summary(memory.SUMMARY_MARKER, body)
+        step(summary)
     if "vcs:approve" in allowed:
         if review.break_glass_by is not None:
-            vcs.approve(True)
+            step(lambda: vcs.approve(True))
         elif settings.review.approve:
-            vcs.approve(review.verdict != "request_changes")
+            step(lambda: vcs.approve(review.verdict != "request_changes"))
+    if errors:
+        raise VcsError("; ".join(dict.fromkeys(errors)))
+
+
+def _publish_inline(outcome: Outcome, vcs: VcsHost, change_request: ChangeRequest, options: ReviewOptions) -> None:
+    decided = outcome.plan
+    assert decided is not None
+    budget = options.max_inline
+    for finding in decided.post:
+        if budget <= 0:
+            outcome.inline_skipped += 1
+            continue
+        if vcs.post_inline(finding.file, finding.start_line, _inline_body(finding)) is None:
+            outcome.inline_skipped += 1  # not a line the host shows in the diff; the summary has it
+        else:
+            outcome.inline_posted += 1
+            budget -= 1
+    for prior, finding in decided.raise_again:
+        assert prior.thread is not None
+        vcs.edit_inline(prior.thread, _inline_body(finding))
+        vcs.reply(prior.thread, f"This got worse: now **{BADGES[finding.severity]}** (was {prior.severity}).")
+        outcome.raised_again += 1
+    for prior in decided.resolve:
+        assert prior.thread is not None
+        short = change_request.head_sha[:12] or "the latest change"
+        vcs.edit_inline(prior.thread, f"✅ Fixed in {short}.\n\n<details><summary>Original comment</summary>\n\n"
+                        f"{prior.thread.body}\n\n</details>")
+        vcs.resolve(prior.thread)
+        outcome.resolved += 1
 
 
 def _inline_body(finding: Finding) -> str:

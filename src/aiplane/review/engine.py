@@ -116,6 +116,9 @@ def codex_checks(
     if codex.problems:
         review.notices.append(f"The codex at {label} has {len(codex.problems)} problem(s); its rules were not applied.")
         return [], "", {}
+    if not codex.rules:
+        review.notices.append(f"The codex at {label} has no rules; none were applied.")
+        return [], "", {}
     paths = [f.path for f in change.files if f.status != "deleted"]
     rules = codex.for_paths(paths)
     contents = change.head_texts()
@@ -182,7 +185,8 @@ def run(request: ReviewRequest) -> Review:
     if request.dry_run:
         review.notices.append("Dry run: nothing was reviewed; this is the plan.")
         return review
-    findings, scan_notices = secrets.scan(change)
+    budget = request.settings.review.secret_scan_seconds if request.settings else secrets.DEFAULT_KEYWORD_SECONDS
+    findings, scan_notices = secrets.scan(change, budget)
     review.notices.extend(scan_notices)
     settings = request.settings
     prepared = request.prepare(change, review) if request.prepare else Prepared()
@@ -271,7 +275,8 @@ def shared_context(request: ReviewRequest, change: ChangeSet) -> str:
     files = "\n".join(f"- {safe_path(f.path)} ({f.status}{', symbolic link' if f.is_symlink else ''}, +{f.added} -{f.removed})"
                       for f in change.reviewable)
     parts = [
-        f"<mr_details>\nTitle: {strip_boundary_tags(title)}\n\n{strip_boundary_tags(body)[:20_000]}\n</mr_details>",
+        # Cut, then strip: a cut made after stripping could leave half a tag ("</mr_details").
+        f"<mr_details>\nTitle: {strip_boundary_tags(title[:2_000])}\n\n{strip_boundary_tags(body[:20_000])}\n</mr_details>",
         f"<changed_files>\n{files}\n</changed_files>",
         *(f"<mr_input>\n{strip_boundary_tags(section)}\n</mr_input>" for section in request.extra_context),
     ]

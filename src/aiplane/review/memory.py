@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import json
 import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +30,16 @@ from aiplane.review.report import SEVERITY_ORDER, Finding
 from aiplane.vcs.model import Comment, Thread
 
 SUMMARY_MARKER = "<!-- aiplane-review:summary"
-_SUMMARY = re.compile(r"<!-- aiplane-review:summary v1 ([A-Za-z0-9+/=_-]+) -->")
+_SUMMARY = re.compile(r"<!-- aiplane-review:summary (v1|v2) ([A-Za-z0-9+/=_-]{1,200000}) -->")
+MAX_STATE_BYTES = 1024 * 1024
 _FINDING = re.compile(r"<!-- aiplane-review:finding fp=([0-9a-f]{16}) severity=(critical|warning|suggestion|nit) -->")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 _WORD = re.compile(r"[a-z0-9]+")
-# "won't fix", "wont fix", "wontfix", "will not fix", "acknowledged", "ack'd"; curly quotes too.
-_DISMISSAL = re.compile(r"\b(won['’]?t[ -]?fix|will not fix|acknowledged?|ack['’]?d)\b", re.IGNORECASE)
+# A dismissal is an answer that starts with it: "won't fix", "wontfix", "will not fix", "acknowledged",
+# "ack'd" (curly quotes too). "This is NOT a won't fix" or "please acknowledge" say the opposite.
+_DISMISSAL = re.compile(r" {0,3}(won['’]?t[ -]?fix|will not fix|acknowledged|ack['’]?d)\b", re.IGNORECASE)
+# What our inline comments show: the badge, then the title (see report.inline_markdown).
+_SHOWN = re.compile(r"\*\*\S+ (critical|warning|suggestion|nit)\*\* — \*\*(.+?)\*\*")
 # The whole first line and nothing else: "break glass" or "break-glass", an optional leading "/"
 # and trailing "." or "!", any case, at most three leading spaces (four make a code block). ASCII
 # only (re.ASCII, or IGNORECASE would take the Kelvin sign for k and the long s for s), so
@@ -64,8 +69,9 @@ def finding_marker(finding: Finding) -> str:
 
 
 def summary_marker(state: dict[str, Any]) -> str:
-    packed = base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
-    return f"{SUMMARY_MARKER} v1 {packed} -->"
+    """v2: compressed, so a review with hundreds of findings still fits in one comment."""
+    packed = base64.urlsafe_b64encode(zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 9)).decode()
+    return f"{SUMMARY_MARKER} v2 {packed} -->"
 
 
 def read_summary_state(body: str) -> dict[str, Any] | None:
@@ -73,9 +79,16 @@ def read_summary_state(body: str) -> dict[str, Any] | None:
     matches = _SUMMARY.findall(body)
     if not matches:
         return None
+    version, packed = matches[-1]
     try:
-        state = json.loads(base64.urlsafe_b64decode(matches[-1]))
-    except (ValueError, binascii.Error):
+        raw = base64.urlsafe_b64decode(packed)
+        if version == "v2":
+            inflate = zlib.decompressobj()
+            raw = inflate.decompress(raw, MAX_STATE_BYTES)  # a marker is data: bounded, even compressed
+            if inflate.unconsumed_tail:
+                return None
+        state = json.loads(raw)
+    except (ValueError, binascii.Error, zlib.error):
         return None
     return state if isinstance(state, dict) else None
 
@@ -83,6 +96,11 @@ def read_summary_state(body: str) -> dict[str, Any] | None:
 def read_finding_marker(body: str) -> tuple[str, str] | None:
     matches = _FINDING.findall(body)
     return matches[-1] if matches else None
+
+
+def is_dismissal(body: str) -> bool:
+    """Whether a reply dismisses the finding: its first line starts with won't fix / acknowledged."""
+    return _DISMISSAL.match(body.split("\n", 1)[0]) is not None
 
 
 def is_break_glass(body: str) -> bool:
@@ -97,6 +115,8 @@ class BreakGlass:
 
     by: Comment | None = None
     ignored: list[Comment] = field(default_factory=list)
+    # Requests in comments edited after posting: the host names the author, not whoever edited.
+    edited: list[Comment] = field(default_factory=list)
 
 
 def break_glass(comments: list[Comment], authorized: Authorizer) -> BreakGlass:
@@ -104,6 +124,9 @@ def break_glass(comments: list[Comment], authorized: Authorizer) -> BreakGlass:
     found = BreakGlass()
     for comment in comments:
         if comment.is_bot or not is_break_glass(comment.body):
+            continue
+        if comment.edited:
+            found.edited.append(comment)
             continue
         if authorized(comment):
             found.by = comment
@@ -124,6 +147,8 @@ class Prior:
     severity: str
     title: str = ""
     thread: Thread | None = None
+    # What the thread shows (severity, title); a thread counts only for the finding it shows.
+    shown: tuple[str, str] | None = None
     # Whose word counts here: the host's check, set by `recall`; nobody's until then.
     authorized: Authorizer = field(default=nobody, repr=False, compare=False)
 
@@ -134,7 +159,7 @@ class Prior:
             return []
         resolver = thread.resolver()
         found = [resolver] if resolver is not None and resolver.author != thread.author and not resolver.is_bot else []
-        return found + [reply for reply in thread.replies if not reply.is_bot and _DISMISSAL.search(reply.body)]
+        return found + [reply for reply in thread.replies if not reply.is_bot and not reply.edited and is_dismissal(reply.body)]
 
     def dismissal(self) -> Comment | None:
         """The first authorised human who resolved it or answered won't fix / acknowledged."""
@@ -181,7 +206,7 @@ def recall(comments: list[Comment], threads: list[Thread], bot: str, authorized:
     """What earlier rounds left behind: only comments we wrote count, whatever their text claims;
     only `authorized` humans' dismissals count."""
     memory = Memory()
-    ours = [c for c in comments if c.author == bot and SUMMARY_MARKER in c.body]
+    ours = [c for c in comments if c.author == bot and c.body.rstrip().rsplit("\n", 1)[-1].strip().startswith(SUMMARY_MARKER)]
     if ours:
         memory.previous_summary = ours[-1].body
         state = read_summary_state(ours[-1].body) or {}
@@ -202,6 +227,8 @@ def recall(comments: list[Comment], threads: list[Thread], bot: str, authorized:
         severity, thread = min(reversed(candidates), key=lambda c: (SEVERITY_ORDER[c[0]], c[1].resolved))
         prior = memory.priors.setdefault(fp, Prior(fp, severity))
         prior.thread = thread
+        shown = _SHOWN.search(thread.body)
+        prior.shown = (shown.group(1), shown.group(2)) if shown else None
     for prior in memory.priors.values():
         prior.authorized = authorized
     return memory
@@ -228,6 +255,10 @@ def reconcile(current: list[Finding], memory: Memory) -> Plan:
         fp = fingerprint(finding)
         seen.add(fp)
         prior = memory.priors.get(fp)
+        if prior is not None and prior.thread is not None and not _shows(prior, finding):
+            # Anyone who can post as our account could plant a thread whose hidden marker names this
+            # finding while it shows something else; only a thread that shows the finding is its thread.
+            prior.thread = None
         if prior is None:
             plan.findings.append(finding)
             plan.post.append(finding)
@@ -263,6 +294,15 @@ def reconcile(current: list[Finding], memory: Memory) -> Plan:
             plan.resolve.append(prior)
             plan.fixed += 1
     return plan
+
+
+def _shows(prior: Prior, finding: Finding) -> bool:
+    from aiplane.review.report import shown_title
+
+    if prior.shown is None:
+        return False
+    severity, title = prior.shown
+    return severity == prior.severity and _WORD.findall(title.lower()) == _WORD.findall(shown_title(finding).lower())
 
 
 def round_state(head: str, findings: list[Finding]) -> dict[str, Any]:

@@ -89,31 +89,48 @@ class Review:
         }
 
 
-def render_markdown(review: Review) -> str:
+def render_markdown(review: Review, max_chars: int | None = None) -> str:
+    """The review as one markdown comment; with `max_chars`, findings past the budget are counted, not shown."""
     lines = [f"## {VERDICT_TEXT[review.verdict]}", ""]
     lines.append(
         f"**Tier:** {review.tier} ({_safe('; '.join(review.tier_reasons))}) · **Reviewers:** {_safe(', '.join(review.agents)) or 'none'}"
     )
     if review.break_glass_by is not None:
-        lines += ["", f"> 🔓 **Break glass**: approved without review at the request of @{_safe(review.break_glass_by)}. This is recorded."]
+        lines += ["", f"> 🔓 **Break glass**: approved without review at the request of {_safe('@' + review.break_glass_by)}. This is recorded."]
     for notice in review.notices:
         lines += ["", f"> ⚠️ {_safe(notice)}"]
     main = [f for f in review.ordered() if f.severity != "nit"]
     nits = [f for f in review.ordered() if f.severity == "nit"]
     if not review.findings:
         lines += ["", "No findings."]
+    budget = [max_chars - sum(len(line) + 1 for line in lines) - 2000 if max_chars else None, 0]
+
+    def fits(text: str) -> bool:
+        if budget[0] is None:
+            return True
+        if budget[0] - len(text) < 0:
+            budget[1] += 1
+            return False
+        budget[0] -= len(text)
+        return True
+
     by_category: dict[str, list[Finding]] = {}
     for finding in main:
         by_category.setdefault(finding.category, []).append(finding)
     for category, items in by_category.items():
-        lines += ["", f"### {category.replace('_', ' ').title()}"]
-        for f in items:
-            lines += ["", _finding_markdown(f)]
-    if nits:
-        lines += ["", f"<details><summary>{len(nits)} nit{'s' if len(nits) != 1 else ''}</summary>", ""]
-        for f in nits:
-            lines += [_finding_markdown(f), ""]
+        shown = [text for text in (_finding_markdown(f) for f in items) if fits(text)]
+        if shown:
+            lines += ["", f"### {_safe(category.replace('_', ' ').title())}"]
+            for text in shown:
+                lines += ["", text]
+    shown_nits = [text for text in (_finding_markdown(f) for f in nits) if fits(text)]
+    if shown_nits:
+        lines += ["", f"<details><summary>{len(shown_nits)} nit{'s' if len(shown_nits) != 1 else ''}</summary>", ""]
+        for text in shown_nits:
+            lines += [text, ""]
         lines.append("</details>")
+    if budget[1]:
+        lines += ["", f"> {budget[1]} more finding(s) did not fit in this comment; the JSON and SARIF output list them all."]
     if review.files_skipped:
         skipped = ", ".join(f"{_code(s['path'])} ({_safe(s['reason'])})" for s in review.files_skipped[:10])
         more = f" and {len(review.files_skipped) - 10} more" if len(review.files_skipped) > 10 else ""
@@ -121,11 +138,8 @@ def render_markdown(review: Review) -> str:
     return "\n".join(lines) + "\n"
 
 
-_CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.DOTALL)
-# Outside code: what could open an HTML element or comment, and markdown images (which fetch a URL
-# the text chose, with whatever the text put in it, when the comment is viewed).
-_HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
-_IMAGE = re.compile(r"!\[")
+_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_MENTION = re.compile(r"@[A-Za-z0-9][A-Za-z0-9_./-]*")
 
 
 def _markers(text: str) -> str:
@@ -133,17 +147,57 @@ def _markers(text: str) -> str:
 
 
 def _safe(text: str) -> str:
-    """Model and user text as markdown: it cannot plant hidden markers, HTML or images in our comments.
+    """Model and user text as markdown: no hidden markers, HTML, images or mentions in our comments.
 
-    Code spans are kept (they render literally), except that markers are broken up everywhere.
+    Code spans are kept as CommonMark finds them (a backslash-escaped backtick opens none), since
+    they render literally; everything outside them has `<` before a tag or comment, image openers
+    and @mentions neutralised. Markers are broken up everywhere.
     """
-    parts, last = [], 0
-    for match in _CODE_SPAN.finditer(text):
-        parts.append(_IMAGE.sub(r"!\\[", _HTML_START.sub("&lt;", _markers(text[last : match.start()]))))
-        parts.append(_markers(match.group(0)))
-        last = match.end()
-    parts.append(_IMAGE.sub(r"!\\[", _HTML_START.sub("&lt;", _markers(text[last:]))))
-    return "".join(parts)
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\" and i + 1 < n and text[i + 1] in _PUNCTUATION:
+            out.append(text[i : i + 2])  # an escaped character is literal text
+            i += 2
+            continue
+        if ch == "`":
+            run = len(text[i:]) - len(text[i:].lstrip("`"))
+            close = _closing_run(text, i + run, run)
+            if close is not None:
+                out.append(text[i : close + run])
+                i = close + run
+                continue
+            out.append("`" * run)
+            i += run
+            continue
+        if ch == "<" and i + 1 < n and (text[i + 1].isalpha() or text[i + 1] in "/!?"):
+            out.append("&lt;")
+        elif ch == "!" and i + 1 < n and text[i + 1] == "[":
+            out.append("!\\")
+        elif ch == "@" and (i == 0 or not text[i - 1].isalnum()) and (mention := _MENTION.match(text, i)):
+            out.append(f"`{mention.group(0)}`")  # shown, never a notification
+            i = mention.end()
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return _markers("".join(out))
+
+
+def _closing_run(text: str, start: int, run: int) -> int | None:
+    """Where a backtick run of exactly `run` backticks closes a code span opened before `start`."""
+    position = start
+    while True:
+        found = text.find("`" * run, position)
+        if found < 0:
+            return None
+        end = found + run
+        while end < len(text) and text[end] == "`":
+            end += 1
+        if end - found == run:
+            return found
+        position = end
 
 
 def _code(text: str) -> str:
@@ -166,9 +220,14 @@ def _finding_markdown(f: Finding) -> str:
     return text
 
 
+def shown_title(f: Finding) -> str:
+    """The title as our comments show it."""
+    return _safe(f.title)
+
+
 def inline_markdown(f: Finding) -> str:
     """The body of an inline comment on the finding's line."""
-    text = f"**{BADGES[f.severity]}** — **{_safe(f.title)}**{_rule(f)}\n\n{_safe(f.explanation)}"
+    text = f"**{BADGES[f.severity]}** — **{shown_title(f)}**{_rule(f)}\n\n{_safe(f.explanation)}"
     if f.suggestion:
         text += f"\n\n_Suggested fix:_ {_safe(f.suggestion)}"
     return text + f"\n\n<sub>aiplane review · {f.source}</sub>"

@@ -24,8 +24,8 @@ _LETTER = {"i": "[il1|]", "l": "[il1|]", "o": "[o0]", "m": "(?:m|rn)"}
 
 def _name(tag: str) -> str:
     words = ("".join(_LETTER.get(ch, ch) for ch in word) for word in tag.split("_"))
-    # "mr_details", "mr-details", "mr details" and "mrdetails" read alike.
-    return r"[\s_\-]{0,8}".join(words)
+    # "mr_details", "mr-details", "mr.details", "mr:details", "mr—details" and "mrdetails" read alike.
+    return r"[^a-z0-9<>]{0,8}".join(words)
 
 
 # Opening or closing (also "<\/", as JSON writes it), then a whole tag name, then attributes up to a ">" within
@@ -222,6 +222,17 @@ def _matters(value: str) -> bool:
     return any(ch in "<>/\\&_-" or ch.isspace() for ch in value)
 
 
+# Escapes a model reads as the character they stand for: JSON/JS ("\u003c", "\u{3c}"), "\x3c", URL ("%3C").
+_ESCAPE = re.compile(r"\\u\{([0-9a-f]{1,6})\}|\\u([0-9a-f]{4})|\\x([0-9a-f]{2})|%([0-9a-f]{2})")
+
+
+def _escaped_value(match: re.Match[str]) -> tuple[str, int] | None:
+    codepoint = int(next(group for group in match.groups() if group is not None), 16)
+    if codepoint > 0x10FFFF or 0xD800 <= codepoint <= 0xDFFF:
+        return None
+    return _FOLD[codepoint], match.end()
+
+
 def _reference(match: re.Match[str]) -> tuple[str, int] | None:
     """The folded value of a character reference and where it ends, or None when it is no reference."""
     decimal, hexadecimal, name = match.groups()
@@ -248,15 +259,15 @@ def _reference(match: re.Match[str]) -> tuple[str, int] | None:
     return None
 
 
-def _decode(view: str, pattern: re.Pattern[str] = _REFERENCE) -> tuple[str, _Layer] | None:
-    """One round of character-reference decoding, or None when there is nothing to decode."""
-    if "&" not in view:
+def _decode(view: str, pattern: re.Pattern[str] = _REFERENCE, value_of=_reference) -> tuple[str, _Layer] | None:  # noqa: ANN001
+    """One round of decoding (character references, or escapes), or None when there is nothing to decode."""
+    if "&" not in view and pattern is not _ESCAPE:
         return None
     layer = _Layer()
     pieces = []
     position = out = 0
     for match in pattern.finditer(view):
-        found = _reference(match)
+        found = value_of(match)
         if found is None:
             continue
         value, end = found
@@ -286,10 +297,13 @@ def _view(text: str) -> tuple[str, list[_Layer]]:
     # References inside references ("&&#108;t;") take more than one round; four is beyond any reader's patience.
     for _ in range(4):
         decoded = _decode(view)
-        if decoded is None:
+        escaped = _decode(decoded[0] if decoded else view, _ESCAPE, _escaped_value) if ("\\" in view or "%" in view) else None
+        if decoded is None and escaped is None:
             break
-        view, layer = decoded
-        layers.append(layer)
+        for step in (decoded, escaped):
+            if step is not None:
+                view, layer = step
+                layers.append(layer)
     return view, layers
 
 

@@ -85,7 +85,7 @@ def _tools(spec: AgentSpec):  # noqa: ANN202 - pydantic-ai tool callables
         found = ctx.deps.changed(path)
         if found is None:
             raise ModelRetry(f"no patch for {safe_path(path)}; yours are: {', '.join(sorted(safe_path(p) for p in ctx.deps.patches))}")
-        return ctx.deps.patches[found][:MAX_READ_BYTES]
+        return strip_boundary_tags(ctx.deps.patches[found][:MAX_READ_BYTES])  # cut, then strip: no half tags
 
     def read_file(ctx: RunContext[Workspace], path: str, start: int = 1, end: int = 400) -> str:
         """Lines start..end (1-based) of a file at the reviewed commit."""
@@ -164,6 +164,7 @@ async def run_specialist(
     # all of it in the user turn, as data.
     if inline_patches:
         own = "The patches:\n<mr_input>\n" + "\n".join(workspace.patches[p] for p in mine) + "\n</mr_input>"
+        # Patches were stripped whole when written, so nothing here was cut after stripping.
     else:
         own = "Your patches (read them with read_patch):\n" + "\n".join(f"- {safe_path(p)}" for p in mine)
     prompt = f"{shared_context}\n\n{own}"

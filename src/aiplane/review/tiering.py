@@ -49,8 +49,9 @@ def _plural(count: int, noun: str) -> str:
 def decide(change: ChangeSet, rule: TierRule = TierRule()) -> TierDecision:
     files = change.reviewable
     lines = change.changed_lines
-    # A symlink is never harmless by its name: it can point anywhere, and tools may follow it.
-    sensitive = [f.path for f in change.files if f.is_symlink or (f.noise_reason is None and _sensitive(f.path, rule.sensitive_globs))]
+    # A symlink or a submodule pointer is never harmless by its name: either can point anywhere.
+    sensitive = [f.path for f in change.files if f.is_symlink or f.mode == "160000"
+                 or (f.noise_reason in (None, "generated file (@generated)") and _sensitive(f.path, rule.sensitive_globs))]
     counts = (
         f"{_plural(len(files), 'file')}, {_plural(lines, 'changed line')} after dropping "
         f"{_plural(len(change.noise), 'noise file')}"

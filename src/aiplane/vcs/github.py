@@ -33,7 +33,7 @@ query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
         nodes {
           id isResolved path line
           resolvedBy { login }
-          comments(first: 50) { nodes { databaseId body authorAssociation author { login __typename } } }
+          comments(first: 50) { nodes { databaseId body authorAssociation lastEditedAt author { login __typename } } }
         }
       }
     }
@@ -104,7 +104,8 @@ class GitHubHost(ConversationHost):
     def _list_comments(self) -> list[Comment]:
         return [
             Comment(str(c["id"]), c.get("body") or "", _login(c.get("user")), self._is_bot(c.get("user")),
-                    association=str(c.get("author_association") or ""), author_id=str((c.get("user") or {}).get("id") or ""))
+                    association=str(c.get("author_association") or ""), author_id=str((c.get("user") or {}).get("id") or ""),
+                    edited=bool(c.get("updated_at")) and c.get("updated_at") != c.get("created_at"))
             for c in self.api.paginate(f"/repos/{self.owner}/{self.repo}/issues/{self.number}/comments")
         ]
 
@@ -159,7 +160,7 @@ class GitHubHost(ConversationHost):
                     resolved_by=_login(node.get("resolvedBy")) or None,
                     replies=[Comment(str(c["databaseId"]), c.get("body") or "", _login(c.get("author")),
                                      (c.get("author") or {}).get("__typename") == "Bot" or _login(c.get("author")) == me,
-                                     association=str(c.get("authorAssociation") or ""))
+                                     association=str(c.get("authorAssociation") or ""), edited=bool(c.get("lastEditedAt")))
                              for c in comments[1:]],
                     resolved_by_bot=_login(node.get("resolvedBy")) == me,
                 ))

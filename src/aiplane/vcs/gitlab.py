@@ -78,7 +78,10 @@ class GitLabHost(ConversationHost):
 
     def _comment(self, note: dict[str, Any]) -> Comment:
         name, user_id, bot = self._user(note.get("author"))
-        return Comment(str(note["id"]), note.get("body") or "", name, bot, author_id=user_id)
+        updated, created = note.get("updated_at"), note.get("created_at")
+        # Resolving a discussion touches updated_at too; only a change that is not the resolution is an edit.
+        edited = bool(updated) and updated != created and updated != note.get("resolved_at")
+        return Comment(str(note["id"]), note.get("body") or "", name, bot, author_id=user_id, edited=edited)
 
     def _list_comments(self) -> list[Comment]:
         return [self._comment(note) for note in self.api.paginate(f"{self._base}/notes", {"sort": "asc", "order_by": "created_at"})

@@ -47,6 +47,8 @@ class ApiClient:
         self.max_wait_seconds = max_wait_seconds
         self.backoff_seconds = backoff_seconds
         self._client = httpx.Client(headers={"user-agent": "aiplane-review", **headers}, timeout=timeout)
+        # Listings cut at MAX_PAGES, for the review to say so.
+        self.truncated: list[str] = []
 
     def close(self) -> None:
         self._client.close()
@@ -143,4 +145,5 @@ class ApiClient:
             if urlsplit(url)[:2] != self._origin:
                 raise VcsError(f"{self.host_name}: refusing a pagination link to another host")
             query = None  # the next link carries its own query
-        raise VcsError(f"{self.host_name} GET {path}: more than {MAX_PAGES} pages")
+        # Anyone who may comment can make a listing long; a review reads the first pages and goes on.
+        self.truncated.append(f"{urlsplit(self.url(path)).path} (first {MAX_PAGES * 100} items)")

@@ -43,6 +43,9 @@ class Comment:
     association: str = ""
     # The author's id on the host (GitLab's numeric user id), for permission look-ups; "" when unknown.
     author_id: str = ""
+    # Changed after it was posted: the host still names the author, but someone else with write
+    # access may have done it, so an edited comment never carries anyone's authority.
+    edited: bool = False
 
 
 @dataclass
@@ -91,15 +94,28 @@ class ConversationHost:
         self._listed = self._list_comments()
         return self._listed
 
+    @property
+    def truncated(self) -> list[str]:
+        """Listings that were cut short (a flood of comments); the review says so."""
+        return list(getattr(getattr(self, "api", None), "truncated", []))
+
     def upsert_summary(self, marker: str, body: str) -> str:
         # The listing read earlier in this run is enough: a PR with hundreds of comments is
         # paginated once per run, not twice.
         listed = self._listed if self._listed is not None else self.comments()
-        ours = next((c for c in listed if marker in c.body and c.author == self.whoami()), None)
+        # Ours ends with the marker line: another workflow posting as the same account may quote the
+        # marker's text, and its comment must never be taken over.
+        ours = next((c for c in listed if c.author == self.whoami() and _last_line(c.body).startswith(marker)
+                     and _last_line(c.body).endswith("-->")), None)
         if ours is None:
             return self._create_comment(body)
         self._edit_comment(ours.id, body)
         return ours.id
+
+
+def _last_line(body: str) -> str:
+    lines = body.rstrip().rsplit("\n", 1)
+    return lines[-1].strip()
 
 
 class VcsHost(Protocol):

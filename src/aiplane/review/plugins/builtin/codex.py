@@ -8,6 +8,7 @@ in CI), so a change cannot delete or weaken the rules it is checked against.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from aiplane.repository.tree import TreeBase
@@ -15,13 +16,22 @@ from aiplane.review.plugins.context import PluginContext
 from aiplane.review.plugins.spec import hookimpl
 
 
+def _relative(path: Path, root: Path) -> str | None:
+    """`path` inside `root` by its name (never through links the checkout may hold), or None."""
+    for folder in {Path(os.path.abspath(root)), root.resolve()}:
+        lexical = Path(os.path.abspath(path))
+        if lexical == folder or folder in lexical.parents:
+            return lexical.relative_to(folder).as_posix() if lexical != folder else ""
+    return None
+
+
 def codex_source(ctx: PluginContext, repo: Path) -> tuple[Path | TreeBase, str] | None:
     configured = ctx.settings.codex.path
     tree = ctx.config_tree
     if configured is not None:
-        resolved, root = configured.resolve(), repo.resolve()
-        if isinstance(tree, TreeBase) and (resolved == root or root in resolved.parents):
-            relative = resolved.relative_to(root).as_posix() if resolved != root else ""
+        relative = _relative(configured, repo)
+        if isinstance(tree, TreeBase) and relative is not None:
+            # Inside the checkout: the trusted tree's copy (the base commit in CI), found by name.
             return tree.sub(relative), f"{relative or '.'} ({tree.describe()})"
         return configured, str(configured)
     if ctx.repo_settings.codex and isinstance(tree, TreeBase):
