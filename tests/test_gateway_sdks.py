@@ -74,7 +74,7 @@ def test_openai_sdk_streaming_injects_usage_option(gateway, upstream):
     assert row["cost_usd"] == pytest.approx((100 * 0.15 + 20 * 0.075 + 30 * 0.6) / 1e6)
 
 
-def test_openai_stream_options_from_client_are_kept(gateway, upstream):
+def test_a_client_cannot_switch_usage_off_and_gets_no_usage_chunk(gateway, upstream):
     _server, state = upstream
     client = openai.OpenAI(base_url=gateway.url + "/openai", api_key=gateway.token(EMAIL))
     stream = client.chat.completions.create(
@@ -83,8 +83,12 @@ def test_openai_stream_options_from_client_are_kept(gateway, upstream):
         stream=True,
         stream_options={"include_usage": False},
     )
-    list(stream)
-    assert state.requests[-1].json()["stream_options"] == {"include_usage": False}
+    chunks = list(stream)
+    # The provider is asked for usage (the call is metered); the client, which asked for none, gets none.
+    assert state.requests[-1].json()["stream_options"] == {"include_usage": True}
+    assert chunks and all(chunk.usage is None for chunk in chunks)
+    (row,) = gateway.wait_for_rows(1)
+    assert (row["status"], row["input_tokens"], row["output_tokens"]) == (200, 120, 30) and row["cost_usd"] > 0
 
 
 @pytest.mark.parametrize("credential", ["api_key", "auth_token"])

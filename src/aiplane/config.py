@@ -83,6 +83,8 @@ class ProviderSettings(Strict):
     catalog_id: str | None = None
     timeout_seconds: float = Field(default=600.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Request headers clients may send to this provider beyond the built-in allowlist (docs/gateway.md).
+    forward_headers: list[str] = Field(default_factory=list)
 
     @field_validator("api_key", mode="after")
     @classmethod
@@ -139,6 +141,19 @@ class GatewaySettings(Strict):
     usage_flush_interval_seconds: float = Field(default=0.25, gt=0)
     # Force store=false into OpenAI-format request bodies (zero data retention at the provider).
     force_zero_retention: bool = True
+    # Identity fields in request bodies (OpenAI `user` / `safety_identifier`, Anthropic
+    # `metadata.user_id`): replaced with the caller's anonymous UUID, or removed.
+    identity_fields: Literal["uuid", "remove"] = "uuid"
+    # Request headers clients may send to every provider beyond the built-in allowlist.
+    forward_headers: list[str] = Field(default_factory=list)
+    # Closed endpoint families (files, batches, vector stores, ...) opened to groups, e.g.
+    # {"openai:files" = ["ml-platform"]}; see docs/gateway.md for the family names.
+    endpoint_groups: dict[str, list[str]] = Field(default_factory=dict)
+    # Concurrent upstream requests: the whole gateway, and any one user (429 past it).
+    upstream_pool_size: int = Field(default=1000, ge=1, le=100_000)
+    max_inflight_per_user: int = Field(default=64, ge=1, le=100_000)
+    # How long a request may wait for a free upstream slot (503 past it), apart from connecting.
+    pool_wait_seconds: float = Field(default=10.0, gt=0)
 
 
 class CatalogSettings(Strict):

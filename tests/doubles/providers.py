@@ -160,6 +160,9 @@ def build_app(state: DoubleState) -> Starlette:
                     if model == "slow-stream":
                         await asyncio.sleep(0.6)
                     if model == "break" and i == 1:
+                        # Let the events so far reach the gateway first: a connection reset discards
+                        # what the client's socket had not read yet, which would make the test a race.
+                        await asyncio.sleep(0.2)
                         raise RuntimeError("upstream died mid-stream")
                 yield _sse({**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
                 if include_usage:
@@ -236,6 +239,9 @@ def build_app(state: DoubleState) -> Starlette:
                     if model == "slow-stream":
                         await asyncio.sleep(0.6)
                     if model == "break" and i == 1:
+                        # Let the events so far reach the gateway first: a connection reset discards
+                        # what the client's socket had not read yet, which would make the test a race.
+                        await asyncio.sleep(0.2)
                         raise RuntimeError("upstream died mid-stream")
                 yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
                 yield _sse(

@@ -11,7 +11,6 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import unquote
 
 import aiohttp
 from starlette.applications import Starlette
@@ -29,17 +28,22 @@ from aiplane.gateway.metering import TokenMeter
 from aiplane.gateway.metrics import GatewayMetrics
 from aiplane.gateway.relay import (
     STREAM_HEADERS,
+    Finish,
+    Inflater,
     RelayStreamingResponse,
+    Scrubber,
+    UnsupportedEncoding,
     error_response,
-    redact,
     relay_headers,
     relay_stream,
 )
 from aiplane.gateway.routing import (
-    STRIPPED_REQUEST_HEADERS,
     RouteError,
     Target,
+    check_endpoint,
     resolve,
+    upstream_path,
+    upstream_query,
 )
 from aiplane.llm.routing import EMPTY as EMPTY_ROUTING
 from aiplane.llm.routing import RoutingError
@@ -80,6 +84,9 @@ class Gateway:
         )
         # Created in lifespan: an aiohttp session belongs to the running event loop.
         self._session: aiohttp.ClientSession | None = None
+        # Fair sharing: upstream requests in flight per user, and the pool they all draw from.
+        self._inflight: dict[str, int] = {}
+        self._pool = asyncio.Semaphore(settings.gateway.upstream_pool_size)
         self.verifier = self._make_verifier()
         self.catalog_index = LiveIndex(self.engine)
         self.discovery = DiscoveryService(settings, lambda: self.models.data)
@@ -115,9 +122,12 @@ class Gateway:
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         # aiohttp over httpx: httpx's pool costs about half the gateway's CPU per request (bench/RESULTS.md).
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300),
+            # The pool semaphore decides who waits; the connector never makes anyone wait on top of it.
+            connector=aiohttp.TCPConnector(limit=self.settings.gateway.upstream_pool_size + 16, limit_per_host=0,
+                                           keepalive_timeout=60, ttl_dns_cache=300),
             trust_env=False,
-            auto_decompress=True,
+            # The relay inflates in bounded steps itself (a gzip can inflate a thousandfold).
+            auto_decompress=False,
             skip_auto_headers=("User-Agent",),
         )
         if self.settings.database.auto_migrate:
@@ -185,86 +195,121 @@ class Gateway:
             identity = await self.authenticate(request)
         except AuthError as exc:
             return self._unauthorized(request_id, str(exc))
+        try:
+            # Normalise first, then decide: routing and every policy see the same decoded path.
+            path = upstream_path(request.scope)
+            check_endpoint(self.settings, prefix, request.method, path, identity.groups)
+        except RouteError as exc:
+            return error_response(exc.status, exc.kind, exc.message, request_id)
         user_id = await self.identities.user_id(identity.subject)
+        lease = self._lease(user_id)
+        if lease is None:
+            limit = self.settings.gateway.max_inflight_per_user
+            return error_response(429, "rate_limit_error", f"too many requests in flight for this user (limit "
+                                  f"gateway.max_inflight_per_user = {limit}); retry when one finishes", request_id,
+                                  {"retry-after": "1"})
+        try:
+            return await self._proxy(request, request_id, prefix, path, user_id, started, lease)
+        except BaseException:
+            lease.release()
+            raise
+        finally:
+            lease.settle()
 
+    def _lease(self, user_id: str) -> Lease | None:
+        """A per-user in-flight slot, or None when the user already has the most allowed."""
+        count = self._inflight.get(user_id, 0)
+        if count >= self.settings.gateway.max_inflight_per_user:
+            return None
+        self._inflight[user_id] = count + 1
+        return Lease(self, user_id)
+
+    async def _proxy(self, request: Request, request_id: str, prefix: str, path: str, user_id: str, started: float,
+                     lease: Lease) -> Response:
         try:
             body = await self._read_body(request)
+            target = resolve(self.settings, prefix, request.method, path, body, user_id)
         except ClientDisconnect:
             return Response(status_code=499)
         except RouteError as exc:
             return error_response(exc.status, exc.kind, exc.message, request_id)
-        try:
-            target = resolve(self.settings, prefix, upstream_path(request.scope), body)
-        except RouteError as exc:
-            return error_response(exc.status, exc.kind, exc.message, request_id)
-
         headers = self._upstream_headers(request, target, user_id)
         url = target.url + upstream_query(request.scope, drop_key=target.wire == "google")
         timeout = aiohttp.ClientTimeout(
             total=None, connect=target.settings.connect_timeout_seconds, sock_read=target.settings.timeout_seconds
         )
         meter = TokenMeter(target.wire)
-
-        def finish(status: int, meter: TokenMeter, error: str | None, first_byte: float | None) -> None:
-            self._record(request_id, user_id, target, status, started, meter, error, first_byte)
-
+        exchange = Exchange(self, request_id, user_id, target, started, lease)
         try:
-            upstream = await self.session().request(
-                request.method,
-                URL(url, encoded=True),
-                headers=headers,
-                data=target.body or None,
-                timeout=timeout,
-                allow_redirects=False,
-            )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return self._upstream_failed(exc, target, meter, request_id, finish)
-
-        content_type = upstream.headers.get("content-type", "")
-        if upstream.status < 400 and content_type.startswith("text/event-stream"):
-            response_headers = relay_headers(upstream, request_id)
-            response_headers.update(STREAM_HEADERS)
-            return RelayStreamingResponse(
-                relay_stream(upstream, target, meter, started, finish),
-                status_code=upstream.status,
-                headers=response_headers,
-            )
-        return await self._relay_whole(upstream, target, meter, request_id, finish, started)
-
-    async def _relay_whole(
-        self, upstream: aiohttp.ClientResponse, target: Target, meter: TokenMeter, request_id: str, finish, started: float
-    ) -> Response:
+            await asyncio.wait_for(self._pool.acquire(), self.settings.gateway.pool_wait_seconds)
+        except TimeoutError:
+            exchange.finish(503, meter, "gateway_busy", None)
+            return error_response(503, "overloaded_error", "every upstream connection is busy; retry shortly",
+                                  request_id, {"retry-after": "1"})
+        lease.pooled = True
+        upstream_call = asyncio.ensure_future(self.session().request(
+            request.method, URL(url, encoded=True), headers=headers, data=target.body or None, timeout=timeout,
+            allow_redirects=False,
+        ))
+        gone = asyncio.ensure_future(_until_disconnect(request))
         try:
-            content = await upstream.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return self._upstream_failed(exc, target, meter, request_id, finish)
+            await asyncio.wait((upstream_call, gone), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            upstream.release()
-        first_byte = time.perf_counter() - started
+            gone.cancel()
+        if not upstream_call.done():
+            # The client left while the provider was still working: stop it now, not at the timeout.
+            upstream_call.cancel()
+            with contextlib.suppress(BaseException):
+                await upstream_call
+            exchange.finish(499, meter, "client_disconnected", None)
+            return Response(status_code=499)
+        try:
+            upstream = upstream_call.result()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            return self._upstream_failed(exc, target, meter, request_id, exchange.finish)
+        return self._answer(upstream, target, meter, request_id, exchange, started)
+
+    def _answer(self, upstream: aiohttp.ClientResponse, target: Target, meter: TokenMeter, request_id: str,
+                exchange: Exchange, started: float) -> Response:
         status = upstream.status
-        retry_after = {"retry-after": upstream.headers["retry-after"]} if "retry-after" in upstream.headers else {}
-        if status >= 500:
-            self.metrics.upstream_errors.labels(target.provider, f"http_{status}").inc()
-            finish(status, meter, "upstream_error", first_byte)
-            gateway_status = 504 if status == 504 else 502
-            return error_response(
-                gateway_status, "upstream_error", f"the provider answered {status}", request_id, retry_after
-            )
-        if status == 401:
+        first_byte = time.perf_counter() - started
+        refusal: tuple[int, str, str, dict[str, str]] | None = None
+        if 300 <= status < 400:
+            # A redirect would send the client (and whatever it carries) to a place we did not choose.
+            refusal = (502, "upstream_redirect", f"the provider answered {status} (a redirect, not followed)", {})
+        elif status >= 500:
+            retry_after = {"retry-after": upstream.headers["retry-after"]} if "retry-after" in upstream.headers else {}
+            refusal = (504 if status == 504 else 502, "upstream_error", f"the provider answered {status}", retry_after)
+        elif status == 401:
             # The gateway's own key was refused; the caller cannot fix that, so don't say 401.
-            self.metrics.upstream_errors.labels(target.provider, "http_401").inc()
-            finish(status, meter, "upstream_auth_failed", first_byte)
-            return error_response(502, "upstream_auth_failed", "the provider refused the gateway's credentials", request_id)
-        if status >= 400:
-            secret = target.settings.api_key.get_secret_value() if target.settings.api_key else None
-            content = redact(content, secret)
-        else:
-            meter.observe_body(content)
-        finish(status, meter, None if status < 400 else f"http_{status}", first_byte)
-        return Response(content, status_code=status, headers=relay_headers(upstream, request_id))
+            refusal = (502, "upstream_auth_failed", "the provider refused the gateway's credentials", {})
+        inflater = None
+        if refusal is None:
+            try:
+                inflater = Inflater(upstream.headers.get("content-encoding", ""))
+            except UnsupportedEncoding:
+                refusal = (502, "upstream_error", "the provider answered in an encoding the gateway did not ask for", {})
+        if refusal is not None:
+            upstream.close()
+            self.metrics.upstream_errors.labels(target.provider, f"http_{status}").inc()
+            exchange.finish(status, meter, refusal[1], first_byte)
+            return error_response(refusal[0], refusal[1], refusal[2], request_id, refusal[3])
+        assert inflater is not None
+        exchange.upstream = upstream
+        scrubber = Scrubber(target.secrets())
+        sse = status < 400 and upstream.headers.get("content-type", "").startswith("text/event-stream")
+        headers = relay_headers(upstream, request_id, scrubber)
+        if sse:
+            headers.update(STREAM_HEADERS)
+        return RelayStreamingResponse(
+            relay_stream(upstream, target, meter, started, exchange.finish, sse, inflater),
+            status_code=status,
+            headers=headers,
+            on_close=exchange.abandon,
+        )
 
     def _upstream_failed(
-        self, exc: BaseException, target: Target, meter: TokenMeter, request_id: str, finish
+        self, exc: BaseException, target: Target, meter: TokenMeter, request_id: str, finish: Finish
     ) -> Response:
         # aiohttp's connect and read timeouts subclass TimeoutError; everything else is a ClientError.
         if isinstance(exc, TimeoutError):
@@ -288,13 +333,14 @@ class Gateway:
         return bytes(chunks)
 
     def _upstream_headers(self, request: Request, target: Target, user_id: str) -> dict[str, str]:
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k not in STRIPPED_REQUEST_HEADERS and k != self._metadata_header
-        }
+        # By allowlist: what the provider's API reads, never the caller's credentials or identity.
+        headers = {k: v for k, v in request.headers.items() if k in target.forward_headers}
+        if target.body and not target.path.startswith(("audio/", "images/")):
+            headers["content-type"] = "application/json"  # the body is our own encoding of what was parsed
         headers.update(target.key_headers())
         headers[self._metadata_header] = json.dumps({"userId": user_id}, separators=(", ", ": "))
+        # Asked for and inflated in bounded steps by the relay.
+        headers["accept-encoding"] = "gzip, deflate"
         return headers
 
     def _record(
@@ -456,31 +502,65 @@ class Gateway:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
 
-def upstream_path(scope) -> str:
-    """The still-encoded path after the route prefix, refusing dot segments.
-
-    Dot segments would let a caller walk out of the provider API path and use the gateway's key
-    on other endpoints of the same host.
-    """
-    raw = scope.get("raw_path") or scope["path"].encode()
-    path = raw.decode("latin-1").split("/", 2)[2] if raw.count(b"/") >= 2 else ""
-    if any(_unsafe_segment(unquote(segment)) for segment in path.split("/")):
-        raise RouteError(400, "invalid_request", "path must not contain '.' or '..' segments")
-    return path
+async def _until_disconnect(request: Request) -> None:
+    """Returns when the client goes away (the body has been read, so the next message is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
-def _unsafe_segment(segment: str) -> bool:
-    return segment in (".", "..") or "/" in segment or "\\" in segment
+class Lease:
+    """One request's hold on the gateway: its user's in-flight slot and, once granted, a pool slot."""
+
+    __slots__ = ("gateway", "user_id", "pooled", "handed_off", "released")
+
+    def __init__(self, gateway: Gateway, user_id: str) -> None:
+        self.gateway, self.user_id = gateway, user_id
+        self.pooled = self.handed_off = self.released = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        inflight = self.gateway._inflight
+        left = inflight.get(self.user_id, 1) - 1
+        if left > 0:
+            inflight[self.user_id] = left
+        else:
+            inflight.pop(self.user_id, None)
+        if self.pooled:
+            self.gateway._pool.release()
+
+    def settle(self) -> None:
+        """End of the handler: release now, unless a streamed answer still holds the slots."""
+        if not self.handed_off:
+            self.release()
 
 
-def upstream_query(scope, drop_key: bool) -> str:
-    query = scope.get("query_string", b"").decode("latin-1")
-    if not query:
-        return ""
-    if drop_key:
-        # Gemini clients may put a key in ?key=; it is a client credential like any other.
-        query = "&".join(p for p in query.split("&") if p.split("=", 1)[0] != "key")
-    return "?" + query if query else ""
+class Exchange:
+    """Records one request exactly once, and gives back its slots when it ends, however it ends."""
+
+    def __init__(self, gateway: Gateway, request_id: str, user_id: str, target: Target, started: float, lease: Lease) -> None:
+        self.gateway, self.request_id, self.user_id, self.target = gateway, request_id, user_id, target
+        self.started, self.lease = started, lease
+        self.recorded = False
+        self.upstream: aiohttp.ClientResponse | None = None
+        lease.handed_off = True
+
+    def finish(self, status: int, meter: TokenMeter, error: str | None, first_byte: float | None) -> None:
+        if not self.recorded:
+            self.recorded = True
+            if error is None and status >= 400:
+                error = f"http_{status}"
+            self.gateway._record(self.request_id, self.user_id, self.target, status, self.started, meter, error, first_byte)
+        self.lease.release()
+
+    def abandon(self) -> None:
+        """The response ended without the relay running (the client left first): still one row, slots back."""
+        if not self.recorded and self.upstream is not None:
+            self.upstream.close()
+        self.finish(499, TokenMeter(self.target.wire), "client_disconnected", None)
 
 
 def _prefixed(prefix: str, gateway: Gateway):

@@ -104,6 +104,13 @@ class TokenMeter:
             pass
 
 
+TERMINAL_MARKERS: dict[str, tuple[bytes, ...]] = {
+    "openai": (b"data: [DONE]", b"data:[DONE]", b"response.completed", b"response.incomplete", b"response.failed"),
+    "anthropic": (b"message_stop",),
+    "google": (b'"finishReason"',),
+}
+
+
 class SseUsageScanner:
     """Watches an SSE byte stream as it passes and feeds usage-bearing events to a meter.
 
@@ -114,6 +121,9 @@ class SseUsageScanner:
         self.meter = meter
         self._buffer = bytearray()
         self._skipping = False
+        # The stream's terminal event has passed: OpenAI's `[DONE]`, the Responses API's
+        # response.completed/incomplete/failed, Anthropic's message_stop, Gemini's finishReason.
+        self.terminal = False
 
     @property
     def mid_event(self) -> bool:
@@ -137,6 +147,8 @@ class SseUsageScanner:
             first = complete.find(b"\n\n")
             complete = complete[first + 2 :] if first >= 0 else b""
             self._skipping = False
+        if not self.terminal and any(marker in complete for marker in TERMINAL_MARKERS[self.meter.wire]):
+            self.terminal = True
         if b"usage" not in complete and b"model" not in complete:
             return
         for event in complete.replace(b"\r\n", b"\n").split(b"\n\n"):

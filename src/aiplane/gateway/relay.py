@@ -1,4 +1,10 @@
-"""Forwarding one request upstream and relaying the answer, streamed or whole, while metering it."""
+"""Relaying a provider's answer to the client, streamed or whole, while metering and scrubbing it.
+
+Nothing is buffered beyond what each step needs: SSE events go out as they arrive, other bodies in
+the chunks they came in; only a bounded tail is kept to read usage from. Compressed answers are
+inflated in bounded steps. The provider's key is scrubbed from every relayed byte, even when an
+echo of it is split across chunks. Response headers travel by allowlist.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +12,25 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from aiplane.gateway.metering import SseUsageScanner, TokenMeter
-from aiplane.gateway.routing import Target
+from aiplane.gateway.routing import RESPONSE_HEADER_PREFIXES, RESPONSE_HEADERS, Target
 from aiplane.logs import log_fields
 
 log = logging.getLogger("aiplane.gateway")
 
-# Response headers that describe the upstream hop, not the answer.
-DROPPED_RESPONSE_HEADERS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-authenticate",
-        "content-length",
-        "content-encoding",  # the client session decodes; we relay plain bytes
-        "set-cookie",
-        "alt-svc",
-        "server",
-        "date",
-    }
-)
-
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+REDACTED = b"[redacted]"
+# Non-SSE bodies up to this size are kept whole to read usage from; past it, only the tail is.
+WHOLE_BODY_BYTES = 1024 * 1024
+TAIL_BYTES = 256 * 1024
+INFLATE_STEP = 256 * 1024
 
 
 def error_body(kind: str, message: str, request_id: str) -> bytes:
@@ -66,35 +59,187 @@ def stream_error_event(wire: str, kind: str, message: str) -> bytes:
     return b"data: " + json.dumps({"error": {"type": kind, "message": message}}).encode() + b"\n\n"
 
 
-def relay_headers(upstream: aiohttp.ClientResponse, request_id: str) -> dict[str, str]:
-    headers = {k: v for k, v in upstream.headers.items() if k.lower() not in DROPPED_RESPONSE_HEADERS}
+class Scrubber:
+    """Replaces secrets in a byte stream, even one split across chunks.
+
+    Only a tail that could be the start of a secret is held back until the next chunk, so a
+    stream is delayed by nothing in practice (SSE chunks end with a blank line, no key's start).
+    """
+
+    def __init__(self, secrets: list[bytes]) -> None:
+        self.patterns = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not self.patterns:
+            return chunk
+        data = self._pending + chunk if self._pending else chunk
+        for pattern in self.patterns:
+            if pattern in data:
+                data = data.replace(pattern, REDACTED)
+        hold = self._partial(data)
+        self._pending = data[len(data) - hold :] if hold else b""
+        return data[: len(data) - hold] if hold else data
+
+    def flush(self) -> bytes:
+        pending, self._pending = self._pending, b""
+        return pending
+
+    def _partial(self, data: bytes) -> int:
+        """The length of the longest tail of `data` that starts some secret."""
+        best = 0
+        for pattern in self.patterns:
+            start = max(len(data) - len(pattern) + 1, 0)
+            position = data.find(pattern[:1], start)
+            while position >= 0:
+                if pattern.startswith(data[position:]):
+                    best = max(best, len(data) - position)
+                    break
+                position = data.find(pattern[:1], position + 1)
+        return best
+
+    def clean(self, text: str) -> str | None:
+        """A header value, or None when it holds a secret (the header is then not relayed)."""
+        raw = text.encode("latin-1", "replace")
+        return None if any(p in raw for p in self.patterns) else text
+
+
+def relay_headers(upstream: aiohttp.ClientResponse, request_id: str, scrubber: Scrubber) -> dict[str, str]:
+    headers = {}
+    for name, value in upstream.headers.items():
+        lower = name.lower()
+        if lower in RESPONSE_HEADERS or lower.startswith(RESPONSE_HEADER_PREFIXES):
+            cleaned = scrubber.clean(value)
+            if cleaned is not None:
+                headers[lower] = cleaned
     headers["x-request-id"] = request_id
     return headers
 
 
-def redact(body: bytes, secret: str | None) -> bytes:
-    """Providers sometimes echo the key they were sent; it must not reach the client."""
-    if not secret or len(secret) < 8:
-        return body
-    encoded = secret.encode()
-    if encoded in body:
-        body = body.replace(encoded, b"[redacted]")
-    # Partially masked echoes ("sk-abc...xyz") keep a long prefix; cut it too.
-    prefix = encoded[: max(8, len(encoded) // 2)]
-    return body.replace(prefix, b"[redacted]") if prefix in body else body
+class UnsupportedEncoding(Exception):
+    pass
+
+
+class Inflater:
+    """Inflates gzip/deflate bodies in bounded steps (a small chunk can inflate a thousandfold)."""
+
+    def __init__(self, encoding: str) -> None:
+        encoding = encoding.strip().lower()
+        if encoding in ("", "identity"):
+            self._z = None
+        elif encoding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._z = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip header, auto-detected
+        else:
+            raise UnsupportedEncoding(encoding)
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        if self._z is None:
+            yield chunk
+            return
+        try:
+            data = self._z.decompress(chunk, INFLATE_STEP)
+            while True:
+                if data:
+                    yield data
+                if not self._z.unconsumed_tail:
+                    return
+                data = self._z.decompress(self._z.unconsumed_tail, INFLATE_STEP)
+        except zlib.error as exc:
+            raise aiohttp.ClientPayloadError("the provider's compressed body is corrupt") from exc
+
+
+class BodyTail:
+    """What is needed to read usage from a non-SSE body: all of it while small, then only its tail."""
+
+    def __init__(self) -> None:
+        self._whole: bytearray | None = bytearray()
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if self._whole is not None:
+            self._whole += chunk
+            if len(self._whole) > WHOLE_BODY_BYTES:
+                self._tail = bytes(self._whole[-TAIL_BYTES:])
+                self._whole = None
+        else:
+            self._tail = (self._tail + chunk)[-TAIL_BYTES:]
+
+    def observe(self, meter: TokenMeter) -> None:
+        if self._whole is not None:
+            meter.observe_body(bytes(self._whole))
+            return
+        # Providers put usage last: find the last usage object in the tail and decode just that.
+        text = self._tail.decode("utf-8", "replace")
+        decoder = json.JSONDecoder()
+        for key in ('"usage"', '"usageMetadata"'):
+            at = text.rfind(key)
+            if at < 0:
+                continue
+            colon = text.find(":", at + len(key))
+            try:
+                value, _ = decoder.raw_decode(text[colon + 1 :].lstrip())
+            except ValueError:
+                continue
+            meter.observe({key.strip('"'): value})
+            return
 
 
 class RelayStreamingResponse(StreamingResponse):
-    """A StreamingResponse that always closes its iterator, so a client disconnect reaches upstream."""
+    """A StreamingResponse that always closes its iterator, so a client disconnect reaches upstream,
+    and then calls `on_close`, for what must happen even when the iterator never started."""
+
+    def __init__(self, *args, on_close: Callable[[], None] | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            if self.on_close is not None:
+                self.on_close()
 
 
 Finish = Callable[[int, TokenMeter, str | None, float | None], None]
+
+
+class UsageChunkFilter:
+    """Drops the usage-only chunk of an OpenAI chat stream whose client asked for none (we asked, to
+    meter it). Works on whole events, so only in that mode are events held until they end."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._buffer += chunk
+        cut = self._buffer.rfind(b"\n\n")
+        if cut < 0:
+            return b""
+        complete, self._buffer = self._buffer[: cut + 2], self._buffer[cut + 2 :]
+        if b'"usage"' not in complete:
+            return complete
+        kept = []
+        for event in complete.split(b"\n\n")[:-1]:
+            if b'"usage"' in event and _usage_only(event):
+                continue
+            kept.append(event + b"\n\n")
+        return b"".join(kept)
+
+    def flush(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+
+def _usage_only(event: bytes) -> bool:
+    data = b"\n".join(line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:"))
+    try:
+        payload = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(payload, dict) and payload.get("choices") == [] and "usage" in payload
 
 
 async def relay_stream(
@@ -103,26 +248,49 @@ async def relay_stream(
     meter: TokenMeter,
     started: float,
     finish: Finish,
+    sse: bool,
+    inflater: Inflater,
 ) -> AsyncIterator[bytes]:
-    """Yield upstream bytes as they arrive; on failure end the stream with a wire-format error event."""
-    scanner = SseUsageScanner(meter)
+    """Yield the upstream body as it arrives, scrubbed and metered.
+
+    SSE: a stream whose terminal event was relayed succeeded, whatever the client does next (the
+    OpenAI SDK closes right after `[DONE]`); a failure mid-stream ends it with a wire-format error
+    event. Other bodies: usage is read from the bounded tail when the body ends.
+    """
+    scanner = SseUsageScanner(meter) if sse else None
+    tail = None if sse else BodyTail()
+    scrubber = Scrubber(target.secrets())
+    usage_filter = UsageChunkFilter() if sse and target.strip_usage_chunk else None
     status = upstream.status
     error: str | None = None
     first_byte: float | None = None
     try:
-        async for chunk in upstream.content.iter_any():
+        async for raw in upstream.content.iter_any():
             if first_byte is None:
                 first_byte = time.perf_counter() - started
-            scanner.feed(chunk)
-            yield chunk
+            for chunk in inflater.feed(raw):
+                if scanner is not None:
+                    scanner.feed(chunk)
+                else:
+                    tail.feed(chunk)  # type: ignore[union-attr]
+                if usage_filter is not None:
+                    chunk = usage_filter.feed(chunk)
+                out = scrubber.feed(chunk)
+                if out:
+                    yield out
+        last = scrubber.feed(usage_filter.flush()) if usage_filter is not None else b""
+        last += scrubber.flush()
+        if last:
+            yield last
     except TimeoutError:  # aiohttp's read timeouts subclass it
         error = "upstream_timeout"
     except aiohttp.ClientError:
         error = "upstream_stream_error"
     except (GeneratorExit, asyncio.CancelledError):
-        # Cancelled while waiting for upstream, or closed while parked at a yield.
-        error = "client_disconnected"
-        status = 499
+        # The client left. After the stream's terminal event that is the normal end of a stream.
+        if scanner is None or not scanner.terminal:
+            error = "client_disconnected"
+            status = 499
         raise
     finally:
         if error is None:
@@ -130,13 +298,11 @@ async def relay_stream(
         else:
             # Closing (not releasing) drops the connection, so the provider stops generating.
             upstream.close()
+        if tail is not None and error is None:
+            tail.observe(meter)
         if error is not None and error != "client_disconnected":
-            log.warning(
-                "upstream stream failed",
-                extra=log_fields(provider=target.provider, error=error),
-            )
+            log.warning("upstream stream failed", extra=log_fields(provider=target.provider, error=error))
         finish(status, meter, error, first_byte)
-    if error is not None and not scanner.mid_event:
+    if error is not None and scanner is not None and not scanner.mid_event:
         # Announce the failure in the provider's own format so SDKs raise instead of hanging.
         yield stream_error_event(target.wire, error, "upstream stream ended unexpectedly")
-
