@@ -233,3 +233,17 @@ def test_catalog_by_refs_refuses_a_huge_body_before_reading_it(gateway):
         assert response.status_code == 413 and response.json()["error"]["name"] == "PayloadTooLargeError"
     ok = httpx.post(url, json={"entityRefs": ["component:default/nope"]}, headers=headers)
     assert ok.status_code == 200 and ok.json() == {"items": [None]}
+
+
+def test_gateway_warns_at_start_about_literal_secrets_in_the_org_config(make_gateway, org_source):
+    from tests.test_orgconfig import GITHUB_TOKEN, LITERAL_KEY, SECRETS_SOURCE, _write
+
+    _write(org_source, SECRETS_SOURCE)
+    gateway = make_gateway("disc-literal", AIPLANE_DISCOVERY__CONFIG_SOURCE=str(org_source))  # starts: a warning, not an error
+    assert LITERAL_KEY in httpx.get(gateway.url + "/.well-known/opencode").text  # what the warning is about
+    warnings = [json.loads(line) for line in gateway.logs().splitlines() if "literal secret in the served org config" in line]
+    assert {(w["level"], w["where"], w["key"]) for w in warnings} >= {
+        ("warning", "config/providers.yaml:6", "provider.acme.options.apiKey"),
+        ("warning", "config/mcp.toml:5", "mcp.github.environment.GITHUB_TOKEN"),
+    }
+    assert LITERAL_KEY not in gateway.logs() and GITHUB_TOKEN not in gateway.logs()
