@@ -38,9 +38,10 @@ def upstream() -> Iterator[tuple[ServerThread, DoubleState]]:
 
 
 class GatewayProcess:
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], umask: int = -1) -> None:
         self.data_dir = data_dir
         self.env = env
+        self.umask = umask  # -1 keeps the test runner's
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "gateway.log"
@@ -55,6 +56,7 @@ class GatewayProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=self.data_dir,
+            umask=self.umask,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -89,6 +89,8 @@ def test_streamable_http_requires_a_token(catalog_env):
             [AIPLANE, "gateway", "token", "create", "--user", "agent@example.com"],
             env=catalog_env, capture_output=True, text=True, check=True,
         ).stdout.strip()
+        huge = httpx.post(url, content=b"x" * (4 * 1024 * 1024), headers={"authorization": f"Bearer {token}"}, timeout=30)
+        assert huge.status_code == 413 and huge.json()["error"]["type"] == "request_too_large"
 
         async def run() -> None:
             async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:

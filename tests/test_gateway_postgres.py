@@ -58,3 +58,34 @@ def test_bad_postgres_url_fails_cleanly(tmp_path):
     assert result.returncode == 1
     assert "cannot read usage" in result.stderr
     assert "s3cret-pw" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_junk_usage_fits_postgres_columns(make_gateway, postgres_url):
+    """Counts clamped to 10**12 need the 64-bit token columns (migration 0008); INTEGER would refuse them."""
+    import asyncio
+
+    import httpx
+    from sqlalchemy import select
+
+    from aiplane.store.database import create_engine
+    from aiplane.store.schema import usage, usage_hourly_models
+
+    gateway = make_gateway("pg-junk", AIPLANE_DATABASE__URL=postgres_url, AIPLANE_GATEWAY__USAGE_FLUSH_INTERVAL_SECONDS="2")
+    headers = {"authorization": f"Bearer {gateway.token()}"}
+    for model in ("gpt-4o", "gpt-4o-junk-huge", "gpt-4o"):
+        response = httpx.post(gateway.url + "/openai/chat/completions", headers=headers, json={"model": model, "messages": []})
+        assert response.status_code == 200
+    gateway.stop()  # flushes
+
+    async def read():
+        engine = create_engine(postgres_url)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(usage.c.model, usage.c.input_tokens).where(usage.c.model.like("gpt-4o%")))).all()
+            rolled = (await conn.execute(select(usage_hourly_models.c.input_tokens).where(usage_hourly_models.c.model == "gpt-4o-junk-huge"))).scalar_one()
+        await engine.dispose()
+        return rows, rolled
+
+    rows, rolled = asyncio.run(read())
+    assert sorted(tokens for model, tokens in rows if model == "gpt-4o-junk-huge") == [10**12]
+    assert rolled == 10**12
+    assert not (gateway.data_dir / "usage-spool.jsonl").exists()

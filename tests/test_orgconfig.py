@@ -108,3 +108,66 @@ def test_check_writes_nothing_and_missing_source_is_clean(tmp_path):
     assert not (tmp_path / "opencode.json").exists()
     missing = _run("check", str(tmp_path / "nope"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+# Fake credentials in real formats, and the {env:NAME} forms that are fine.
+LITERAL_KEY = "sk-proj-" + "Zq3" * 12
+GITHUB_TOKEN = "ghp_" + "a1B2" * 9
+PLAIN_PASSWORD = "hunter2-but-longer"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+SECRETS_SOURCE = {
+    "config/providers.yaml": (
+        "provider:\n"
+        "  acme:\n"
+        "    npm: '@ai-sdk/openai-compatible'\n"
+        "    options:\n"
+        "      baseURL: https://llm.acme.example/v1\n"
+        f"      apiKey: {LITERAL_KEY}\n"
+        "      headers:\n"
+        f"        Authorization: Bearer {JWT}\n"
+        "        X-Team: platform\n"
+        "  fine:\n"
+        "    npm: '@ai-sdk/openai-compatible'\n"
+        "    options:\n"
+        "      baseURL: https://fine.example/v1\n"
+        "      apiKey: ''\n"
+        "      headers:\n"
+        "        Authorization: Bearer {env:AIPLANE_TOKEN}\n"
+    ),
+    "config/mcp.toml": (
+        "[mcp.github]\n"
+        "type = 'local'\n"
+        "command = ['github-mcp']\n"
+        "[mcp.github.environment]\n"
+        f"GITHUB_TOKEN = '{GITHUB_TOKEN}'\n"
+        "GITHUB_HOST = 'github.com'\n"
+        "[mcp.wiki]\n"
+        "type = 'remote'\n"
+        "url = 'https://wiki.example/mcp'\n"
+        "[mcp.wiki.headers]\n"
+        f"x-wiki-password = '{PLAIN_PASSWORD}'\n"
+        "x-api-key = '{env:WIKI_KEY}'\n"
+    ),
+    "agents/helper.md": "---\ndescription: Helps\n---\nUse the deploy key AKIAABCDEFGHIJKLMNOP when asked.\n",
+}
+
+
+def test_literal_secrets_are_warned_about_not_refused(tmp_path):
+    src = _write(tmp_path / "src", SECRETS_SOURCE)
+    for args in (("check", str(src)), ("build", str(src), "-o", str(tmp_path / "out.json"))):
+        result = _run(*args)
+        assert result.returncode == 0, result.stderr
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        assert len(warnings) == 5, result.stderr
+        for where in (
+            "config/providers.yaml:6: provider.acme.options.apiKey: looks like an OpenAI/Anthropic-style key",
+            "config/providers.yaml:8: provider.acme.options.headers.Authorization: looks like a JWT",
+            "config/mcp.toml:5: mcp.github.environment.GITHUB_TOKEN: looks like a GitHub token",
+            "config/mcp.toml:11: mcp.wiki.headers.x-wiki-password: 'x-wiki-password' holds a literal value",
+            "agents/helper.md:4: agent.helper.prompt: looks like an AWS access key id",
+        ):
+            assert any(w.startswith(f"warning: {where}") for w in warnings), (where, warnings)
+        assert all("{env:NAME}" in w for w in warnings)
+        for secret in (LITERAL_KEY, GITHUB_TOKEN, PLAIN_PASSWORD, JWT, "AKIAABCDEFGHIJKLMNOP"):
+            assert secret not in result.stderr and secret not in result.stdout
+    assert "warning" not in _run("check", str(EXAMPLE)).stderr

@@ -399,3 +399,14 @@ def test_oversized_code_is_refused_before_the_sandbox(portal):
             return json.loads((await client.call_tool("execute", {"code": "//" + "x" * 200_000})).content[0].text)
 
     assert run(go())["error"] == "code longer than 100000 characters"
+
+
+def test_a_huge_mcp_body_is_refused_before_the_transport_reads_it(portal):
+    url = portal.url + "/mcp?mode=codemode"
+    headers = {"authorization": f"Bearer {portal.token()}", "content-type": "application/json", "accept": "application/json, text/event-stream"}
+    body = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "execute", "arguments": {"code": "' + b"x" * (16 * 1024 * 1024) + b'"}}}'
+    started = time.monotonic()
+    response = httpx.post(url, content=body, headers=headers, timeout=30)
+    assert time.monotonic() - started < 5.0
+    assert response.status_code == 413 and response.json()["error"]["type"] == "request_too_large"
+    assert httpx.post(portal.url + "/mcp", content=body).status_code == 401  # no token: refused before any of it is read

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import stat
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -169,3 +171,106 @@ def test_rollup_backfill_migrates_existing_usage(tmp_path):
     (hour,) = conn.execute("SELECT hour FROM usage_hourly").fetchone()
     assert hour.endswith(":00:00.000000")
     conn.close()
+
+
+def test_token_counts_and_costs_are_clamped_to_storable_values():
+    from aiplane.gateway.metering import _int
+    from aiplane.store.usage import MAX_COST_USD, MAX_TOKENS, clamp_cost, clamp_tokens
+
+    for clamp in (_int, clamp_tokens):
+        assert [clamp(v) for v in (0, 7, MAX_TOKENS, MAX_TOKENS + 1, 2**63, 2**200)] == [0, 7, MAX_TOKENS] + [MAX_TOKENS] * 3
+        assert [clamp(v) for v in (-1, -(2**63), True, False, 3.0, float("nan"), "12", None, {"n": 1}, [1])] == [0] * 10
+    assert [clamp_cost(v) for v in (0, 1, 0.25, 1e300)] == [0.0, 1.0, 0.25, MAX_COST_USD]
+    assert [clamp_cost(v) for v in (-0.5, float("nan"), float("inf"), True, "1.0", None)] == [None] * 6
+    record = UsageRecord(
+        request_id="r" * 100, user_id="u", provider="openai", model="bad\x00name\ud800" + "m" * 300, endpoint="e",
+        streamed=1, status=2**70, latency_ms=float("nan"), input_tokens=2**64, output_tokens=-1, cached_tokens=True,
+        cache_write_tokens=1.5, cost_usd=float("-inf"), error="x" * 100,
+    )
+    assert (record.input_tokens, record.output_tokens, record.cached_tokens, record.cache_write_tokens) == (MAX_TOKENS, 0, 0, 0)
+    assert (record.cost_usd, record.status, record.latency_ms, record.streamed) == (None, 0, 0.0, True)
+    assert len(record.request_id) == 64 and len(record.model) == 200 and "\x00" not in record.model and len(record.error) == 64
+    record.model.encode("utf-8")  # no lone surrogate left
+
+
+def _poison(engine, model: str):
+    """A database that refuses one row's values, the way a constraint would."""
+
+    async def install():
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                f"CREATE TRIGGER poison BEFORE INSERT ON usage WHEN NEW.model = '{model}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+
+    return install()
+
+
+def test_a_refused_row_is_quarantined_and_its_batch_written(tmp_path, caplog):
+    db = tmp_path / "aiplane.db"
+    spool = tmp_path / "usage-spool.jsonl"
+
+    async def run():
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        await migrate(engine)
+        await _poison(engine, "poison")
+        writer = UsageWriter(engine, spool, batch_size=10, flush_interval=0.05)
+        await writer.start()
+        for i in range(7):
+            record = _record(i)
+            if i == 3:
+                record.model = "poison"
+            writer.submit(record)
+        await writer.close()
+        rows = await aggregate(engine, "model", datetime.now(UTC) - timedelta(hours=1))
+        await engine.dispose()
+        return rows
+
+    rows = asyncio.run(run())
+    assert [(r["key"], r["requests"]) for r in rows] == [("gpt-4o", 6)]
+    assert not spool.exists()
+    (entry,) = [json.loads(line) for line in (tmp_path / "usage-quarantine.jsonl").read_text().splitlines()]
+    assert entry["reason"] == "IntegrityError" and entry["record"]["request_id"] == "r3"
+    assert [r.getMessage() for r in caplog.records if r.name == "aiplane.usage"].count("usage record quarantined") == 1
+
+
+def test_replay_quarantines_refused_rows_and_keeps_rows_during_an_outage(tmp_path):
+    db = tmp_path / "aiplane.db"
+    spool = tmp_path / "usage-spool.jsonl"
+    old = os.umask(0)
+    try:
+        async def outage():
+            engine = create_engine(f"sqlite+aiosqlite:///{db}")  # no schema: every write fails
+            writer = UsageWriter(engine, spool, batch_size=2, flush_interval=0.05)
+            await writer.start()
+            for i in range(5):
+                record = _record(i)
+                if i == 1:
+                    record.model = "poison"
+                writer.submit(record)
+            await writer.close()
+            await engine.dispose()
+
+        asyncio.run(outage())
+    finally:
+        os.umask(old)
+    assert len(spool.read_text().splitlines()) == 5  # nothing quarantined while the database is down
+    assert stat.S_IMODE(os.stat(spool).st_mode) == 0o600 and stat.S_IMODE(os.stat(tmp_path).st_mode) == 0o700
+    assert not (tmp_path / "usage-quarantine.jsonl").exists()
+
+    async def recovered():
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        await migrate(engine)
+        await _poison(engine, "poison")
+        writer = UsageWriter(engine, spool, batch_size=2)
+        await writer.start()
+        await writer.close()
+        rows = await aggregate(engine, "model", datetime.now(UTC) - timedelta(hours=1))
+        await engine.dispose()
+        return rows
+
+    rows = asyncio.run(recovered())
+    assert [(r["key"], r["requests"]) for r in rows] == [("gpt-4o", 4)]
+    assert not spool.exists()
+    (entry,) = [json.loads(line) for line in (tmp_path / "usage-quarantine.jsonl").read_text().splitlines()]
+    assert entry["record"]["request_id"] == "r1"

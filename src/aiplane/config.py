@@ -296,6 +296,8 @@ class PortalSettings(Strict):
     policies: list[PortalPolicy] = Field(default_factory=list)
     # Store tool-call arguments in the audit log (off: only who, what, how long, status).
     audit_arguments: bool = False
+    # Larger MCP request bodies get 413 before they are read.
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     restart_backoff_seconds: float = Field(default=1.0, gt=0)
     restart_backoff_max_seconds: float = Field(default=60.0, gt=0)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)

@@ -8,7 +8,10 @@ gateway sent upstream. Model names switch on failure modes:
 - ``slow``: waits longer than the test gateway's timeout;
 - ``break``: a stream that dies after two chunks;
 - ``echo-key``: a 400 whose message echoes the key it received;
-- ``slow-stream``: a stream with a pause between chunks, to prove nothing is buffered.
+- ``slow-stream``: a stream with a pause between chunks, to prove nothing is buffered;
+- ``<model>-junk-*`` (see ``JUNK_USAGE``), e.g. ``gpt-4o-junk-huge``: usage fields no real
+  provider sends (counts past 2**63, negative, strings, floats, bools, nested objects) in that
+  provider's usage shape; the model prefix keeps the request priced.
 """
 
 from __future__ import annotations
@@ -32,6 +35,34 @@ GOOGLE_KEY = "AIza-upstream-0123456789abcdef"
 OPENAI_USAGE = {"prompt_tokens": 120, "completion_tokens": 30, "cached": 20}
 ANTHROPIC_USAGE = {"input_tokens": 100, "output_tokens": 40, "cache_read": 50, "cache_write": 10}
 GOOGLE_USAGE = {"prompt": 80, "candidates": 25, "thoughts": 5, "cached": 16}
+
+# Usage a broken or hostile upstream may report, by model-name suffix, per wire format. Every
+# value is valid JSON; few are sane token counts.
+JUNK_USAGE: dict[str, dict[str, dict[str, Any]]] = {
+    "junk-huge": {
+        "openai": {"prompt_tokens": 2**63, "completion_tokens": 2**64 + 7, "prompt_tokens_details": {"cached_tokens": 10**30}},
+        "anthropic": {"input_tokens": 2**63, "output_tokens": 7, "cache_read_input_tokens": -4, "cache_creation_input_tokens": "9"},
+        "google": {"promptTokenCount": 2**63 - 1, "candidatesTokenCount": 10**19, "thoughtsTokenCount": 3, "cachedContentTokenCount": 2**80},
+    },
+    "junk-negative": {
+        "openai": {"prompt_tokens": -1, "completion_tokens": -(2**63) - 1, "prompt_tokens_details": {"cached_tokens": -20}},
+    },
+    "junk-types": {
+        "openai": {"prompt_tokens": "120", "completion_tokens": 30.0, "prompt_tokens_details": {"cached_tokens": True}},
+        "google": {"promptTokenCount": 1e300, "candidatesTokenCount": False, "thoughtsTokenCount": None, "cachedContentTokenCount": "16"},
+    },
+    "junk-nested": {
+        "openai": {"prompt_tokens": {"value": 120}, "completion_tokens": [30], "prompt_tokens_details": "20"},
+        "google": {"promptTokenCount": {"n": 1}, "candidatesTokenCount": [25], "thoughtsTokenCount": {}, "cachedContentTokenCount": []},
+    },
+}
+
+
+def junk_usage(model: str, wire: str) -> dict[str, Any] | None:
+    for kind, shapes in JUNK_USAGE.items():
+        if model.endswith("-" + kind) and wire in shapes:
+            return shapes[wire]
+    return None
 
 
 def _catalog() -> dict[str, Any]:
@@ -124,7 +155,7 @@ def build_app(state: DoubleState) -> Starlette:
         if failed is not None:
             return failed
         created = int(time.time())
-        usage = {
+        usage = junk_usage(model, "openai") or {
             "prompt_tokens": OPENAI_USAGE["prompt_tokens"],
             "completion_tokens": OPENAI_USAGE["completion_tokens"],
             "total_tokens": OPENAI_USAGE["prompt_tokens"] + OPENAI_USAGE["completion_tokens"],
@@ -213,7 +244,7 @@ def build_app(state: DoubleState) -> Starlette:
                     **message,
                     "content": [{"type": "text", "text": "Hello from the double."}],
                     "stop_reason": "end_turn",
-                    "usage": {
+                    "usage": junk_usage(model, "anthropic") or {
                         "input_tokens": u["input_tokens"],
                         "output_tokens": u["output_tokens"],
                         "cache_read_input_tokens": u["cache_read"],
@@ -268,7 +299,7 @@ def build_app(state: DoubleState) -> Starlette:
         if failed is not None:
             return failed
         g = GOOGLE_USAGE
-        usage = {
+        usage = junk_usage(model, "google") or {
             "promptTokenCount": g["prompt"],
             "candidatesTokenCount": g["candidates"],
             "thoughtsTokenCount": g["thoughts"],

@@ -13,10 +13,13 @@ from starlette.routing import Route
 from aiplane.catalog.index import CatalogIndex, QueryError, decode_cursor, encode_cursor, parse_filter, project
 from aiplane.catalog.model import EntityError, EntityRef
 from aiplane.catalog.store import LiveIndex
+from aiplane.httpbody import BodyTooLarge, read_limited
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 MAX_REFS = 1000
+# MAX_REFS refs of a few hundred characters each, plus fields: well under this.
+MAX_BODY_BYTES = 1024 * 1024
 
 Authorize = Callable[[Request], Awaitable[Response | None]]
 
@@ -104,7 +107,13 @@ def routes(live: LiveIndex, authorize: Authorize) -> list[Route]:
 
     async def by_refs_handler(index: CatalogIndex, request: Request) -> Response:
         try:
-            body = json.loads(await request.body() or b"{}")
+            raw = await read_limited(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
+            response = _error(413, "PayloadTooLargeError", f"request body exceeds {MAX_BODY_BYTES} bytes")
+            response.headers["connection"] = "close"  # stop reading the rest
+            return response
+        try:
+            body = json.loads(raw or b"{}")
         except ValueError:
             return _error(400, "InputError", "body must be JSON: {\"entityRefs\": [...]}")
         refs = body.get("entityRefs") if isinstance(body, dict) else None

@@ -16,6 +16,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiplane.catalog import tools
 from aiplane.catalog.store import LiveIndex
+from aiplane.httpbody import BodyTooLarge, buffer_limited
+
+# Tool calls here carry a few short strings.
+MAX_BODY_BYTES = 1024 * 1024
 
 INSTRUCTIONS = (
     "Service catalog (Backstage model). Entity refs look like kind:namespace/name; kind and namespace "
@@ -83,11 +87,12 @@ Authorize = Callable[[dict[str, str]], Awaitable[bool]]
 
 
 class RequireToken:
-    """ASGI guard for the HTTP transport: no valid gateway token, no MCP."""
+    """ASGI guard for the HTTP transport: no valid gateway token, no MCP; bodies over MAX_BODY_BYTES get 413."""
 
-    def __init__(self, app: ASGIApp, authorize: Authorize) -> None:
+    def __init__(self, app: ASGIApp, authorize: Authorize, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.authorize = authorize
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -95,6 +100,13 @@ class RequireToken:
             if not await self.authorize(headers):
                 body = json.dumps({"error": {"type": "authentication_error", "message": "missing or invalid credentials"}}).encode()
                 await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            try:
+                receive = await buffer_limited(scope, receive, self.max_body_bytes)
+            except BodyTooLarge as exc:
+                body = json.dumps({"error": {"type": "request_too_large", "message": str(exc)}}).encode()
+                await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)

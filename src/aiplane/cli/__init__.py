@@ -24,7 +24,6 @@ gateway_app = typer.Typer(help="The LLM gateway.", no_args_is_help=True)
 token_app = typer.Typer(help="Dev-mode tokens for a gateway without an SSO provider.", no_args_is_help=True)
 usage_app = typer.Typer(help="Usage and cost reports.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-config_app = typer.Typer(help="Agents and commands as code: compile a config source folder for OpenCode.", no_args_is_help=True)
 agentsmd_app = typer.Typer(help="AGENTS.md: verified facts, short files, staleness checks.", no_args_is_help=True)
 codex_app = typer.Typer(help="The Engineering Codex: rules with IDs, as a skill, in reviews and audits.", no_args_is_help=True)
 catalog_app = typer.Typer(help="The service catalog (Backstage descriptors) and its MCP server.", no_args_is_help=True)
@@ -34,7 +33,6 @@ gateway_app.add_typer(token_app, name="token")
 app.add_typer(usage_app, name="usage")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
-app.add_typer(config_app, name="config")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(codex_app, name="codex")
 app.add_typer(agentsmd_app, name="agents-md")
@@ -224,48 +222,6 @@ def usage_report(
         out.print("* includes requests for models with no known price")
     if not rows:
         out.print("no usage recorded in this window")
-
-
-def _compile_or_exit(source: Path):  # noqa: ANN202
-    from aiplane.orgconfig.compiler import compile_source
-
-    result = compile_source(source)
-    if not result.ok:
-        for problem in result.problems:
-            err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
-        count = len(result.problems)
-        raise _fail(f"{source}: {count} problem{'s' if count != 1 else ''}; nothing was written")
-    return result
-
-
-@config_app.command("build")
-def config_build(
-    source: Annotated[Path, typer.Argument(help="Config source folder (agents/, commands/, config/).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the OpenCode config.")] = Path("opencode.json"),
-) -> None:
-    """Compile SOURCE into one OpenCode config and validate it against OpenCode's schema."""
-    from aiplane.orgconfig.compiler import write_atomic
-
-    result = _compile_or_exit(source)
-    assert result.config is not None
-    try:
-        write_atomic(output, result.config)
-    except OSError as exc:
-        raise _fail(f"cannot write {output} ({exc.__class__.__name__})") from None
-    agents, commands = len(result.config.get("agent", {})), len(result.config.get("command", {}))
-    out.print(f"wrote {output}: {agents} agents, {commands} commands")
-
-
-@config_app.command("check")
-def config_check(
-    source: Annotated[Path, typer.Argument(help="Config source folder (agents/, commands/, config/).")],
-) -> None:
-    """Validate SOURCE without writing anything."""
-    from aiplane.orgconfig.compiler import schema_version
-
-    result = _compile_or_exit(source)
-    assert result.config is not None
-    out.print(f"{source}: valid against the OpenCode {schema_version()} config schema")
 
 
 @models_app.command("list")
@@ -835,8 +791,10 @@ def db_upgrade(config: ConfigOption = None) -> None:
     out.print("database schema is up to date")
 
 
+from aiplane.cli import config as _config  # noqa: E402 - registers the config command group
 from aiplane.cli import review as _review  # noqa: E402 - registers the review command groups
 
+app.add_typer(_config.config_app, name="config")
 app.add_typer(_review.review_app, name="review")
 app.add_typer(_review.review_config_app, name="review-config")
 

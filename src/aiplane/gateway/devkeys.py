@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt import PyJWK
 
+from aiplane.store.files import FILE_MODE, private_dir, tighten
+
 DEV_ISSUER = "aiplane-dev"
 DEV_AUDIENCE = "aiplane"
 DEV_ALGORITHM = "ES256"
@@ -29,21 +31,23 @@ def _key_path(data_dir: Path) -> Path:
 def load_or_create_signing_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
     path = _key_path(data_dir)
     if path.exists():
+        tighten(path, FILE_MODE)
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError(f"{path} does not hold an EC private key")
         return key
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     # O_EXCL: two processes starting at once must not overwrite each other's key.
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:
         return load_or_create_signing_key(data_dir)
     with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), FILE_MODE)  # whatever the umask
         fh.write(pem)
     return key
 

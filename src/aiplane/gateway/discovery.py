@@ -39,6 +39,12 @@ class DiscoveryService:
         result = compile_source(source)
         if not result.ok:
             raise OrgConfigError(result.problems)
+        for warning in result.warnings:
+            # Where and which key, never the value.
+            log.warning(
+                "literal secret in the served org config; use {env:NAME} substitution",
+                extra=log_fields(where=str(warning.origin), key=warning.key),
+            )
         assert result.config is not None
         config = {k: v for k, v in result.config.items() if k != "$schema"}
         # The served document adds generated providers; check the combination too.

@@ -11,8 +11,12 @@ from aiplane.modelcatalog.pricing import TokenCounts
 MAX_EVENT_BYTES = 1024 * 1024
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+def _int(value: Any, bound: int = 10**12) -> int:
+    """A provider's token count: a JSON integer in [0, bound] (the store's usage.MAX_TOKENS).
+    Negative numbers, bools, floats, strings and objects count as 0; a larger integer as the bound."""
+    if type(value) is not int:
+        return 0
+    return value if 0 <= value <= bound else (bound if value > 0 else 0)
 
 
 class TokenMeter:

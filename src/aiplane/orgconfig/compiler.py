@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from aiplane.orgconfig.secretscan import literal_secrets
 from aiplane.orgconfig.source import Origin, Problem, SourceTree, read_source
 
 SCHEMA_URL = "https://opencode.ai/config.json"
@@ -33,6 +34,8 @@ def schema_version() -> str:
 class CompileResult:
     config: dict[str, Any] | None
     problems: list[Problem] = field(default_factory=list)
+    # Not errors: literal secret-looking values (orgconfig.secretscan), reported with the file and key only.
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -89,7 +92,7 @@ def compile_source(root: Path) -> CompileResult:
     document = {"$schema": SCHEMA_URL, **tree.document}
     # Schema problems are reported alongside source problems, so one run shows everything.
     problems = tree.problems + validate_config(document, tree)
-    return CompileResult(None if problems else document, problems)
+    return CompileResult(None if problems else document, problems, literal_secrets(tree.document, tree))
 
 
 def write_atomic(path: Path, document: dict[str, Any]) -> None:

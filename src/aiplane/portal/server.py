@@ -18,6 +18,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from starlette.types import Receive, Scope, Send
 
+from aiplane.httpbody import BodyTooLarge, buffer_limited
 from aiplane.portal.core import Caller, Portal, PortalError
 
 Authenticate = Callable[[dict[str, str]], Awaitable[Caller | None]]
@@ -115,6 +116,12 @@ class PortalEndpoint:
         mode = next((part.split("=", 1)[1] for part in query.split("&") if part.startswith("mode=")), None)
         if mode is not None and mode not in MODES:
             await _json(send, 400, {"error": {"type": "invalid_request", "message": "mode must be aggregate or codemode"}})
+            return
+        try:
+            # The MCP transport reads the whole body itself, unbounded: read it first, bounded.
+            receive = await buffer_limited(scope, receive, self.portal.settings.max_request_bytes)
+        except BodyTooLarge as exc:
+            await _json(send, 413, {"error": {"type": "request_too_large", "message": str(exc)}}, [(b"connection", b"close")])
             return
         scope.setdefault("state", {})["aiplane_caller"] = caller
         await self.transport(scope, receive, send)

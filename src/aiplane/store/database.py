@@ -10,6 +10,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from aiplane.store.files import FILE_MODE, create_private_file, private_dir, tighten
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
@@ -28,12 +30,21 @@ def create_engine(url: str) -> AsyncEngine:
             f"database.url driver '{parsed.drivername}' is not supported; use one of {', '.join(SUPPORTED_DRIVERS)}"
         )
     if parsed.drivername.startswith("sqlite"):
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            private_sqlite_file(Path(parsed.database))
         engine = create_async_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (its -wal and -shm files take the same mode),
+    in a 0700 folder when the folder is new; tighten an existing file and its -wal/-shm if ours."""
+    private_dir(path.parent, tighten_existing=False)  # the folder may be shared; the data dir is tightened by its owner
+    if not create_private_file(path):
+        for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            tighten(candidate, FILE_MODE)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types vary by driver

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -28,10 +28,10 @@ usage = Table(
     Column("streamed", Integer, nullable=False),
     Column("status", Integer, nullable=False),
     Column("latency_ms", Float, nullable=False),
-    Column("input_tokens", Integer, nullable=False),
-    Column("output_tokens", Integer, nullable=False),
-    Column("cached_tokens", Integer, nullable=False),
-    Column("cache_write_tokens", Integer, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
     # NULL when the model has no known price, so unknown never reads as free.
     Column("cost_usd", Float, nullable=True),
     Column("error", String(64), nullable=True),
@@ -81,9 +81,9 @@ usage_hourly = Table(
     Column("user_id", String(36), primary_key=True),
     Column("requests", Integer, nullable=False),
     Column("errors", Integer, nullable=False),
-    Column("input_tokens", Integer, nullable=False),
-    Column("output_tokens", Integer, nullable=False),
-    Column("cached_tokens", Integer, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
     Column("cost_usd", Float, nullable=False),
     Column("latency_ms_sum", Float, nullable=False),
     *[Column(f"lat_b{i}", Integer, nullable=False) for i in range(len(LATENCY_BUCKETS_MS) + 1)],

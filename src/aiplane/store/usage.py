@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,11 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import case, func, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiplane.logs import log_fields
+from aiplane.store.files import FILE_MODE, open_private_append, private_dir, tighten
 from aiplane.store.schema import LATENCY_BUCKETS_MS, usage, usage_daily_users, usage_hourly, usage_hourly_models
 
 log = logging.getLogger("aiplane.usage")
@@ -26,8 +29,46 @@ GroupBy = Literal["user", "model", "provider"]
 GROUP_COLUMNS = {"user": usage.c.user_id, "model": usage.c.model, "provider": usage.c.provider}
 
 
+# One request never uses more tokens than this; anything larger is clamped to it. A sum of
+# millions of such counts still fits the 64-bit columns (usage and the rollups).
+MAX_TOKENS = 10**12
+# A cost above this is clamped to it: it keeps rollup sums finite whatever the price table says.
+MAX_COST_USD = 1e12
+_TEXT_LIMITS = {"request_id": 64, "user_id": 36, "provider": 64, "model": 200, "endpoint": 200, "error": 64}
+_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens")
+
+
+def clamp_tokens(value: Any) -> int:
+    """A token count as stored: an int in [0, MAX_TOKENS]; a negative int is 0, a larger one MAX_TOKENS,
+    and anything that is not an int (bool, float, string, null, object) is 0."""
+    if type(value) is not int:
+        return 0
+    return value if 0 <= value <= MAX_TOKENS else (MAX_TOKENS if value > 0 else 0)
+
+
+def clamp_cost(value: Any) -> float | None:
+    """A cost as stored: a finite float in [0, MAX_COST_USD], or None (unknown) for anything else."""
+    if type(value) is not float and type(value) is not int:
+        return None
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        return None
+    return min(value, MAX_COST_USD)
+
+
+def _text(value: Any, limit: int) -> str:
+    if type(value) is not str:
+        value = str(value)
+    if not value.isascii() or "\x00" in value:
+        # NUL and lone surrogates are refused by PostgreSQL and SQLite's UTF-8 encoder alike.
+        value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return value[:limit]
+
+
 @dataclass(slots=True)
 class UsageRecord:
+    """One request's usage. Values are made storable on construction: see clamp_tokens and clamp_cost."""
+
     request_id: str
     user_id: str
     provider: str
@@ -44,20 +85,62 @@ class UsageRecord:
     error: str | None = None
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    def __post_init__(self) -> None:
+        for name in _TOKEN_FIELDS:
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+                setattr(self, name, clamp_tokens(value))
+        if self.cost_usd is not None:
+            self.cost_usd = clamp_cost(self.cost_usd)
+        for name, limit in _TEXT_LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and (type(value) is not str or len(value) > limit or not value.isascii() or "\x00" in value):
+                setattr(self, name, _text(value, limit))
+        latency = self.latency_ms
+        if type(latency) is not float or not 0 <= latency < math.inf:
+            self.latency_ms = float(latency) if type(latency) in (int, float) and 0 <= latency < math.inf else 0.0
+        if type(self.status) is not int or not 0 <= self.status <= 999:
+            self.status = 0
+        self.streamed = bool(self.streamed)
+        if not isinstance(self.ts, datetime):
+            self.ts = datetime.now(UTC)
+        elif self.ts.tzinfo is None:
+            self.ts = self.ts.replace(tzinfo=UTC)
+
     def row(self) -> dict[str, Any]:
         # Built by hand: dataclasses.asdict deep-copies and showed up in gateway profiles.
         return {name: getattr(self, name) for name in _COLUMNS} | {"streamed": int(self.streamed)}
 
+    def spool_row(self) -> dict[str, Any]:
+        return self.row() | {"ts": self.ts.isoformat()}
+
 
 _COLUMNS = tuple(f for f in UsageRecord.__dataclass_fields__)
+
+# Failures that belong to the rows being written (their values), not to the database: the batch is
+# retried row by row and a row that still fails is quarantined. Anything else (connection lost,
+# schema missing, database locked) spools the rows for the next start.
+_ROW_FAULTS = (sa_exc.IntegrityError, sa_exc.DataError, TypeError, ValueError, ArithmeticError)
+
+
+def _row_fault(exc: BaseException) -> bool:
+    if isinstance(exc, _ROW_FAULTS):
+        return True
+    # A parameter the driver could not bind, raised before the statement reached the database.
+    return isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DBAPIError)
 
 
 class UsageWriter:
     """Queues records and writes them in batches.
 
-    A failed batch goes to a JSONL spool file in the data dir and is replayed at the next start,
-    so a database outage or a crash between flushes loses nothing that reached the spool.
+    A batch the database refuses is retried row by row; a row that still fails because of its own
+    values goes to a quarantine file (``usage-quarantine.jsonl`` next to the spool) with one log
+    line, and the others are written. When the database itself fails, the rows go to a JSONL spool
+    file in the data dir and are replayed at the next start, so a database outage or a crash
+    between flushes loses nothing that reached the spool. The replay treats bad rows the same way.
     """
+
+    QUARANTINE_NAME = "usage-quarantine.jsonl"
 
     def __init__(
         self,
@@ -68,6 +151,7 @@ class UsageWriter:
     ) -> None:
         self._engine = engine
         self._spool_path = spool_path
+        self.quarantine_path = spool_path.with_name(self.QUARANTINE_NAME)
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._pending: list[UsageRecord] = []
@@ -86,8 +170,19 @@ class UsageWriter:
             self._wake.set()
 
     async def start(self) -> None:
+        self._secure_files()
         await self._replay_spool()
         self._task = asyncio.create_task(self._run(), name="usage-writer")
+
+    def _secure_files(self) -> None:
+        """The spool's folder (the data dir) is 0700 and the files in it that are ours 0600."""
+        private_dir(self._spool_path.parent)
+        for path in (self._spool_path, self._replaying_path, self.quarantine_path):
+            tighten(path, FILE_MODE)
+
+    @property
+    def _replaying_path(self) -> Path:
+        return self._spool_path.with_suffix(".replaying")
 
     async def _run(self) -> None:
         while not self._closed:
@@ -106,46 +201,104 @@ class UsageWriter:
                 await self._write(batch)
 
     async def _write(self, batch: list[UsageRecord]) -> None:
+        unwritten = await self._write_rows(batch)
+        if unwritten:
+            try:
+                self._spool(unwritten)
+            except OSError:
+                log.exception("usage spool write failed; records lost", extra=log_fields(records=len(unwritten)))
+
+    async def _insert(self, records: list[UsageRecord]) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(usage.insert(), [r.row() for r in records])
+            await add_to_rollup(conn, records)
+
+    async def _write_rows(self, batch: list[UsageRecord]) -> list[UsageRecord]:
+        """Write a batch; quarantine rows that cannot be written. Returns the rows left for the spool."""
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(usage.insert(), [r.row() for r in batch])
-                await add_to_rollup(conn, batch)
-        except Exception:
-            log.exception("usage batch write failed; spooling", extra=log_fields(records=len(batch)))
-            self._spool(batch)
+            await self._insert(batch)
+            return []
+        except Exception as exc:  # noqa: BLE001 - sorted into row faults and database faults below
+            if not _row_fault(exc):
+                log.exception("usage batch write failed; spooling", extra=log_fields(records=len(batch)))
+                return batch
+            if len(batch) > 1:
+                log.warning("usage batch refused; writing its rows one by one", extra=log_fields(records=len(batch)))
+        for i, record in enumerate(batch):
+            try:
+                await self._insert([record])
+            except Exception as exc:  # noqa: BLE001
+                if not _row_fault(exc):
+                    log.exception("usage write failed; spooling", extra=log_fields(records=len(batch) - i))
+                    return batch[i:]
+                self._quarantine(record.spool_row(), exc, record.request_id)
+        return []
 
     def _spool(self, batch: list[UsageRecord]) -> None:
-        self._spool_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._spool_path.open("a", encoding="utf-8") as fh:
+        private_dir(self._spool_path.parent)
+        with open_private_append(self._spool_path) as fh:
             for record in batch:
-                row = record.row()
-                row["ts"] = record.ts.isoformat()
-                fh.write(json.dumps(row) + "\n")
+                fh.write(json.dumps(record.spool_row()) + "\n")
             fh.flush()
+
+    def _quarantine(self, row: dict[str, Any] | str, exc: BaseException, request_id: str | None) -> None:
+        """Keep a row that cannot be written, for someone to look at; never replayed automatically."""
+        entry = {"quarantined_at": datetime.now(UTC).isoformat(), "reason": exc.__class__.__name__, "record": row}
+        try:
+            private_dir(self._spool_path.parent)
+            with open_private_append(self.quarantine_path) as fh:
+                fh.write(json.dumps(entry, default=str) + "\n")
+        except OSError:
+            log.exception("usage record could not be quarantined; dropped", extra=log_fields(request_id=request_id))
+            return
+        # The request id and the error type only: the row holds a user id, and exception messages
+        # carry the statement's parameters.
+        log.warning(
+            "usage record quarantined",
+            extra=log_fields(request_id=request_id, reason=exc.__class__.__name__, file=str(self.quarantine_path)),
+        )
+
+    def _read_spool(self, path: Path) -> list[UsageRecord]:
+        records = []
+        with path.open(encoding="utf-8", errors="surrogateescape") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                row: Any = None
+                try:
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise TypeError("a spool line must be an object")
+                    row["ts"] = datetime.fromisoformat(row["ts"])
+                    records.append(UsageRecord(**row))
+                except (ValueError, KeyError, TypeError) as exc:
+                    request_id = row.get("request_id") if isinstance(row, dict) and isinstance(row.get("request_id"), str) else None
+                    self._quarantine(line.rstrip("\n"), exc, request_id)
+        return records
 
     async def _replay_spool(self) -> None:
         if not self._spool_path.exists():
             return
-        replaying = self._spool_path.with_suffix(".replaying")
+        replaying = self._replaying_path
         self._spool_path.replace(replaying)
-        rows = []
-        for line in replaying.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                row["ts"] = datetime.fromisoformat(row["ts"])
-                rows.append(row)
-            except (ValueError, KeyError, TypeError):
-                log.warning("skipping unreadable usage spool line")
         try:
-            if rows:
-                async with self._engine.begin() as conn:
-                    await conn.execute(usage.insert(), rows)
-                    await add_to_rollup(conn, [UsageRecord(**row) for row in rows])
-            replaying.unlink()
-            log.info("replayed usage spool", extra=log_fields(records=len(rows)))
-        except Exception:
-            log.exception("usage spool replay failed; keeping it for the next start")
+            records = self._read_spool(replaying)
+        except OSError:
+            log.exception("usage spool unreadable; keeping it for the next start")
             replaying.replace(self._spool_path)
+            return
+        unwritten: list[UsageRecord] = []
+        for start in range(0, len(records), self._batch_size):
+            chunk = records[start : start + self._batch_size]
+            if unwritten:  # the database is failing: keep the rest for the next start
+                unwritten += chunk
+                continue
+            unwritten += await self._write_rows(chunk)
+        if unwritten:
+            self._spool(unwritten)
+            log.error("usage spool replay incomplete; kept for the next start", extra=log_fields(records=len(unwritten)))
+        replaying.unlink()
+        log.info("replayed usage spool", extra=log_fields(records=len(records) - len(unwritten)))
 
     async def close(self) -> None:
         """Stop the background task and write everything still queued."""

@@ -10,14 +10,17 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aiplane.httpbody import BodyTooLarge, read_limited
 from aiplane.logs import log_fields
 from aiplane.store.schema import audit_events
 from aiplane.ui import queries
@@ -32,6 +35,23 @@ VENDOR = {
 OWN_STATIC = {"dashboard.js": HERE / "static" / "dashboard.js", "dashboard.css": HERE / "static" / "dashboard.css"}
 SESSION_COOKIE = "aiplane_session"
 EXPORTS = ("timeseries", "providers", "models", "users")
+# The sign-in form holds a token and a path; a JWT that fits a cookie fits this twice over.
+MAX_LOGIN_BYTES = 8 * 1024
+# Pages load only the gateway's own static files; the JSON data blocks are not scripts.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+_SECURITY_HEADER_NAMES = {name for name, _ in SECURITY_HEADERS}
+# Cells a spreadsheet would read as a formula (OWASP CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["money"] = lambda v: "—" if v is None else f"${v:,.4f}" if v < 1 else f"${v:,.2f}"
@@ -89,7 +109,15 @@ class Dashboard:
         return templates.TemplateResponse(request, "login.html", {"title": "Sign in", "error": None, "next": request.query_params.get("next", "/ui")})
 
     async def login_submit(self, request: Request) -> Response:
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        try:
+            body = await read_limited(request, MAX_LOGIN_BYTES)
+        except BodyTooLarge:
+            # Connection: close, so the server stops reading the rest instead of draining it.
+            return Response(
+                "the sign-in form is too large\n", status_code=413, media_type="text/plain", headers={"connection": "close"}
+            )
+        # At most 8 KiB: parsing it is cheaper than the token check that follows.
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         token = (form.get("token") or "").strip()
         target = form.get("next") or "/ui"
         if not target.startswith("/ui"):
@@ -110,7 +138,12 @@ class Dashboard:
         )
         return response
 
-    async def logout(self, _request: Request) -> Response:
+    async def logout(self, request: Request) -> Response:
+        # A cross-site form could otherwise sign the admin out; the cookie's SameSite does not stop
+        # a response from deleting it.
+        if not same_origin(request):
+            log.info("cross-site sign-out refused", extra=log_fields(path=request.url.path))
+            return Response("cross-site request refused\n", status_code=403, media_type="text/plain")
         response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/ui")
         return response
@@ -206,7 +239,7 @@ class Dashboard:
         if rows:
             writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
         filename = f"aiplane-{table}-{win.since:%Y%m%d%H}-{win.until:%Y%m%d%H}.csv"
         return Response(
             buffer.getvalue(), media_type="text/csv", headers={"content-disposition": f'attachment; filename="{filename}"'}
@@ -234,21 +267,88 @@ class Dashboard:
         return FileResponse(path, headers={"cache-control": "public, max-age=86400"})
 
 
+def csv_cell(value: Any) -> Any:
+    """A text cell that starts like a formula gets a leading quote, so spreadsheets show it as text."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), parts.hostname
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None
+    if scheme not in _DEFAULT_PORTS or not host or port is None:
+        return None
+    return scheme, host.lower(), port
+
+
+def same_origin(request: Request) -> bool:
+    """Whether the browser says the request comes from a page of this origin: the Origin header,
+    else the Referer's origin. Neither (or "null") is refused."""
+    claimed = request.headers.get("origin") or request.headers.get("referer")
+    if not claimed:
+        return False
+    own = _origin(f"{request.url.scheme}://{request.url.netloc}")
+    return own is not None and _origin(claimed) == own
+
+
+class SecurityHeaders:
+    """Adds the dashboard's security headers to every response under /ui, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_secured(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _SECURITY_HEADER_NAMES]
+                message = {**message, "headers": headers + SECURITY_HEADERS}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_secured)
+        except HTTPException as exc:  # 404 and 405 from routing
+            if started:
+                raise
+            response = PlainTextResponse(f"{exc.detail}\n", status_code=exc.status_code, headers=exc.headers)
+            await response(scope, receive, send_secured)
+        except Exception as exc:
+            if started:
+                raise
+            log.error("unhandled error", extra=log_fields(error_type=exc.__class__.__name__, path=scope.get("path")))
+            await PlainTextResponse("internal error\n", status_code=500)(scope, receive, send_secured)
+
+
 def charts_available() -> bool:
     return all(path.is_file() for path in VENDOR.values())
 
 
-def routes(dashboard: Dashboard) -> list[Route]:
-    return [
-        Route("/", dashboard.overview, methods=["GET"]),
-        Route("/login", dashboard.login_form, methods=["GET"]),
-        Route("/login", dashboard.login_submit, methods=["POST"]),
-        Route("/logout", dashboard.logout, methods=["POST", "GET"]),
-        Route("/reviews", dashboard.reviews, methods=["GET"]),
-        Route("/export/{table}.csv", dashboard.export, methods=["GET"]),
-        Route("/static/{name}", dashboard.static, methods=["GET"]),
-        Route("/{kind}/{value:path}", dashboard.drill, methods=["GET"]),
-    ]
+def routes(dashboard: Dashboard) -> list[BaseRoute]:
+    """The /ui routes, behind SecurityHeaders; mount them under /ui."""
+    pages = Router(
+        routes=[
+            Route("/", dashboard.overview, methods=["GET"]),
+            Route("/login", dashboard.login_form, methods=["GET"]),
+            Route("/login", dashboard.login_submit, methods=["POST"]),
+            Route("/logout", dashboard.logout, methods=["POST"]),
+            Route("/reviews", dashboard.reviews, methods=["GET"]),
+            Route("/export/{table}.csv", dashboard.export, methods=["GET"]),
+            Route("/static/{name}", dashboard.static, methods=["GET"]),
+            Route("/{kind}/{value:path}", dashboard.drill, methods=["GET"]),
+        ]
+    )
+    return [Mount("", app=SecurityHeaders(pages))]
 
 
 templates.env.globals["charts_available"] = charts_available
