@@ -84,9 +84,8 @@ class TokenMeter:
         if not isinstance(usage, dict):
             return
         for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
-            value = usage.get(key)
-            if isinstance(value, int) and value >= 0:
-                self._anthropic[key] = max(value, self._anthropic.get(key, 0))
+            if key in usage:
+                self._anthropic[key] = max(_int(usage.get(key)), self._anthropic.get(key, 0))
 
     def _observe_google(self, obj: dict[str, Any]) -> None:
         self._model(obj.get("modelVersion"))
