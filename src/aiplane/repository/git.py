@@ -167,6 +167,27 @@ def run(repo: Path, *args: str, check: bool = True, timeout: float = 120, max_ou
     return b"".join(chunks)
 
 
+def decode_path(raw: bytes) -> str:
+    """A path git printed, as text that always encodes back and never names two paths alike.
+
+    Valid UTF-8 without a backslash is itself. Otherwise a backslash is written `\\\\` and a byte
+    that is not UTF-8 `\\xNN`, so a file literally named `\\xe9` and a file whose name holds the
+    byte 0xE9 stay two files.
+    """
+    text = raw.decode("utf-8", "surrogateescape")
+    if "\\" not in text and text.isprintable() or text.isascii() and "\\" not in text:
+        return text
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def text(repo: Path, *args: str, **options) -> str:  # noqa: ANN003 - the options of run()
     return run(repo, *args, **options).decode("utf-8", "replace")
 

@@ -169,7 +169,7 @@ class GitTree(TreeBase):
             if len(fields) != 4:
                 continue
             mode, kind_name, oid, size = (f.decode("ascii", "replace") for f in fields)
-            path = name.decode("utf-8", "backslashreplace")  # always encodable; the same form as in diffs
+            path = git.decode_path(name)  # the same form diffs use: encodable, one name per path
             kind: Kind
             if kind_name == "tree":
                 kind = "dir"
@@ -195,6 +195,12 @@ class GitTree(TreeBase):
             return "dir"
         found = self._load().get(clean)
         return found[0] if found else None
+
+    def object_id(self, path: str) -> str | None:
+        """The blob or tree id at `path`: equal ids, equal content."""
+        clean = clean_path(path)
+        found = self._load().get(clean) if clean else None
+        return found[2] if found else None
 
     def size(self, path: str) -> int | None:
         clean = clean_path(path)

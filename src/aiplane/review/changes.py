@@ -39,6 +39,10 @@ class ChangedFile:
     added_lines: list[int] = field(default_factory=list)
     # The git mode at head (at base for a deletion): 120000 is a symlink, 160000 a submodule.
     mode: str = ""
+    # The head side of the hunks, by line number: what each added line says, and the lines around
+    # it (a pragma on the line before counts for the next one).
+    added_text: dict[int, str] = field(default_factory=dict, repr=False)
+    context_text: dict[int, str] = field(default_factory=dict, repr=False)
 
     @property
     def changed_lines(self) -> int:
@@ -72,10 +76,11 @@ class ChangeSet:
         return self._trees.setdefault("base", GitTree(self.repo, self.base))
 
     def head_texts(self) -> dict[str, str]:
-        """UTF-8 text of every changed regular file at head (noise too), read once (one git cat-file) and shared by all checks."""
+        """Text of every changed regular file at head up to 8 MiB (noise too), read once (one git cat-file) and
+        shared by all checks. Not UTF-8 is decoded with replacement characters: a file in latin-1 is checked too."""
         if self._head_texts is None:
             paths = [f.path for f in self.files if f.status != "deleted" and not f.binary and not f.is_symlink]
-            self._head_texts = texts(self.head_tree, paths, MAX_HEAD_FILE_BYTES)
+            self._head_texts = texts(self.head_tree, paths, MAX_HEAD_FILE_BYTES, errors="replace")
         return self._head_texts
 
     @property
@@ -177,11 +182,6 @@ class _Listed:
     path: str
 
 
-def decode_path(raw: bytes) -> str:
-    """A path from git as text that always encodes back (a non-UTF-8 byte becomes a visible \\xNN)."""
-    return raw.decode("utf-8", "backslashreplace")
-
-
 def _listed(repo: Path, base: str, head: str) -> list[_Listed]:
     raw = gitrun.run(repo, "diff", "--raw", "-z", "--no-abbrev", "--find-renames", "--end-of-options", base, head,
                      max_output=MAX_DIFF_BYTES)
@@ -193,7 +193,7 @@ def _listed(repo: Path, base: str, head: str) -> list[_Listed]:
         count = 2 if status in ("R", "C") else 1
         if i + count >= len(fields):
             break
-        paths = [decode_path(p) for p in fields[i + 1 : i + 1 + count]]
+        paths = [gitrun.decode_path(p) for p in fields[i + 1 : i + 1 + count]]
         found.append(_Listed(status, meta[0].decode(), meta[1].decode(), paths[0], paths[-1]))
         i += 1 + count
     return found
@@ -255,6 +255,7 @@ def analyze(repo: Path, base: str | None, head: str = "HEAD") -> ChangeSet:
         parsed = [parse_hunks(chunk) for chunk in own]
         lines = [line for hunks in parsed if hunks is not None for hunk in hunks for line in hunk]
         added_lines = [line.target_line_no for line in lines if line.is_added and line.target_line_no]
+        target = {line.target_line_no: line.value.rstrip("\n") for line in lines if line.target_line_no and not line.is_removed}
         headers = "".join(chunk[: chunk.find("\n@@ ") + 1] if hunks is not None else chunk for chunk, hunks in zip(own, parsed, strict=True))
         mode = entry.old_mode if entry.status == "D" else entry.new_mode
         change.files.append(
@@ -267,6 +268,8 @@ def analyze(repo: Path, base: str | None, head: str = "HEAD") -> ChangeSet:
                 binary=all(hunks is None for hunks in parsed) and ("\nBinary files " in headers or "\nGIT binary patch" in headers),
                 added_lines=added_lines,
                 mode=mode,
+                added_text={n: target[n] for n in added_lines if n in target},
+                context_text=target,
             )
         )
     for changed in change.files:

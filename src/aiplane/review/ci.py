@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiplane.config import Settings
@@ -51,6 +51,8 @@ class Outcome:
     summary_id: str | None = None
     publish_error: str | None = None
     plan: memory.Plan | None = None
+    # Break-glass comments and the head each approved, carried in our summary's state.
+    break_glass_spent: dict[str, str] = field(default_factory=dict)
 
 
 def configure(options: ReviewOptions, settings: Settings, environ: dict[str, str]) -> tuple[PluginHost, PluginContext, RunConfig]:
@@ -96,12 +98,14 @@ def _review(options: ReviewOptions, settings: Settings, host: PluginHost, ctx: P
         request.dry_run = True
         return Outcome(run(request), time.monotonic() - started)
     comments = vcs.comments()
-    asked = memory.break_glass(comments, vcs.authorized)
+    spent = memory.spent_break_glass(memory.latest_state(comments, vcs.whoami()))
+    asked = memory.break_glass(comments, vcs.authorized, spent, change_request.head_sha)
     if asked.by is not None:
         # Before any model call, by rule: an authorised human has taken responsibility for this change.
         review = _break_glass_review(request, change_request)
         review.break_glass_by = asked.by.author
         outcome = Outcome(review, 0.0, break_glass=True)
+        spent[asked.by.id] = change_request.head_sha  # this comment approves this head, and no later one
         log.warning("break glass", extra=log_fields(vcs=vcs.name, change=change_request.number, comment_id=asked.by.id,
                                                     user=asked.by.author))
     else:
@@ -114,6 +118,10 @@ def _review(options: ReviewOptions, settings: Settings, host: PluginHost, ctx: P
         outcome.review.notices.append(f"A break-glass request from @{who} was ignored: they are not authorised to "
                                       f"approve without review (needs {vcs.authority_rule()}).")
         log.warning("break glass refused", extra=log_fields(vcs=vcs.name, change=change_request.number, user=who))
+    outcome.break_glass_spent = spent
+    for comment in asked.spent:
+        outcome.review.notices.append(f"The break-glass request by @{comment.author} approved an earlier push "
+                                      f"({spent[comment.id][:12]}); it does not cover this one. Post a new one to approve it.")
     for who in dict.fromkeys(c.author for c in asked.edited):
         outcome.review.notices.append(f"A break-glass request in a comment by @{who} was ignored: the comment was edited "
                                       "after it was posted, and anyone with write access can edit comments. Post a new one.")
@@ -266,10 +274,10 @@ def _publish(outcome: Outcome, config: RunConfig, settings: Settings, change_req
         step(lambda: _publish_inline(outcome, vcs, change_request, options))
     if "vcs:comment" in allowed:
         def summary() -> None:
-            marker = memory.summary_marker(memory.round_state(review.head, review.findings))
+            marker = memory.summary_marker(memory.round_state(review.head, review.findings, outcome.break_glass_spent))
             footer = _footer(outcome)
             body = render_markdown(review, MAX_SUMMARY_CHARS - len(marker) - len(footer)) + footer + "\n" + marker + "\n"
-            outcome.summary_id = vcs.upsert_summary(memory.SUMMARY_MARKER, body)
+            outcome.summary_id = vcs.upsert_summary(memory.is_our_summary, body)
         step(summary)
     if "vcs:approve" in allowed:
         if review.break_glass_by is not None:

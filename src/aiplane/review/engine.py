@@ -125,9 +125,11 @@ def codex_checks(
     findings = []
     for rule in (r for r in rules if r.deterministic):
         for changed in change.files:
-            text = contents.get(changed.path)
-            if text is None or not rule.applies_to(changed.path):
+            if not rule.applies_to(changed.path) or changed.status == "deleted":
                 continue
+            text = contents.get(changed.path)
+            if text is None:  # too big to read whole, or binary: its added lines, in place
+                text = "\n".join(changed.added_text.get(n, "") for n in range(1, max(changed.added_text, default=0) + 1))
             for violation in scan_text(rule, changed.path, text, set(changed.added_lines)):
                 findings.append(
                     Finding(
@@ -214,7 +216,9 @@ def run(request: ReviewRequest) -> Review:
     for claim in claims:
         if claim.rule_id and claim.rule_id in rule_links:
             claim.rule_link = rule_links[claim.rule_id]
-    file_lines = {path: text.count("\n") + 1 for path, text in change.head_texts().items()}
+    texts = change.head_texts()
+    # A file too big to read whole still has its lines: a claim about it is judged by the diff alone.
+    file_lines = {f.path: texts[f.path].count("\n") + 1 if f.path in texts else 10**9 for f in change.files if f.status != "deleted"}
     changed = {f.path: set(f.added_lines) for f in change.reviewable}
     kept = [f for f in claims if supported(f, file_lines, changed)]
     if len(kept) < len(claims):

@@ -7,6 +7,7 @@ import re
 from aiplane.review.report import SEVERITY_ORDER, Finding
 
 MIN_CONFIDENCE = 0.5
+DETERMINISTIC = ("secret-scan", "codex")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -45,7 +46,10 @@ def supported(finding: Finding, file_lines: dict[str, int], changed: dict[str, s
 def consolidate(findings: list[Finding], min_confidence: float = MIN_CONFIDENCE) -> list[Finding]:
     """Keep one finding per issue: the most severe, most confident report, crediting every reviewer."""
     kept: list[Finding] = []
-    ranked = sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], -f.confidence))
+    # Deterministic findings lead their group: a model's finding merges into a secret-scan or codex
+    # finding (crediting the model), never the other way round, so the deterministic one keeps its
+    # identity (a secret's hash) and cannot be dismissed under the model's.
+    ranked = sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.source not in DETERMINISTIC, -f.confidence))
     for finding in ranked:
         if finding.confidence < min_confidence and finding.source not in ("secret-scan", "codex"):
             continue

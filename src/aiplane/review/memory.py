@@ -88,7 +88,7 @@ def read_summary_state(body: str) -> dict[str, Any] | None:
             if inflate.unconsumed_tail:
                 return None
         state = json.loads(raw)
-    except (ValueError, binascii.Error, zlib.error):
+    except (ValueError, binascii.Error, zlib.error, RecursionError):
         return None
     return state if isinstance(state, dict) else None
 
@@ -117,10 +117,17 @@ class BreakGlass:
     ignored: list[Comment] = field(default_factory=list)
     # Requests in comments edited after posting: the host names the author, not whoever edited.
     edited: list[Comment] = field(default_factory=list)
+    # Requests already spent on an earlier head: one comment approves one push, not every later one.
+    spent: list[Comment] = field(default_factory=list)
 
 
-def break_glass(comments: list[Comment], authorized: Authorizer) -> BreakGlass:
-    """Break-glass requests from humans, judged in order (checked before any model call)."""
+def break_glass(comments: list[Comment], authorized: Authorizer, spent: dict[str, str] | None = None,
+                head: str = "") -> BreakGlass:
+    """Break-glass requests from humans, judged in order (checked before any model call).
+
+    `spent` maps the ids of comments that already approved a head to that head (from our summary's
+    state): such a comment still counts for that head, never for a later push.
+    """
     found = BreakGlass()
     for comment in comments:
         if comment.is_bot or not is_break_glass(comment.body):
@@ -128,11 +135,43 @@ def break_glass(comments: list[Comment], authorized: Authorizer) -> BreakGlass:
         if comment.edited:
             found.edited.append(comment)
             continue
+        if spent and comment.id in spent and spent[comment.id] != head:
+            found.spent.append(comment)
+            continue
         if authorized(comment):
             found.by = comment
             break
         found.ignored.append(comment)
     return found
+
+
+def is_our_summary(body: str) -> bool:
+    """Our summary's shape: its last line is a marker whose state names the head it reviewed. A
+    comment by the same account in any other shape (another workflow's) is never ours."""
+    if not _last_line(body).startswith(SUMMARY_MARKER):
+        return False
+    state = read_summary_state(body)
+    return state is not None and (is_object_id(state.get("head")) or state.get("head") == "")
+
+
+def latest_state(comments: list[Comment], bot: str) -> dict[str, Any]:
+    """The state in our newest summary comment (empty when there is none)."""
+    ours = [c for c in comments if c.author == bot and is_our_summary(c.body)]
+    return (read_summary_state(ours[-1].body) or {}) if ours else {}
+
+
+def spent_break_glass(state: dict[str, Any]) -> dict[str, str]:
+    """Break-glass comments that approved a head, as our state recorded them: {comment id: head}."""
+    spent = state.get("break_glass")
+    found: dict[str, str] = {}
+    for item in spent if isinstance(spent, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("comment"), str) and is_object_id(item.get("head")):
+            found[item["comment"][:64]] = item["head"]
+    return found
+
+
+def _last_line(body: str) -> str:
+    return body.rstrip().rsplit("\n", 1)[-1].strip()
 
 
 def worse(new: str, old: str) -> bool:
@@ -206,14 +245,15 @@ def recall(comments: list[Comment], threads: list[Thread], bot: str, authorized:
     """What earlier rounds left behind: only comments we wrote count, whatever their text claims;
     only `authorized` humans' dismissals count."""
     memory = Memory()
-    ours = [c for c in comments if c.author == bot and c.body.rstrip().rsplit("\n", 1)[-1].strip().startswith(SUMMARY_MARKER)]
+    ours = [c for c in comments if c.author == bot and is_our_summary(c.body)]
     if ours:
         memory.previous_summary = ours[-1].body
         state = read_summary_state(ours[-1].body) or {}
         # A marker is data even in our own comment: only a full commit id is ever used as a revision.
         memory.previous_head = state.get("head") if is_object_id(state.get("head")) else None
         for item in state.get("findings", []) if isinstance(state.get("findings"), list) else []:
-            if isinstance(item, dict) and _FINGERPRINT.match(str(item.get("fp", ""))) and item.get("severity") in SEVERITY_ORDER:
+            if (isinstance(item, dict) and isinstance(item.get("fp"), str) and _FINGERPRINT.match(item["fp"])
+                    and isinstance(item.get("severity"), str) and item["severity"] in SEVERITY_ORDER):
                 memory.priors[item["fp"]] = Prior(item["fp"], item["severity"], str(item.get("title", ""))[:200])
     by_fp: dict[str, list[tuple[str, Thread]]] = {}
     for thread in threads:
@@ -305,5 +345,9 @@ def _shows(prior: Prior, finding: Finding) -> bool:
     return severity == prior.severity and _WORD.findall(title.lower()) == _WORD.findall(shown_title(finding).lower())
 
 
-def round_state(head: str, findings: list[Finding]) -> dict[str, Any]:
-    return {"head": head, "findings": [{"fp": fingerprint(f), "severity": f.severity, "title": f.title[:120]} for f in findings]}
+def round_state(head: str, findings: list[Finding], break_glass_spent: dict[str, str] | None = None) -> dict[str, Any]:
+    state: dict[str, Any] = {"head": head, "findings": [{"fp": fingerprint(f), "severity": f.severity, "title": f.title[:120]}
+                                                        for f in findings]}
+    if break_glass_spent:
+        state["break_glass"] = [{"comment": c, "head": h} for c, h in list(break_glass_spent.items())[-100:]]
+    return state

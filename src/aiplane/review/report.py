@@ -93,12 +93,14 @@ def render_markdown(review: Review, max_chars: int | None = None) -> str:
     """The review as one markdown comment; with `max_chars`, findings past the budget are counted, not shown."""
     lines = [f"## {VERDICT_TEXT[review.verdict]}", ""]
     lines.append(
-        f"**Tier:** {review.tier} ({_safe('; '.join(review.tier_reasons))}) · **Reviewers:** {_safe(', '.join(review.agents)) or 'none'}"
+        f"**Tier:** {review.tier} ({_safe('; '.join(review.tier_reasons), inline=True)}) · **Reviewers:** "
+        f"{_safe(', '.join(review.agents), inline=True) or 'none'}"
     )
     if review.break_glass_by is not None:
-        lines += ["", f"> 🔓 **Break glass**: approved without review at the request of {_safe('@' + review.break_glass_by)}. This is recorded."]
+        lines += ["", f"> 🔓 **Break glass**: approved without review at the request of "
+                      f"{_safe('@' + review.break_glass_by, inline=True)}. This is recorded."]
     for notice in review.notices:
-        lines += ["", f"> ⚠️ {_safe(notice)}"]
+        lines += ["", f"> ⚠️ {_safe(notice, inline=True)}"]
     main = [f for f in review.ordered() if f.severity != "nit"]
     nits = [f for f in review.ordered() if f.severity == "nit"]
     if not review.findings:
@@ -132,7 +134,7 @@ def render_markdown(review: Review, max_chars: int | None = None) -> str:
     if budget[1]:
         lines += ["", f"> {budget[1]} more finding(s) did not fit in this comment; the JSON and SARIF output list them all."]
     if review.files_skipped:
-        skipped = ", ".join(f"{_code(s['path'])} ({_safe(s['reason'])})" for s in review.files_skipped[:10])
+        skipped = ", ".join(f"{_code(s['path'])} ({_safe(s['reason'], inline=True)})" for s in review.files_skipped[:10])
         more = f" and {len(review.files_skipped) - 10} more" if len(review.files_skipped) > 10 else ""
         lines += ["", f"<sub>Not reviewed: {skipped}{more}.</sub>"]
     return "\n".join(lines) + "\n"
@@ -146,13 +148,17 @@ def _markers(text: str) -> str:
     return text.replace("<!--", "&lt;!--").replace("-->", "--&gt;")
 
 
-def _safe(text: str) -> str:
+def _safe(text: str, inline: bool = False) -> str:
     """Model and user text as markdown: no hidden markers, HTML, images or mentions in our comments.
 
-    Code spans are kept as CommonMark finds them (a backslash-escaped backtick opens none), since
-    they render literally; everything outside them has `<` before a tag or comment, image openers
-    and @mentions neutralised. Markers are broken up everywhere.
+    Code spans are kept as CommonMark finds them on one line (a backslash-escaped backtick opens
+    none; a line break ends the chance, since a new line can start a block), since they render
+    literally; a backtick run that closes nothing is escaped so it cannot pair with another later.
+    Outside them `<` before a tag or comment, image openers and @mentions are neutralised, and
+    markers are broken up everywhere. `inline` makes it one line (tier reasons, notices).
     """
+    if inline:
+        text = " ".join(text.split())
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -168,14 +174,14 @@ def _safe(text: str) -> str:
                 out.append(text[i : close + run])
                 i = close + run
                 continue
-            out.append("`" * run)
+            out.append("\\`" * run)
             i += run
             continue
         if ch == "<" and i + 1 < n and (text[i + 1].isalpha() or text[i + 1] in "/!?"):
             out.append("&lt;")
         elif ch == "!" and i + 1 < n and text[i + 1] == "[":
             out.append("!\\")
-        elif ch == "@" and (i == 0 or not text[i - 1].isalnum()) and (mention := _MENTION.match(text, i)):
+        elif ch == "@" and (i == 0 or not (text[i - 1].isascii() and text[i - 1].isalnum())) and (mention := _MENTION.match(text, i)):
             out.append(f"`{mention.group(0)}`")  # shown, never a notification
             i = mention.end()
             continue
@@ -186,14 +192,16 @@ def _safe(text: str) -> str:
 
 
 def _closing_run(text: str, start: int, run: int) -> int | None:
-    """Where a backtick run of exactly `run` backticks closes a code span opened before `start`."""
+    """Where a backtick run of exactly `run` backticks closes a code span opened before `start`, on the same line."""
+    line_end = text.find("\n", start)
+    limit = len(text) if line_end < 0 else line_end
     position = start
     while True:
-        found = text.find("`" * run, position)
+        found = text.find("`" * run, position, limit)
         if found < 0:
             return None
         end = found + run
-        while end < len(text) and text[end] == "`":
+        while end < limit and text[end] == "`":
             end += 1
         if end - found == run:
             return found
@@ -208,29 +216,46 @@ def _code(text: str) -> str:
     return f"{fence}{pad}{shown}{pad}{fence}"
 
 
+_RULE_ID = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*-\d{2,3}$")
+_RULE_LINK = re.compile(r"^(?:https?://[^\s()<>]+|[A-Za-z0-9._/#-]+)$")
+
+
 def _rule(f: Finding) -> str:
-    return (f" · [{f.rule_id}]({f.rule_link})" if f.rule_link else f" · [{f.rule_id}]") if f.rule_id else ""
+    """A codex rule reference; a rule id or link that is not one (a model can write anything) is left out."""
+    if not f.rule_id or not _RULE_ID.match(f.rule_id):
+        return ""
+    return f" · [{f.rule_id}]({f.rule_link})" if f.rule_link and _RULE_LINK.match(f.rule_link) else f" · `{f.rule_id}`"
+
+
+_BLOCK_START = re.compile(r"^(\s*)(\d*)([#=>|+*.)-])")
+
+
+def _block(text: str, indent: str = "") -> str:
+    """Multi-line untrusted text: every line indented into its list item, and none starts a block of
+    its own (a heading that looks like our verdict, a quote, a list, a table)."""
+    lines = (_BLOCK_START.sub(lambda m: m.group(1) + m.group(2) + "\\" + m.group(3), line) for line in text.splitlines() or [""])
+    return ("\n" + indent).join(_safe(line) for line in lines)
 
 
 def _finding_markdown(f: Finding) -> str:
     where = _code(f"{f.file}:{f.start_line}") + (f"–{f.end_line}" if f.end_line != f.start_line else "")
-    text = f"- **{BADGES[f.severity]}** {where} — **{_safe(f.title)}**{_rule(f)}\n  {_safe(f.explanation)}"
+    text = f"- **{BADGES[f.severity]}** {where} — **{shown_title(f)}**{_rule(f)}\n  {_block(f.explanation, '  ')}"
     if f.suggestion:
-        text += f"\n  _Suggested fix:_ {_safe(f.suggestion)}"
+        text += f"\n  _Suggested fix:_ {_block(f.suggestion, '  ')}"
     return text
 
 
 def shown_title(f: Finding) -> str:
-    """The title as our comments show it."""
-    return _safe(f.title)
+    """The title as our comments show it: one line."""
+    return _safe(" ".join(f.title.split()))
 
 
 def inline_markdown(f: Finding) -> str:
     """The body of an inline comment on the finding's line."""
-    text = f"**{BADGES[f.severity]}** — **{shown_title(f)}**{_rule(f)}\n\n{_safe(f.explanation)}"
+    text = f"**{BADGES[f.severity]}** — **{shown_title(f)}**{_rule(f)}\n\n{_block(f.explanation)}"
     if f.suggestion:
-        text += f"\n\n_Suggested fix:_ {_safe(f.suggestion)}"
-    return text + f"\n\n<sub>aiplane review · {f.source}</sub>"
+        text += f"\n\n_Suggested fix:_ {_block(f.suggestion)}"
+    return text + f"\n\n<sub>aiplane review · {_safe(f.source)}</sub>"
 
 
 def render_sarif(review: Review) -> dict[str, Any]:

@@ -28,14 +28,16 @@ import hashlib
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from detect_secrets.core.scan import scan_diff
 from detect_secrets.filters.allowlist import is_line_allowlisted
+from detect_secrets.plugins.keyword import DENYLIST_REGEX
 from detect_secrets.settings import default_settings, get_filters, get_settings
 from detect_secrets.util.code_snippet import CodeSnippet
 
-from aiplane.review.changes import ChangeSet, parse_hunks, texts
+from aiplane.review.changes import ChangedFile, ChangeSet, texts
 from aiplane.review.report import Finding
 
 # Entropy detectors flag hashes and ids constantly; the specific detectors are what we trust.
@@ -45,7 +47,9 @@ OFF_PLUGINS = ("Base64HighEntropyString", "HexHighEntropyString", "IPPublicDetec
 # Base versions are read this far, for pragmas; heads too, for private-key blocks.
 MAX_FILE_BYTES = 2 * 1024 * 1024
 # Binary files are scanned up to this size; a bigger one is a warning finding.
-MAX_BINARY_BYTES = 64 * 1024 * 1024
+MAX_BINARY_BYTES = 16 * 1024 * 1024
+# Files in a review scanned as binaries: each at most this big, all together at most the total.
+MAX_BINARY_TOTAL_BYTES = 64 * 1024 * 1024
 PIECE = 4096
 KEYWORD_PIECE = 256
 KEYWORD_BATCH = 2000
@@ -53,49 +57,74 @@ DEFAULT_KEYWORD_SECONDS = 60.0
 BLANK_RUN = re.compile(r"[ \t]{17,}")
 PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{8,}")
 BEGIN_KEY = re.compile(r"BEGIN[ A-Z0-9]*PRIVATE KEY")
+# Lines the keyword detector could flag name one of its keywords (detect_secrets.plugins.keyword.DENYLIST).
+KEYWORD_HINT = re.compile(DENYLIST_REGEX, re.IGNORECASE)
 ALLOWLIST_FILTER = "detect_secrets.filters.allowlist.is_line_allowlisted"
 PRIVATE_KEY = "Private Key"
 
 
 @dataclass
+class _Line:
+    path: str
+    number: int  # git's line number at head; 0 for the file's name or link target
+    text: str
+    previous: str | None = None  # the line before, for a "nextline" pragma
+    noise: bool = False
+
+
+@dataclass
 class _Lines:
-    """The lines to scan, each with where it came from: (path, git line number, the line)."""
+    """The lines to scan, each with where it came from."""
 
-    origin: list[tuple[str, int, str]] = field(default_factory=list)
+    origin: list[_Line] = field(default_factory=list)
 
-    def add(self, path: str, number: int, line: str) -> None:
-        self.origin.append((path, number, _calm(line)))
+    def add(self, path: str, number: int, line: str, previous: str | None = None, noise: bool = False) -> None:
+        self.origin.append(_Line(path, number, _calm(line), previous, noise))
 
-    def pieces(self, size: int) -> tuple[list[str], list[int]]:
+    def pieces(self, size: int, only: Callable[[_Line], bool] | None = None) -> tuple[list[str], list[int]]:
         """Lines cut into overlapping pieces of at most `size` characters, and each piece's line."""
-        texts, owners = [], []
-        for index, (_path, _number, line) in enumerate(self.origin):
-            step = size - size // 4
-            for start in range(0, max(len(line), 1), step) if len(line) > size else [0]:
-                texts.append(line[start : start + size])
+        texts_, owners = [], []
+        step = size - size // 4
+        for index, line in enumerate(self.origin):
+            if only is not None and not only(line):
+                continue
+            text = line.text
+            for start in range(0, max(len(text), 1), step) if len(text) > size else [0]:
+                texts_.append(text[start : start + size])
                 owners.append(index)
-        return texts, owners
+        return texts_, owners
 
 
 def _calm(line: str) -> str:
-    """A line as git sees it: a bare carriage return or form feed does not start a new one here."""
-    return BLANK_RUN.sub(" " * 16, line.replace("\r", " ").replace("\x0b", " ").replace("\x0c", " ").replace("\x85", " "))
+    """A line as git sees it (a bare carriage return or form feed does not start a new one here),
+    without NULs (UTF-16 text in a file git calls text), and no run of blanks longer than 16."""
+    for odd in ("\r", "\x0b", "\x0c", "\x85"):
+        if odd in line:
+            line = line.replace(odd, " ")
+    if "\x00" in line:
+        line = line.replace("\x00", "")
+    return BLANK_RUN.sub(" " * 16, line)
+
+
+_UTF16_LE = re.compile(rb"(?:[\x20-\x7e]\x00){8,}")
+_UTF16_BE = re.compile(rb"(?:\x00[\x20-\x7e]){8,}")
+_UTF32_LE = re.compile(rb"(?:[\x20-\x7e]\x00\x00\x00){8,}")
+_UTF32_BE = re.compile(rb"(?:\x00\x00\x00[\x20-\x7e]){8,}")
 
 
 def decode_binary(data: bytes) -> list[str]:
-    """Lines of text from content git calls binary: UTF-16/32 decoded, anything else by its printable strings."""
-    for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
-                       (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
-        if data.startswith(bom):
-            return data[len(bom):].decode(codec, "replace").splitlines()
-    sample = data[:4096]
-    if len(sample) >= 8:
-        even, odd = sample[0::2], sample[1::2]
-        if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.1 * len(even):
-            return data.decode("utf-16-le", "replace").splitlines()
-        if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.1 * len(odd):
-            return data.decode("utf-16-be", "replace").splitlines()
-    return [run.decode("ascii") for run in PRINTABLE_RUN.findall(data)]
+    """Text in content git calls binary, wherever it sits: printable ASCII runs, and UTF-16 and
+    UTF-32 runs in either byte order (no byte-order mark needed, no guess from the first bytes)."""
+    found = [run.decode("ascii") for run in PRINTABLE_RUN.findall(data)]
+    if b"\x00" in data:
+        found += [run.decode("utf-16-le", "replace") for run in _UTF16_LE.findall(data)]
+        found += [run.decode("utf-16-be", "replace") for run in _UTF16_BE.findall(data)]
+        found += [run.decode("utf-32-le", "replace") for run in _UTF32_LE.findall(data)]
+        found += [run.decode("utf-32-be", "replace") for run in _UTF32_BE.findall(data)]
+    lines: list[str] = []
+    for run in found:
+        lines += run.splitlines()
+    return lines
 
 
 def scan(change: ChangeSet, keyword_seconds: float = DEFAULT_KEYWORD_SECONDS) -> tuple[list[Finding], list[str]]:
@@ -105,29 +134,36 @@ def scan(change: ChangeSet, keyword_seconds: float = DEFAULT_KEYWORD_SECONDS) ->
     candidates = [f for f in change.files if f.status != "deleted" and f.mode != "160000"]
     readable = [f for f in candidates if not f.is_symlink]
     base = texts(change.base_tree, [f.path for f in readable if f.status != "added"], MAX_FILE_BYTES, errors="replace")
+    heads = change.head_texts()
     lines = _Lines()
     key_blocks: list[Hit] = []
+    binary_budget, binaries_seen = MAX_BINARY_TOTAL_BYTES, set()
     for changed in readable:
+        noise = changed.noise_reason is not None
         if changed.binary:
             size = change.head_tree.size(changed.path) or 0
-            data = change.head_tree.read_bytes(changed.path, MAX_BINARY_BYTES) if size <= MAX_BINARY_BYTES else None
-            if data is None:
+            oid = change.head_tree.object_id(changed.path)
+            if oid in binaries_seen:
+                continue  # the same content again: scanned once
+            if size > MAX_BINARY_BYTES or size > binary_budget:
                 findings.append(_unscanned(changed.path, f"this binary file is {size // (1024 * 1024)} MiB, over the "
-                                           f"secret scan's {MAX_BINARY_BYTES // (1024 * 1024)} MiB limit"))
+                                           f"secret scan's {MAX_BINARY_BYTES // (1024 * 1024)} MiB per-file or "
+                                           f"{MAX_BINARY_TOTAL_BYTES // (1024 * 1024)} MiB per-review limit"))
                 continue
+            binary_budget -= size
+            binaries_seen.add(oid)
+            data = change.head_tree.read_bytes(changed.path, MAX_BINARY_BYTES) or b""
             before = change.base_tree.read_bytes(changed.path, MAX_BINARY_BYTES) if changed.status != "added" else None
             old = Counter(decode_binary(before or b""))
             for number, line in enumerate(decode_binary(data), start=1):
                 if old[line] > 0:
                     old[line] -= 1
                 else:
-                    lines.add(changed.path, number, line)
+                    lines.add(changed.path, number, line, noise=noise)
             continue
-        added = {line.target_line_no: line.value.rstrip("\n")
-                 for hunk in parse_hunks(changed.patch) or [] for line in hunk if line.is_added and line.target_line_no}
-        for number, text in added.items():
-            lines.add(changed.path, number, text)
-        key_blocks += _key_blocks(change.head_texts().get(changed.path), changed.path, set(added))
+        for number, text in changed.added_text.items():
+            lines.add(changed.path, number, text, changed.context_text.get(number - 1), noise)
+        key_blocks += _key_blocks(heads.get(changed.path), changed, set(changed.added_text))
     for changed in candidates:  # line 0: the file's name or link target, not a line of it
         lines.add(changed.path, 0, changed.path)
         if changed.is_symlink:
@@ -139,23 +175,34 @@ def scan(change: ChangeSet, keyword_seconds: float = DEFAULT_KEYWORD_SECONDS) ->
             "", f"the keyword check (\"password = ...\") did not finish within {keyword_seconds:g} s; the specific "
             "detectors (AWS, GitHub, private keys and others) did finish"))
     seen: set[tuple[str, int, str]] = set()
-    for path, number, kind, secret_hash, text in hits + keyword_hits + key_blocks:
+    # A private key is told apart by its block (every RSA key's BEGIN line reads alike).
+    blocks = {(hit[0], hit[1]): hit[3] for hit in key_blocks}
+    for hit in key_blocks + hits + keyword_hits:
+        path, number, kind, secret_hash, line = hit
+        if kind == PRIVATE_KEY:
+            secret_hash = blocks.get((path, number), secret_hash)
         if (path, number, kind) in seen or (path, -1, secret_hash) in seen:
             continue
-        if _allowlisted_in_base(path, text, base.get(path)):
+        if _allowlisted_in_base(path, line, base.get(path)):
             continue
         seen.update({(path, number, kind), (path, -1, secret_hash)})
         findings.append(_finding(path, number, kind, secret_hash))
     return findings, notices
 
 
-Hit = tuple[str, int, str, str, str]  # path, line, type, secret hash, original line
+Hit = tuple[str, int, str, str, _Line]  # path, line, type, what tells this secret apart, the line scanned
 
 
 def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None) -> tuple[list[Hit], bool]:
     """Added lines as one synthetic diff through detect-secrets' own diff scanner, so each line is
-    read as plain text. `keyword` runs only the keyword detector, in batches, until `deadline`."""
-    texts_, owners = lines.pieces(KEYWORD_PIECE if keyword else PIECE)
+    read as plain text. `keyword` runs only the keyword detector, on lines that name a keyword,
+    the change's reviewed files before its noise, in batches until `deadline`."""
+    if keyword:
+        texts_, owners = lines.pieces(KEYWORD_PIECE, lambda line: KEYWORD_HINT.search(line.text) is not None)
+        order = sorted(range(len(texts_)), key=lambda i: lines.origin[owners[i]].noise)
+        texts_, owners = [texts_[i] for i in order], [owners[i] for i in order]
+    else:
+        texts_, owners = lines.pieces(PIECE)
     hits: list[Hit] = []
     batch = KEYWORD_BATCH if keyword else len(texts_) or 1
     with default_settings():
@@ -163,7 +210,11 @@ def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None) -> tuple[l
         others = [name for name in settings.plugins if name != "KeywordDetector"]
         settings.disable_plugins(*(others if keyword else ["KeywordDetector", *OFF_PLUGINS]))
         # Lines of a diff we wrote; the file does not exist, and pragmas are judged against the base.
-        settings.disable_filters(ALLOWLIST_FILTER, "detect_secrets.filters.common.is_invalid_file")
+        off = [ALLOWLIST_FILTER, "detect_secrets.filters.common.is_invalid_file"]
+        if not keyword:
+            # "x = os.getenv('X', 'AKIA...')" is a literal key all the same; the filter is for keyword guesses.
+            off.append("detect_secrets.filters.heuristic.is_indirect_reference")
+        settings.disable_filters(*off)
         get_filters.cache_clear()
         for start in range(0, len(texts_), batch):
             if deadline is not None and time.monotonic() > deadline:
@@ -174,43 +225,57 @@ def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None) -> tuple[l
             for secret in scan_diff(f"--- a/scan.txt\n+++ b/scan.txt\n@@ -0,0 +1,{len(chunk)} @@\n{body}"):
                 if secret.type in NOISY_TYPES or not 1 <= secret.line_number <= len(chunk):
                     continue
-                path, number, text = lines.origin[owners[start + secret.line_number - 1]]
-                hits.append((path, number, secret.type, secret.secret_hash, text))
+                line = lines.origin[owners[start + secret.line_number - 1]]
+                hits.append((line.path, line.number, secret.type, secret.secret_hash, line))
     get_filters.cache_clear()
+    if not keyword:
+        # Private keys detect-secrets does not list (PKCS#8 "ENCRYPTED PRIVATE KEY" and the like).
+        hits += [(line.path, line.number, PRIVATE_KEY, hashlib.sha1(line.text.encode()).hexdigest(), line)
+                 for line in lines.origin if BEGIN_KEY.search(line.text)]
     return hits, True
 
 
-def _key_blocks(text: str | None, path: str, added: set[int]) -> list[Hit]:
-    """A private key whose BEGIN line was already there: its block gained an added line."""
-    if not text or "PRIVATE KEY" not in text:
+def _key_blocks(text: str | None, changed: ChangedFile, added: set[int]) -> list[Hit]:
+    """Private keys in this file's added lines: told apart by their whole block (every RSA key's
+    BEGIN line is alike), and caught when only the block's body changed under an old BEGIN line."""
+    if text is None:
+        text = "\n".join(changed.context_text.get(n, "") for n in range(1, max(changed.context_text, default=0) + 1))
+    if "PRIVATE KEY" not in text:
         return []
     lines = text.split("\n")
     hits = []
     for index, line in enumerate(lines, start=1):
-        if index in added or not BEGIN_KEY.search(line):
+        if not BEGIN_KEY.search(line):
             continue
-        for number in range(index + 1, min(len(lines), index + 200) + 1):
-            if "PRIVATE KEY" in lines[number - 1] and "END" in lines[number - 1]:
-                break
-            if number in added:
-                digest = hashlib.sha1("\n".join(lines[index - 1 : index + 200]).encode()).hexdigest()
-                hits.append((path, number, PRIVATE_KEY, digest, lines[number - 1]))
-                break
+        end = next((n for n in range(index + 1, min(len(lines), index + 200) + 1)
+                    if "PRIVATE KEY" in lines[n - 1] and "END" in lines[n - 1]), min(len(lines), index + 200))
+        first_added = next((n for n in range(index, end + 1) if n in added), None)
+        if first_added is not None:
+            block = "\n".join(lines[index - 1 : end])
+            digest = hashlib.sha1(block.encode()).hexdigest()
+            hits.append((changed.path, first_added, PRIVATE_KEY, digest,
+                         _Line(changed.path, first_added, lines[first_added - 1], lines[first_added - 2] if first_added > 1 else None)))
     return hits
 
 
-def _allowlisted_in_base(path: str, line: str, base_text: str | None) -> bool:
-    """A pragma counts only where the base version already had this line with it (and its line before)."""
-    if not base_text or not line.strip():
+def _allowlisted_in_base(path: str, line: _Line, base_text: str | None) -> bool:
+    """A pragma counts only where the change keeps it as the base version already had it: the same
+    line with it (or the same line after the same "nextline" pragma line) existed in the base."""
+    if not base_text or not line.text.strip() or not line.number:
         return False
     # The comment syntax detect-secrets expects follows the extension (YAML takes only `#`).
     name = "scan" + ("." + path.rsplit(".", 1)[-1] if "." in path.rsplit("/", 1)[-1] else ".txt")
+    here = [line.previous or "", line.text]
+    if not is_line_allowlisted(name, line.text, CodeSnippet(here, 1, 1)):
+        return False  # no pragma where the key is now
     lines = base_text.split("\n")
     for index, candidate in enumerate(lines):
-        if candidate.rstrip() != line.rstrip():
+        if _calm(candidate).rstrip() != line.text.rstrip():
             continue
-        start = max(index - 1, 0)
-        if is_line_allowlisted(name, candidate, CodeSnippet(lines[start : index + 1], start + 1, index - start)):
+        before = lines[index - 1] if index else ""
+        same_line = is_line_allowlisted(name, candidate, CodeSnippet(["", candidate], 1, 1))
+        if same_line or (_calm(before).rstrip() == (line.previous or "").rstrip()
+                         and is_line_allowlisted(name, candidate, CodeSnippet([before, candidate], 1, 1))):
             return True
     return False
 

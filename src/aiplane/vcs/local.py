@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ class LocalHost:
         self._state["threads"] = [asdict(t) for t in threads]
         self._dirty = True
 
-    def upsert_summary(self, marker: str, body: str) -> str:
+    def upsert_summary(self, is_ours: Callable[[str], bool], body: str) -> str:
         self._state["summary"] = body
         self._dirty = True
         return "summary"

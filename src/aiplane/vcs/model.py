@@ -3,6 +3,7 @@ that publish to it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -99,23 +100,18 @@ class ConversationHost:
         """Listings that were cut short (a flood of comments); the review says so."""
         return list(getattr(getattr(self, "api", None), "truncated", []))
 
-    def upsert_summary(self, marker: str, body: str) -> str:
+    def upsert_summary(self, is_ours: Callable[[str], bool], body: str) -> str:
         # The listing read earlier in this run is enough: a PR with hundreds of comments is
         # paginated once per run, not twice.
         listed = self._listed if self._listed is not None else self.comments()
-        # Ours ends with the marker line: another workflow posting as the same account may quote the
-        # marker's text, and its comment must never be taken over.
-        ours = next((c for c in listed if c.author == self.whoami() and _last_line(c.body).startswith(marker)
-                     and _last_line(c.body).endswith("-->")), None)
+        # Ours by author and by `is_ours` (the caller knows its own format): another workflow
+        # posting as the same account must never be taken over. The newest, as the caller's memory
+        # reads the newest: both agree on which comment is ours.
+        ours = next((c for c in reversed(listed) if c.author == self.whoami() and is_ours(c.body)), None)
         if ours is None:
             return self._create_comment(body)
         self._edit_comment(ours.id, body)
         return ours.id
-
-
-def _last_line(body: str) -> str:
-    lines = body.rstrip().rsplit("\n", 1)
-    return lines[-1].strip()
 
 
 class VcsHost(Protocol):
@@ -129,8 +125,8 @@ class VcsHost(Protocol):
 
     def threads(self) -> list[Thread]: ...
 
-    def upsert_summary(self, marker: str, body: str) -> str:
-        """Edit our comment that contains `marker`, or create it; returns its id."""
+    def upsert_summary(self, is_ours: Callable[[str], bool], body: str) -> str:
+        """Edit our newest comment that `is_ours` recognises, or create one; returns its id."""
         ...
 
     def post_inline(self, path: str, line: int, body: str) -> str | None:
