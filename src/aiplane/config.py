@@ -154,6 +154,11 @@ class GatewaySettings(Strict):
     max_inflight_per_user: int = Field(default=64, ge=1, le=100_000)
     # How long a request may wait for a free upstream slot (503 past it), apart from connecting.
     pool_wait_seconds: float = Field(default=10.0, gt=0)
+    # Before any token is read: a request head must arrive within this time and size, and at most
+    # this many connections are open (see aiplane.httpserver).
+    head_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    max_head_bytes: int = Field(default=64 * 1024, ge=8 * 1024, le=1024 * 1024)
+    max_connections: int = Field(default=8192, ge=16, le=1_000_000)
 
 
 class CatalogSettings(Strict):

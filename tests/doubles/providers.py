@@ -215,6 +215,15 @@ def build_app(state: DoubleState) -> Starlette:
             return JSONResponse({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}], "model": payload.get("model"), "usage": {"prompt_tokens": 3, "total_tokens": 3}})
         return JSONResponse({"id": "resp_double", "object": "response", "status": "completed", "model": payload.get("model"), "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "text": "Hello from the double.", "annotations": []}]}], "usage": {"input_tokens": 9, "output_tokens": 4, "total_tokens": 13, "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}})
 
+    async def openai_media(request: Request) -> Response:
+        """Audio transcriptions (multipart in, `{"text": ...}` out) and image edits/generations (`data` list)."""
+        entry = await record(request)
+        if entry.headers.get("authorization") != f"Bearer {OPENAI_KEY}":
+            return JSONResponse({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error"}}, status_code=401)
+        if request.url.path.endswith("/transcriptions"):
+            return JSONResponse({"text": "Hello from the double.", "usage": {"type": "tokens", "input_tokens": 5, "output_tokens": 4, "total_tokens": 9}})
+        return JSONResponse({"created": 1700000000, "data": [{"b64_json": "aGVsbG8="}], "usage": {"input_tokens": 6, "output_tokens": 10, "total_tokens": 16}})
+
     # -- Anthropic -----------------------------------------------------------------------
     async def anthropic_messages(request: Request) -> Response:
         entry = await record(request)
@@ -341,6 +350,8 @@ def build_app(state: DoubleState) -> Starlette:
             Route("/v1/messages", anthropic_messages, methods=["POST"]),
             Route("/v1/responses", openai_other, methods=["POST"]),
             Route("/v1/embeddings", openai_other, methods=["POST"]),
+            Route("/v1/audio/transcriptions", openai_media, methods=["POST"]),
+            Route("/v1/images/{kind}", openai_media, methods=["POST"]),
             Route("/v1beta/models/{target}", gemini, methods=["POST"]),
             Route("/.well-known/jwks.json", jwks, methods=["GET"]),
             Route("/catalog/api.json", catalog, methods=["GET"]),

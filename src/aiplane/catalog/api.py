@@ -55,7 +55,7 @@ def _int(value: str | None, default: int, name: str, maximum: int) -> int:
 def by_query(index: CatalogIndex, params: Any) -> dict[str, Any]:
     cursor = params.get("cursor")
     if cursor:
-        state = decode_cursor(cursor)
+        state = decode_cursor(cursor, MAX_LIMIT)
     else:
         state = {
             "filter": params.getlist("filter"),

@@ -274,12 +274,21 @@ def encode_cursor(state: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> dict[str, Any]:
+def decode_cursor(cursor: str, max_limit: int = 10_000) -> dict[str, Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         state = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise QueryError("cursor is not valid") from None
-    if not isinstance(state, dict) or not isinstance(state.get("offset"), int) or state["offset"] < 0:
+    # A cursor comes back from the client: every field is checked as if it were a query parameter.
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and len(value) <= 100 and all(isinstance(v, str) and len(v) <= 1000 for v in value)
+
+    def count(value: Any, maximum: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum
+
+    if (not isinstance(state, dict) or not count(state.get("offset"), 10**9) or not count(state.get("limit"), max_limit)
+            or not all(strings(state.get(k)) for k in ("filter", "fields", "order", "term_fields"))
+            or not isinstance(state.get("term"), str) or len(state["term"]) > 1000):
         raise QueryError("cursor is not valid")
     return state

@@ -62,7 +62,6 @@ def gateway_serve(
     port: Annotated[Optional[int], typer.Option(help="Port (default from settings: 8787).")] = None,
 ) -> None:
     """Run the gateway under uvicorn."""
-    import uvicorn
 
     from aiplane.gateway.app import create_app
     from aiplane.gateway.discovery import OrgConfigError
@@ -79,16 +78,11 @@ def gateway_serve(
         raise _fail(f"discovery.config_source is invalid: {exc}", EXIT_CONFIG) from None
     except (DatabaseError, ValueError, OSError) as exc:
         raise _fail(f"cannot start the gateway: {exc}", EXIT_CONFIG) from None
-    uvicorn.run(
-        application,
-        host=host or settings.gateway.host,
-        port=port or settings.gateway.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=30,
-        timeout_keep_alive=30,
-    )
+    from aiplane import httpserver
+
+    gateway = settings.gateway
+    httpserver.run(application, host or gateway.host, port or gateway.port, gateway.head_timeout_seconds,
+                   gateway.max_head_bytes, gateway.max_connections, timeout_graceful_shutdown=30, timeout_keep_alive=30)
 
 
 @token_app.command("create")
@@ -360,7 +354,6 @@ def catalog_mcp(
     config: ConfigOption = None,
 ) -> None:
     """Serve the catalog to agents over MCP. HTTP requires a gateway token (Bearer)."""
-    import uvicorn
 
     from aiplane.catalog.mcp_server import RequireToken, build_server
     from aiplane.catalog.store import LiveIndex
@@ -398,7 +391,9 @@ def catalog_mcp(
 
     asyncio.run(migrate(engine))
     app = RequireToken(server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, host=host), authorize)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
+    from aiplane import httpserver
+
+    httpserver.run(app, host, port)
 
 
 portal_app = typer.Typer(help="The MCP portal: many MCP servers behind one endpoint, with Code Mode.", no_args_is_help=True)
@@ -412,7 +407,6 @@ def portal_serve(
     config: ConfigOption = None,
 ) -> None:
     """Serve the MCP portal over streamable HTTP; clients sign in with a gateway token (JWT or dev token)."""
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -447,7 +441,9 @@ def portal_serve(
         await engine.dispose()
 
     app_ = Starlette(routes=[Route("/mcp", endpoint=endpoint), Route("/healthz", healthz)], lifespan=lifespan)
-    uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False, server_header=False)
+    from aiplane import httpserver
+
+    httpserver.run(app_, host, port)
 
 
 def _lazy_http_session():  # noqa: ANN202 - (the sessions made, a factory) for JWKS fetches

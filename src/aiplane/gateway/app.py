@@ -209,7 +209,7 @@ class Gateway:
                                   f"gateway.max_inflight_per_user = {limit}); retry when one finishes", request_id,
                                   {"retry-after": "1"})
         try:
-            return await self._proxy(request, request_id, prefix, path, user_id, started, lease)
+            return await self._proxy(request, request_id, prefix, path, user_id, started, lease, identity.groups)
         except BaseException:
             lease.release()
             raise
@@ -225,16 +225,17 @@ class Gateway:
         return Lease(self, user_id)
 
     async def _proxy(self, request: Request, request_id: str, prefix: str, path: str, user_id: str, started: float,
-                     lease: Lease) -> Response:
+                     lease: Lease, identity_groups: tuple[str, ...]) -> Response:
         try:
             body = await self._read_body(request)
-            target = resolve(self.settings, prefix, request.method, path, body, user_id)
+            target = resolve(self.settings, prefix, request.method, path, body, user_id, identity_groups,
+                             request.headers.get("content-type", ""))
         except ClientDisconnect:
             return Response(status_code=499)
         except RouteError as exc:
             return error_response(exc.status, exc.kind, exc.message, request_id)
         headers = self._upstream_headers(request, target, user_id)
-        url = target.url + upstream_query(request.scope, drop_key=target.wire == "google")
+        url = target.url + upstream_query(request.scope, prefix)
         timeout = aiohttp.ClientTimeout(
             total=None, connect=target.settings.connect_timeout_seconds, sock_read=target.settings.timeout_seconds
         )
@@ -274,7 +275,9 @@ class Gateway:
         status = upstream.status
         first_byte = time.perf_counter() - started
         refusal: tuple[int, str, str, dict[str, str]] | None = None
-        if 300 <= status < 400:
+        if status < 200:
+            refusal = (502, "upstream_error", f"the provider answered {status}", {})
+        elif 300 <= status < 400:
             # A redirect would send the client (and whatever it carries) to a place we did not choose.
             refusal = (502, "upstream_redirect", f"the provider answered {status} (a redirect, not followed)", {})
         elif status >= 500:
@@ -286,7 +289,10 @@ class Gateway:
         inflater = None
         if refusal is None:
             try:
-                inflater = Inflater(upstream.headers.get("content-encoding", ""))
+                encodings = upstream.headers.getall("content-encoding", [])
+                if len(encodings) > 1 or "," in "".join(encodings):
+                    raise UnsupportedEncoding(", ".join(encodings))  # two layers: never guess which is real
+                inflater = Inflater(encodings[0] if encodings else "")
             except UnsupportedEncoding:
                 refusal = (502, "upstream_error", "the provider answered in an encoding the gateway did not ask for", {})
         if refusal is not None:
@@ -356,7 +362,7 @@ class Gateway:
     ) -> None:
         elapsed = time.perf_counter() - started
         tokens = meter.counts
-        model = target.model if target.model != "unknown" else (meter.response_model or "unknown")
+        model = (target.model if target.model != "unknown" else (meter.response_model or "unknown"))[:200]
         cost = self.prices.cost(target.catalog_id, model, tokens)
         self.usage.submit(
             UsageRecord(

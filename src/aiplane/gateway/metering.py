@@ -102,28 +102,38 @@ class TokenMeter:
 
     def observe_body(self, body: bytes) -> None:
         try:
-            self.observe(json.loads(body))
-        except (ValueError, UnicodeDecodeError):
-            pass
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return
+        # Gemini's streamGenerateContent without alt=sse answers a JSON array of chunks.
+        for item in parsed if isinstance(parsed, list) else [parsed]:
+            self.observe(item)
 
 
-TERMINAL_MARKERS: dict[str, tuple[bytes, ...]] = {
-    "openai": (b"data: [DONE]", b"data:[DONE]", b"response.completed", b"response.incomplete", b"response.failed"),
+# What may mark a stream's terminal event; a candidate event is then parsed to be sure (the same
+# words in the model's own text are not the end of anything).
+TERMINAL_HINTS: dict[str, tuple[bytes, ...]] = {
+    "openai": (b"[DONE]", b"response.completed", b"response.incomplete", b"response.failed"),
     "anthropic": (b"message_stop",),
-    "google": (b'"finishReason"',),
+    "google": (b"finishReason",),
 }
+RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# An event larger than this is not held whole: its last bytes are kept, where usage sits.
+EVENT_TAIL_BYTES = 256 * 1024
 
 
 class SseUsageScanner:
     """Watches an SSE byte stream as it passes and feeds usage-bearing events to a meter.
 
-    Only events that mention usage are JSON-decoded, so relaying stays cheap.
+    Only events that mention usage (or may be terminal) are JSON-decoded, so relaying stays
+    cheap. An event over MAX_EVENT_BYTES (a Responses API response.completed repeats the whole
+    input) keeps only its tail, and its usage is read from there.
     """
 
     def __init__(self, meter: TokenMeter) -> None:
         self.meter = meter
         self._buffer = bytearray()
-        self._skipping = False
+        self._oversized = False
         # The stream's terminal event has passed: OpenAI's `[DONE]`, the Responses API's
         # response.completed/incomplete/failed, Anthropic's message_stop, Gemini's finishReason.
         self.terminal = False
@@ -140,32 +150,87 @@ class SseUsageScanner:
         cut = max(end + 2 if end >= 0 else -1, crlf_end + 4 if crlf_end >= 0 else -1)
         if cut < 0:
             if len(self._buffer) > MAX_EVENT_BYTES:
-                self._buffer.clear()
-                self._skipping = True
+                del self._buffer[: len(self._buffer) - EVENT_TAIL_BYTES]
+                self._oversized = True
             return
         complete = bytes(self._buffer[:cut])
         del self._buffer[:cut]
-        if self._skipping:
-            # The first event here is the tail of an oversized one; drop it.
-            first = complete.find(b"\n\n")
-            complete = complete[first + 2 :] if first >= 0 else b""
-            self._skipping = False
-        if not self.terminal and any(marker in complete for marker in TERMINAL_MARKERS[self.meter.wire]):
-            self.terminal = True
-        if b"usage" not in complete and b"model" not in complete:
-            return
-        for event in complete.replace(b"\r\n", b"\n").split(b"\n\n"):
-            if b"usage" in event or (self.meter.response_model is None and b"model" in event):
-                self._observe_event(event)
+        events = complete.replace(b"\r\n", b"\n").split(b"\n\n")
+        if self._oversized:
+            self._oversized = False
+            self._observe_tail(events[0])
+            events = events[1:]
+        hints = TERMINAL_HINTS[self.meter.wire]
+        for event in events:
+            if not event:
+                continue
+            usage = b"usage" in event or (self.meter.response_model is None and b"model" in event)
+            terminal = not self.terminal and any(hint in event for hint in hints)
+            if usage or terminal:
+                self._observe_event(event, terminal)
 
-    def _observe_event(self, event: bytes) -> None:
-        data = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
-        if not data:
-            return
+    def _observe_event(self, event: bytes, terminal: bool) -> None:
+        lines = event.split(b"\n")
+        data = [line[5:].lstrip() for line in lines if line.startswith(b"data:")]
+        name = next((line[6:].strip() for line in lines if line.startswith(b"event:")), b"")
         payload = b"\n".join(data)
         if payload == b"[DONE]":
+            self.terminal = self.terminal or self.meter.wire == "openai"
             return
         try:
-            self.meter.observe(json.loads(payload))
-        except (ValueError, UnicodeDecodeError):
-            pass
+            parsed = json.loads(payload) if data else None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict):
+            self.meter.observe(parsed)
+        if terminal and self._is_terminal(name.decode("ascii", "replace"), parsed):
+            self.terminal = True
+
+    def _is_terminal(self, name: str, parsed: Any) -> bool:
+        kind = parsed.get("type") if isinstance(parsed, dict) else None
+        if self.meter.wire == "anthropic":
+            return name == "message_stop" or kind == "message_stop"
+        if self.meter.wire == "openai":
+            return name in RESPONSES_TERMINAL or kind in RESPONSES_TERMINAL
+        candidates = parsed.get("candidates") if isinstance(parsed, dict) else None
+        return isinstance(candidates, list) and any(isinstance(c, dict) and c.get("finishReason") for c in candidates)
+
+    def _observe_tail(self, tail: bytes) -> None:
+        """The end of an event too big to hold: its usage, and whether it was terminal."""
+        found = last_object(tail, ("usage", "usageMetadata"))
+        if found is not None:
+            key, value = found
+            self.meter.observe({key: value})
+        text = tail.decode("utf-8", "replace")
+        if any(f'"type":"{t}"' in text.replace(" ", "") for t in RESPONSES_TERMINAL) and self.meter.wire == "openai":
+            self.terminal = True
+
+
+def last_object(data: bytes, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]] | None:
+    """The last `"key": {...}` in a JSON fragment whose value is an object of token counts.
+
+    Searching backwards and insisting on an object of numbers skips look-alikes that come later
+    (a Responses object puts the client's `metadata` after `usage`; metadata values are strings).
+    """
+    text = data.decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    best: tuple[int, str, dict[str, Any]] | None = None
+    for key in keys:
+        end = len(text)
+        while True:
+            at = text.rfind(f'"{key}"', 0, end)
+            if at < 0:
+                break
+            end = at
+            colon = text.find(":", at + len(key) + 2)
+            if colon < 0:
+                continue
+            try:
+                value, _ = decoder.raw_decode(text[colon + 1 :].lstrip())
+            except ValueError:
+                continue
+            if isinstance(value, dict) and any(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
+                if best is None or at > best[0]:
+                    best = (at, key, value)
+                break
+    return (best[1], best[2]) if best else None

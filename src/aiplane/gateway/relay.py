@@ -19,7 +19,7 @@ import aiohttp
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from aiplane.gateway.metering import SseUsageScanner, TokenMeter
+from aiplane.gateway.metering import MAX_EVENT_BYTES, SseUsageScanner, TokenMeter, last_object
 from aiplane.gateway.routing import RESPONSE_HEADER_PREFIXES, RESPONSE_HEADERS, Target
 from aiplane.logs import log_fields
 
@@ -105,13 +105,18 @@ class Scrubber:
 
 
 def relay_headers(upstream: aiohttp.ClientResponse, request_id: str, scrubber: Scrubber) -> dict[str, str]:
+    """The allowlisted response headers; one whose name or value holds the key, or that is not plain
+    text (HTTP headers are latin-1; a stray byte would fail the response after the provider billed), is dropped."""
     headers = {}
     for name, value in upstream.headers.items():
         lower = name.lower()
-        if lower in RESPONSE_HEADERS or lower.startswith(RESPONSE_HEADER_PREFIXES):
-            cleaned = scrubber.clean(value)
-            if cleaned is not None:
-                headers[lower] = cleaned
+        if not (lower in RESPONSE_HEADERS or lower.startswith(RESPONSE_HEADER_PREFIXES)):
+            continue
+        if scrubber.clean(lower) is None or scrubber.clean(value) is None:
+            continue
+        if not value.isascii() or not value.isprintable() or len(value) > 4096:
+            continue
+        headers[lower] = value
     headers["x-request-id"] = request_id
     return headers
 
@@ -170,20 +175,10 @@ class BodyTail:
         if self._whole is not None:
             meter.observe_body(bytes(self._whole))
             return
-        # Providers put usage last: find the last usage object in the tail and decode just that.
-        text = self._tail.decode("utf-8", "replace")
-        decoder = json.JSONDecoder()
-        for key in ('"usage"', '"usageMetadata"'):
-            at = text.rfind(key)
-            if at < 0:
-                continue
-            colon = text.find(":", at + len(key))
-            try:
-                value, _ = decoder.raw_decode(text[colon + 1 :].lstrip())
-            except ValueError:
-                continue
-            meter.observe({key.strip('"'): value})
-            return
+        # Providers put usage last: the last usage object in the tail (see metering.last_object).
+        found = last_object(self._tail, ("usage", "usageMetadata"))
+        if found is not None:
+            meter.observe({found[0]: found[1]})
 
 
 class RelayStreamingResponse(StreamingResponse):
@@ -208,33 +203,47 @@ Finish = Callable[[int, TokenMeter, str | None, float | None], None]
 
 class UsageChunkFilter:
     """Drops the usage-only chunk of an OpenAI chat stream whose client asked for none (we asked, to
-    meter it). Works on whole events, so only in that mode are events held until they end."""
+    meter it). Works on whole events (LF or CRLF framed), so only in that mode are events held until
+    they end; an event past MAX_EVENT_BYTES cannot be that small chunk and passes through unheld."""
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._passing = False
 
     def feed(self, chunk: bytes) -> bytes:
-        self._buffer += chunk
-        cut = self._buffer.rfind(b"\n\n")
-        if cut < 0:
-            return b""
-        complete, self._buffer = self._buffer[: cut + 2], self._buffer[cut + 2 :]
-        if b'"usage"' not in complete:
-            return complete
-        kept = []
-        for event in complete.split(b"\n\n")[:-1]:
-            if b'"usage"' in event and _usage_only(event):
-                continue
-            kept.append(event + b"\n\n")
-        return b"".join(kept)
+        data = self._buffer + chunk
+        self._buffer = b""
+        out = []
+        while data:
+            end, size = _event_end(data)
+            if end < 0:
+                if self._passing or len(data) > MAX_EVENT_BYTES:
+                    self._passing = True
+                    out.append(data)  # an oversized event: relayed as it comes
+                else:
+                    self._buffer = data
+                break
+            event, data = data[: end + size], data[end + size :]
+            if self._passing:
+                self._passing = False
+                out.append(event)
+            elif not (b'"usage"' in event and _usage_only(event)):
+                out.append(event)
+        return b"".join(out)
 
     def flush(self) -> bytes:
         rest, self._buffer = self._buffer, b""
         return rest
 
 
+def _event_end(data: bytes) -> tuple[int, int]:
+    """Where the first SSE event ends (the blank line's position and length), or (-1, 0)."""
+    found = [(i, n) for i, n in ((data.find(b"\n\n"), 2), (data.find(b"\r\n\r\n"), 4)) if i >= 0]
+    return min(found) if found else (-1, 0)
+
+
 def _usage_only(event: bytes) -> bool:
-    data = b"\n".join(line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:"))
+    data = b"\n".join(line[5:].lstrip() for line in event.replace(b"\r\n", b"\n").split(b"\n") if line.startswith(b"data:"))
     try:
         payload = json.loads(data)
     except (ValueError, UnicodeDecodeError):

@@ -8,6 +8,7 @@ saw is exactly what the provider gets. Headers travel by allowlist, both ways.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ RESPONSE_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 # Bodies deeper than this are refused: no provider request nests like that, and a parser's
 # recursion limit must never be what answers.
 MAX_JSON_DEPTH = 200
+# And bodies with more values than this (counted cheaply, as commas and brackets, before parsing).
+MAX_JSON_VALUES = 500_000
+# The model name as recorded, priced and logged (the body keeps the client's whole string).
+MAX_MODEL_NAME = 200
 
 KEY_HEADER = {"openai": "authorization", "anthropic": "x-api-key", "google": "x-goog-api-key"}
 _GEMINI_MODEL = re.compile(r"models/([^/:]+)(?::(\w+))?")
@@ -137,34 +142,80 @@ def upstream_path(scope: dict[str, Any]) -> str:
         raise RouteError(400, "invalid_request", "path is not valid percent-encoded UTF-8") from None
 
 
-def upstream_query(scope: dict[str, Any], drop_key: bool) -> str:
+# Query parameters that reach the provider, by allowlist (and for Gemini's `alt`, by value): a
+# credential (`key`, `$key`, `access_token`), a response field mask (`fields`, `$fields`, which can
+# drop usage from the answer) or a binary format (`alt=proto`) never does.
+QUERY_PARAMS: dict[str, dict[str, frozenset[str] | None]] = {
+    # Listing pagination is harmless; everything else (Gemini's `key=`, arbitrary flags) is dropped.
+    "google": {"alt": frozenset({"sse", "json"}), "pageSize": None, "pageToken": None},
+    "anthropic": {"beta": None, "limit": None, "before_id": None, "after_id": None},
+    "openai": {"api-version": None},
+    "compat": {"api-version": None},
+}
+
+
+def upstream_query(scope: dict[str, Any], prefix: str) -> str:
     query = scope.get("query_string", b"").decode("latin-1")
     if not query:
         return ""
-    if drop_key:
-        # Gemini clients may put a key in ?key=; it is a client credential like any other.
-        query = "&".join(p for p in query.split("&") if unquote(p.split("=", 1)[0]).lower() != "key")
-    return "?" + query if query else ""
+    allowed = QUERY_PARAMS.get(prefix, {})
+    kept = []
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        try:
+            name_text, value_text = unquote(name, errors="strict"), unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            continue
+        if name_text in allowed and (allowed[name_text] is None or value_text in allowed[name_text]):
+            kept.append(pair)
+    return "?" + "&".join(kept) if kept else ""
 
 
 # -- the body ----------------------------------------------------------------------------------------
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json_body(body: bytes) -> dict[str, Any]:
-    """An inference body: a JSON object (a UTF-8 byte-order mark is allowed), or 400."""
+    """An inference body: a UTF-8 JSON object (a byte-order mark is allowed), or 400.
+
+    Parsing runs on the event loop and holds the GIL, so its cost is bounded before it starts: a
+    body of a million tiny values costs seconds and gigabytes, however few bytes it is.
+    """
     if body.startswith(b"\xef\xbb\xbf"):
         body = body[3:]
+    if _json_values_over_limit(body):
+        raise RouteError(400, "invalid_request", f"request body has more than {MAX_JSON_VALUES} JSON values")
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
     except RecursionError:
         raise RouteError(400, "invalid_request", "request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
-        raise RouteError(400, "invalid_request", "request body must be a JSON object") from None
+        raise RouteError(400, "invalid_request", "request body must be a UTF-8 JSON object") from None
     if not isinstance(parsed, dict):
         raise RouteError(400, "invalid_request", "request body must be a JSON object")
     if _depth(parsed) > MAX_JSON_DEPTH:
         raise RouteError(400, "invalid_request", "request body is nested too deeply")
     return parsed
+
+
+def _json_values_over_limit(body: bytes) -> bool:
+    """More than MAX_JSON_VALUES values, counted in C-speed passes (no parse, no regex).
+
+    The cheap count (commas and openers anywhere) settles almost every body. Only a body whose
+    strings hold many commas (a CSV pasted into a prompt) needs the second pass, which counts
+    them outside strings only.
+    """
+    if body.count(b",") + body.count(b"{") + body.count(b"[") <= MAX_JSON_VALUES:
+        return False
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    if unescaped.count(b'"') > 2 * MAX_JSON_VALUES:
+        return True  # every string is a value
+    outside_strings = unescaped.split(b'"')[::2]
+    structural = sum(part.count(b",") + part.count(b"{") + part.count(b"[") for part in outside_strings)
+    return structural > MAX_JSON_VALUES
 
 
 def _depth(value: Any) -> int:
@@ -212,11 +263,106 @@ class Target:
         return {header: f"Bearer {key}" if header == "authorization" else key}
 
     def secrets(self) -> list[bytes]:
-        """What must never be relayed: the key, and the prefix a partial echo ("sk-abc...") keeps."""
+        """What must never be relayed: the key as any common echo spells it (see key_spellings)."""
         if self.settings.api_key is None:
             return []
-        key = self.settings.api_key.get_secret_value().encode()
-        return [key, key[: max(8, len(key) // 2)]] if len(key) >= 8 else []
+        return key_spellings(self.settings.api_key.get_secret_value())
+
+
+def _check_flags(payload: dict[str, Any]) -> None:
+    """`stream` and `include_usage` decide what we meter and relay: only real booleans (a server that
+    coerced "stream": 1 would stream what we took for a single answer)."""
+    if "stream" in payload and not isinstance(payload["stream"], bool):
+        raise RouteError(400, "invalid_request", "stream must be true or false")
+    options = payload.get("stream_options")
+    if options is not None and (not isinstance(options, dict)
+                                or ("include_usage" in options and not isinstance(options["include_usage"], bool))):
+        raise RouteError(400, "invalid_request", "stream_options.include_usage must be true or false")
+
+
+# Fields that name state stored at the provider for the whole organisation, and the endpoint family
+# that state belongs to: using it by id is using that family.
+_REFERENCES: dict[str, dict[str, str]] = {
+    "openai": {"previous_response_id": "openai:responses", "conversation": "openai:conversations",
+               "file_id": "openai:files", "vector_store_ids": "openai:vector_stores", "container": "openai:containers"},
+    "anthropic": {"file_id": "anthropic:files", "container": "anthropic:containers"},
+    "google": {"cachedContent": "google:cachedContents", "cached_content": "google:cachedContents",
+               "fileUri": "google:files", "file_uri": "google:files"},
+}
+_REFERENCE_HINTS = {wire: tuple(key.encode() for key in keys) for wire, keys in _REFERENCES.items()}
+
+
+def check_references(settings: Settings, prefix: str, raw: bytes, payload: dict[str, Any], groups: tuple[str, ...]) -> None:
+    """Refuse a body that reaches closed, organisation-wide state by id (a file, a stored response,
+    a vector store, cached content) unless the caller's groups may use that family."""
+    wire = {"compat": "openai", "google-ai-studio": "google"}.get(prefix, prefix)
+    keys = _REFERENCES.get(wire, {})
+    if not any(hint in raw for hint in _REFERENCE_HINTS.get(wire, ())):
+        return
+    stack: list[Any] = [payload]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                name = keys.get(key)
+                if name is not None and value not in (None, "", [], {}):
+                    if key in ("fileUri", "file_uri") and not (isinstance(value, str) and "/files/" in value):
+                        continue  # a public URL (a video, a bucket object) is no stored state of ours
+                    allowed = settings.gateway.endpoint_groups.get(name)
+                    if not (allowed and set(allowed) & set(groups)):
+                        raise RouteError(403, "endpoint_not_allowed",
+                                         f"'{key}' refers to state the whole organisation shares (endpoint family "
+                                         f"'{name}'); an admin can open it to groups with gateway.endpoint_groups")
+                if isinstance(value, (dict, list)):
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, (dict, list)))
+
+
+_PART_NAME = re.compile(rb'name="([^"]*)"', re.IGNORECASE)
+
+
+def _rewrite_multipart(body: bytes, content_type: str, user_id: str, identity: str) -> bytes:
+    """Identity fields in a multipart upload (images/edits, audio/transcriptions): the same rule as in JSON."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if match is None:
+        raise RouteError(400, "invalid_request", "a multipart body needs a boundary")
+    delimiter = b"--" + match.group(1).encode("latin-1", "replace")
+    parts = body.split(delimiter)
+    out = [parts[0]]
+    for part in parts[1:]:
+        head, sep, content = part.partition(b"\r\n\r\n")
+        name = _PART_NAME.search(head) if sep else None
+        if name is not None and name.group(1) in (b"user", b"safety_identifier"):
+            if identity == "remove":
+                continue
+            trailer = b"\r\n" if content.endswith(b"\r\n") else b""
+            part = head + sep + user_id.encode() + trailer
+        out.append(part)
+    return delimiter.join(out)
+
+
+def key_spellings(key_text: str) -> list[bytes]:
+    """The byte strings an echo of a provider key can take: the key, its first and last halves (a
+    partial echo such as "sk-abc..."), upper and lower case, hex, UTF-16 both ways, JSON \\u escapes,
+    and base64 (standard and URL-safe, at each of the three alignments, the stretch that depends
+    on the key alone)."""
+    key = key_text.encode()
+    if len(key) < 8:
+        return []
+    half = max(8, len(key) // 2)
+    spellings = {key, key[:half], key[-half:], key.upper(), key.lower(), key.hex().encode(), key.hex().upper().encode(),
+                 key_text.encode("utf-16-le"), key_text.encode("utf-16-be"),
+                 "".join(f"\\u{b:04x}" for b in key).encode(), "".join(f"\\u{b:04X}" for b in key).encode()}
+    for offset in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode(b"\0" * offset + key)
+            first = -(-offset // 3) * 3
+            last = (offset + len(key)) // 3 * 3
+            stretch = encoded[first // 3 * 4 : last // 3 * 4]
+            if len(stretch) >= 8:
+                spellings.add(stretch)
+    return sorted(spellings, key=len, reverse=True)
 
 
 def _openai_rewrites(path: str, payload: dict[str, Any], zero_retention: bool, user_id: str, identity: str) -> bool:
@@ -271,19 +417,24 @@ def _forward(settings: Settings, wire: str, provider: ProviderSettings) -> froze
     return frozenset((REQUEST_HEADERS | WIRE_REQUEST_HEADERS[wire] | extra) - token_headers - {"authorization", "cookie"})
 
 
-def resolve(settings: Settings, prefix: str, method: str, path: str, body: bytes, user_id: str) -> Target:
+def resolve(settings: Settings, prefix: str, method: str, path: str, body: bytes, user_id: str,
+            groups: tuple[str, ...] = (), content_type: str = "") -> Target:
     """Map (route prefix, normalised path, body) to an upstream request (the endpoint policy has run)."""
     if prefix == "compat":
-        return _resolve_compat(settings, method, path, body, user_id)
+        return _resolve_compat(settings, method, path, body, user_id, groups)
     name, wire = {"openai": ("openai", "openai"), "anthropic": ("anthropic", "anthropic")}.get(prefix, ("google", "google"))
     provider = _provider(settings, name)
     assert provider.base_url is not None
     identity = settings.gateway.identity_fields
     model: Any = None
     streaming = strip = False
-    json_body = method == "POST" and not (wire == "openai" and MULTIPART_ENDPOINTS.fullmatch(path))
-    if json_body:
+    multipart = wire == "openai" and MULTIPART_ENDPOINTS.fullmatch(path) is not None and content_type.startswith("multipart/")
+    if multipart:
+        body = _rewrite_multipart(body, content_type, user_id, identity)
+    elif method == "POST":
         payload = parse_json_body(body)
+        _check_flags(payload)
+        check_references(settings, prefix, body, payload, groups)
         model = payload.get("model")
         streaming = payload.get("stream") is True
         if wire == "openai":
@@ -301,7 +452,7 @@ def resolve(settings: Settings, prefix: str, method: str, path: str, body: bytes
         settings=provider,
         url=_join(provider.base_url, path),
         wire=wire,
-        model=model if isinstance(model, str) and model else "unknown",
+        model=model[:MAX_MODEL_NAME] if isinstance(model, str) and model else "unknown",
         body=body,
         streaming_requested=streaming,
         catalog_id=provider.catalog_id or name,
@@ -310,10 +461,12 @@ def resolve(settings: Settings, prefix: str, method: str, path: str, body: bytes
     )
 
 
-def _resolve_compat(settings: Settings, method: str, path: str, body: bytes, user_id: str) -> Target:
+def _resolve_compat(settings: Settings, method: str, path: str, body: bytes, user_id: str, groups: tuple[str, ...]) -> Target:
     if method != "POST":
         raise RouteError(400, "invalid_request", "compat lists models per provider: use that provider's own route")
     payload = parse_json_body(body)
+    _check_flags(payload)
+    check_references(settings, "compat", body, payload, groups)
     model = payload.get("model")
     if not isinstance(model, str) or "/" not in model:
         raise RouteError(400, "invalid_request", "model must be 'provider/model', for example 'openai/gpt-4o'")
@@ -330,7 +483,7 @@ def _resolve_compat(settings: Settings, method: str, path: str, body: bytes, use
         settings=provider,
         url=_join(provider.compat_base_url, path),
         wire="openai",
-        model=upstream_model,
+        model=upstream_model[:MAX_MODEL_NAME],
         body=_encode(payload),
         streaming_requested=payload.get("stream") is True,
         catalog_id=provider.catalog_id or name,

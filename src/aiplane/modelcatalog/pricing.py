@@ -26,6 +26,10 @@ class TokenCounts:
     cache_write: int = 0
 
 
+MEMO_SIZE = 4096
+MAX_MODEL_NAME = 200
+
+
 class PriceTable:
     def __init__(self, catalog: dict[str, Any]) -> None:
         self._prices: dict[str, dict[str, Price]] = {}
@@ -56,7 +60,9 @@ class PriceTable:
     def price(self, provider_id: str, model: str) -> Price | None:
         key = (provider_id, model)
         if key not in self._memo:
-            self._memo[key] = self._find(provider_id, model.lower())
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()  # model names come from clients: the memo must not grow with them
+            self._memo[key] = self._find(provider_id, model[:MAX_MODEL_NAME].lower())
         return self._memo[key]
 
     def _find(self, provider_id: str, model: str) -> Price | None:

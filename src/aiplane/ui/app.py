@@ -49,8 +49,9 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
 ]
 _SECURITY_HEADER_NAMES = {name for name, _ in SECURITY_HEADERS}
-# Cells a spreadsheet would read as a formula (OWASP CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Cells a spreadsheet would read as a formula (OWASP CSV injection), also after leading blanks or a
+# line break, and in fullwidth forms some spreadsheets fold to ASCII.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -269,7 +270,7 @@ class Dashboard:
 
 def csv_cell(value: Any) -> Any:
     """A text cell that starts like a formula gets a leading quote, so spreadsheets show it as text."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and (value.startswith(_FORMULA_START) or value.lstrip(" \u00a0\u3000").startswith(_FORMULA_START)):
         return "'" + value
     return value
 
