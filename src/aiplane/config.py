@@ -227,6 +227,15 @@ class ReviewAuthority(Strict):
     gitlab_min_access_level: int = Field(default=40, ge=10, le=50)
 
 
+class ReviewEvalSettings(Strict):
+    """`aiplane review eval`: the judge is configured apart from the reviewers, so a team can judge
+    with a stronger (or a different vendor's) model than the one under test."""
+
+    judge: ModelEndpoint | None = None
+    # (case, variant, run) units in flight at once; each review already runs its reviewers in parallel.
+    concurrency: int = Field(default=2, ge=1, le=32)
+
+
 class ReviewSettings(Strict):
     # A "model is thinking…" line on stderr after this much worker silence.
     heartbeat_seconds: float = Field(default=30, gt=0)
@@ -352,6 +361,7 @@ class Settings(BaseSettings):
     ui: UiSettings = Field(default_factory=UiSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    review_eval: ReviewEvalSettings = Field(default_factory=ReviewEvalSettings)
     codex: CodexSettings = Field(default_factory=CodexSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
     log: LogSettings = Field(default_factory=LogSettings)

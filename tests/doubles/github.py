@@ -44,7 +44,9 @@ class GitHubState:
     reviews: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     edits: int = 0
-    pulls: list[dict[str, Any]] = field(default_factory=list)  # opened through POST /pulls
+    pulls: list[dict[str, Any]] = field(default_factory=list)  # opened through POST /pulls, or merged history
+    # Review comments of other (e.g. merged) pull requests, by number, for history readers.
+    pull_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     # login -> author_association on this repository (OWNER, MEMBER, COLLABORATOR, CONTRIBUTOR,
     # FIRST_TIME_CONTRIBUTOR, FIRST_TIMER, NONE...); unlisted logins are NONE.
     associations: dict[str, str] = field(default_factory=dict)
@@ -131,6 +133,9 @@ def build_github_app(state: GitHubState) -> Starlette:
         return _error(403, "Resource not accessible by integration")
 
     async def pull(request: Request) -> Response:
+        other = next((p for p in state.pulls if p["number"] == int(request.path_params["number"])), None)
+        if other is not None:
+            return JSONResponse(other)
         if int(request.path_params["number"]) != state.number:
             return _error(404, "Not Found")
         return JSONResponse({
@@ -156,7 +161,10 @@ def build_github_app(state: GitHubState) -> Starlette:
         return JSONResponse(comment)
 
     async def review_comments(request: Request) -> Response:
+        number = int(request.path_params["number"])
         if request.method == "GET":
+            if number != state.number:
+                return _page(request, state.pull_comments.get(number, []))
             return _page(request, state.review_comments)
         body = await request.json()
         if body.get("commit_id") != state.head_sha:

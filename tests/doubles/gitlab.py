@@ -40,7 +40,9 @@ class GitLabState:
     can_approve: bool = True
     edits: int = 0
     requests: list[tuple[str, str]] = field(default_factory=list)
-    merge_requests: list[dict[str, Any]] = field(default_factory=list)  # opened through POST /merge_requests
+    merge_requests: list[dict[str, Any]] = field(default_factory=list)  # opened through POST /merge_requests, or merged history
+    # Discussions of other (e.g. merged) merge requests, by IID, for history readers.
+    mr_discussions: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     # username -> access level on the project (10 Guest, 20 Reporter, 30 Developer, 40 Maintainer,
     # 50 Owner), direct or inherited; unlisted users are not members. The token's bot is a Developer.
     access_levels: dict[str, int] = field(default_factory=lambda: {BOT: 30})
@@ -203,6 +205,9 @@ def build_gitlab_app(state: GitLabState) -> Starlette:
             state.approved_by.add(BOT)
         return JSONResponse({"approved_by": [{"user": state.author(u)} for u in state.approved_by]}, 201)
 
+    async def other_discussions(request: Request) -> Response:
+        return _page(request, state.mr_discussions.get(int(request.path_params["iid"]), []))
+
     async def merge_requests(request: Request) -> Response:
         # Starlette decodes %2F, so "acme%2Fwidgets" arrives as a path: the project by full path.
         project = request.path_params["project"]
@@ -244,6 +249,7 @@ def build_gitlab_app(state: GitLabState) -> Starlette:
         Route(f"{mr}/discussions/{{discussion_id}}/notes/{{note_id}}", endpoint(edit_discussion_note), methods=["PUT"]),
         Route(f"/api/v4/projects/{state.project_id}/statuses/{{sha}}", endpoint(statuses), methods=["POST"]),
         Route(f"{mr}/approve", endpoint(approve), methods=["POST"]),
+        Route(f"/api/v4/projects/{state.project_id}/merge_requests/{{iid:int}}/discussions", endpoint(other_discussions)),
         Route(f"{mr}/unapprove", endpoint(approve), methods=["POST"]),
     ]
     return Starlette(routes=routes)

@@ -9,6 +9,8 @@ Every call keeps the raw request body (``raw``) and the system message (``system
 ``MODEL:FLAG`` makes reviewers report a shared finding (dedup across agents), ``MODEL:TRUNCATE``
 cuts the first answer off at the token limit, ``MODEL:MALFORMED`` always answers with broken JSON, ``MODEL:PHANTOM`` reports a finding on a line that does not exist, ``MODEL:SLEEP`` makes the generalist and
 docs reviewers wait 1.5 s before answering.
+The eval judge answers "same issue" when the golden comment's ``MATCH:<word>`` appears in the
+finding; the eval baseline reports one finding per ``MODEL:FLAG``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,19 @@ def build_model_app(state: ModelState) -> Starlette:
             return JSONResponse({"id": "chatcmpl-phrase", "object": "chat.completion", "created": int(time.time()), "model": "review-double",
                                  "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
                                  "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 100, "total_tokens": prompt_tokens + 100}})
+        if "You compare two code review comments" in text:
+            # The eval judge: the same issue when the golden comment's MATCH:<word> is in the finding.
+            golden = text.split("<golden_comment>", 1)[1].split("</golden_comment>", 1)[0] if "<golden_comment>" in text else ""
+            finding = text.split("<review_finding>", 1)[1].split("</review_finding>", 1)[0] if "<review_finding>" in text else ""
+            word = re.search(r"MATCH:(\w+)", golden)
+            same = bool(word) and word.group(1).lower() in finding.lower()
+            state.calls[-1]["judge"] = same
+            return _reply(_tool_call(output_tool, json.dumps({"same_issue": same, "reason": "scripted"})), "tool_calls", prompt_tokens)
+        if "You review a code change as one experienced engineer" in text:
+            # The eval's single-prompt baseline: one finding per MODEL:FLAG, on app.py line 2.
+            flagged = [{"file": "app.py", "start_line": 2, "end_line": 2, "severity": "warning", "title": "Input reaches eval",
+                        "explanation": "User input flows into eval() unchecked."}] if "MODEL:FLAG" in text else []
+            return _reply(_tool_call(output_tool, json.dumps({"findings": flagged})), "tool_calls", prompt_tokens)
         called = {c["function"]["name"] for m in messages if m.get("role") == "assistant" for c in m.get("tool_calls") or []}
         for marker, tool, argument in (("MODEL:READ:", "read_file", "path"), ("MODEL:GREP:", "grep", "pattern"), ("MODEL:LIST:", "list_dir", "path")):
             scripted = re.search(re.escape(marker) + r"(\S+)", text)

@@ -789,6 +789,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
 from aiplane.cli import config as _config  # noqa: E402 - registers the config command group
 from aiplane.cli import review as _review  # noqa: E402 - registers the review command groups
+from aiplane.cli import review_eval as _review_eval  # noqa: E402, F401 - registers review eval and eval-prepare
 
 app.add_typer(_config.config_app, name="config")
 app.add_typer(_review.review_app, name="review")

@@ -17,7 +17,7 @@ from aiplane.modelcatalog.catalog import bundled
 from aiplane.modelcatalog.pricing import TokenCounts
 from aiplane.repository.tree import RepoTree, TreeBase
 from aiplane.review import secrets
-from aiplane.review.agents import AgentSet, AgentSpec, load_agents, select
+from aiplane.review.agents import AgentError, AgentSet, AgentSpec, load_agents, select
 from aiplane.review.changes import ChangeSet, analyze, git
 from aiplane.review.judge import consolidate, supported
 from aiplane.review.repo_settings import RepoReviewSettings
@@ -71,6 +71,10 @@ class ReviewRequest:
     repo_settings: RepoReviewSettings = field(default_factory=RepoReviewSettings)
     # Problems with repository settings, shown on the review.
     setting_notices: list[str] = field(default_factory=list)
+    # Forced by the user (`--tier`) or by an eval ablation: this tier instead of the decided one,
+    # and only these reviewers (by name) instead of the tier's selection.
+    force_tier: str | None = None
+    only_agents: tuple[str, ...] | None = None
     _agents: AgentSet | None = field(default=None, repr=False)
 
     def agent_set(self) -> AgentSet:
@@ -88,14 +92,23 @@ def plan(request: ReviewRequest) -> tuple[ChangeSet, Review]:
     if request.repo_settings.sensitive_paths:
         rule = dataclasses.replace(rule, sensitive_globs=rule.sensitive_globs + tuple(request.repo_settings.sensitive_paths))
     decision = decide(change, rule)
+    tier, reasons = decision.tier, decision.reasons
+    if request.force_tier is not None and request.force_tier != tier:
+        tier, reasons = request.force_tier, [f"tier forced to {request.force_tier} (decided: {decision.tier})", *decision.reasons]
     agent_set = request.agent_set()
-    agents = select(agent_set.agents, decision.tier, change)
+    if request.only_agents is not None:
+        unknown = [name for name in request.only_agents if name not in agent_set.agents]
+        if unknown:
+            raise AgentError(f"unknown reviewer(s): {', '.join(unknown)}; known: {', '.join(sorted(agent_set.agents))}")
+        agents = [agent_set.agents[name] for name in request.only_agents]
+    else:
+        agents = select(agent_set.agents, tier, change)
     review = Review(
         repository=str(request.repo),
         base=change.base,
         head=change.head,
-        tier=decision.tier,
-        tier_reasons=decision.reasons,
+        tier=tier,
+        tier_reasons=reasons,
         agents=[a.name for a in agents],
         files_reviewed=len(change.reviewable),
         files_skipped=[{"path": f.path, "reason": f.noise_reason or ""} for f in change.noise],

@@ -134,6 +134,30 @@ review_runs = Table(
     Index("ix_review_runs_ts", "ts"),
 )
 
+# One row per variant of each `aiplane review eval` run (the dashboard's Reviews page).
+review_eval_runs = Table(
+    "review_eval_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("dataset_sha256", String(64), nullable=False),
+    Column("cases", Integer, nullable=False),
+    Column("variant", String(200), nullable=False),
+    Column("runs", Integer, nullable=False),
+    Column("reviews", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("precision", Float, nullable=True),
+    Column("recall", Float, nullable=True),
+    Column("f1", Float, nullable=True),
+    Column("findings_per_review", Float, nullable=True),
+    Column("cost_usd_per_review", Float, nullable=True),
+    Column("judge", String(200), nullable=False),
+    Column("models", String(400), nullable=False),
+    Column("report_dir", String(1000), nullable=False),
+    Index("ix_review_eval_runs_ts", "ts"),
+)
+
 # Who looked at what they could not normally see (e.g. revealed identities).
 audit_events = Table(
     "audit_events",

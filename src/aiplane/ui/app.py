@@ -215,7 +215,14 @@ class Dashboard:
         _viewer, win, refused = await self._open_page(request)
         if refused is not None or win is None:
             return refused  # type: ignore[return-value]
-        context = {"title": "Reviews", "win": win, "query": request.url.query, "stats": await queries.reviews(self.engine, win)}
+        from aiplane.review.evaluation.store import recent
+
+        evals = await recent(self.engine, 50)
+        # The full pipeline's own figures over time; baselines and ablations are in the table.
+        series = [{"t": r["ts"].isoformat(), "precision": r["precision"], "recall": r["recall"]}
+                  for r in reversed(evals) if r["variant"] == "review"]
+        context = {"title": "Reviews", "win": win, "query": request.url.query, "stats": await queries.reviews(self.engine, win),
+                   "evals": evals, "eval_series": series}
         return templates.TemplateResponse(request, "reviews.html", context)
 
     async def export(self, request: Request) -> Response:

@@ -85,4 +85,12 @@
     }, [idx].concat(tiers.map(function (tier) { return reviews.map(function (d) { return d[tier] || 0; }); })), el);
     el.dataset.rendered = "true";
   }
+
+  var evals = data("evals-data");
+  if (evals && evals.length) {
+    lineChart(document.getElementById("chart-evals"), evals.map(function (p) { return Date.parse(p.t) / 1000; }), [
+      { label: "precision", values: evals.map(function (p) { return p.precision; }) },
+      { label: "recall", values: evals.map(function (p) { return p.recall; }) },
+    ]);
+  }
 })();
