@@ -190,17 +190,21 @@ def search_figures() -> None:
         ("+ split names, stop words", lambda: toolsearch.ToolIndex(one_field, bridge=False, weights=flat).search),
         ("+ stemming", lambda: toolsearch.ToolIndex(one_field, bridge=False, weights=flat).search),
         ("+ field weights (BM25F)", lambda: toolsearch.ToolIndex(docs, bridge=False).search),
-        ("+ lexicon bridge, RRF (shipped)", lambda: toolsearch.ToolIndex(docs).search),
+        ("+ lexicon bridge, RRF", lambda: toolsearch.ToolIndex(docs).search),
+        ("+ action word (shipped)", lambda: toolsearch.ToolIndex(docs).search),
     ]
+    action_bonus = toolsearch.ACTION_BONUS
     print(f"{'step':36}{'dev hit@1':>10}{'dev hit@3':>10}{'test hit@1':>11}{'test hit@3':>11}{'all hit@1':>10}{'all hit@3':>10}")
     for label, make in steps:
         toolsearch.stem = (lambda w: w) if label.startswith("+ split") else no_stem
+        toolsearch.ACTION_BONUS = action_bonus if label.startswith("+ action") else 0.0
         rank = make()
         cells = []
         for split in ("dev", "test", "all"):
             first, top3, _ = evaluate.hits(rank, evaluate.tasks(split))
             cells += [first, top3]
         toolsearch.stem = no_stem
+        toolsearch.ACTION_BONUS = action_bonus
         print(f"{label:36}" + "".join(f"{c:>10.0%}" if i % 2 == 0 or i == 1 else f"{c:>11.0%}" for i, c in enumerate(cells)))
     search = toolsearch.ToolSearch()
     answers = [len(ENCODING.encode("\n".join(declaration(f"tools.{k}", by_key[k].description, by_key[k].input_schema)

@@ -16,12 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE_BIN = ROOT / "tests" / "e2e" / "node_modules" / ".bin"
 PY_BIN = Path(sys.executable).parent
 
-# name -> (executable, args, env, description)
-SERVERS: dict[str, tuple[Path, list[str], dict[str, str], str]] = {}
-
-
 def servers(root: Path) -> dict[str, tuple[Path, list[str], dict[str, str], str]]:
-    """The upstreams, with a git repository, a folder and a database made under `root`."""
+    """name -> (executable, args, env, description), with a git repository and a folder made under `root`."""
     repo = root / "repo"
     repo.mkdir(parents=True, exist_ok=True)
     if not (repo / ".git").exists():
