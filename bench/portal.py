@@ -206,7 +206,16 @@ def search_figures() -> None:
         toolsearch.stem = no_stem
         toolsearch.ACTION_BONUS = action_bonus
         print(f"{label:36}" + "".join(f"{c:>10.0%}" if i % 2 == 0 or i == 1 else f"{c:>11.0%}" for i, c in enumerate(cells)))
+    seven = [entry for entry in base if entry[0] != "github"]
     search = toolsearch.ToolSearch()
+    raw_seven = {key: text for key, text in raw.items() if not key.startswith("github__")}
+    for label, rank in (("before", lambda q: [k for k, _ in bm25(raw_seven, q, 8)]), ("shipped", lambda q: search.search(seven, q, 8))):
+        cells = []
+        for split in ("dev", "test", "all"):
+            rows = [r for r in evaluate.tasks(split) if not r["expect"][0].startswith("github__")]
+            first, top3, _ = evaluate.hits(rank, rows)
+            cells.append(f"{split} {first:.0%} / {top3:.0%} (n={len(rows)})")
+        print(f"the issue's seven servers (no github and its tasks), {label}, hit@1 / hit@3: " + ", ".join(cells))
     answers = [len(ENCODING.encode("\n".join(declaration(f"tools.{k}", by_key[k].description, by_key[k].input_schema)
                                              for k in search.search(base, row["task"], 8))))
                for row in evaluate.tasks()]

@@ -85,6 +85,9 @@ def words(text: str, known: Container[str] | None = None) -> list[str]:
     """
     found = []
     for token in _TOKEN.findall(text[:MAX_FIELD_CHARS]):
+        if token[1:].islower() or token.isdigit():  # most words: "file", "Create", "42"
+            found.append(token.lower())
+            continue
         whole = token.lower()
         if _PLURAL_ACRONYM.match(token):  # PRs, URLs, IDs: the acronym, not "p" + "rs"
             found.append(whole[:-1])
