@@ -1,7 +1,7 @@
 """MCP portal: the context cost of the tool list (aggregation vs Code Mode), sandbox cold start,
 and per-tool-call overhead through `execute`.
 
-    .venv/bin/python bench/portal.py [--runs 30]
+    .venv/bin/python bench/portal.py [--runs 30] [--search-only]
 
 For N = 5, 50 and 200 upstream tools, a generated stdio MCP server (tools shaped like a code
 host's: a sentence of description, 2-6 typed parameters) sits behind a real portal under
@@ -15,6 +15,13 @@ the sandbox bridge alone (100 calls to an in-process no-op tool), and end to end
 portal (a tool called 50 times inside one execute, against the upstream's own cost per call,
 measured with the portal's stdio client alone). For reference it also prints what a client pays
 per direct call to the same tool through the portal over streamable HTTP (aggregation mode).
+
+Code Mode search: the tasks of tests/portal_search/tasks.json (dev and test halves) over the
+tools of eight real MCP servers (PyPI and npm, listed live over stdio): hit@1 and hit@3 of the
+portal's ranking against plain BM25 over the raw text (`aiplane.textrank`, what search used
+before) and each step in between; tokens of a search answer (the default 8 signatures) and of
+the `*` overview; search latency with a warm index and the cost of building it, at 50 and 500
+tools (500 made by repeating the real tool sets under distinct server names).
 """
 
 from __future__ import annotations
@@ -158,10 +165,95 @@ async def upstream_only(upstream: Path, tool: str, calls: int = 50) -> float:
     return elapsed
 
 
+def search_figures() -> None:
+    import aiplane.portal.toolsearch as toolsearch
+    from aiplane.portal.signatures import declaration
+    from aiplane.textrank import bm25
+    from tests.portal_search import evaluate
+    from tests.portal_search.servers import list_all, servers
+
+    with tempfile.TemporaryDirectory() as tmp:
+        listed = asyncio.run(list_all(Path(tmp)))
+        descriptions = {name: spec[3] for name, spec in servers(Path(tmp)).items()}
+    base = evaluate.listing(listed, descriptions)
+    by_key = {f"{server}__{tool.name}": tool for server, _d, tool in base}
+    print(f"\nCode Mode search: {len(base)} tools from {len(listed)} servers "
+          f"({', '.join(f'{k} {len(v)}' for k, v in listed.items())})")
+    raw = {key: f"{key} {tool.description or ''} {' '.join((tool.input_schema or {}).get('properties', {}) or {})}"
+           for key, tool in by_key.items()}
+    docs = toolsearch.tool_docs(base)
+    one_field = [toolsearch.ToolDoc(d.key, "", f"{d.key} {d.description} {d.params} {d.server}") for d in docs]
+    flat = dict.fromkeys(toolsearch.FIELD_WEIGHTS, 1.0)
+    no_stem = toolsearch.stem
+    steps = [
+        ("plain BM25 over raw text (before)", lambda: (lambda q: [k for k, _ in bm25(raw, q, 8)])),
+        ("+ split names, stop words", lambda: toolsearch.ToolIndex(one_field, bridge=False, weights=flat).search),
+        ("+ stemming", lambda: toolsearch.ToolIndex(one_field, bridge=False, weights=flat).search),
+        ("+ field weights (BM25F)", lambda: toolsearch.ToolIndex(docs, bridge=False).search),
+        ("+ lexicon bridge, RRF", lambda: toolsearch.ToolIndex(docs).search),
+        ("+ action word (shipped)", lambda: toolsearch.ToolIndex(docs).search),
+    ]
+    action_bonus = toolsearch.ACTION_BONUS
+    print(f"{'step':36}{'dev hit@1':>10}{'dev hit@3':>10}{'test hit@1':>11}{'test hit@3':>11}{'all hit@1':>10}{'all hit@3':>10}")
+    for label, make in steps:
+        toolsearch.stem = (lambda w: w) if label.startswith("+ split") else no_stem
+        toolsearch.ACTION_BONUS = action_bonus if label.startswith("+ action") else 0.0
+        rank = make()
+        cells = []
+        for split in ("dev", "test", "all"):
+            first, top3, _ = evaluate.hits(rank, evaluate.tasks(split))
+            cells += [first, top3]
+        toolsearch.stem = no_stem
+        toolsearch.ACTION_BONUS = action_bonus
+        print(f"{label:36}" + "".join(f"{c:>10.0%}" if i % 2 == 0 or i == 1 else f"{c:>11.0%}" for i, c in enumerate(cells)))
+    seven = [entry for entry in base if entry[0] != "github"]
+    search = toolsearch.ToolSearch()
+    raw_seven = {key: text for key, text in raw.items() if not key.startswith("github__")}
+    for label, rank in (("before", lambda q: [k for k, _ in bm25(raw_seven, q, 8)]), ("shipped", lambda q: search.search(seven, q, 8))):
+        cells = []
+        for split in ("dev", "test", "all"):
+            rows = [r for r in evaluate.tasks(split) if not r["expect"][0].startswith("github__")]
+            first, top3, _ = evaluate.hits(rank, rows)
+            cells.append(f"{split} {first:.0%} / {top3:.0%} (n={len(rows)})")
+        print(f"the issue's seven servers (no github and its tasks), {label}, hit@1 / hit@3: " + ", ".join(cells))
+    answers = [len(ENCODING.encode("\n".join(declaration(f"tools.{k}", by_key[k].description, by_key[k].input_schema)
+                                             for k in search.search(base, row["task"], 8))))
+               for row in evaluate.tasks()]
+    print(f"tokens per search answer (8 signatures, cl100k): median {statistics.median(answers):.0f}, "
+          f"max {max(answers)}; '*' overview: {len(ENCODING.encode(toolsearch.overview(base)))} tokens")
+    queries = [row["task"] for row in evaluate.tasks()]
+    for count in (50, 500):
+        tools = evaluate.replicate(base, count)
+        builds = []
+        for _ in range(5):
+            started = time.perf_counter()
+            toolsearch.ToolIndex(toolsearch.tool_docs(tools))
+            builds.append((time.perf_counter() - started) * 1000)
+        search = toolsearch.ToolSearch()
+        search.search(tools, "warm up", 8)
+        timings, peer = [], []
+        for query in queries:
+            started = time.perf_counter()
+            search.search(tools, query, 8)
+            timings.append((time.perf_counter() - started) * 1000)
+        documents = {f"{s}__{t.name}": f"{s}__{t.name} {t.description or ''}" for s, _d, t in tools}
+        for query in queries[:40]:
+            started = time.perf_counter()
+            bm25(documents, query, 8)
+            peer.append((time.perf_counter() - started) * 1000)
+        print(f"{count:>4} tools: search median {statistics.median(timings):.2f} ms, p95 {sorted(timings)[int(len(timings) * .95)]:.2f} ms "
+              f"(warm index); index build median {statistics.median(builds):.1f} ms (once per listing); "
+              f"plain BM25 (no index, as before) median {statistics.median(peer):.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--search-only", action="store_true")
     args = parser.parse_args()
+    search_figures()
+    if args.search_only:
+        return
     figures = asyncio.run(sandbox_figures(args.runs))
     print(f"sandbox: worker process start {figures['spawn_ms']:.0f} ms (once per worker); "
           f"cold start per execute (fresh V8 isolate) median {figures['cold_ms']:.1f} ms, p90 {figures['cold_p90_ms']:.1f} ms; "

