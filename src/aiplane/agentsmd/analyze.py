@@ -1,36 +1,58 @@
-"""Verified facts about a repository, each with its evidence (file and line). No model involved."""
+"""Verified facts about a repository, each with its evidence (file and line). No model involved.
+
+Commands come only from evidence that the project runs them, in this order of weight:
+
+1. its CI (GitHub Actions, GitLab CI, CircleCI, Azure Pipelines, Travis), read as YAML
+   (`aiplane.agentsmd.ci`);
+2. its own entry points: tox envs, nox sessions, package.json scripts, Makefile/justfile/Taskfile
+   targets, Rakefile tasks, composer scripts, hatch/pdm/poe scripts (`aiplane.agentsmd.entrypoints`);
+3. a tool configuration whose tool is declared in the project's dependencies, or a language's
+   built-in runner when tests exist (`aiplane.agentsmd.ecosystems`).
+
+Each command is classified by what it runs (`aiplane.agentsmd.commands`); publish, deploy and
+release commands are never kept. Every value that reaches the markdown is validated
+(`aiplane.agentsmd.safe`), and commands are rebuilt from checked words (`aiplane.agentsmd.shell`).
+"""
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from aiplane.agentsmd import ci as ci_model
+from aiplane.agentsmd import ecosystems, layout, safe
+from aiplane.agentsmd import entrypoints as ep
+from aiplane.agentsmd.commands import CHECK_KINDS, Resolved, Resolver, split_launcher, tool_name
+from aiplane.agentsmd.shell import render
+from aiplane.repository.tree import Entry, TreeBase, WorkTree
 
-from aiplane.repository.tree import TreeBase, WorkTree
-
-SKIP_DIRS = {".git", "node_modules", "vendor", "third_party", ".venv", "venv", "dist", "build", "target", "__pycache__", ".tox", ".mypy_cache"}
+SKIP_DIRS = frozenset({".git", "node_modules", "vendor", "third_party", ".venv", "venv", "dist", "build", "target", "__pycache__",
+                       ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", "bower_components", ".gradle", ".idea"})
 LANGUAGES = {
-    ".py": "Python", ".ts": "TypeScript", ".tsx": "TypeScript", ".js": "JavaScript", ".jsx": "JavaScript", ".mjs": "JavaScript",
-    ".go": "Go", ".rs": "Rust", ".java": "Java", ".kt": "Kotlin", ".rb": "Ruby", ".c": "C", ".h": "C", ".cc": "C++",
-    ".cpp": "C++", ".hpp": "C++", ".cs": "C#", ".swift": "Swift", ".php": "PHP", ".scala": "Scala",
+    ".py": "Python", ".ts": "TypeScript", ".tsx": "TypeScript", ".mts": "TypeScript", ".cts": "TypeScript", ".js": "JavaScript",
+    ".jsx": "JavaScript", ".mjs": "JavaScript", ".cjs": "JavaScript", ".go": "Go", ".rs": "Rust", ".java": "Java", ".kt": "Kotlin",
+    ".kts": "Kotlin", ".rb": "Ruby", ".c": "C", ".h": "C", ".cc": "C++", ".cpp": "C++", ".cxx": "C++", ".hpp": "C++", ".hh": "C++",
+    ".cs": "C#", ".fs": "F#", ".swift": "Swift", ".php": "PHP", ".scala": "Scala", ".vue": "Vue", ".svelte": "Svelte",
+    ".ex": "Elixir", ".exs": "Elixir",
 }
-TEST_WORDS = re.compile(r"\b(pytest|tox|nox|go test|cargo test|cargo nextest|mvn( -[\w.=-]+)* (test|verify)|gradlew? test|npm (run )?test|pnpm (run )?test|yarn (run )?test|bun test|make test|just test|vitest|jest)\b")
-LINT_WORDS = re.compile(r"\b(ruff( check| format)?|mypy|pyright|eslint|prettier|golangci-lint|cargo clippy|cargo fmt|pre-commit run|prek run|tsc --noEmit|black|flake8)\b")
 MAX_FILES = 50_000
-# Manifests and CI files are read as data: at most this much of any one, never through a symlink.
-MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_MANIFEST_BYTES = safe.MAX_MANIFEST_BYTES
+RENDERED_KINDS = ("test", *CHECK_KINDS)
+LOW_VALUE_CHECKS = {"codespell", "typos", "misspell", "markdownlint", "markdownlint-cli2", "actionlint", "editorconfig-checker", "ec",
+                    "commitlint", "yamllint", "shellcheck", "hadolint", "ls-lint", "lockfile-lint", "installed-check", "publint",
+                    "cmake-lint", "cmake-format", "herb", "govulncheck", "attw", "knip", "license-checks", "zizmor", "sqlfluff"}
 
 
 @dataclass
 class Fact:
     value: str
     evidence: str  # file:line
+    kind: str = ""  # for commands: test, lint, format, typecheck, build
+    cwd: str = ""  # for commands: the folder to run it from ("" = repository root)
+    runs: str = ""  # for entry points: the runner underneath (pytest, jest, go test, ...)
+    source: str = ""  # for commands: ci, entry, config or convention
 
 
 @dataclass
@@ -45,242 +67,391 @@ class Analysis:
     test_roots: list[str] = field(default_factory=list)
     boundaries: list[Fact] = field(default_factory=list)
     packages: list[Analysis] = field(default_factory=list)
+    single_test: list[Fact] = field(default_factory=list)
+    build_commands: list[Fact] = field(default_factory=list)
+    conventions: list[Fact] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def commands(self) -> set[str]:
-        found = {f.value for f in self.test + self.lint}
+        found = {f.value for f in self.test + self.lint + self.single_test + self.build_commands}
         for package in self.packages:
             found |= package.commands()
+        return found
+
+    def located_commands(self, prefix: str = "") -> set[tuple[str, str]]:
+        """(folder, command) for every command, folders relative to the repository root."""
+        found = set()
+        for fact in self.test + self.lint + self.single_test + self.build_commands:
+            folder = "/".join(p for p in (prefix, fact.cwd) if p)
+            found.add((folder, fact.value))
+        for package in self.packages:
+            found |= package.located_commands("/".join(p for p in (prefix, package.root) if p))
         return found
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _line_of(text: str, needle: str) -> int:
-    index = text.find(needle)
-    return text.count("\n", 0, index) + 1 if index >= 0 else 1
+@dataclass
+class Candidate:
+    argv: list[str]
+    text: str
+    kind: str
+    cwd: str
+    evidence: str
+    source: str  # ci | entry | config | convention
+    score: float
+    order: int
+    resolved: Resolved
+    job: tuple[str, str] = ("", "")  # (workflow, job) for CI commands
 
 
-def _read(tree: TreeBase, name: str) -> str:
-    return tree.read_text(name, MAX_MANIFEST_BYTES) or ""
-
-
-def _languages(files: list) -> dict[str, float]:  # noqa: ANN001 - tree entries
+def _languages(files: list[Entry]) -> dict[str, float]:
     # Bytes per language, as GitHub's linguist counts them: no file has to be opened.
     sizes: dict[str, int] = {}
     for entry in files:
         suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
         language = LANGUAGES.get(suffix)
-        if language is not None:
+        if language is not None and not re.search(r"(^|/)(docs?|examples?|vendor|third_party|benchmarks?|fixtures|testdata)/", entry.path):
             sizes[language] = sizes.get(language, 0) + entry.size
     total = sum(sizes.values()) or 1
     return {k: round(v / total, 3) for k, v in sorted(sizes.items(), key=lambda kv: -kv[1]) if v / total >= 0.01}
 
 
-def _python(root: TreeBase, a: Analysis) -> None:
-    text = _read(root, "pyproject.toml")
-    data: dict[str, Any] = {}
-    if text:
+_DEMOTE = {"release", "publish", "deploy", "docs", "doc", "documentation", "nightly", "schedule", "scheduled", "bench", "benchmark",
+           "benchmarks", "codspeed", "perf", "coverage", "cov", "downstream", "third", "party", "integration", "e2e", "smoke", "fuzz",
+           "fuzzing", "cifuzz", "miri", "sanitizer", "sanitizers", "valgrind", "msan", "asan", "tsan", "ubsan", "android", "ios",
+           "graalvm", "native", "wasm", "wasi", "emscripten", "pyemscripten", "pyodide", "cross", "qemu", "minimal", "min",
+           "minimum", "minimums", "msrv", "oldest", "lowest", "legacy", "old", "compat", "compatibility", "windows", "win", "macos",
+           "mac", "osx", "mingw", "msys2", "msvc", "freebsd", "alternative", "runtime", "runtimes", "bundler", "citgm", "ecosystem",
+           "canary", "next", "beta", "experimental", "arm", "arm64", "aarch64", "s390x", "ppc64le", "deno", "workerd", "lambda",
+           "edge", "fastly", "browser", "size", "mutation", "mutations", "stress", "random", "dependencies", "upstream", "memray",
+           "typechecking", "dev", "debug", "shell", "nu", "ui", "arch", "builds", "reproducible", "japicmp", "api", "tinygo", "latest",
+           "pypy", "nsolid", "lock", "label", "stale", "codeql", "scorecard", "zizmor"}
+_PROMOTE = {"test", "tests", "testing", "ci", "main", "check", "checks", "unit", "linux", "ubuntu", "suite", "python", "node", "go",
+            "rust", "ruby", "php", "java", "maven", "gradle", "dotnet", "pr", "pull", "push", "lint", "quality", "static", "style"}
+_MAIN_TRIGGERS = {"push", "pull_request", "pull_request_target", "merge_group"}
+
+
+def _words(*texts: str) -> set[str]:
+    words: set[str] = set()
+    for text in texts:
+        words |= {w for w in re.split(r"[^a-z0-9]+", text.lower().rsplit("/", 1)[-1].rsplit(".", 1)[0] if "/" in text else text.lower()) if w}
+    return words
+
+
+def _ci_score(command: ci_model.CiCommand, resolved: Resolved) -> float:
+    score = 100.0
+    if command.triggers and not command.triggers & _MAIN_TRIGGERS:
+        score -= 40
+    words = _words(command.workflow) | _words(command.job, command.job_name)
+    demoted = len(words & _DEMOTE)
+    score -= min(45, 15 * demoted)
+    if words & _PROMOTE:
+        score += 10
+    if command.platform in ("windows", "macos"):
+        score -= 10
+    if command.cwd:
+        score -= 15
+    if re.search(r"pypy|graalpy|\d\.\d+t\b", " ".join(command.argv) + " " + " ".join(command.env.values())):
+        score -= 3  # among matrix instantiations, CPython's
+    return score - _flag_penalty(resolved)
+
+
+def _flag_penalty(resolved: Resolved) -> float:
+    penalty = 0.0
+    for flag, value in (("partial", 20), ("e2e", 20), ("device", 40), ("coverage", 3), ("watch", 50), ("by-name", 8), ("workspaces", 5)):
+        if flag in resolved.flags:
+            penalty += value
+    if resolved.kind == "test" and not resolved.runs:
+        penalty += 5
+    if resolved.kind in CHECK_KINDS and resolved.runs == [] and "by-name" in resolved.flags:
+        penalty += 2
+    return penalty
+
+
+def _entry_score(proposal: ecosystems.Proposal, resolved: Resolved) -> float:
+    base = {"entry": 60.0, "config": 42.0, "convention": 35.0}[proposal.source]
+    name = proposal.argv[-1].lower() if proposal.source == "entry" and len(proposal.argv) > 1 else ""
+    if proposal.source == "entry":
+        if resolved.kind == "test" and name in ("test", "tests"):
+            base += 15
+        elif resolved.kind in CHECK_KINDS and name in ("lint", "check", "typecheck", "format:check", "fmt-check", "format-check", "style"):
+            base += 12
+        elif resolved.kind == "test" and name in ("check", "spec", "unit", "test:unit"):
+            base += 8
+        if re.search(r"(watch|dev|debug|update|snapshot|ci$|all$|full|slow|e2e|integration|browser|coverage|cov\b|report)", name):
+            base -= 10
+        if proposal.argv[:1] == ["tox"] and len(proposal.argv) == 1:
+            base += 5
+        if proposal.argv[:1] == ["nox"] and len(proposal.argv) == 1:
+            base += 5
+        if proposal.argv[:2] == ["hatch", "test"]:
+            base += 3
+    return base - _flag_penalty(resolved)
+
+
+def _fold_env(argv: list[str], env: dict[str, str]) -> list[str]:
+    """Environment variables that select what an entry point runs become its own options."""
+    _prefix, core = split_launcher(argv)
+    if not core:
+        return argv
+    name = tool_name(core[0])
+    if name == "tox" and not any(a in ("-e", "-f", "-m") or a.startswith("-e") for a in core):
+        selected = env.get("TOXENV") or env.get("TOX_ENV")
+        if selected and re.fullmatch(r"[A-Za-z0-9_.,-]+", selected):
+            return [*argv, "-e", selected]
+    if name == "nox" and not any(a in ("-s", "--session", "--sessions", "-e") for a in core):
+        selected = env.get("NOXSESSION")
+        if selected and re.fullmatch(r"[A-Za-z0-9_.,-]+", selected):
+            return [*argv, "-s", selected]
+    return argv
+
+
+def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.CiCommand]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for command in commands:
         try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError:
-            data = {}
-    tool = data.get("tool", {})
-    runner = ""
-    if root.exists("uv.lock") or "uv" in tool:
-        a.build.append(Fact("uv", "uv.lock:1" if root.exists("uv.lock") else f"pyproject.toml:{_line_of(text, '[tool.uv')}"))
-        runner = "uv run "
-    elif "poetry" in tool:
-        a.build.append(Fact("poetry", f"pyproject.toml:{_line_of(text, '[tool.poetry')}"))
-        runner = "poetry run "
-    elif "pdm" in tool:
-        a.build.append(Fact("pdm", f"pyproject.toml:{_line_of(text, '[tool.pdm')}"))
-        runner = "pdm run "
-    elif "hatch" in tool or "hatchling" in text:
-        a.build.append(Fact("hatch", f"pyproject.toml:{_line_of(text, 'hatch')}"))
-    elif text:
-        a.build.append(Fact("setuptools" if "setuptools" in text else "pip", "pyproject.toml:1"))
-    elif root.exists("requirements.txt"):
-        a.build.append(Fact("pip", "requirements.txt:1"))
-    pytest_configured = "pytest" in tool or root.exists("pytest.ini") or "[tool:pytest]" in _read(root, "setup.cfg")
-    if pytest_configured or root.is_dir("tests") and any(fnmatch.fnmatch(e.name, "test_*.py") for e in root.list_dir("tests")):
-        where = f"pyproject.toml:{_line_of(text, '[tool.pytest')}" if "pytest" in tool else ("pytest.ini:1" if root.exists("pytest.ini") else "tests/:1")
-        a.test.append(Fact(f"{runner}pytest", where))
-    if "ruff" in tool or root.exists("ruff.toml"):
-        where = f"pyproject.toml:{_line_of(text, '[tool.ruff')}" if "ruff" in tool else "ruff.toml:1"
-        a.lint += [Fact(f"{runner}ruff check .", where), Fact(f"{runner}ruff format --check .", where)]
-    if "mypy" in tool:
-        a.lint.append(Fact(f"{runner}mypy .", f"pyproject.toml:{_line_of(text, '[tool.mypy')}"))
-    requires = data.get("project", {}).get("requires-python")
-    if requires:
-        a.runtime.append(Fact(f"Python {requires}", f"pyproject.toml:{_line_of(text, 'requires-python')}"))
-    if root.exists(".python-version"):
-        a.runtime.append(Fact(f"Python {_read(root, '.python-version').strip()}", ".python-version:1"))
-    for name in ("tox.ini", "noxfile.py"):
-        if root.exists(name):
-            a.test.append(Fact("tox" if name == "tox.ini" else "nox", f"{name}:1"))
-
-
-def _node(root: TreeBase, a: Analysis) -> None:
-    text = _read(root, "package.json")
-    if not text:
-        return
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return
-    manager = "npm"
-    for lock, name in (("pnpm-lock.yaml", "pnpm"), ("yarn.lock", "yarn"), ("bun.lockb", "bun"), ("bun.lock", "bun")):
-        if root.exists(lock):
-            manager = name
-            break
-    if isinstance(data.get("packageManager"), str):
-        manager = data["packageManager"].split("@")[0]
-    a.build.append(Fact(manager, f"package.json:{_line_of(text, 'packageManager') if 'packageManager' in data else 1}"))
-    scripts = data.get("scripts") or {}
-    for script in scripts:
-        command = f"{manager} test" if script == "test" else f"{manager} run {script}"
-        if script in ("test", "test:unit"):
-            a.test.append(Fact(command, f"package.json:{_line_of(text, json.dumps(script))}"))
-        elif script in ("lint", "format", "typecheck", "check", "format:check"):
-            a.lint.append(Fact(command, f"package.json:{_line_of(text, json.dumps(script))}"))
-    engines = (data.get("engines") or {}).get("node")
-    if engines:
-        a.runtime.append(Fact(f"Node {engines}", f"package.json:{_line_of(text, 'engines')}"))
-    for name in (".nvmrc", ".node-version"):
-        if root.exists(name):
-            a.runtime.append(Fact(f"Node {_read(root, name).strip()}", f"{name}:1"))
-
-
-def _go(root: TreeBase, a: Analysis) -> None:
-    text = _read(root, "go.mod")
-    if not text:
-        return
-    a.build.append(Fact("go modules", "go.mod:1"))
-    a.test.append(Fact("go test ./...", "go.mod:1"))
-    version = re.search(r"^go (\S+)", text, re.M)
-    if version:
-        a.runtime.append(Fact(f"Go {version.group(1)}", f"go.mod:{_line_of(text, version.group(0))}"))
-    for config in (".golangci.yml", ".golangci.yaml", ".golangci.toml"):
-        if root.exists(config):
-            a.lint.append(Fact("golangci-lint run", f"{config}:1"))
-
-
-def _rust(root: TreeBase, a: Analysis) -> None:
-    text = _read(root, "Cargo.toml")
-    if not text:
-        return
-    a.build.append(Fact("cargo", "Cargo.toml:1"))
-    a.test.append(Fact("cargo test", "Cargo.toml:1"))
-    a.lint += [Fact("cargo clippy", "Cargo.toml:1"), Fact("cargo fmt --check", "Cargo.toml:1")]
-    for name in ("rust-toolchain.toml", "rust-toolchain"):
-        toolchain = _read(root, name)
-        if toolchain:
-            channel = re.search(r'channel\s*=\s*"([^"]+)"', toolchain)
-            a.runtime.append(Fact(f"Rust {channel.group(1) if channel else toolchain.strip()}", f"{name}:1"))
-
-
-def _make(root: TreeBase, a: Analysis) -> None:
-    for name, runner in (("Makefile", "make"), ("justfile", "just")):
-        text = _read(root, name)
-        for target in re.findall(r"^([A-Za-z][\w-]*):", text, re.M):
-            fact = Fact(f"{runner} {target}", f"{name}:{_line_of(text, target + ':')}")
-            if target in ("test", "tests", "check-tests"):
-                a.test.append(fact)
-            elif target in ("lint", "fmt", "format", "typecheck", "check"):
-                a.lint.append(fact)
-
-
-def _ci(root: TreeBase, a: Analysis) -> None:
-    workflows = [e.path for e in root.list_dir(".github/workflows") if e.kind == "file" and fnmatch.fnmatch(e.name, "*.y*ml")]
-    for rel in [*workflows, ".gitlab-ci.yml"]:
-        text = _read(root, rel)
-        if not text:
+            resolved = resolver.argv(command.argv, command.cwd, diff_checked=command.diff_checked)
+        except RecursionError:
             continue
-        for line_no, line in enumerate(text.splitlines(), 1):
-            stripped = line.strip().removeprefix("- ").removeprefix("run:").strip().strip("'\"")
-            if (
-                not stripped
-                or stripped.startswith(("#", "uses:", "name:", "if:", "with:", "key:"))
-                or re.match(r"^[\w-]+:", stripped)  # a YAML key, not a command
-                or "install" in stripped
-                or "${{" in stripped
-            ):
+        if resolved.kind not in RENDERED_KINDS and resolved.kind != "build":
+            continue
+        argv = _fold_env(command.argv, command.env)
+        cwd = command.cwd
+        if cwd and not tree.is_dir(cwd):
+            # A folder CI creates (a build directory): say it in the command itself.
+            if tool_name(argv[0]) == "ctest" and "--test-dir" not in argv:
+                argv = ["ctest", "--test-dir", cwd, *argv[1:]]
+                cwd = ""
+            else:
                 continue
-            if TEST_WORDS.search(stripped) and len(stripped) < 160:
-                a.test.append(Fact(stripped, f"{rel}:{line_no}"))
-            elif LINT_WORDS.search(stripped) and len(stripped) < 160:
-                a.lint.append(Fact(stripped, f"{rel}:{line_no}"))
-    if root.exists(".pre-commit-config.yaml"):
-        a.lint.append(Fact("pre-commit run --all-files", ".pre-commit-config.yaml:1"))
-
-
-def _layout(root: TreeBase, a: Analysis, files: list) -> None:  # noqa: ANN001 - tree entries
-    for name in ("src", "lib", "pkg", "cmd", "internal", "app", "crates", "packages"):
-        if root.is_dir(name):
-            a.source_roots.append(f"{name}/")
-    for name in ("tests", "test", "spec", "__tests__", "e2e"):
-        if root.is_dir(name):
-            a.test_roots.append(f"{name}/")
-    if any(p.name.endswith("_test.go") for p in files):
-        a.test_roots.append("*_test.go next to the code")
-    for name in ("vendor", "third_party", "generated", "gen", "dist", "build"):
-        if root.is_dir(name):
-            a.boundaries.append(Fact(f"{name}/ is generated or vendored; do not edit by hand", f"{name}/:1"))
-
-
-def _workspace_members(root: TreeBase) -> list[str]:
-    members: list[str] = []
-    pnpm = _read(root, "pnpm-workspace.yaml")
-    if pnpm:
-        try:
-            members += list((yaml.safe_load(pnpm) or {}).get("packages") or [])
-        except yaml.YAMLError:
-            pass
-    try:
-        package = json.loads(_read(root, "package.json") or "{}")
-        workspaces = package.get("workspaces")
-        members += workspaces if isinstance(workspaces, list) else list((workspaces or {}).get("packages") or [])
-    except (ValueError, AttributeError):
-        pass
-    cargo = _read(root, "Cargo.toml")
-    if "[workspace]" in cargo:
-        try:
-            members += tomllib.loads(cargo).get("workspace", {}).get("members", [])
-        except tomllib.TOMLDecodeError:
-            pass
-    found: list[str] = []
-    for pattern in members:
-        if not isinstance(pattern, str):
+        text = render(argv)
+        if text is None:
             continue
-        for match in root.glob(pattern.rstrip("/")):
-            if match and root.is_dir(match) and match not in found:
-                found.append(match)
-    for sub in root.list_dir("") if not found else []:
-        # A polyglot monorepo without a workspace file: top-level folders with their own manifest.
-        if sub.kind == "dir" and sub.name not in SKIP_DIRS and any(root.exists(f"{sub.path}/{m}") for m in ("pyproject.toml", "package.json", "go.mod", "Cargo.toml")):
-            found.append(sub.path)
-    return found
+        out.append(Candidate(argv, text, resolved.kind, cwd, command.evidence, "ci", _ci_score(command, resolved), command.order,
+                             resolved, (command.workflow, command.job)))
+    return out
+
+
+def _proposal_candidates(resolver: Resolver, proposals: list[ecosystems.Proposal]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for order, proposal in enumerate(proposals):
+        try:
+            resolved = resolver.argv(proposal.argv, proposal.cwd)
+        except RecursionError:
+            continue
+        if resolved.kind not in RENDERED_KINDS:
+            continue
+        if proposal.hint and proposal.source != "entry" and resolved.kind != proposal.hint and not (proposal.hint in CHECK_KINDS and resolved.kind in CHECK_KINDS):
+            continue
+        text = render(proposal.argv)
+        if text is None:
+            continue
+        out.append(Candidate(proposal.argv, text, resolved.kind, proposal.cwd, proposal.evidence, proposal.source,
+                             _entry_score(proposal, resolved), 10_000 + order, resolved))
+    return out
+
+
+def _pick(candidates: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
+    # The command CI runs in more jobs is more likely the project's test command.
+    jobs: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for candidate in candidates:
+        if candidate.source == "ci":
+            jobs.setdefault((candidate.cwd, candidate.text), set()).add(candidate.job)
+    for candidate in candidates:
+        if candidate.source == "ci":
+            candidate.score += min(6, 2 * (len(jobs[(candidate.cwd, candidate.text)]) - 1))
+            if candidate.job[1].lower() in ("test", "tests", "unit", "unit-tests", "pytest", "lint"):
+                candidate.score += 5
+            if _canonical(candidate.argv, candidate.kind):
+                candidate.score += 4
+    best: dict[tuple[str, str], Candidate] = {}
+    for candidate in candidates:
+        key = (candidate.cwd, candidate.text)
+        if key not in best or (candidate.score, -candidate.order) > (best[key].score, -best[key].order):
+            best[key] = candidate
+    ranked = sorted(best.values(), key=lambda c: (-c.score, c.order))
+    tests = [c for c in ranked if c.kind == "test"]
+    checks: list[Candidate] = []
+    for candidate in ranked:
+        if candidate.kind not in CHECK_KINDS:
+            continue
+        low = tool_name(split_launcher(candidate.argv)[1][0] if split_launcher(candidate.argv)[1] else candidate.argv[0]) in LOW_VALUE_CHECKS
+        if low:
+            candidate.score -= 25
+        checks.append(candidate)
+    checks.sort(key=lambda c: (-c.score, c.order))
+    return tests, checks
+
+
+def _canonical(argv: list[str], kind: str) -> bool:
+    """The project's own conventional entry point for that kind: `npm test`, `make test`, `tox`, `make lint`, ..."""
+    _prefix, core = split_launcher(argv)
+    if not core:
+        return False
+    tool = tool_name(core[0])
+    names = [a for a in core[1:] if not a.startswith("-") and "=" not in a]
+    if tool in ("npm", "pnpm", "yarn", "bun") and names[:1] == ["run"]:
+        names = names[1:]
+    wanted = {"test": ("test", "tests"), "lint": ("lint", "check"), "format": ("format", "fmt", "format:check", "fmt-check", "format-check"),
+              "typecheck": ("typecheck", "types", "typing", "type-check")}.get(kind, ())
+    if tool in ("npm", "pnpm", "yarn", "bun", "make", "rake", "composer", "just", "task"):
+        return names[:1] in ([w] for w in wanted) or (tool == "rake" and not names and kind == "test")
+    if tool in ("tox", "nox") and kind == "test":
+        return not names or all(re.fullmatch(r"(py|pypy|tests?)[\d.-]*\w*", n) for n in names[-1:])
+    return False
+
+
+def _runs_note(candidate: Candidate) -> str:
+    _prefix, core = split_launcher(candidate.argv)
+    tool = tool_name(core[0]) if core else ""
+    runs = [r for r in candidate.resolved.runs if r and not r.startswith((tool, f"{tool} ")) and "/" not in r]
+    if candidate.resolved.entry and runs:
+        return ", ".join(runs[:2])
+    return ""
+
+
+def _watch_safe(candidate: Candidate, manager: str) -> Candidate:
+    """A test script that starts vitest in watch mode gets `--run`, so it ends in a terminal too."""
+    if "watch" not in candidate.resolved.flags or candidate.resolved.runs != ["vitest"] or candidate.resolved.entry != "npm":
+        return candidate
+    extra = ["--", "--run"] if tool_name(candidate.argv[0]) == "npm" else ["--run"]
+    argv = [*candidate.argv, *extra]
+    text = render(argv)
+    if text is None:
+        return candidate
+    flags = candidate.resolved.flags - {"watch"}
+    return Candidate(argv, text, candidate.kind, candidate.cwd, candidate.evidence, candidate.source, candidate.score + 50,
+                     candidate.order, Resolved(candidate.resolved.kind, candidate.resolved.runs, flags, candidate.resolved.entry), candidate.job)
+
+
+def _build_before(test: Candidate, candidates: list[Candidate], ecosystems_found: list[str]) -> list[Candidate]:
+    """CI's build steps that the chosen test command needs: those in the same job, before it."""
+    if test.source != "ci":
+        return []
+    runs = test.resolved.runs
+    native = any(r in ("ctest", "meson test") for r in runs)
+    steps = [c for c in candidates if c.source == "ci" and c.job == test.job and c.kind == "build" and c.order < test.order and c.cwd == test.cwd]
+    if native:
+        return steps[-2:]
+    if "node" in ecosystems_found and steps and tool_name(steps[-1].argv[0]) in ("npm", "pnpm", "yarn", "bun"):
+        return steps[-1:]
+    return []
+
+
+def _native_build(test: Candidate) -> list[str] | None:
+    runs = test.resolved.runs
+    if "ctest" in runs:
+        directory = next((test.argv[i + 1] for i, w in enumerate(test.argv[:-1]) if w == "--test-dir"), "build")
+        return ["cmake", "-B", directory, "&&", "cmake", "--build", directory]
+    if "meson test" in runs:
+        directory = next((test.argv[i + 1] for i, w in enumerate(test.argv[:-1]) if w == "-C"), "build")
+        return ["meson", "setup", directory, "&&", "meson", "compile", "-C", directory]
+    return None
+
+
+def _analyze(tree: TreeBase, files: list[Entry], commands: list[ci_model.CiCommand], name: str, depth: int,
+             manager: str = "", members: list[str] | None = None) -> Analysis:
+    a = Analysis(root=name, languages=_languages(files))
+    lazy = ep.Lazy(tree)
+    resolver = Resolver(lazy)
+    facts = ecosystems.detect(tree, "", files, lazy, manager)
+    a.build = _unique([Fact(tool, evidence) for tool, evidence in facts.build if safe.one_line(tool, 60)])
+    a.runtime = _unique([Fact(value, evidence) for value, evidence in facts.runtime if safe.one_line(value, 80)])
+    candidates = _ci_candidates(tree, resolver, commands) + _proposal_candidates(resolver, facts.proposals)
+    tests, checks = _pick(candidates)
+    tests = sorted((_watch_safe(c, facts.manager) for c in tests), key=lambda c: (-c.score, c.order))
+    if tests:
+        primary = tests[0]
+        a.test.append(Fact(primary.text, primary.evidence, "test", primary.cwd, _runs_note(primary), primary.source))
+        for other in tests[1:]:
+            if other.source == "ci" and other.score >= 90 and set(other.resolved.runs) != set(primary.resolved.runs) and other.resolved.runs:
+                a.test.append(Fact(other.text, other.evidence, "test", other.cwd, _runs_note(other), other.source))
+                break
+        builds = _build_before(primary, candidates, facts.ecosystems)
+        if builds:
+            texts = [b.text for b in builds]
+            a.build_commands.append(Fact(" && ".join(texts), builds[0].evidence, "build", primary.cwd))
+        elif primary.source != "ci":
+            native = _native_build(primary)
+            if native:
+                a.build_commands.append(Fact(" ".join(native), primary.evidence, "build", primary.cwd))
+        for fact_test in a.test[:1]:
+            runner = next((r for r in primary.resolved.runs), "")
+            if runner in ("jest", "vitest", "mocha", "ava") and primary.resolved.flags & {"env", "chain"}:
+                break  # the runner needs the script's environment or steps; a bare invocation may not work
+            launcher = facts.launcher if facts.launcher and (primary.argv[:2] == facts.launcher or primary.resolved.entry in ("tox", "nox", "make", "hatch", "pdm", "poe") or primary.source != "ci") else []
+            single = layout.single_test(tree, files, runner, launcher, facts.manager, primary.argv, fact_test.cwd)
+            text = render(single) if single else None
+            if text and text != fact_test.value:
+                a.single_test.append(Fact(text, primary.evidence, "test", fact_test.cwd, "", primary.source))
+    seen_kinds: set[str] = set()
+    for check in checks:
+        if check.kind in seen_kinds:
+            continue
+        seen_kinds.add(check.kind)
+        a.lint.append(Fact(check.text, check.evidence, check.kind, check.cwd, _runs_note(check), check.source))
+        if len(a.lint) >= 3:
+            break
+    a.source_roots = [r for r in layout.source_roots(tree, files, facts.ecosystems)
+                      if not any(m.startswith(r) for m in (f"{m}/" for m in members or []))]  # packages are listed on their own
+    a.test_roots = layout.test_roots(tree, files)
+    if depth == 0:
+        a.boundaries = [Fact(text, evidence) for text, evidence in layout.boundaries(tree)]
+        pyproject = safe.load_toml(safe.read_text(tree, "pyproject.toml"))
+        a.conventions = [Fact(text, evidence) for text, evidence in layout.conventions(tree, pyproject)]
+    return a
+
+
+def _unique(facts: list[Fact]) -> list[Fact]:
+    seen: dict[str, Fact] = {}
+    for fact in facts:
+        seen.setdefault(fact.value, fact)
+    return list(seen.values())
+
+
+def _rebase(commands: list[ci_model.CiCommand], member: str) -> list[ci_model.CiCommand]:
+    out = []
+    for command in commands:
+        if command.cwd == member or command.cwd.startswith(member + "/"):
+            rest = command.cwd[len(member):].lstrip("/")
+            out.append(ci_model.CiCommand(command.argv, rest, command.env, command.evidence, command.workflow, command.job, command.job_name,
+                                          command.triggers, command.platform, command.via, command.order, command.diff_checked, command.matrix))
+    return out
 
 
 def analyze(source: Path | TreeBase, depth: int = 0) -> Analysis:
     """Facts about a repository: a folder on disk (read without following symlinks) or a tree such
-    as a commit's. Nothing is executed and no file is read past its size bound."""
+    as a commit's. Nothing is executed and no file is read past its size bound; a malformed or
+    hostile file is skipped, never raised."""
     root = WorkTree(source.resolve()) if isinstance(source, Path) else source
-    files = root.files("", frozenset(SKIP_DIRS), MAX_FILES)
-    a = Analysis(root=str(source.resolve()) if isinstance(source, Path) else root.describe(), languages=_languages(files))
-    for detector in (_python, _node, _go, _rust, _make, _ci):
-        detector(root, a)
-    _layout(root, a, files)
+    files = root.files("", SKIP_DIRS, MAX_FILES)
+    name = str(source.resolve()) if isinstance(source, Path) else root.describe()
+    try:
+        commands = ci_model.collect(root) if depth == 0 else []
+    except RecursionError:
+        commands = []
+    root_commands = [c for c in commands]
+    members: list[str] = []
     if depth == 0:
-        for member in _workspace_members(root):
-            package = analyze(root.sub(member), depth + 1)
+        try:
+            members, _evidence = layout.workspace_members(root, ep.Lazy(root))
+        except RecursionError:
+            members = []
+    try:
+        analysis = _analyze(root, files, root_commands, name, depth, members=members)
+    except RecursionError:
+        analysis = Analysis(root=name, languages=_languages(files), warnings=["the analysis was cut short: nesting too deep"])
+    if depth == 0:
+        manager = next((f.value.split()[0] for f in analysis.build if f.value.split()[0] in safe.PACKAGE_MANAGERS), "")
+        for member in members[:100]:
+            prefix = member + "/"
+            member_files = [Entry(f.path[len(prefix):], f.kind, f.size) for f in files if f.path.startswith(prefix)]
+            try:
+                package = _analyze(root.sub(member), member_files, _rebase(commands, member), member, depth + 1, manager)
+            except RecursionError:
+                continue
             package.root = member
-            a.packages.append(package)
-    # Same command from two places: keep the first evidence.
-    for name in ("test", "lint", "build", "runtime"):
-        unique: dict[str, Fact] = {}
-        for fact in getattr(a, name):
-            unique.setdefault(fact.value, fact)
-        setattr(a, name, list(unique.values()))
-    return a
+            analysis.packages.append(package)
+    return analysis

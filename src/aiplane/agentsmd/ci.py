@@ -1,0 +1,865 @@
+"""CI configuration as data: the commands each job runs, where it runs them and with what.
+
+GitHub Actions, GitLab CI and CircleCI files go through a YAML parser and a model of workflows, jobs
+and steps (Azure Pipelines and Travis get a smaller one):
+
+- block scalars stay whole and shell continuations are joined (`aiplane.agentsmd.shell`);
+- a matrix is data: each instantiation (bounded) evaluates `${{ matrix.* }}`, `${{ env.* }}`,
+  `format()`, `||`, `&&` and friends; a command that still depends on something unknown is dropped;
+- `working-directory`, `defaults.run`, step and job `env`, values written to `$GITHUB_ENV` and `cd`
+  in a script are carried to each command;
+- steps that run in another repository's checkout are skipped;
+- well-known actions (pre-commit, golangci-lint, ruff, black, cargo, gradle, retry wrappers, ...) are
+  mapped to the commands they run; local composite actions and reusable workflows are followed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
+
+from aiplane.agentsmd import safe
+from aiplane.agentsmd.shell import is_noise, parse_script
+from aiplane.repository.tree import TreeBase
+
+MAX_WORKFLOWS = 60
+MAX_JOBS = 300
+MAX_INSTANCES = 32
+MAX_COMMANDS = 3_000
+UNKNOWN_VAR = "$__aiplane_unknown__"
+
+
+@dataclass
+class CiCommand:
+    argv: list[str]
+    cwd: str  # repository-relative
+    env: dict[str, str]
+    evidence: str  # file:line
+    workflow: str  # the file
+    job: str  # job id (or name)
+    job_name: str = ""
+    triggers: frozenset[str] = frozenset()
+    platform: str = ""  # linux, windows, macos or ""
+    via: str = "run"  # run, or the action it came from
+    order: int = 0
+    diff_checked: bool = False
+    matrix: bool = False  # the job has a matrix
+
+
+class Partial(dict):  # type: ignore[type-arg]
+    """A context object of which only some keys are known here (runner.os, not runner.workspace)."""
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Any = _Unknown()
+
+
+# -- GitHub expressions ------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\s*(?:(?P<num>-?\d+(?:\.\d+)?)|(?P<str>'(?:[^']|'')*')|(?P<op>==|!=|<=|>=|&&|\|\||[!<>(),.\[\]*])|(?P<name>[A-Za-z_][A-Za-z0-9_-]*))")
+
+
+class _Expr:
+    def __init__(self, text: str, context: dict[str, Any]) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        pos = 0
+        while pos < len(text):
+            match = _TOKEN.match(text, pos)
+            if not match or match.end() == pos:
+                if text[pos:].strip() == "":
+                    break
+                raise ValueError("bad expression")
+            pos = match.end()
+            kind = match.lastgroup or ""
+            self.tokens.append((kind, match.group(kind)))
+        self.i = 0
+        self.context = context
+
+    def peek(self) -> str | None:
+        return self.tokens[self.i][1] if self.i < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        token = self.tokens[self.i]
+        self.i += 1
+        return token
+
+    def parse(self) -> Any:
+        value = self.or_()
+        if self.i != len(self.tokens):
+            raise ValueError("trailing tokens")
+        return value
+
+    def or_(self) -> Any:
+        left = self.and_()
+        while self.peek() == "||":
+            self.take()
+            right = self.and_()
+            left = UNKNOWN if left is UNKNOWN else (left if _truthy(left) else right)
+        return left
+
+    def and_(self) -> Any:
+        left = self.cmp()
+        while self.peek() == "&&":
+            self.take()
+            right = self.cmp()
+            left = UNKNOWN if left is UNKNOWN else (right if _truthy(left) else left)
+        return left
+
+    def cmp(self) -> Any:
+        left = self.unary()
+        while self.peek() in ("==", "!=", "<", ">", "<=", ">="):
+            op = self.take()[1]
+            right = self.unary()
+            left = UNKNOWN if left is UNKNOWN or right is UNKNOWN else _compare(op, left, right)
+        return left
+
+    def unary(self) -> Any:
+        if self.peek() == "!":
+            self.take()
+            value = self.unary()
+            return UNKNOWN if value is UNKNOWN else not _truthy(value)
+        return self.primary()
+
+    def primary(self) -> Any:
+        kind, text = self.take()
+        if kind == "num":
+            value: Any = float(text) if "." in text else int(text)
+        elif kind == "str":
+            value = text[1:-1].replace("''", "'")
+        elif text == "(":
+            value = self.or_()
+            self.take()
+        elif kind == "name":
+            if self.peek() == "(":
+                self.take()
+                args = []
+                while self.peek() != ")":
+                    args.append(self.or_())
+                    if self.peek() == ",":
+                        self.take()
+                self.take()
+                value = _call(text, args)
+            elif text in ("true", "false", "null"):
+                value = {"true": True, "false": False, "null": None}[text]
+            else:
+                value = self.context.get(text, UNKNOWN)
+        else:
+            raise ValueError("unexpected token")
+        while self.peek() in (".", "["):
+            if self.take()[1] == ".":
+                _k, name = self.take()
+                if name == "*":
+                    value = UNKNOWN
+                    continue
+                value = value.get(name, UNKNOWN if isinstance(value, Partial) else None) if isinstance(value, dict) else (UNKNOWN if value is UNKNOWN else None)
+            else:
+                key = self.or_()
+                self.take()
+                value = value.get(key) if isinstance(value, dict) and isinstance(key, str) else UNKNOWN
+        return value
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return 0.0
+        try:
+            return float(text)
+        except ValueError:
+            return float("nan")
+    return float("nan")
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    """GitHub's comparison: strings case-insensitively, anything else coerced to numbers."""
+    if isinstance(left, str) and isinstance(right, str):
+        a: Any = left.lower()
+        b: Any = right.lower()
+    elif isinstance(left, (dict, list)) or isinstance(right, (dict, list)):
+        return (left is right) if op == "==" else (left is not right) if op == "!=" else False
+    else:
+        a, b = _number(left), _number(right)
+        if a != a or b != b:  # NaN
+            return op == "!="
+    return {"==": a == b, "!=": a != b, "<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
+
+
+def _norm(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _truthy(value: Any) -> bool:
+    return value not in (False, 0, "", None) and value is not UNKNOWN
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _call(name: str, args: list[Any]) -> Any:
+    name = name.lower()
+    if any(a is UNKNOWN for a in args):
+        return UNKNOWN
+    if name == "format" and args:
+        template = _text(args[0])
+        try:
+            return re.sub(r"\{(\d+)\}", lambda m: _text(args[int(m.group(1)) + 1]), template.replace("{{", "\0").replace("}}", "\1")).replace("\0", "{").replace("\1", "}")
+        except IndexError:
+            return UNKNOWN
+    if name == "contains" and len(args) == 2:
+        hay, needle = args
+        if isinstance(hay, list):
+            return any(_norm(x) == _norm(needle) for x in hay)
+        return _text(needle).lower() in _text(hay).lower()
+    if name == "startswith" and len(args) == 2:
+        return _text(args[0]).lower().startswith(_text(args[1]).lower())
+    if name == "endswith" and len(args) == 2:
+        return _text(args[0]).lower().endswith(_text(args[1]).lower())
+    if name == "join" and args:
+        sep = _text(args[1]) if len(args) > 1 else ","
+        return sep.join(_text(x) for x in args[0]) if isinstance(args[0], list) else _text(args[0])
+    if name == "tojson" and args:
+        return json.dumps(args[0])
+    if name == "fromjson" and args:
+        try:
+            return safe.bounded(json.loads(_text(args[0])))
+        except (ValueError, safe.TooBig, RecursionError):
+            return UNKNOWN
+    if name in ("success", "always"):
+        return True
+    if name in ("failure", "cancelled"):
+        return False
+    return UNKNOWN
+
+
+def evaluate(expression: str, context: dict[str, Any]) -> Any:
+    try:
+        return _Expr(expression, context).parse()
+    except (ValueError, IndexError, RecursionError):
+        return UNKNOWN
+
+
+def substitute(text: str, context: dict[str, Any]) -> str:
+    """`${{ ... }}` in a string replaced by its value, or by an unknown shell variable (which makes
+    any command using it drop out) when it cannot be known here."""
+
+    def sub(match: re.Match[str]) -> str:
+        value = evaluate(match.group(1), context)
+        return UNKNOWN_VAR if value is UNKNOWN else _text(value)
+
+    return re.sub(r"\$\{\{(.*?)\}\}", sub, text, flags=re.S)
+
+
+# -- matrices ------------------------------------------------------------------------------------------
+
+
+def expand_matrix(matrix: Any, context: dict[str, Any], limit: int = MAX_INSTANCES) -> list[dict[str, Any]] | None:
+    """The combinations a `strategy.matrix` runs (GitHub semantics for include/exclude), at most `limit`;
+    None when the matrix itself is computed at run time."""
+    if isinstance(matrix, str):
+        value = evaluate(matrix.strip().removeprefix("${{").removesuffix("}}"), context) if "${{" in matrix else UNKNOWN
+        if not isinstance(value, dict):
+            return None
+        matrix = value
+    if not isinstance(matrix, dict):
+        return [{}]
+    axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
+    for key, values in list(axes.items()):
+        if isinstance(values, str) and "${{" in values:
+            evaluated = evaluate(values.strip().removeprefix("${{").removesuffix("}}"), context)
+            if isinstance(evaluated, list):
+                axes[key] = evaluated
+            else:
+                return None
+    combos: list[dict[str, Any]] = []
+    if axes:
+        keys = list(axes)
+        lists = [v if isinstance(v, list) else [v] for v in axes.values()]
+        for values in product(*lists):
+            combos.append(dict(zip(keys, values, strict=True)))
+            if len(combos) >= 256:
+                break
+    excludes = [e for e in safe.as_list(matrix.get("exclude")) if isinstance(e, dict)]
+    combos = [c for c in combos if not any(all(_norm(c.get(k)) == _norm(v) for k, v in e.items()) for e in excludes)]
+    includes = matrix.get("include")
+    if isinstance(includes, str):
+        return None
+    originals = len(combos)
+    for extra in safe.as_list(includes):
+        if not isinstance(extra, dict):
+            continue
+        matched = False
+        for combo in combos[:originals]:  # an include extends original combinations only
+            original = {k: combo[k] for k in axes if k in combo}
+            if all(_norm(original[k]) == _norm(v) for k, v in extra.items() if k in original):
+                combo.update({k: v for k, v in extra.items() if k not in original})
+                matched = True
+        if not matched:
+            combos.append(dict(extra))
+    return combos[:limit] or [{}]
+
+
+# -- well-known actions --------------------------------------------------------------------------------
+
+
+def _action_commands(uses: str, with_: dict[str, Any]) -> tuple[list[str], str]:
+    """Command lines an action runs and an optional working directory (relative), from its inputs."""
+    name = uses.split("@", 1)[0].lower()
+
+    def arg(key: str, default: str = "") -> str:
+        value = with_.get(key, default)
+        return _text(value) if value is not None else default
+
+    cwd = arg("working-directory") or arg("working_directory")
+    if name == "pre-commit/action":
+        return [f"pre-commit run {arg('extra_args', '--all-files')}"], ""
+    if name in ("j178/prek-action",):
+        return [f"prek run {arg('extra-args', arg('extra_args', '--all-files'))}"], ""
+    if name in ("golangci/golangci-lint-action", "reviewdog/action-golangci-lint"):
+        return [f"golangci-lint run {arg('args', arg('golangci_lint_flags'))}".strip()], cwd
+    if name in ("astral-sh/ruff-action", "chartboost/ruff-action"):
+        return [f"ruff {arg('args', 'check')} {arg('src')}".strip()], ""
+    if name == "psf/black":
+        return [f"black {arg('options', '--check --diff')} {arg('src', '.')}".strip()], ""
+    if name == "jakebailey/pyright-action":
+        return ["pyright"], cwd
+    if name == "actions-rs/cargo":
+        tool = "cross" if arg("use-cross") == "true" else "cargo"
+        return [f"{tool} {arg('command')} {arg('args')}".strip()], ""
+    if name == "actions-rs/clippy-check":
+        return [f"cargo clippy {arg('args')}".strip()], ""
+    if name in ("actions-rust-lang/rustfmt", "mbrobbel/rustfmt-check"):
+        return ["cargo fmt --all --check"], ""
+    if name == "dominikh/staticcheck-action":
+        return ["staticcheck ./..."], cwd
+    if name in ("gradle/gradle-build-action", "gradle/actions/setup-gradle", "eskatos/gradle-command-action") and arg("arguments"):
+        return [f"./gradlew {arg('arguments')}"], arg("build-root-directory")
+    if name in ("nick-fields/retry", "nick-invision/retry", "wandalen/wretry.action") and arg("command"):
+        return [arg("command")], ""
+    if name in ("coactions/setup-xvfb", "gabrielbb/xvfb-action", "mathiasvr/command-output", "codspeedhq/action") and arg("run"):
+        return [arg("run")], arg("working-directory")
+    if name == "reactivecircus/android-emulator-runner" and arg("script"):
+        return [arg("script")], arg("working-directory")
+    if name == "php-actions/phpunit":
+        return ["vendor/bin/phpunit"], ""
+    if name == "php-actions/phpstan":
+        return [f"vendor/bin/phpstan analyse {arg('path')}".strip()], ""
+    if name == "docker://oskarstark/php-cs-fixer-ga":
+        return [f"php-cs-fixer fix {arg('args')}".strip()], ""
+    if name == "crate-ci/typos":
+        return ["typos"], ""
+    if name == "codespell-project/actions-codespell":
+        return ["codespell"], ""
+    if name == "ludeeus/action-shellcheck":
+        return [], ""
+    if name == "pypa/hatch" and arg("version") == "":
+        return [], ""
+    return [], ""
+
+
+# -- GitHub Actions ----------------------------------------------------------------------------------------
+
+
+_GITHUB_ENV_WRITE = re.compile(r"""echo\s+["']?([A-Za-z_][A-Za-z0-9_]*)=([^"'\n$`|;&]*)["']?\s*>>\s*["']?\$\{?GITHUB_ENV\}?["']?""")
+
+
+def _triggers(workflow: dict[str, Any]) -> frozenset[str]:
+    on = workflow.get("on", workflow.get("True"))
+    if isinstance(on, str):
+        names = {on}
+    elif isinstance(on, list):
+        names = {x for x in on if isinstance(x, str)}
+    elif isinstance(on, dict):
+        names = set(on)
+        push = on.get("push")
+        if isinstance(push, dict) and push.get("tags") and not push.get("branches"):
+            names.discard("push")
+            names.add("tag")
+    else:
+        names = set()
+    return frozenset(names)
+
+
+def _platform(runs_on: Any) -> str:
+    text = _text(runs_on).lower()
+    if "windows" in text:
+        return "windows"
+    if "macos" in text or "mac-" in text:
+        return "macos"
+    if "ubuntu" in text or "linux" in text:
+        return "linux"
+    return ""
+
+
+class GitHubActions:
+    def __init__(self, tree: TreeBase) -> None:
+        self.tree = tree
+        self.commands: list[CiCommand] = []
+        self.order = 0
+
+    def run(self) -> list[CiCommand]:
+        files = [e.path for e in self.tree.list_dir(".github/workflows") if e.kind == "file" and e.name.endswith((".yml", ".yaml"))]
+        for path in sorted(files)[:MAX_WORKFLOWS]:
+            self._workflow(path, inputs=None, caller_triggers=None, depth=0)
+        return self.commands
+
+    def _workflow(self, path: str, inputs: dict[str, Any] | None, caller_triggers: frozenset[str] | None, depth: int) -> None:
+        text = safe.read_text(self.tree, path, safe.MAX_CI_BYTES)
+        data, lines = safe.load_yaml_with_lines(text)
+        if not isinstance(data, dict):
+            return
+        triggers = caller_triggers if caller_triggers is not None else _triggers(data)
+        if inputs is None and triggers == frozenset({"workflow_call"}):
+            return  # only reached through a caller, which supplies its inputs
+        defaults_inputs = {}
+        call = safe.dig(data, "on", "workflow_call") or safe.dig(data, "True", "workflow_call")
+        for name, spec in safe.as_dict(safe.as_dict(call).get("inputs")).items():
+            if isinstance(spec, dict) and "default" in spec:
+                defaults_inputs[name] = spec["default"]
+        all_inputs: Any = {**defaults_inputs, **inputs} if inputs is not None else UNKNOWN
+        workflow_env = {k: v for k, v in safe.as_dict(data.get("env")).items() if isinstance(v, (str, int, float, bool))}
+        workflow_cwd = safe.as_str(safe.dig(data, "defaults", "run", "working-directory"))
+        for job_id, job in list(safe.as_dict(data.get("jobs")).items())[:MAX_JOBS]:
+            if not isinstance(job, dict) or len(self.commands) >= MAX_COMMANDS:
+                continue
+            try:
+                self._job(path, lines, job_id, job, triggers, workflow_env, workflow_cwd, all_inputs, depth)
+            except (RecursionError, ValueError, TypeError, KeyError, AttributeError):
+                continue
+
+    def _job(self, path: str, lines: dict[str, int], job_id: str, job: dict[str, Any], triggers: frozenset[str],
+             workflow_env: dict[str, Any], workflow_cwd: str, inputs: Any, depth: int) -> None:
+        base_context: dict[str, Any] = {"inputs": inputs}  # github, steps, needs, secrets, vars: unknown here
+        matrix = safe.dig(job, "strategy", "matrix")
+        instances = expand_matrix(matrix, base_context) if matrix is not None else [{}]
+        has_matrix = matrix is not None
+        if instances is None:
+            instances = [UNKNOWN]
+        seen: set[tuple[str, tuple[str, ...]]] = set()
+        uses = job.get("uses")
+        for instance in instances:
+            context = dict(base_context)
+            context["matrix"] = instance
+            env_context = {k: _text(v) for k, v in workflow_env.items()}
+            context["env"] = env_context
+            for key, value in safe.as_dict(job.get("env")).items():
+                if isinstance(value, (str, int, float, bool)):
+                    env_context[key] = substitute(_text(value), context)
+            if isinstance(uses, str):
+                if uses.startswith("./") and depth < 2:
+                    with_ = {k: (substitute(_text(v), context) if isinstance(v, str) else v) for k, v in safe.as_dict(job.get("with")).items()}
+                    with_ = {k: (UNKNOWN if isinstance(v, str) and UNKNOWN_VAR in v else v) for k, v in with_.items()}
+                    target = uses[2:].split("@", 1)[0]
+                    self._workflow(target, with_, triggers, depth + 1)
+                continue
+            runs_on = job.get("runs-on")
+            platform = _platform(substitute(_text(runs_on), context)) if runs_on is not None else ""
+            context["runner"] = Partial(os={"linux": "Linux", "windows": "Windows", "macos": "macOS"}.get(platform, UNKNOWN))
+            job_if = job.get("if")
+            if isinstance(job_if, str) and evaluate(job_if.replace("${{", "").replace("}}", ""), context) is False:
+                continue
+            job_cwd = safe.as_str(safe.dig(job, "defaults", "run", "working-directory")) or workflow_cwd
+            job_name = safe.as_str(job.get("name"), job_id)
+            job_name = substitute(job_name, context).replace(UNKNOWN_VAR, "").strip() or job_id
+            self._steps(path, lines, job_id, job_name, safe.as_list(job.get("steps")), context, env_context, job_cwd,
+                        triggers, platform, has_matrix, seen, f"jobs.{job_id}.steps", depth)
+
+    def _steps(self, path: str, lines: dict[str, int], job_id: str, job_name: str, steps: list[Any], context: dict[str, Any],
+               env: dict[str, str], job_cwd: str, triggers: frozenset[str], platform: str, has_matrix: bool,
+               seen: set[tuple[str, tuple[str, ...]]], line_prefix: str, depth: int, checkout: dict[str, Any] | None = None) -> None:
+        # Where this repository is checked out (relative to the workspace), and whether the workspace
+        # root currently holds another repository's files.
+        state = checkout if checkout is not None else {"self": None, "foreign_root": False, "foreign_paths": []}
+        for index, step in enumerate(steps[:200]):
+            if not isinstance(step, dict):
+                continue
+            step_line = lines.get(f"{line_prefix}.{index}", 1)
+            step_if = step.get("if")
+            if isinstance(step_if, str) and evaluate(step_if.replace("${{", "").replace("}}", ""), {**context, "env": env}) is False:
+                continue
+            uses = step.get("uses")
+            with_raw = safe.as_dict(step.get("with"))
+            if isinstance(uses, str) and uses.split("@", 1)[0].lower() == "actions/checkout":
+                repository = _text(with_raw.get("repository", ""))
+                where = _text(with_raw.get("path", "")).strip().strip("/")
+                if repository and "github.repository" not in repository.replace(" ", ""):
+                    if not where or where == ".":
+                        state["foreign_root"] = True
+                    else:
+                        state["foreign_paths"].append(where)
+                else:
+                    state["self"] = where if where not in ("", ".") else ""
+                    state["foreign_root"] = False
+                continue
+            step_env = dict(env)
+            step_context = {**context, "env": step_env}
+            for key, value in safe.as_dict(step.get("env")).items():
+                if isinstance(value, (str, int, float, bool)):
+                    step_env[key] = substitute(_text(value), step_context)
+            raw_cwd = _text(step.get("working-directory", "")) or job_cwd
+            cwd = self._relative_cwd(raw_cwd, state, context)
+            if cwd is None:
+                continue
+            if isinstance(uses, str):
+                name = uses.split("@", 1)[0]
+                with_ = {k: (substitute(v, step_context) if isinstance(v, str) else v) for k, v in with_raw.items()}
+                if name.startswith("./") and depth < 3:
+                    self._composite(path, name[2:], with_, context, step_env, job_id, job_name, triggers, platform, has_matrix, seen, depth, state, cwd)
+                    continue
+                commands, action_cwd = _action_commands(uses, with_)
+                for command in commands:
+                    if state["foreign_root"]:
+                        break
+                    here = _join(cwd, action_cwd.strip().strip("/")) if action_cwd and not action_cwd.startswith("$") else cwd
+                    self._add(command, here, step_env, path, step_line, job_id, job_name, triggers, platform, has_matrix, seen, via=name.lower())
+                continue
+            run = step.get("run")
+            if not isinstance(run, str) or state["foreign_root"]:
+                continue
+            shell = _text(step.get("shell", "")).lower()
+            if shell and not shell.startswith(("bash", "sh", "pwsh", "powershell", "cmd")):
+                continue
+            text = substitute(run, step_context)
+            for match in _GITHUB_ENV_WRITE.finditer(text):
+                env[match.group(1)] = match.group(2).strip()
+            self._add(text, cwd, step_env, path, lines.get(f"{line_prefix}.{index}.run", step_line), job_id, job_name, triggers,
+                      platform, has_matrix, seen)
+
+    def _relative_cwd(self, raw: str, state: dict[str, Any], context: dict[str, Any]) -> str | None:
+        """The repository-relative directory of a step, or None when it runs outside this repository."""
+        own = state["self"]
+        if raw and own is not None and raw.strip().strip("/") == own:
+            return ""
+        value = substitute(raw, context).strip() if raw else ""
+        if UNKNOWN_VAR in value:
+            return None
+        value = value.removeprefix("./").strip("/")
+        if value in ("", "."):
+            return "" if not own else None
+        if value.startswith(("/", "~", "$")) or ".." in value.split("/"):
+            return None
+        if own:
+            if value == own:
+                return ""
+            if not value.startswith(own + "/"):
+                return None
+            value = value[len(own) + 1:]
+        if any(value == f or value.startswith(f + "/") for f in state["foreign_paths"]):
+            return None
+        return safe.clean_rel_path(value)
+
+    def _composite(self, workflow: str, action_dir: str, with_: dict[str, Any], context: dict[str, Any], env: dict[str, str],
+                   job_id: str, job_name: str, triggers: frozenset[str], platform: str, has_matrix: bool,
+                   seen: set[tuple[str, tuple[str, ...]]], depth: int, state: dict[str, Any], cwd: str) -> None:
+        for name in ("action.yml", "action.yaml"):
+            path = f"{action_dir.strip('/')}/{name}"
+            text = safe.read_text(self.tree, path, safe.MAX_CI_BYTES)
+            if text:
+                break
+        else:
+            return
+        data, lines = safe.load_yaml_with_lines(text)
+        runs = safe.as_dict(safe.as_dict(data).get("runs"))
+        if runs.get("using") != "composite":
+            return
+        inputs = {}
+        for key, spec in safe.as_dict(safe.as_dict(data).get("inputs")).items():
+            default = safe.as_dict(spec).get("default") if isinstance(spec, dict) else None
+            inputs[key] = with_.get(key, default if default is not None else "")
+        inner_context = {**context, "inputs": inputs}
+        self._steps(path, lines, job_id, job_name, safe.as_list(runs.get("steps")), inner_context, env, cwd, triggers,
+                    platform, has_matrix, seen, "runs.steps", depth + 1, state)
+
+    def _add(self, text: str, cwd: str, env: dict[str, str], path: str, line: int, job_id: str, job_name: str,
+             triggers: frozenset[str], platform: str, has_matrix: bool, seen: set[tuple[str, tuple[str, ...]]], via: str = "run") -> None:
+        simples, _exported = parse_script(text, env, start_cwd=cwd)
+        for simple in simples:
+            if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
+                continue
+            here = simple.cwd
+            key = (here, tuple(simple.argv))
+            if key in seen:
+                continue
+            seen.add(key)
+            self.order += 1
+            self.commands.append(CiCommand(simple.argv, here, {**env, **simple.env}, f"{path}:{line + simple.line}", path, job_id,
+                                           job_name, triggers, platform, via, self.order, simple.diff_checked, has_matrix))
+
+
+def _join(cwd: str, sub: str) -> str:
+    if not sub:
+        return cwd
+    return f"{cwd}/{sub}" if cwd else sub
+
+
+# -- GitLab CI -----------------------------------------------------------------------------------------------
+
+_GITLAB_RESERVED = {"image", "services", "stages", "types", "before_script", "after_script", "variables", "cache", "include",
+                    "default", "workflow", "spec"}
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+def gitlab(tree: TreeBase) -> list[CiCommand]:
+    text = safe.read_text(tree, ".gitlab-ci.yml", safe.MAX_CI_BYTES)
+    if not text:
+        return []
+    data, lines = safe.load_yaml_with_lines(text)
+    if not isinstance(data, dict):
+        return []
+    documents = [(".gitlab-ci.yml", data, lines)]
+    pending = [data]
+    while pending and len(documents) < 20:
+        doc = pending.pop()
+        include = doc.get("include")
+        for item in ([include] if not isinstance(include, list) else include):
+            local = item if isinstance(item, str) and not item.startswith(("http://", "https://")) else safe.as_dict(item).get("local")
+            if not isinstance(local, str) or "*" in local:
+                continue
+            rel = safe.clean_rel_path(local.lstrip("/"))
+            if rel is None or any(d[0] == rel for d in documents):
+                continue
+            inc_data, inc_lines = safe.load_yaml_with_lines(safe.read_text(tree, rel, safe.MAX_CI_BYTES))
+            if isinstance(inc_data, dict):
+                documents.append((rel, inc_data, inc_lines))
+                pending.append(inc_data)
+    merged: dict[str, Any] = {}
+    origin: dict[str, tuple[str, dict[str, int]]] = {}
+    for path, doc, doc_lines in reversed(documents):
+        for key, value in doc.items():
+            merged[key] = _deep_merge(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(value, dict) else value
+            origin[key] = (path, doc_lines)
+    variables = {k: _text(v.get("value") if isinstance(v, dict) else v) for k, v in safe.as_dict(merged.get("variables")).items()
+                 if isinstance(v, (str, int, float, bool, dict))}
+    default = safe.as_dict(merged.get("default"))
+    default_before = merged.get("before_script", default.get("before_script"))
+    out: list[CiCommand] = []
+    order = 0
+
+    def resolve(name: str, seen: frozenset[str] = frozenset()) -> dict[str, Any]:
+        job = safe.as_dict(merged.get(name))
+        parents = job.get("extends")
+        result: dict[str, Any] = {}
+        for parent in ([parents] if isinstance(parents, str) else safe.strs(parents)):
+            if parent not in seen and len(seen) < 10:
+                result = _deep_merge(result, resolve(parent, seen | {name}))
+        return _deep_merge(result, {k: v for k, v in job.items() if k != "extends"})
+
+    for name in list(merged)[:MAX_JOBS]:
+        if name in _GITLAB_RESERVED or name.startswith(".") or not isinstance(merged[name], dict):
+            continue
+        job = resolve(name)
+        if "script" not in job and "trigger" not in job:
+            continue
+        triggers = {"push", "pull_request"}
+        rules_text = json.dumps(job.get("rules", "")) + json.dumps(job.get("only", ""))
+        if "CI_COMMIT_TAG" in rules_text or '"tags"' in rules_text:
+            triggers = {"tag"}
+        if job.get("when") == "manual" or '"when": "manual"' in rules_text:
+            triggers = {"workflow_dispatch"}
+        if "schedule" in rules_text and "merge_request" not in rules_text:
+            triggers = {"schedule"}
+        job_vars = {**variables, **{k: _text(v.get("value") if isinstance(v, dict) else v) for k, v in safe.as_dict(job.get("variables")).items()}}
+        matrix = safe.dig(job, "parallel", "matrix")
+        instances: list[dict[str, str]] = [{}]
+        if isinstance(matrix, list):
+            instances = []
+            for row in matrix[:20]:
+                row = safe.as_dict(row)
+                keys = list(row)
+                lists = [v if isinstance(v, list) else [v] for v in row.values()]
+                for values in product(*lists):
+                    instances.append({k: _text(v) for k, v in zip(keys, values, strict=True)})
+                    if len(instances) >= MAX_INSTANCES:
+                        break
+        path, doc_lines = origin.get(name, (".gitlab-ci.yml", lines))
+        line = doc_lines.get(f"{name}.script", doc_lines.get(name, 1))
+        before = job.get("before_script", default_before)
+        seen: set[tuple[str, tuple[str, ...]]] = set()
+        for instance in instances or [{}]:
+            env = {**job_vars, **instance}
+            script_lines = [*safe.strs(before), *[s for s in _flatten(job.get("script"))]]
+            simples, _ = parse_script("\n".join(script_lines), env)
+            for simple in simples:
+                if is_noise(simple.argv):
+                    continue
+                key = (simple.cwd, tuple(simple.argv))
+                if key in seen:
+                    continue
+                seen.add(key)
+                order += 1
+                out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{line}", path, name, name,
+                                     frozenset(triggers), "", "run", order, simple.diff_checked, bool(matrix)))
+    return out
+
+
+def _flatten(value: Any, depth: int = 0) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and depth < 5:
+        out: list[str] = []
+        for item in value:
+            out += _flatten(item, depth + 1)
+        return out
+    return []
+
+
+# -- CircleCI ----------------------------------------------------------------------------------------------
+
+
+def circleci(tree: TreeBase) -> list[CiCommand]:
+    path = ".circleci/config.yml"
+    text = safe.read_text(tree, path, safe.MAX_CI_BYTES)
+    data, lines = safe.load_yaml_with_lines(text)
+    if not isinstance(data, dict):
+        return []
+    reusable = safe.as_dict(data.get("commands"))
+    out: list[CiCommand] = []
+    order = 0
+
+    def steps_of(steps: list[Any], params: dict[str, Any], depth: int) -> list[tuple[str, str, dict[str, str]]]:
+        found: list[tuple[str, str, dict[str, str]]] = []
+        for step in steps[:200]:
+            if isinstance(step, str):
+                if step in reusable and depth < 3:
+                    body = safe.as_dict(reusable[step])
+                    found += steps_of(safe.as_list(body.get("steps")), _param_defaults(body), depth + 1)
+                continue
+            if not isinstance(step, dict) or len(step) != 1:
+                continue
+            (name, body), = step.items()
+            if name == "run":
+                if isinstance(body, str):
+                    found.append((_params(body, params), "", {}))
+                elif isinstance(body, dict) and isinstance(body.get("command"), str):
+                    env = {k: _text(v) for k, v in safe.as_dict(body.get("environment")).items()}
+                    found.append((_params(body["command"], params), _text(body.get("working_directory", "")), env))
+            elif name in reusable and depth < 3:
+                spec = safe.as_dict(reusable[name])
+                given = {**_param_defaults(spec), **safe.as_dict(body)}
+                found += steps_of(safe.as_list(spec.get("steps")), given, depth + 1)
+        return found
+
+    for job_id, job in list(safe.as_dict(data.get("jobs")).items())[:MAX_JOBS]:
+        if not isinstance(job, dict):
+            continue
+        env = {k: _text(v) for k, v in safe.as_dict(job.get("environment")).items()}
+        for command, workdir, step_env in steps_of(safe.as_list(job.get("steps")), _param_defaults(job), 0):
+            if "<<" in command:
+                continue
+            cwd = workdir.strip().removeprefix("~/project").removeprefix("./").strip("/")
+            if cwd.startswith(("~", "/", "$")):
+                continue
+            simples, _ = parse_script(command, {**env, **step_env})
+            for simple in simples:
+                if is_noise(simple.argv):
+                    continue
+                order += 1
+                out.append(CiCommand(simple.argv, _join(cwd, simple.cwd), {**env, **step_env, **simple.env},
+                                     f"{path}:{lines.get(f'jobs.{job_id}', 1)}", path, job_id, job_id,
+                                     frozenset({"push", "pull_request"}), "", "run", order, simple.diff_checked))
+    return out
+
+
+def _param_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: safe.as_dict(v).get("default") for k, v in safe.as_dict(spec.get("parameters")).items()}
+
+
+def _params(text: str, params: dict[str, Any]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        value = params.get(match.group(1))
+        return _text(value) if value is not None and not isinstance(value, (dict, list)) else match.group(0)
+
+    return re.sub(r"<<\s*parameters\.([A-Za-z0-9_-]+)\s*>>", sub, text)
+
+
+# -- Azure Pipelines and Travis (steps only) ---------------------------------------------------------------
+
+
+def azure_travis(tree: TreeBase) -> list[CiCommand]:
+    out: list[CiCommand] = []
+    order = 0
+    for path in ("azure-pipelines.yml", ".azure-pipelines.yml", ".travis.yml"):
+        text = safe.read_text(tree, path, safe.MAX_CI_BYTES)
+        data = safe.load_yaml(text)
+        if not isinstance(data, dict):
+            continue
+        scripts: list[str] = []
+        if path == ".travis.yml":
+            scripts = [*_flatten(data.get("before_script")), *_flatten(data.get("script"))]
+        else:
+            _azure_scripts(data, scripts, [2_000])
+        for script in scripts[:200]:
+            simples, _ = parse_script(script)
+            for simple in simples:
+                if is_noise(simple.argv):
+                    continue
+                order += 1
+                out.append(CiCommand(simple.argv, simple.cwd, simple.env, f"{path}:{_line(text, script.splitlines()[0] if script else '')}",
+                                     path, "pipeline", "pipeline", frozenset({"push", "pull_request"}), "", "run", order))
+    return out
+
+
+def _azure_scripts(node: Any, scripts: list[str], budget: list[int]) -> None:
+    """`script:` and `bash:` steps anywhere in an Azure Pipelines file, and DotNetCoreCLI test/build tasks."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return
+    if isinstance(node, dict):
+        for key in ("script", "bash"):
+            if isinstance(node.get(key), str):
+                scripts.append(node[key])
+        task = node.get("task")
+        inputs = safe.as_dict(node.get("inputs"))
+        if isinstance(task, str) and task.startswith("DotNetCoreCLI") and inputs.get("command") in ("test", "build"):
+            scripts.append(f"dotnet {inputs['command']} {_text(inputs.get('projects', ''))}".strip())
+        for value in node.values():
+            _azure_scripts(value, scripts, budget)
+    elif isinstance(node, list):
+        for value in node:
+            _azure_scripts(value, scripts, budget)
+
+
+def _line(text: str, needle: str) -> int:
+    index = text.find(needle) if needle else -1
+    return text.count("\n", 0, index) + 1 if index >= 0 else 1
+
+
+def collect(tree: TreeBase) -> list[CiCommand]:
+    """Every command the repository's CI runs, in file order; never raises on a malformed file."""
+    out: list[CiCommand] = []
+    for reader in (lambda t: GitHubActions(t).run(), gitlab, circleci, azure_travis):
+        try:
+            out += reader(tree)
+        except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
+            continue
+    return out[:MAX_COMMANDS]

@@ -1,0 +1,1170 @@
+"""What a command runs, and so what it is for: test, lint, format, typecheck, build, docs, publish,
+bench, install or other.
+
+A command is classified by evidence, not by the first pattern that matches its text: launchers
+(`uv run`, `bundle exec`, `npx`, `python -m`, ...) are looked through, and a project entry point
+(`tox -e X`, `nox -s X`, `npm run X`, `make X`, `rake X`, `composer X`, `hatch run X`, a script in
+the repository, ...) is classified by the commands it runs, recursively. `tox -e lint` running
+pre-commit is lint; `npm run test:lint` running eslint is lint; `tox -e publish` running twine is
+publish and is never shown.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from posixpath import normpath
+
+from aiplane.agentsmd import entrypoints as ep
+from aiplane.agentsmd import safe
+from aiplane.agentsmd.shell import is_noise, parse_script
+
+CHECK_KINDS = ("lint", "format", "typecheck")
+MAX_DEPTH = 6
+
+
+@dataclass
+class Resolved:
+    kind: str  # test | lint | format | typecheck | build | docs | publish | bench | install | fix | missing | other
+    runs: list[str] = field(default_factory=list)  # test runners underneath: pytest, jest, go test, ...
+    flags: set[str] = field(default_factory=set)  # watch, e2e, by-name, partial, coverage, device
+    entry: str = ""  # the entry point kind when the command is one: tox, nox, npm, make, ...
+
+
+def _other(kind: str = "other", *flags: str) -> Resolved:
+    return Resolved(kind, [], set(flags))
+
+
+def combine(parts: list[Resolved]) -> Resolved:
+    """The kind of a sequence of commands: anything that publishes makes it publish; otherwise a test
+    makes it a test (a test script that lints first is still the test command); otherwise the first
+    check; otherwise build, docs, bench, install."""
+    kinds = [p.kind for p in parts]
+    runs: list[str] = []
+    flags: set[str] = set()
+    for part in parts:
+        if part.kind == "test" or "test" not in kinds:
+            runs += [r for r in part.runs if r not in runs]
+        flags |= part.flags
+    if "publish" in kinds:
+        return Resolved("publish", runs, flags)
+    if "test" in kinds:
+        test_flags = set().union(*(p.flags for p in parts if p.kind == "test"))
+        return Resolved("test", runs, test_flags | ({"watch"} & flags))
+    checks = [k for k in kinds if k in CHECK_KINDS]
+    if checks:
+        return Resolved(checks[0] if len(set(checks)) == 1 else "lint", runs, flags)
+    for kind in ("build", "docs", "bench", "fix", "install"):
+        if kind in kinds:
+            return Resolved(kind, runs, flags)
+    if kinds and all(k == "missing" for k in kinds):
+        return Resolved("missing", runs, flags)
+    return Resolved("other", runs, flags)
+
+
+def named(result: Resolved, parts: list[Resolved], name: str) -> Resolved:
+    """An entry point whose name states a check (typing, lint) and whose body runs that check next to a
+    test of it (`pyright` then `pytest tests/test_pyright.py`) is that check."""
+    kind = by_name(name)
+    if kind in CHECK_KINDS and result.kind == "test" and any(p.kind in CHECK_KINDS for p in parts):
+        return Resolved(kind, result.runs, result.flags, result.entry)
+    return result
+
+
+def by_name(name: str) -> str | None:
+    """The kind an entry point's name states, for bodies that cannot be read."""
+    words = set(re.split(r"[:_.\-/]", name.lower()))
+    if words & {"publish", "release", "deploy", "upload", "push"}:
+        return "publish"
+    if words & {"bench", "benchmark", "benchmarks"}:
+        return "bench"
+    if words & {"coverage", "cov", "report", "codecov", "coveralls", "watch", "serve", "dev"}:
+        return None
+    if words & {"typecheck", "typing", "types", "mypy", "pyright", "tsc"} or "type-check" in name.lower():
+        return "typecheck"
+    if words & {"lint", "linter", "linting", "style", "rubocop", "clippy", "vet"}:
+        return "lint"
+    if words & {"fmt", "format", "formatting"} and words & {"check", "diff", "verify"}:
+        return "format"
+    if words & {"fmt", "format"}:
+        return "fix"
+    if words & {"test", "tests", "unit", "spec", "specs", "unittest", "unittests", "pytest"}:
+        return "test"
+    if words & {"docs", "doc", "documentation"}:
+        return "docs"
+    if words & {"build", "compile", "dist", "package"}:
+        return "build"
+    if words & {"install", "deps", "setup", "bootstrap", "sync"}:
+        return "install"
+    return None
+
+
+_UV_VALUE_OPTIONS = {"--group", "--extra", "--with", "--with-requirements", "--with-editable", "--python", "-p", "--directory",
+                     "--project", "--package", "--env-file", "--index", "--only-group", "--no-group", "--default-index",
+                     "--index-url", "--extra-index-url", "--frozen-groups"}
+_PY_MODULE_TOOLS = {"pytest", "tox", "nox", "unittest", "mypy", "ruff", "black", "isort", "flake8", "pylint", "pip", "build", "twine",
+                    "coverage", "sphinx", "pyright", "pre_commit", "pre-commit", "hatch", "poetry", "pdm", "uv", "nose2",
+                    "doctest", "mkdocs", "twisted.trial", "codespell", "bandit", "pydocstyle", "pycodestyle", "pyflakes",
+                    "basedpyright", "pyrefly", "ty", "sphinx.cmd.build", "zope.testrunner", "stestr", "xdist", "maturin"}
+
+
+def split_launcher(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(launcher words, the command they launch). `uv run --group dev tox -e py` -> (['uv', 'run', '--group', 'dev'], ['tox', '-e', 'py'])."""
+    prefix: list[str] = []
+    argv = list(argv)
+    for _ in range(6):
+        if not argv:
+            break
+        head = argv[0].rsplit("/", 1)[-1] if not argv[0].startswith(("./", "../")) else argv[0]
+        if head in ("uv", "rye") and len(argv) > 1 and argv[1] == "run":
+            i = 2
+            while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+                i += 2 if argv[i] in _UV_VALUE_OPTIONS and "=" not in argv[i] else 1
+            if i < len(argv) and argv[i] == "--":
+                i += 1
+            prefix += argv[:i]
+            argv = argv[i:]
+            continue
+        if head == "uvx" or (head == "uv" and argv[1:3] == ["tool", "run"]):
+            i = 1 if head == "uvx" else 3
+            while i < len(argv) and argv[i].startswith("-"):
+                i += 2 if argv[i] in ("--with", "--from", "--python", "-p") else 1
+            prefix += argv[:i]
+            argv = argv[i:]
+            continue
+        if head in ("poetry", "pipenv") and argv[1:2] == ["run"]:
+            prefix += argv[:2]
+            argv = argv[2:]
+            continue
+        if head == "bundle" and argv[1:2] == ["exec"]:
+            prefix += argv[:2]
+            argv = argv[2:]
+            continue
+        if head in ("npx", "bunx", "pnpx"):
+            i = 1
+            while i < len(argv) and argv[i].startswith("-"):
+                i += 2 if argv[i] in ("-p", "--package") else 1
+            prefix += argv[:i]
+            argv = argv[i:]
+            continue
+        if head in ("pnpm", "yarn", "npm", "bun") and len(argv) > 1 and argv[1] in ("exec", "dlx", "x"):
+            i = 2
+            while i < len(argv) and argv[i].startswith("-"):
+                i += 1
+            if i < len(argv) and argv[i] == "--":
+                i += 1
+            prefix += argv[:i]
+            argv = argv[i:]
+            continue
+        if head == "composer" and argv[1:2] == ["exec"]:
+            i = 2
+            while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+                i += 1
+            prefix += argv[:i]
+            argv = argv[i:]
+            if argv and argv[0] == "--":
+                argv = argv[1:]
+            continue
+        if head in ("conda", "micromamba", "mamba") and argv[1:2] == ["run"]:
+            i = 2
+            while i < len(argv) and argv[i].startswith("-"):
+                i += 2 if argv[i] in ("-n", "--name", "-p", "--prefix") else 1
+            prefix += argv[:i]
+            argv = argv[i:]
+            continue
+        if re.fullmatch(r"(python|python3|python3\.\d+|pypy3?|py)(\.exe)?", head):
+            i = 1
+            module = None
+            while i < len(argv) and argv[i].startswith("-"):
+                if argv[i] == "-m" or (re.fullmatch(r"-[A-Za-z]*m", argv[i]) and not argv[i].startswith("--")):
+                    module = i + 1
+                    break
+                i += 1
+            if module is not None and module < len(argv) and argv[module] in _PY_MODULE_TOOLS | {"pip"}:
+                prefix += argv[:module]
+                tool = argv[module]
+                argv = [{"pre_commit": "pre-commit", "sphinx.cmd.build": "sphinx-build", "twisted.trial": "trial"}.get(tool, tool)] + argv[module + 1:]
+                continue
+            break
+        if head in ("cross-env", "dotenv"):
+            i = 1
+            while i < len(argv) and (re.match(r"^[A-Za-z_]\w*=", argv[i]) or argv[i] in ("--", "-e")):
+                i += 1
+            prefix += argv[:i]
+            argv = argv[i:]
+            continue
+        if head in ("c8", "nyc"):
+            i = 1
+            while i < len(argv) and argv[i].startswith("-"):
+                i += 1
+            if i < len(argv) and argv[i] in ("report", "check-coverage", "merge", "instrument"):
+                break
+            prefix += argv[:i]
+            argv = argv[i:]
+            continue
+        if head == "coverage" and argv[1:2] == ["run"]:
+            i = 2
+            while i < len(argv) and argv[i].startswith("-") and argv[i] != "-m":
+                i += 2 if argv[i] in ("--rcfile", "--source", "--include", "--omit", "--data-file", "--concurrency", "--context") else 1
+            if i < len(argv) and argv[i] == "-m":
+                prefix += argv[:i + 1]
+                argv = argv[i + 1:]
+                continue
+            prefix += argv[:i]
+            argv = argv[i:]
+            continue
+        if head == "php" and len(argv) > 1:
+            i = 1
+            while i < len(argv) and argv[i].startswith("-"):
+                i += 2 if argv[i] == "-d" else 1
+            if i < len(argv):
+                prefix += argv[:i]
+                argv = argv[i:]
+                continue
+            break
+        break
+    return prefix, argv
+
+
+def tool_name(word: str) -> str:
+    name = word.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].lower()
+    for suffix in (".exe", ".cmd", ".bat", ".phar"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _pytest(args: list[str]) -> Resolved:
+    joined = " ".join(args)
+    if re.search(r"--(mypy|flake8|pylint|pycodestyle|black|isort|ruff)\b", joined) or re.search(r"(^|\s)-m\s+['\"]?(mypy|flake8|ruff)\b", joined):
+        return Resolved("lint" if "--mypy" not in joined else "typecheck", ["pytest"])
+    if re.search(r"(^|\s)-k\s+['\"]?[\w ]*(mypy|typing|pyright|lint)", joined) or "--test-mypy" in joined:
+        return Resolved("typecheck", ["pytest"])
+    if re.search(r"--(benchmark-only|codspeed|benchmark-enable)\b|--memray\b", joined) or any("bench" in a for a in args if not a.startswith("-")):
+        return Resolved("bench", ["pytest"])
+    flags = set()
+    if "--cov" in joined:
+        flags.add("coverage")
+    if any(re.search(r"(integration|e2e|functional|acceptance)", a) for a in args):
+        flags.add("partial")
+    return Resolved("test", ["pytest"], flags)
+
+
+def classify_tool(argv: list[str]) -> Resolved | None:
+    """The kind of a direct tool invocation (no entry point involved), or None when not a known tool."""
+    if not argv:
+        return None
+    name = tool_name(argv[0])
+    args = argv[1:]
+    sub = args[0] if args else ""
+    if name in ("pytest", "py.test"):
+        return _pytest(args)
+    if name in ("unittest", "nose2", "nosetests", "trial", "zope-testrunner", "stestr", "green", "ward"):
+        return Resolved("test", [name])
+    if name in ("jest", "vitest", "mocha", "ava", "tap", "tape", "jasmine", "uvu", "borp", "lab", "qunit", "karma", "wdio", "playwright", "cypress", "testcafe"):
+        if name == "vitest" and sub in ("bench",):
+            return Resolved("bench", [name])
+        if name == "vitest" and sub in ("typecheck",):
+            return Resolved("typecheck", [name])
+        if name in ("playwright", "cypress", "testcafe", "wdio") and sub not in ("test", "run", ""):
+            return _other("install" if sub == "install" else "other")
+        flags = set()
+        if name == "vitest" and sub != "run" and "--run" not in args and "--watch=false" not in args and "--no-watch" not in args:
+            flags.add("watch")
+        if name in ("jest", "mocha", "ava") and ("--watch" in args or "--watchAll" in args or "-w" in args):
+            flags.add("watch")
+        if name in ("karma", "playwright", "cypress", "testcafe", "wdio"):
+            flags.add("e2e")
+        if "--coverage" in args:
+            flags.add("coverage")
+        return Resolved("test", [name], flags)
+    if name in ("tsd", "tstyche", "dtslint", "attw", "expect-type"):
+        return Resolved("typecheck")
+    if name == "node":
+        if "--test" in args:
+            return Resolved("test", ["node --test"], {"watch"} if "--watch" in args else set())
+        return None
+    if name == "deno":
+        return {"test": Resolved("test", ["deno test"]), "lint": Resolved("lint"), "check": Resolved("typecheck"),
+                "fmt": Resolved("format" if "--check" in args else "fix"), "publish": Resolved("publish")}.get(sub)
+    if name == "bun" and sub == "test":
+        return Resolved("test", ["bun test"], {"watch"} if "--watch" in args else set())
+    if name in ("tsc", "vue-tsc", "tsgo"):
+        if "--watch" in args or "-w" in args:
+            return _other("other", "watch")
+        if "--noEmit" in args or "-noEmit" in args or "--build" in args or "-b" in args or "-p" in args or "--project" in args or not args:
+            return Resolved("typecheck")
+        return Resolved("build")
+    if name in ("eslint", "xo", "standard", "oxlint", "stylelint", "markdownlint", "markdownlint-cli2", "knip", "publint", "jshint",
+                "semistandard", "lockfile-lint", "installed-check", "editorconfig-checker", "ec", "commitlint", "ls-lint",
+                "flake8", "pylint", "pydocstyle", "pycodestyle", "pyflakes", "bandit", "codespell", "typos", "vulture", "yamllint",
+                "shellcheck", "hadolint", "actionlint", "rubocop", "standardrb", "reek", "phpcs", "phpmd", "php-cs-fixer", "pint",
+                "golangci-lint", "staticcheck", "revive", "golint", "errcheck", "ineffassign", "misspell", "govulncheck",
+                "ktlint", "detekt", "checkstyle", "clang-tidy", "cppcheck", "cpplint", "cmake-lint", "buf", "sqlfluff",
+                "biome", "dprint", "prettier", "black", "isort", "autopep8", "yapf", "gofmt", "goimports", "gofumpt", "rustfmt",
+                "clang-format", "cmake-format", "swiftformat", "swiftlint", "ruff", "pre-commit", "prek", "lefthook", "herb"):
+        return _check_tool(name, args)
+    if name in ("mypy", "dmypy", "pyright", "basedpyright", "pyrefly", "pytype", "phpstan", "psalm", "srb", "steep", "flow", "sorbet"):
+        if name == "pyrefly" and sub not in ("check", ""):
+            return _other()
+        return Resolved("typecheck")
+    if name == "ty":
+        return Resolved("typecheck") if sub == "check" else None
+    if name == "go":
+        if sub == "test":
+            if any(a.startswith(("-bench", "-fuzz")) for a in args):
+                return Resolved("bench" if any(a.startswith("-bench") for a in args) else "other", ["go test"])
+            return Resolved("test", ["go test"])
+        return {"vet": Resolved("lint"), "build": Resolved("build"), "install": Resolved("build"), "generate": _other(),
+                "mod": _other("install") if sub == "mod" and args[1:2] in (["download"], ["tidy"]) else _other(),
+                "fmt": Resolved("fix"), "get": Resolved("install"), "tool": _other()}.get(sub, _other())
+    if name in ("cargo", "cross"):
+        return _cargo(args)
+    if name == "rustup":
+        return _other("install")
+    if name in ("mvn", "mvnw", "./mvnw"):
+        return _maven(args)
+    if name in ("gradle", "gradlew"):
+        return _gradle(args)
+    if name == "dotnet":
+        return _dotnet(args)
+    if name in ("rspec", "cucumber", "minitest", "turnip"):
+        return Resolved("test", ["rspec" if name == "rspec" else name])
+    if name == "ruby":
+        if any(a.startswith("-I") and "test" in a for a in args) or any(re.search(r"(^|/)test_[\w]+\.rb$|_test\.rb$|_spec\.rb$", a) for a in args):
+            return Resolved("test", ["minitest"])
+        script = next((a for a in args if not a.startswith("-")), "")
+        if script.endswith(("exe/rake", "bin/rake")):
+            return None  # handled as rake by the resolver
+        return None
+    if name in ("phpunit", "pest", "paratest", "simple-phpunit", "codecept", "infection", "behat", "phpspec"):
+        if name == "infection":
+            return Resolved("other")
+        return Resolved("test", ["pest" if name == "pest" else "phpunit"])
+    if name in ("ctest",):
+        return Resolved("test", ["ctest"])
+    if name == "meson":
+        return {"test": Resolved("test", ["meson test"]), "compile": Resolved("build"), "setup": Resolved("build"),
+                "dist": Resolved("build"), "install": Resolved("build"), "devenv": None}.get(sub, _other())
+    if name == "cmake":
+        return Resolved("build") if args else None
+    if name in ("ninja", "msbuild", "bazel", "bazelisk", "scons", "autoreconf", "configure", "./configure", "autogen.sh"):
+        if name.startswith("bazel") and sub == "test":
+            return Resolved("test", ["bazel test"])
+        return Resolved("build")
+    if name in ("swift",):
+        return Resolved("test", ["swift test"]) if sub == "test" else Resolved("build")
+    if name in ("mix",):
+        return Resolved("test", ["mix test"]) if sub == "test" else _other()
+    if name in ("twine", "gem", "semantic-release", "changeset", "changesets", "np", "release-it", "lerna-publish", "vsce", "ovsx", "goreleaser", "flit"):
+        if name == "gem" and sub not in ("push", "release"):
+            return _other("build" if sub == "build" else "install")
+        if name == "twine" and sub == "check":
+            return _other("build")
+        if name == "changeset" and sub not in ("publish", "version"):
+            return _other()
+        if name == "flit" and sub != "publish":
+            return _other("build")
+        return Resolved("publish")
+    if name in ("sphinx-build", "sphinx", "mkdocs", "typedoc", "jsdoc", "docfx", "doxygen", "mike", "rdoc", "yard", "yardoc", "sphinx-autobuild", "dokka"):
+        if name in ("mkdocs", "mike") and sub in ("gh-deploy", "deploy"):
+            return Resolved("publish")
+        if name == "sphinx-autobuild" or (name == "mkdocs" and sub == "serve"):
+            return _other("other", "watch")
+        return Resolved("docs")
+    if name in ("pip", "pip3", "pipx", "poetry", "pdm", "uv", "npm", "pnpm", "yarn", "bun", "composer", "bundle", "bundler", "conda",
+                "mamba", "micromamba", "apt-get", "brew", "hatch", "rye"):
+        return _package_manager(name, args)
+    if name in ("docker", "kubectl", "helm", "terraform", "aws", "gcloud", "az", "vercel", "netlify", "wrangler", "firebase", "heroku", "fly", "flyctl", "serverless", "sls", "cdk"):
+        if name == "docker" and sub in ("build", "compose", "run"):
+            return _other()
+        return Resolved("publish")
+    if name in ("sh", "bash", "zsh", "pwsh", "powershell"):
+        return None  # a script: handled by the resolver
+    if name in ("hyperfine", "asv", "pyperf", "criterion", "phpbench", "bencher", "codspeed"):
+        return Resolved("bench")
+    if name in ("maturin", "tsup", "tsdown", "rollup", "webpack", "esbuild", "vite", "parcel", "babel", "swc", "unbuild", "pkgroll",
+                "microbundle", "ncc", "pyinstaller", "nuitka", "del-cli", "rimraf", "gulp", "grunt", "tsx", "ts-node"):
+        if name == "vite" and sub in ("", "dev", "serve", "preview"):
+            return _other("other", "watch")
+        if name == "maturin" and sub in ("publish", "upload"):
+            return Resolved("publish")
+        if name in ("tsx", "ts-node"):
+            return None
+        if name == "maturin" and sub == "develop":
+            return Resolved("install")
+        return Resolved("build")
+    return None
+
+
+def _check_tool(name: str, args: list[str]) -> Resolved:
+    joined = " ".join(args)
+    sub = args[0] if args else ""
+    fixing = any(a in ("--fix", "-a", "-A", "--autocorrect", "--auto-correct", "--write", "-w", "--fix-only", "--apply") for a in args)
+    if name == "ruff":
+        if sub == "format":
+            return Resolved("format") if ("--check" in args or "--diff" in args) else Resolved("fix")
+        return Resolved("fix") if "--fix" in args and "--exit-non-zero-on-fix" not in args else Resolved("lint")
+    if name in ("black", "isort", "autopep8", "yapf", "gofumpt", "rustfmt", "swiftformat", "cmake-format"):
+        return Resolved("format") if re.search(r"--check|--diff|-l\b|--dry-run", joined) else Resolved("fix")
+    if name in ("gofmt", "goimports"):
+        return Resolved("format") if re.search(r"(^|\s)-(l|d)\b|-s -d|-d ", " " + joined) else Resolved("fix")
+    if name == "prettier":
+        return Resolved("format") if ("--check" in args or "-c" in args or "--list-different" in args or "-l" in args) else Resolved("fix")
+    if name == "clang-format":
+        return Resolved("format") if ("--dry-run" in args or "-n" in args or "--Werror" in args) else Resolved("fix")
+    if name == "biome":
+        if sub == "format":
+            return Resolved("fix") if "--write" in args else Resolved("format")
+        return Resolved("fix") if ("--write" in args or "--apply" in args) else Resolved("lint")
+    if name == "dprint":
+        return Resolved("format") if sub == "check" else Resolved("fix")
+    if name in ("php-cs-fixer", "pint"):
+        return Resolved("format") if ("--dry-run" in args or "--test" in args) else Resolved("fix")
+    if name in ("pre-commit", "prek", "lefthook"):
+        if sub in ("install", "autoupdate", "clean", "gc", "init-templatedir", "migrate-config", "sample-config", "validate-config", "install-hooks"):
+            return _other("install")
+        return Resolved("lint")
+    if name == "golangci-lint":
+        if sub in ("fmt",):
+            return Resolved("format") if "--diff" in args else Resolved("fix")
+        return Resolved("fix") if "--fix" in args else Resolved("lint")
+    if name == "buf":
+        return Resolved("lint") if sub in ("lint", "breaking", "format") else _other()
+    if fixing and name in ("eslint", "xo", "standard", "stylelint", "oxlint", "markdownlint-cli2", "markdownlint"):
+        return Resolved("fix")
+    return Resolved("lint")
+
+
+def _cargo(args: list[str]) -> Resolved:
+    words = [a for a in args if not a.startswith(("+", "-"))]
+    sub = words[0] if words else ""
+    if sub in ("test", "t", "nextest"):
+        selects = ("-p", "--package", "--lib", "--bin", "--doc", "--manifest-path")
+        partial = {"partial"} if any(a in selects or a.startswith("--package=") for a in args) else set()
+        return Resolved("test", ["cargo test" if sub != "nextest" else "cargo nextest"], partial)
+    if sub == "hack" and "test" in words:
+        return Resolved("test", ["cargo test"])
+    if sub == "miri":
+        return Resolved("test", ["cargo miri"], {"partial"}) if "test" in words else _other("install")
+    if sub == "clippy":
+        return Resolved("fix") if "--fix" in args else Resolved("lint")
+    if sub == "fmt":
+        return Resolved("format") if "--check" in args else Resolved("fix")
+    if sub in ("build", "b", "check", "c"):
+        return Resolved("build")
+    if sub in ("doc", "docs-rs", "rustdoc"):
+        return Resolved("docs")
+    if sub in ("bench",):
+        return Resolved("bench")
+    if sub in ("publish", "release", "dist"):
+        return Resolved("publish")
+    if sub in ("deny", "audit", "outdated", "udeps", "machete", "semver-checks", "vet"):
+        return _other()  # dependency and API audits, not code checks
+    if sub in ("install", "binstall", "fetch", "update", "generate-lockfile"):
+        return _other("install")
+    return _other()
+
+
+_MVN_TEST_GOALS = {"test", "verify", "install", "integration-test", "package"}
+_MVN_CHECK = re.compile(r"^(checkstyle|spotless|pmd|spotbugs|animal-sniffer|apache-rat|rat|enforcer|revapi|japicmp|forbiddenapis|errorprone|license|formatter|fmt|sortpom|modernizer|dependency-check|ktlint|detekt)(:|$)")
+
+
+def _maven(args: list[str]) -> Resolved:
+    goals = [a for a in args if not a.startswith("-")]
+    skip_tests = any(a in ("-DskipTests", "-Dmaven.test.skip", "-Dmaven.test.skip=true", "-DskipTests=true") for a in args)
+    if any(g in ("deploy", "release:perform", "release:prepare", "nexus-staging:release", "central-publishing:publish") or g.startswith(("deploy:", "gpg:", "release:")) for g in goals):
+        return Resolved("publish")
+    if not goals:
+        return Resolved("test", ["maven"], {"default-goal"}) if not skip_tests else Resolved("build")
+    if not skip_tests and any(g.rsplit(":", 1)[-1] in _MVN_TEST_GOALS and ":" not in g or g in ("surefire:test", "failsafe:integration-test") for g in goals):
+        return Resolved("test", ["maven"])
+    checks = [g for g in goals if _MVN_CHECK.match(g)]
+    if checks:
+        kind = "format" if any(g.startswith(("spotless", "formatter", "fmt", "sortpom")) for g in checks) else "lint"
+        if any(g.endswith((":apply", ":format", ":sort")) for g in checks):
+            return Resolved("fix")
+        return Resolved(kind)
+    if any(g.startswith(("javadoc", "site")) for g in goals):
+        return Resolved("docs")
+    if any(g in ("compile", "package", "install", "test-compile") for g in goals):
+        return Resolved("build")
+    return _other()
+
+
+_GRADLE_TEST = re.compile(r"(^|:)(test|check|build|allTests|jvmTest|connectedCheck|nativeTest|testDebugUnitTest|testReleaseUnitTest|connectedAndroidTest|[a-z]+Test)$")
+_GRADLE_CHECK = re.compile(r"(^|:)(spotlessCheck|ktlintCheck|detekt|checkstyle\w*|lint|lintKotlin|apiCheck|pmd\w*|spotbugs\w*|errorprone\w*|ktfmtCheck\w*)$")
+
+
+def _gradle(args: list[str]) -> Resolved:
+    tasks = [a for a in args if not a.startswith("-")]
+    if any(re.search(r"(publish|closeAndRelease|release|uploadArchives|githubRelease|bintrayUpload|nexus)", t, re.I) for t in tasks):
+        return Resolved("publish")
+    if any(_GRADLE_CHECK.search(t) for t in tasks) and not any(_GRADLE_TEST.search(t) for t in tasks):
+        if any(re.search(r"(spotlessApply|ktlintFormat|Format$)", t) for t in tasks):
+            return Resolved("fix")
+        return Resolved("format" if any("spotless" in t or "ktfmt" in t for t in tasks) else "lint")
+    if any(_GRADLE_TEST.search(t) for t in tasks):
+        flags = {"device"} if any(t.endswith(("connectedCheck", "connectedAndroidTest")) for t in tasks) else set()
+        if any(t.endswith("nativeTest") for t in tasks):
+            flags.add("partial")
+        return Resolved("test", ["gradle"], flags)
+    if any(re.search(r"(dokka|javadoc)", t, re.I) for t in tasks):
+        return Resolved("docs")
+    if any(re.search(r"(assemble|jar|compile|shadowJar)", t, re.I) for t in tasks):
+        return Resolved("build")
+    return _other()
+
+
+def _dotnet(args: list[str]) -> Resolved:
+    sub = args[0] if args else ""
+    if sub == "test":
+        return Resolved("test", ["dotnet test"])
+    if sub in ("build", "pack", "msbuild"):
+        return Resolved("build")
+    if sub == "format":
+        return Resolved("format") if "--verify-no-changes" in args else Resolved("fix")
+    if sub == "nuget" and args[1:2] == ["push"]:
+        return Resolved("publish")
+    if sub in ("restore", "tool"):
+        return _other("install")
+    if sub == "publish":
+        return Resolved("build")
+    return _other()
+
+
+def _package_manager(name: str, args: list[str]) -> Resolved | None:
+    sub = args[0] if args else ""
+    if name in ("pip", "pip3", "pipx"):
+        return _other("install") if sub in ("install", "download", "wheel", "uninstall") else _other()
+    if name == "uv":
+        if sub in ("sync", "pip", "venv", "lock", "tool", "python"):
+            return _other("install")
+        if sub == "build":
+            return Resolved("build")
+        if sub == "publish":
+            return Resolved("publish")
+        return None
+    if name in ("poetry", "pdm", "rye"):
+        if sub in ("install", "sync", "lock", "add", "update", "self"):
+            return _other("install")
+        if sub == "build":
+            return Resolved("build")
+        if sub == "publish":
+            return Resolved("publish")
+        if sub == "check":
+            return _other()
+        return None
+    if name in ("bundle", "bundler"):
+        return _other("install") if sub in ("install", "update", "config", "lock", "") else None
+    if name == "composer":
+        if sub in ("install", "update", "require", "remove", "config", "dump-autoload", "global", "bin", "self-update", "normalize"):
+            return _other("install")
+        if sub == "validate":
+            return Resolved("lint")
+        return None
+    if name in ("npm", "pnpm", "yarn", "bun"):
+        if sub in ("install", "ci", "i", "add", "link", "rebuild", "dedupe", "prune", "remove", "audit", "up", "update", "config", "set", "cache") or (name == "yarn" and not sub):
+            return _other("install")
+        if sub in ("publish", "dist-tag", "version", "pack", "stage"):
+            return Resolved("publish") if sub in ("publish", "dist-tag", "stage") else _other("build")
+        return None
+    if name == "hatch":
+        if sub == "test":
+            return Resolved("test", ["pytest"])
+        if sub == "fmt":
+            return Resolved("lint") if "--check" in args else Resolved("fix")
+        if sub == "build":
+            return Resolved("build")
+        if sub == "publish":
+            return Resolved("publish")
+        if sub in ("env", "version", "dep", "project", "python", "self", "status", "config", "shell", "clean"):
+            return _other("install") if sub == "env" else _other()
+        return None
+    return _other("install")
+
+
+# -- the resolver --------------------------------------------------------------------------------
+
+
+class Resolver:
+    """Classifies command lines of one repository, looking into its entry points through `Lazy`."""
+
+    def __init__(self, lazy: ep.Lazy) -> None:
+        self.lazy = lazy
+        self.tree = lazy.tree
+        self._memo: dict[tuple[str, str], Resolved] = {}
+
+    def line(self, text: str, cwd: str = "", depth: int = 0) -> Resolved:
+        """A command line (possibly a chain of commands), as a shell would run it from `cwd`."""
+        key = (text, cwd)
+        if depth == 0 and key in self._memo:
+            return self._memo[key]
+        simples, _env = parse_script(text)
+        kept = [s for s in simples if not is_noise(s.argv)]
+        parts = [self.argv(s.argv, _join_cwd(cwd, s.cwd), depth + 1, diff_checked=s.diff_checked) for s in kept]
+        result = combine(parts) if parts else _other()
+        if len(kept) > 1:
+            result.flags = result.flags | {"chain"}
+        if any(s.env or (s.argv and tool_name(s.argv[0]) in ("cross-env", "dotenv")) for s in kept):
+            result.flags = result.flags | {"env"}
+        if depth == 0:
+            self._memo[key] = result
+        return result
+
+    def argv(self, argv: list[str], cwd: str = "", depth: int = 0, *, diff_checked: bool = False) -> Resolved:
+        if depth > MAX_DEPTH or not argv:
+            return _other()
+        _prefix, core = split_launcher(argv)
+        if not core:
+            return _other()
+        if tool_name(core[0]) in ("tsc", "vue-tsc", "tsgo") and not any(a in ("--noEmit", "-noEmit", "--watch", "-w") for a in core):
+            return self._tsc(core, cwd)
+        result = self._entry(core, cwd, depth)
+        if result is None:
+            result = classify_tool(core)
+        if result is None:
+            result = self._script(core, cwd, depth)
+        if result is None:
+            result = _other()
+        if diff_checked and result.kind == "fix":
+            result = Resolved("format", result.runs, result.flags, result.entry)
+        return result
+
+    def _tsc(self, argv: list[str], cwd: str) -> Resolved:
+        """`tsc` type-checks only when its tsconfig says noEmit; otherwise it builds."""
+        project = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-p", "--project", "-b", "--build")), "tsconfig.json")
+        path = _join_cwd(cwd, project if project.endswith(".json") else f"{project}/tsconfig.json")
+        config = safe.load_json(_strip_json_comments(safe.read_text(self.tree, path)))
+        no_emit = safe.dig(config, "compilerOptions", "noEmit") is True
+        return Resolved("typecheck") if no_emit else Resolved("build")
+
+    # -- entry points ------------------------------------------------------------------------
+
+    def _entry(self, argv: list[str], cwd: str, depth: int) -> Resolved | None:
+        name = tool_name(argv[0])
+        args = argv[1:]
+        if name == "tox":
+            return self._tox(args, cwd, depth)
+        if name == "nox":
+            return self._nox(args, cwd, depth)
+        if name in ("npm", "pnpm", "yarn", "bun") and args:
+            return self._npm(name, args, cwd, depth)
+        if name == "node" and args[:1] == ["--run"] and len(args) > 1:
+            return self._script_body("npm", args[1], cwd, depth)
+        if name in ("make", "gmake"):
+            return self._make(args, cwd, depth)
+        if name == "just":
+            return self._named("just", [a for a in args if not a.startswith("-") and "=" not in a][:1] or [""], cwd, depth)
+        if name == "task" and (self.lazy.get("task", cwd) or not self._taskipy(cwd)):
+            return self._named("task", [a for a in args if not a.startswith("-")][:1] or ["default"], cwd, depth)
+        if name == "task":
+            return self._pyscript("taskipy", args[0] if args else "", cwd, depth)
+        if name == "rake" or (name == "ruby" and any(a.endswith(("exe/rake", "bin/rake")) for a in args)):
+            tasks = [a for a in args if not a.startswith("-") and not a.endswith(("exe/rake", "bin/rake")) and "=" not in a]
+            return self._rake(tasks, cwd, depth)
+        if name == "thor":
+            task = args[0] if args else ""
+            return Resolved(by_name(task) or "other", ["rspec"] if task == "spec" else [], {"by-name"}, "thor")
+        if name == "composer" and args:
+            sub = args[0]
+            script = args[1] if sub in ("run-script", "run") and len(args) > 1 else sub
+            return self._composer(script, cwd, depth)
+        if name == "hatch" and args and args[0] == "run" and len(args) > 1:
+            return self._hatch(args[1], args[2:], cwd, depth)
+        if name == "pdm" and args:
+            sub = args[1] if args[0] == "run" and len(args) > 1 else args[0]
+            resolved = self._pyscript("pdm", sub, cwd, depth)
+            if resolved is not None:
+                return resolved
+            if args[0] == "run":
+                return self.argv(args[1:], cwd, depth + 1)
+            return None
+        if name == "poe" or (name == "poetry" and args[:1] == ["poe"]):
+            task = (args[1:] if name == "poetry" else args)[:1]
+            return self._pyscript("poe", task[0] if task else "", cwd, depth)
+        if name in ("turbo", "nx", "lerna", "moon", "wireit"):
+            task = next((a for a in args if not a.startswith("-") and a not in ("run", "run-many", "exec", "-t")), "")
+            kind = by_name(task)
+            return Resolved(kind or "other", [], {"by-name", "workspaces"}, name) if kind else _other()
+        if name in ("run-s", "run-p", "npm-run-all", "npm-run-all2"):
+            patterns = [a for a in args if not a.startswith("-")]
+            return self._npm_patterns(patterns, cwd, depth)
+        if name == "concurrently":
+            parts = [self.line(a, cwd, depth + 1) for a in args if not a.startswith("-")]
+            return combine(parts) if parts else _other()
+        return None
+
+    def _tox(self, args: list[str], cwd: str, depth: int) -> Resolved:
+        tox = self.lazy.get("tox", cwd)
+        if tox is None:
+            return Resolved("missing", [], set(), "tox")
+        envs: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg in ("-e", "--env") and i + 1 < len(args):
+                envs += [e for e in args[i + 1].split(",") if e]
+                i += 2
+                continue
+            if arg.startswith("-e") and len(arg) > 2 and not arg.startswith("--"):
+                envs += arg[2:].split(",")
+            elif arg in ("-f", "--factor") and i + 1 < len(args):
+                for factor in args[i + 1].split(","):
+                    envs += tox.envs_with_factor(factor)
+                i += 2
+                continue
+            elif arg in ("-m", "--labels") and i + 1 < len(args):
+                envs += tox.labels.get(args[i + 1], [])
+                i += 2
+                continue
+            elif arg in ("--installpkg", "--root", "-c", "--conf", "--workdir", "-x", "--override", "-p", "--parallel") and i + 1 < len(args):
+                i += 2
+                continue
+            i += 1
+        if not envs or envs == ["ALL"]:
+            envs = tox.env_list or ["py"]
+        parts = []
+        for env in envs[:20]:
+            if not tox.has_env(env):
+                return Resolved("missing", [], set(), "tox")
+            commands = tox.commands(env)
+            inner = [self.line(c, cwd, depth + 1) for c in commands]
+            body = named(combine(inner), inner, env) if commands else Resolved(by_name(env) or "other", [], {"by-name"})
+            parts.append(body)
+        result = combine(parts)
+        result.entry = "tox"
+        return result
+
+    def _nox(self, args: list[str], cwd: str, depth: int) -> Resolved:
+        nox = self.lazy.get("nox", cwd)
+        if nox is None:
+            return Resolved("missing", [], set(), "nox")
+        names: list[str] = []
+        tags: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                break
+            if arg in ("-s", "--session", "--sessions", "-e") and i + 1 < len(args):
+                j = i + 1
+                while j < len(args) and not args[j].startswith("-"):
+                    names.append(args[j])
+                    j += 1
+                i = j
+                continue
+            if arg.startswith("--session=") or arg.startswith("--sessions="):
+                names += arg.split("=", 1)[1].split(",")
+            elif arg in ("-t", "--tags") and i + 1 < len(args):
+                tags.append(args[i + 1])
+                i += 2
+                continue
+            elif arg in ("-p", "--python", "--force-python", "-k", "--keywords", "-f", "--noxfile") and i + 1 < len(args):
+                i += 2
+                continue
+            i += 1
+        entries: list[ep.Entry] = []
+        for name in names:
+            entry = nox.find(name)
+            if entry is None:
+                return Resolved("missing", [], set(), "nox")
+            entries.append(entry)
+        for tag in tags:
+            entries += nox.tagged(tag)
+        if not names and not tags:
+            default_names = nox.defaults if nox.defaults is not None else [e.name for e in nox.sessions.values() if e.default]
+            entries = [e for e in (nox.find(n) for n in default_names) if e is not None]
+        parts = []
+        for entry in entries[:20]:
+            inner = [self.line(c, cwd, depth + 1) for c in entry.commands]
+            body = named(combine(inner), inner, entry.name) if entry.commands else _other()
+            if body.kind == "other":
+                body = Resolved(by_name(entry.name) or "other", body.runs, body.flags | {"by-name"})
+            parts.append(body)
+        result = combine(parts) if parts else _other()
+        result.entry = "nox"
+        return result
+
+    def _npm(self, manager: str, args: list[str], cwd: str, depth: int) -> Resolved | None:
+        words = list(args)
+        workspaces = False
+        while words and words[0].startswith("-"):
+            flag = words.pop(0)
+            if flag in ("--filter", "-F", "--workspace", "-w", "--prefix", "-C", "--dir", "--cwd") and words:
+                value = words.pop(0)
+                if flag in ("--prefix", "-C", "--dir", "--cwd"):
+                    cwd = _join_cwd(cwd, value)
+                else:
+                    workspaces = True
+            elif flag in ("-r", "--recursive", "--workspaces", "-ws"):
+                workspaces = True
+        if not words:
+            return None
+        sub = words[0]
+        rest = words[1:]
+        if manager == "bun" and sub == "test":
+            return None  # bun's own test runner, not a script
+        if sub in ("run", "run-script", "rum", "urn") and rest:
+            while rest and rest[0].startswith("-"):
+                rest = rest[1:]
+            if not rest:
+                return None
+            script = rest[0]
+        elif sub in ("test", "t", "tst") and manager != "bun":
+            script = "test"
+        elif sub in ("start", "stop", "restart"):
+            return _other()
+        elif manager in ("pnpm", "yarn", "bun") and sub not in ("install", "ci", "i", "add", "exec", "dlx", "x", "publish", "link", "remove", "up", "update", "why", "list", "ls", "outdated", "audit", "pack", "version", "config", "create", "init", "rebuild", "prune", "dedupe", "store", "patch", "import", "stage"):
+            script = sub
+        else:
+            return None
+        if workspaces:
+            package = self.lazy.get("package", cwd) or {}
+            if script not in ep.scripts(package):
+                kind = by_name(script)
+                return Resolved(kind or "other", [], {"by-name", "workspaces"}, "npm")
+        resolved = self._script_body("npm", script, cwd, depth)
+        if resolved.kind == "missing" and manager in ("yarn", "pnpm", "bun") and sub == script:
+            return self.argv([script, *rest[1:]] if sub == "run" else [script, *words[1:]], cwd, depth + 1)
+        return resolved
+
+    def _npm_patterns(self, patterns: list[str], cwd: str, depth: int) -> Resolved:
+        names = ep.scripts(self.lazy.get("package", cwd) or {})
+        parts = []
+        for pattern in patterns:
+            regex = re.compile("^" + re.escape(pattern).replace(r"\*\*", ".*").replace(r"\*", "[^:]*") + "$")
+            for name in names:
+                if regex.match(name):
+                    parts.append(self._script_body("npm", name, cwd, depth))
+        return combine(parts) if parts else _other()
+
+    def _script_body(self, kind: str, name: str, cwd: str, depth: int) -> Resolved:
+        key = (f"{kind}:{name}", cwd)
+        if key in self._memo:
+            return self._memo[key]
+        self._memo[key] = _other()  # a cycle resolves to other
+        package = self.lazy.get("package", cwd) or {}
+        body = ep.scripts(package).get(name)
+        if body is None:
+            result = Resolved("missing", [], set(), "npm")
+        elif re.search(r"no test specified", body):
+            result = Resolved("missing", [], set(), "npm")
+        else:
+            result = self.line(body, cwd, depth + 1)
+            if result.kind == "other":
+                guess = by_name(name)
+                if guess:
+                    result = Resolved(guess, result.runs, result.flags | {"by-name"})
+        result.entry = "npm"
+        self._memo[key] = result
+        return result
+
+    def _make(self, args: list[str], cwd: str, depth: int) -> Resolved:
+        makefile_name = None
+        targets: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg in ("-C", "--directory") and i + 1 < len(args):
+                cwd = _join_cwd(cwd, args[i + 1])
+                i += 2
+                continue
+            if arg.startswith("-C") and len(arg) > 2:
+                cwd = _join_cwd(cwd, arg[2:])
+            elif arg in ("-f", "--file", "--makefile") and i + 1 < len(args):
+                makefile_name = args[i + 1]
+                i += 2
+                continue
+            elif arg in ("-j", "-l") and i + 1 < len(args) and args[i + 1].isdigit():
+                i += 2
+                continue
+            elif not arg.startswith("-") and "=" not in arg:
+                targets.append(arg)
+            i += 1
+        makefile = ep.read_makefile(self.tree, cwd, makefile_name) if makefile_name else self.lazy.get("make", cwd)
+        if makefile is None:
+            return Resolved("missing", [], set(), "make")
+        if not targets:
+            targets = [makefile.default] if makefile.default else []
+        parts = []
+        for target in targets[:10]:
+            parts.append(self._make_target(makefile, target, cwd, depth))
+        result = combine(parts) if parts else Resolved("build", [], set())
+        result.entry = "make"
+        return result
+
+    def _make_target(self, makefile: ep.Makefile, target: str, cwd: str, depth: int, seen: frozenset[str] = frozenset()) -> Resolved:
+        entry = makefile.find(target)
+        if entry is None:
+            return Resolved("missing")
+        if target in seen or depth > MAX_DEPTH:
+            return _other()
+        parts: list[Resolved] = []
+        for prereq in entry.refs[:10]:
+            if makefile.find(prereq) is not None:
+                sub = self._make_target(makefile, prereq, cwd, depth + 1, seen | {target})
+                if sub.kind in ("test", *CHECK_KINDS, "publish"):
+                    parts.append(sub)
+        for command in entry.commands[:40]:
+            expanded = makefile.expand(command, target)
+            if expanded is None:
+                parts.append(Resolved("other", [], {"unknown"}))
+                continue
+            parts.append(self.line(expanded, cwd, depth + 1))
+        result = combine(parts) if parts else _other()
+        if result.kind in ("other", "install") or (result.kind == "build" and by_name(target) in ("test",) + CHECK_KINDS):
+            guess = by_name(target)
+            if guess:
+                result = Resolved(guess, result.runs, result.flags | {"by-name"})
+        return result
+
+    def _named(self, kind: str, names: list[str], cwd: str, depth: int, seen: frozenset[str] = frozenset()) -> Resolved:
+        recipes = self.lazy.get(kind, cwd) or {}
+        if not recipes:
+            return Resolved("missing", [], set(), kind)
+        name = names[0] or next(iter(recipes), "")
+        entry = recipes.get(name)
+        if entry is None:
+            return Resolved("missing", [], set(), kind)
+        if name in seen or depth > MAX_DEPTH:
+            return _other()
+        parts = [self._named(kind, [r], cwd, depth + 1, seen | {name}) for r in entry.refs[:10] if r in recipes]
+        parts = [p for p in parts if p.kind in ("test", "publish", *CHECK_KINDS)]
+        parts += [self.line(c, cwd, depth + 1) for c in entry.commands[:40]]
+        result = combine(parts) if parts else _other()
+        if result.kind == "other":
+            guess = by_name(name)
+            if guess:
+                result = Resolved(guess, result.runs, result.flags | {"by-name"})
+        result.entry = kind
+        return result
+
+    def _rake(self, tasks: list[str], cwd: str, depth: int, seen: frozenset[str] = frozenset()) -> Resolved:
+        known = self.lazy.get("rake", cwd) or {}
+        if not known:
+            return Resolved("missing", [], set(), "rake")
+        parts = []
+        for task in tasks or ["default"]:
+            entry = known.get(task)
+            if entry is None:
+                guess = by_name(task) if "*" in known else None
+                parts.append(Resolved(guess, [], {"by-name"}) if guess else Resolved("missing"))
+                continue
+            if task in seen or depth > MAX_DEPTH:
+                continue
+            inner = [self._rake([r], cwd, depth + 1, seen | {task}) for r in entry.refs[:10] if r in known]
+            inner += [self.line(c, cwd, depth + 1) for c in entry.commands[:20]]
+            body = combine(inner) if inner else _other()
+            if body.kind in ("other", "missing"):
+                guess = by_name(task)
+                if guess:
+                    body = Resolved(guess, body.runs, body.flags | {"by-name"})
+            parts.append(body)
+        result = combine(parts) if parts else _other()
+        result.entry = "rake"
+        return result
+
+    def _composer(self, script: str, cwd: str, depth: int, seen: frozenset[str] = frozenset()) -> Resolved | None:
+        scripts = self.lazy.get("composer", cwd) or {}
+        entry = scripts.get(script)
+        if entry is None:
+            return Resolved("missing", [], set(), "composer") if script not in ("exec",) else None
+        if script in seen or depth > MAX_DEPTH:
+            return _other()
+        parts = []
+        for command in entry.commands[:20]:
+            words = command.split()
+            if words[:1] == ["composer"] and len(words) > 1 and words[1] in scripts:
+                parts.append(self._composer(words[1], cwd, depth + 1, seen | {script}) or _other())
+            else:
+                parts.append(self.line(_vendor_bin(command), cwd, depth + 1))
+        result = combine(parts) if parts else _other()
+        if result.kind == "other":
+            guess = by_name(script)
+            if guess:
+                result = Resolved(guess, result.runs, result.flags | {"by-name"})
+        result.entry = "composer"
+        return result
+
+    def _hatch(self, target: str, rest: list[str], cwd: str, depth: int) -> Resolved:
+        env, _, script = target.rpartition(":")
+        env = env or "default"
+        scripts = (self.lazy.get("py", cwd) or ep.PyScripts({}, {}, {}, {})).hatch.get(env, {})
+        entry = scripts.get(script)
+        if entry is None:
+            resolved = self.argv([script, *rest], cwd, depth + 1)
+            resolved.entry = "hatch"
+            return resolved if resolved.kind != "other" else Resolved(by_name(script) or "other", [], {"by-name"}, "hatch")
+        parts = []
+        for line in entry.commands[:20]:
+            first = line.split()[0] if line.split() else ""
+            parts.append(self._hatch(first, [], cwd, depth + 1) if first in scripts and first != script else self.line(line, cwd, depth + 1))
+        for ref in entry.refs:
+            if ref in scripts and ref != script:
+                parts.append(self._hatch(ref, [], cwd, depth + 1))
+        result = combine(parts) if parts else Resolved(by_name(script) or "other", [], {"by-name"})
+        result.entry = "hatch"
+        return result
+
+    def _taskipy(self, cwd: str) -> bool:
+        py = self.lazy.get("py", cwd)
+        return bool(py and py.taskipy)
+
+    def _pyscript(self, kind: str, name: str, cwd: str, depth: int, seen: frozenset[str] = frozenset()) -> Resolved | None:
+        py = self.lazy.get("py", cwd)
+        table = getattr(py, kind, {}) if py else {}
+        entry = table.get(name)
+        if entry is None:
+            return None
+        if name in seen or depth > MAX_DEPTH:
+            return _other()
+        parts = []
+        for line in entry.commands[:20]:
+            first = line.split()[0] if line.split() else ""
+            if first in table and first != name:
+                parts.append(self._pyscript(kind, first, cwd, depth + 1, seen | {name}) or _other())
+            else:
+                parts.append(self.line(line, cwd, depth + 1))
+        for ref in entry.refs:
+            parts.append(self._pyscript(kind, ref, cwd, depth + 1, seen | {name}) or _other())
+        result = combine(parts) if parts else _other()
+        if result.kind == "other":
+            guess = by_name(name)
+            if guess:
+                result = Resolved(guess, result.runs, result.flags | {"by-name"})
+        result.entry = kind
+        return result
+
+    # -- scripts in the repository -------------------------------------------------------------
+
+    def _script(self, argv: list[str], cwd: str, depth: int) -> Resolved | None:
+        name = tool_name(argv[0])
+        path = argv[0]
+        if name in ("sh", "bash", "zsh", "pwsh", "powershell"):
+            rest = [a for a in argv[1:] if not a.startswith("-")]
+            if not rest:
+                return None
+            path = rest[0]
+        elif name in ("node", "tsx", "ts-node", "ruby", "python", "python3", "php", "bun", "deno", "go"):
+            rest = [a for a in argv[1:] if not a.startswith("-")]
+            if name == "deno" and rest[:1] == ["run"]:
+                rest = rest[1:]
+            if name == "go" and rest[:1] == ["run"]:
+                rest = rest[1:]
+            path = rest[0] if rest else ""
+            if not path:
+                return None
+            after = argv[argv.index(path) + 1:] if path in argv else []
+            if after and classify_tool(after) is not None and not after[0].startswith("-"):
+                return self.argv(after, cwd, depth + 1)  # a wrapper script that runs the tool it is given
+            kind = _test_path_kind(path)
+            if kind:
+                return Resolved(kind, [path] if kind == "test" else [], {"script"})
+            return _other()
+        elif "/" not in path and not path.endswith((".sh", ".ps1", ".py", ".bash")):
+            return None
+        rel = normpath(_join_cwd(cwd, path.removeprefix("./")))
+        if rel.startswith("..") or rel.startswith("/"):
+            return None
+        if self.tree.kind(rel) != "file":
+            return Resolved("missing", [], {"script"})
+        text = safe.read_text(self.tree, rel, safe.MAX_SCRIPT_BYTES)
+        if rel.endswith((".ps1", ".cmd", ".bat")):
+            return _powershell(text, rel)
+        if rel.endswith(".py"):
+            kind = _test_path_kind(rel)
+            return Resolved(kind or "other", [rel] if kind == "test" else [], {"script"})
+        key = (f"script:{rel}", cwd)
+        if key in self._memo:
+            return self._memo[key]
+        self._memo[key] = _other()
+        simples, _env = parse_script(text)
+        parts = [self.argv(s.argv, _join_cwd(cwd, s.cwd), depth + 1, diff_checked=s.diff_checked) for s in simples[:200] if not is_noise(s.argv)]
+        result = combine(parts) if parts else _other()
+        if result.kind == "other":
+            guess = by_name(rel.rsplit("/", 1)[-1].split(".")[0])
+            if guess in ("test", *CHECK_KINDS):
+                result = Resolved(guess, result.runs, result.flags | {"by-name"})
+        result.flags = result.flags | {"script"}
+        self._memo[key] = result
+        return result
+
+
+def _strip_json_comments(text: str) -> str:
+    """JSON with comments and trailing commas (tsconfig.json) as plain JSON."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    in_string = False
+    while i < n:
+        char = text[i]
+        if in_string:
+            out.append(char)
+            if char == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if char == '"':
+                in_string = False
+            i += 1
+            continue
+        if char == '"':
+            in_string = True
+            out.append(char)
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        else:
+            out.append(char)
+        i += 1
+    return re.sub(r",(\s*[}\]])", r"\1", "".join(out))
+
+
+def _powershell(text: str, rel: str) -> Resolved:
+    """A PowerShell or batch build script: what it runs, by the tool invocations in it."""
+    kinds: list[Resolved] = []
+    for match in re.finditer(r"\b(dotnet(?:\.exe)?)\s+(test|build|pack|nuget\s+push|publish|format|cake|tool\s+run)\b", text, re.I):
+        verb = match.group(2).lower()
+        kinds.append(Resolved("test", ["dotnet test"]) if verb == "test" else Resolved("publish") if "push" in verb else
+                     Resolved("build") if verb in ("build", "pack", "publish") else _other())
+    if re.search(r"\b(nuget(\.exe)?\s+push|Publish-Module|Invoke-Publish)\b", text, re.I):
+        kinds.append(Resolved("publish"))
+    if re.search(r"\bdotnet\s+cake\b|\bcake\.cs\b|Cake\.(Frosting|Tool)|\./build\.sh", text) and not kinds:
+        kinds.append(Resolved("test", ["dotnet test"], {"by-name"}))
+    if not kinds:
+        guess = by_name(rel.rsplit("/", 1)[-1].split(".")[0])
+        return Resolved(guess or "other", [], {"by-name", "script"})
+    # a build script that packs and pushes only behind a condition is still how CI tests;
+    # one that pushes unconditionally is publish and is never shown.
+    result = combine(kinds)
+    result.flags |= {"script"}
+    return result
+
+
+def _test_path_kind(path: str) -> str | None:
+    lowered = path.lower()
+    if re.search(r"(^|/)(bench|benchmarks?)(/|\.|$)", lowered):
+        return "bench"
+    if re.search(r"(^|/|_|-)(tests?|spec|runtests|run_tests|test_runner)(/|\.|_|-|$)", lowered):
+        return "test"
+    return None
+
+
+def _vendor_bin(command: str) -> str:
+    words = command.split()
+    if words and not words[0].startswith(("vendor/", "./", "php", "composer", "@")) and "/" not in words[0]:
+        return command  # composer puts vendor/bin on PATH for scripts; the tool name is enough
+    return command
+
+
+def _join_cwd(cwd: str, sub: str) -> str:
+    if not sub or sub == ".":
+        return cwd
+    if sub.startswith("/"):
+        return sub
+    joined = normpath(f"{cwd}/{sub}" if cwd else sub)
+    return "" if joined == "." else joined

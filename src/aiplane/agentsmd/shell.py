@@ -1,0 +1,283 @@
+"""Shell scripts as data: the simple commands a script runs, with their directory and environment.
+
+Only what can be known without running anything is kept: compound statements (if/for/while/case,
+functions, subshells, heredocs), command substitutions and background jobs are skipped; a `cd` to
+an unknown place stops the script. Nothing here executes or expands anything.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from posixpath import normpath
+
+_ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_OPENERS = {"if", "for", "while", "until", "case", "select", "function"}
+_CLOSERS = {"fi", "done", "esac"}
+_SEPARATORS = {"&&", "||", ";", ";;", "&", "|", "|&", "\n"}
+# Commands that only shape the environment or print; they are skipped, not classified.
+_NOISE = {"echo", "printf", "set", "source", ".", "true", ":", "exit", "return", "shopt", "trap", "wait",
+          "unset", "alias", "local", "declare", "typeset", "readonly", "ulimit", "umask", "hash", "type", "which",
+          "command", "sleep", "date", "ls", "pwd", "cat", "mkdir", "rm", "cp", "mv", "chmod", "touch", "env",
+          "printenv", "df", "du", "free", "uname", "whoami", "id", "ln", "test", "[", "[[", "git", "gh", "curl", "wget",
+          "tar", "unzip", "sudo", "apt-get", "apt", "brew", "choco", "yum", "dnf", "apk", "nproc", "tee", "find", "xargs",
+          "grep", "sed", "awk", "jq", "yq", "head", "tail", "sort", "wc", "diff", "cut", "tr", "basename", "dirname",
+          "export", "cd", "pushd", "popd", "eval", "exec", "docker", "docker-compose", "systemctl", "service"}
+# Wrappers whose argument is the real command.
+_WRAPPERS = {"time", "nice", "nohup", "xvfb-run", "stdbuf", "caffeinate", "unbuffer", "dbus-run-session"}
+_PIPE_SINKS = {"tee", "cat", "less", "more", "head", "tail"}
+MAX_LINES = 2_000
+
+
+@dataclass
+class Simple:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = ""  # relative to the directory the script started in; "" is that directory
+    line: int = 0  # 0-based line in the script
+    diff_checked: bool = False  # followed by `git diff --exit-code`: a formatter used as a check
+
+
+def _join_continuations(text: str) -> list[tuple[int, str]]:
+    lines = text.splitlines()[:MAX_LINES]
+    out: list[tuple[int, str]] = []
+    buffer, start = "", 0
+    for number, line in enumerate(lines):
+        if not buffer:
+            start = number
+        stripped = line.rstrip()
+        trailing = len(stripped) - len(stripped.rstrip("\\"))
+        if trailing % 2 == 1:
+            buffer += stripped[:-1] + " "
+            continue
+        buffer += line
+        # A line ending in a pipe or a logical operator continues too.
+        if re.search(r"(\|\||&&|\|)\s*$", buffer) and number + 1 < len(lines):
+            buffer += " "
+            continue
+        out.append((start, buffer))
+        buffer = ""
+    if buffer:
+        out.append((start, buffer))
+    return out
+
+
+def _tokens(line: str) -> list[str] | None:
+    """Words and operators of one line, quotes removed; None when it cannot be tokenized."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars="();<>|&")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    try:
+        return list(lexer)
+    except ValueError:
+        return None
+
+
+def _has_substitution(line: str) -> bool:
+    return "`" in line or "$(" in line or "<(" in line or ">(" in line
+
+
+def expand(word: str, env: dict[str, str]) -> str | None:
+    """`$NAME` and `${NAME}` from a known environment; None when any reference is unknown."""
+    if "$" not in word:
+        return word
+    missing = False
+
+    def sub(match: re.Match[str]) -> str:
+        nonlocal missing
+        name = match.group(1) or match.group(2)
+        if name in env:
+            return env[name]
+        missing = True
+        return ""
+
+    result = _VAR.sub(sub, word)
+    if missing or "$" in result:
+        return None
+    return result
+
+
+def _strip_redirections(words: list[str]) -> list[str] | None:
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in (">", ">>", "<", ">&", "&>", "<<<", ">|"):
+            i += 2  # the operator and its target
+            continue
+        if word in ("<<", "<<-"):
+            return None  # a heredoc: its body is not a command
+        if word.isdigit() and i + 1 < len(words) and words[i + 1] in (">", ">>", ">&", "<"):
+            i += 3
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
+def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str = "") -> tuple[list[Simple], dict[str, str]]:
+    """The simple commands of a POSIX shell script and the environment it exports (`export X=y`)."""
+    env = dict(env or {})
+    exported: dict[str, str] = {}
+    cwd: str | None = start_cwd
+    out: list[Simple] = []
+    depth = 0
+    heredoc: str | None = None
+    for number, line in _join_continuations(text):
+        if heredoc is not None:
+            if line.strip() == heredoc:
+                heredoc = None
+            continue
+        marker = re.search(r"(?<!<)<<-?(?!<)\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?", line)
+        if marker:
+            heredoc = marker.group(1)
+            continue
+        if cwd is None:
+            break
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        words = _tokens(stripped)
+        if words is None:
+            continue
+        first = words[0] if words else ""
+        # Compound statements and functions are skipped as a whole.
+        opens = sum(1 for w in words if (w in _OPENERS and w != "function") or w in ("{", "("))
+        closes = sum(1 for w in words if w in _CLOSERS or w in ("}", ")"))
+        if depth or first in _OPENERS or first in ("{", "(", "}", ")") or re.match(r"^[A-Za-z_][\w-]*\s*\(\s*\)", stripped):
+            depth = max(0, depth + opens - closes)
+            continue
+        substitution = _has_substitution(stripped)
+        segment: list[str] = []
+        pipeline: list[list[str]] = []
+        words.append("\n")
+        for word in words:
+            if word not in _SEPARATORS:
+                segment.append(word)
+                continue
+            if word in ("|", "|&"):
+                pipeline.append(segment)
+                segment = []
+                continue
+            pipeline.append(segment)
+            segment = []
+            head, rest = pipeline[0], pipeline[1:]
+            pipeline = []
+            if any(not part or part[0] not in _PIPE_SINKS for part in rest):
+                continue  # a pipeline whose result depends on a filter is not one command
+            if word == "&":
+                continue  # a background job
+            simple = _simple(head, env, cwd, number, substitution)
+            if simple is None:
+                continue
+            if simple.argv and simple.argv[0] in ("cd", "pushd"):
+                target = simple.argv[1] if len(simple.argv) > 1 else None
+                cwd = _change_dir(cwd, target)
+                if cwd is None:
+                    break
+                continue
+            if simple.argv and simple.argv[0] == "export":
+                for item in simple.argv[1:]:
+                    match = _ASSIGN.match(item)
+                    if match:
+                        value = expand(match.group(2), env)
+                        if value is not None:
+                            env[match.group(1)] = exported[match.group(1)] = value
+                continue
+            if simple.argv and simple.argv[0] == "exit":
+                return out, exported
+            if simple.argv[:2] == ["git", "diff"] and ("--exit-code" in simple.argv or "--quiet" in simple.argv) and out:
+                out[-1].diff_checked = True
+                continue
+            if simple.argv:
+                out.append(simple)
+    return out, exported
+
+
+def _change_dir(cwd: str, target: str | None) -> str | None:
+    if target is None or target.startswith(("/", "~", "-")) or "$" in target:
+        return None
+    joined = normpath(f"{cwd}/{target}" if cwd else target)
+    if joined == ".":
+        return ""
+    if joined.startswith(".."):
+        return None
+    return joined
+
+
+def _simple(words: list[str], env: dict[str, str], cwd: str, number: int, substitution: bool) -> Simple | None:
+    stripped = _strip_redirections(words)
+    if stripped is None:
+        return None
+    local: dict[str, str] = {}
+    argv: list[str] = []
+    for index, word in enumerate(stripped):
+        match = _ASSIGN.match(word)
+        if not argv and match:
+            local[match.group(1)] = match.group(2)
+            continue
+        argv = stripped[index:]
+        break
+    while argv and argv[0] in ("env",) and len(argv) > 1:
+        argv = argv[1:]
+        while argv and _ASSIGN.match(argv[0]):
+            match = _ASSIGN.match(argv[0])
+            assert match is not None
+            local[match.group(1)] = match.group(2)
+            argv = argv[1:]
+    while argv and argv[0] in _WRAPPERS:
+        argv = [a for a in argv[1:]]
+        while argv and argv[0].startswith("-"):
+            argv = argv[1:]
+    if argv and argv[0] == "timeout" and len(argv) > 2:
+        argv = argv[2:]
+    if substitution and argv and argv[0] not in ("cd", "export", "echo"):
+        return None
+    expanded: list[str] = []
+    scope = {**env, **local}
+    for word in argv:
+        value = expand(word, scope)
+        if value is None:
+            return Simple([], local, cwd, number)  # an unknown variable: not a command we can state
+        expanded.append(value)
+    # `VAR=$X` in the prefix is kept only when known
+    for key, value in list(local.items()):
+        known = expand(value, env)
+        if known is None:
+            local.pop(key)
+        else:
+            local[key] = known
+    return Simple(expanded, local, cwd, number)
+
+
+def is_noise(argv: list[str]) -> bool:
+    return not argv or argv[0] in _NOISE
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+_SAFE_WORD = re.compile(r"^[A-Za-z0-9_./:=@%+,~^*-]+$")
+_QUOTABLE = re.compile(r"^[ -~]+$")  # printable ASCII
+MAX_COMMAND_CHARS = 160
+MAX_WORDS = 24
+
+
+def render(argv: list[str]) -> str | None:
+    """One command line from words, each checked: plain words as they are, others single-quoted when
+    they are printable ASCII without a backtick, `$` or backslash. None when anything else is in it."""
+    if not argv or len(argv) > MAX_WORDS:
+        return None
+    out: list[str] = []
+    for word in argv:
+        if not word or len(word) > 100 or word.startswith(("/", "~")) or re.search(r"=[/~]", word):
+            return None  # an absolute path is the CI machine's, not the reader's
+        if _SAFE_WORD.match(word):
+            out.append(word)
+        elif _QUOTABLE.match(word) and not any(c in word for c in "`$\\'\"!"):
+            out.append(shlex.quote(word))
+        else:
+            return None
+    text = " ".join(out)
+    return text if len(text) <= MAX_COMMAND_CHARS else None
