@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from aiplane.agentsmd.analyze import analyze
-from aiplane.agentsmd.generate import MAX_WORDS, InventedCommand, check, generate, verify_commands
+from aiplane.agentsmd.generate import MAX_WORDS, InventedCommand, check, generate, render, verify_commands
+from aiplane.repository.tree import GitTree
 from tests.conftest import AIPLANE, clean_env
 
 
@@ -20,50 +21,265 @@ def _write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def _values(facts) -> list[str]:  # noqa: ANN001
+    return [f.value for f in facts]
+
+
+def _workflow(*runs: str, job: str = "test") -> str:
+    steps = "".join(f"      - run: {run}\n" for run in runs)
+    return f"on: [push, pull_request]\njobs:\n  {job}:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n{steps}"
+
+
 PY_UV = {
-    "pyproject.toml": '[project]\nname = "svc"\nrequires-python = ">=3.11"\n\n[tool.uv]\ndev-dependencies = []\n\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n\n[tool.ruff]\nline-length = 100\n',
+    "pyproject.toml": '[project]\nname = "svc"\nrequires-python = ">=3.11"\n\n[dependency-groups]\ndev = ["pytest>=8", "ruff", "mypy"]\n\n'
+                      '[tool.pytest.ini_options]\ntestpaths = ["tests"]\n\n[tool.ruff]\nline-length = 100\n\n[tool.mypy]\nfiles = ["src"]\n',
     "uv.lock": "version = 1\n",
     "src/svc/__init__.py": "x = 1\n",
-    "tests/test_svc.py": "def test_x():\n    assert True\n",
+    "tests/test_svc.py": "def test_adds():\n    assert 1 + 1 == 2\n",
 }
-PY_POETRY = {
-    "pyproject.toml": '[tool.poetry]\nname = "lib"\n\n[tool.pytest.ini_options]\n\n[tool.mypy]\nstrict = true\n',
-    "lib/__init__.py": "y = 2\n",
-}
+GO = {"go.mod": "module example.com/svc\n\ngo 1.23\n", "main.go": "package main\n\nfunc main() {}\n",
+      "main_test.go": "package main\n\nimport \"testing\"\n\nfunc TestMain2(t *testing.T) {}\n", ".golangci.yml": "linters: {}\n"}
+RUST = {"Cargo.toml": '[package]\nname = "crate"\nversion = "0.1.0"\nrust-version = "1.80"\n', "rust-toolchain.toml": '[toolchain]\nchannel = "1.82"\n',
+        "src/lib.rs": "pub fn a() {}\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {}\n}\n"}
 NODE_PNPM = {
-    "package.json": json.dumps({"name": "root", "private": True, "scripts": {"test": "vitest", "lint": "eslint ."}, "engines": {"node": ">=20"}}, indent=2),
+    "package.json": json.dumps({"name": "root", "private": True, "packageManager": "pnpm@9.1.0",
+                                "scripts": {"test": "vitest run", "lint": "eslint ."}, "engines": {"node": ">=20"},
+                                "devDependencies": {"vitest": "^2", "eslint": "^9"}}, indent=2),
     "pnpm-lock.yaml": "lockfileVersion: 9\n",
     "pnpm-workspace.yaml": "packages:\n  - packages/*\n",
-    "packages/ui/package.json": json.dumps({"name": "ui", "scripts": {"test": "vitest", "typecheck": "tsc --noEmit"}}, indent=2),
+    "packages/ui/package.json": json.dumps({"name": "ui", "scripts": {"test": "jest", "typecheck": "tsc --noEmit"}}, indent=2),
     "packages/ui/src/index.ts": "export const a = 1;\n",
+    "packages/ui/src/index.test.ts": "test('a', () => {});\n",
+    "packages/docs/README.md": "a plain folder, not a package\n",
+    "src/index.ts": "export const b = 2;\n",
+    "src/index.test.ts": "test('b', () => {});\n",
 }
-GO = {"go.mod": "module example.com/svc\n\ngo 1.23\n", "main.go": "package main\n\nfunc main() {}\n", "main_test.go": "package main\n", ".golangci.yml": "linters: {}\n"}
-RUST = {"Cargo.toml": '[package]\nname = "crate"\nversion = "0.1.0"\n', "rust-toolchain.toml": '[toolchain]\nchannel = "1.82"\n', "src/lib.rs": "pub fn a() {}\n"}
 
 
-@pytest.mark.parametrize(
-    "files,tests,lints,runtime",
-    [
-        (PY_UV, ["uv run pytest"], ["uv run ruff check .", "uv run ruff format --check ."], "Python >=3.11"),
-        (PY_POETRY, ["poetry run pytest"], ["poetry run mypy ."], None),
-        (NODE_PNPM, ["pnpm test"], ["pnpm run lint"], "Node >=20"),
-        (GO, ["go test ./..."], ["golangci-lint run"], "Go 1.23"),
-        (RUST, ["cargo test"], ["cargo clippy", "cargo fmt --check"], "Rust 1.82"),
-    ],
-)
-def test_detected_commands_with_evidence(tmp_path, files, tests, lints, runtime):
+# -- one fixture per ecosystem ---------------------------------------------------------------------------
+
+
+ECOSYSTEMS = {
+    "python-uv": (PY_UV, "uv run pytest", "uv run pytest tests/test_svc.py::test_adds", ["uv run ruff check", "uv run mypy"]),
+    "python-unittest": ({"setup.py": "from setuptools import setup\nsetup(name='x')\n", "x/__init__.py": "",
+                         "tests/__init__.py": "", "tests/test_x.py": "import unittest\n\nclass T(unittest.TestCase):\n    pass\n"},
+                        "python -m unittest", "python -m unittest tests.test_x", []),
+    "python-tox": ({"tox.ini": "[tox]\nenvlist = py312, lint\n\n[testenv]\ndeps = pytest\ncommands = pytest {posargs}\n\n"
+                               "[testenv:lint]\ndeps = ruff\ncommands = ruff check src\n",
+                    "pyproject.toml": '[project]\nname = "t"\n', "tests/test_t.py": "def test_t():\n    pass\n"},
+                   "tox", "pytest tests/test_t.py::test_t", ["tox -e lint"]),
+    "python-nox": ({"noxfile.py": "import nox\n\n@nox.session(python=['3.11', '3.12'])\ndef tests(session):\n    session.install('pytest')\n"
+                                  "    session.run('pytest', *session.posargs)\n\n@nox.session\ndef lint(session):\n"
+                                  "    session.run('ruff', 'check', '.')\n\n@nox.session(default=False)\ndef release(session):\n"
+                                  "    session.run('twine', 'upload', 'dist/*')\n",
+                    "pyproject.toml": '[project]\nname = "n"\n', "tests/test_n.py": "def test_n():\n    pass\n"},
+                   "nox -s tests", "pytest tests/test_n.py::test_n", ["nox -s lint"]),
+    "python-hatch": ({"pyproject.toml": '[project]\nname = "h"\n\n[tool.hatch.envs.default.scripts]\ncheck = "ruff check ."\n'
+                                        '\n[tool.hatch.envs.types.scripts]\ncheck = "mypy src"\n',
+                      "tests/test_h.py": "def test_h():\n    pass\n"},
+                     "hatch test", "hatch test tests/test_h.py::test_h", ["hatch run check", "hatch run types:check"]),
+    "python-poetry": ({"pyproject.toml": '[tool.poetry]\nname = "p"\n\n[tool.poetry.group.dev.dependencies]\npytest = "^8"\n\n'
+                                         '[tool.pytest.ini_options]\n', "poetry.lock": "", "tests/test_p.py": "def test_p():\n    pass\n"},
+                      "poetry run pytest", "poetry run pytest tests/test_p.py::test_p", []),
+    "python-pdm": ({"pyproject.toml": '[project]\nname = "d"\n\n[tool.pdm.scripts]\ntest = "pytest -q"\nlint = "ruff check ."\n',
+                    "pdm.lock": "", "tests/test_d.py": "def test_d():\n    pass\n"},
+                   "pdm run test", "pdm run pytest tests/test_d.py::test_d", ["pdm run lint"]),
+    "node-npm-jest": ({"package.json": json.dumps({"scripts": {"test": "jest", "lint": "eslint src"}, "devDependencies": {"jest": "1"}}),
+                       "package-lock.json": "{}", "src/a.test.js": "test('a', () => {});\n"},
+                      "npm test", "npx jest src/a.test.js", ["npm run lint"]),
+    "node-yarn-mocha": ({"package.json": json.dumps({"scripts": {"test": "mocha", "format:check": "prettier --check ."}}), "yarn.lock": "",
+                         "test/a.spec.js": "it('a', () => {});\n"},
+                        "yarn test", "yarn mocha test/a.spec.js", ["yarn run format:check"]),
+    "node-bun": ({"package.json": json.dumps({"scripts": {"test": "bun test"}}), "bun.lock": "", "src/a.test.ts": ""},
+                 "bun run test", "bun test src/a.test.ts", []),
+    "node-test-runner": ({"package.json": json.dumps({"scripts": {"test": "node --test"}}), "test/a.test.mjs": ""},
+                         "npm test", "node --test test/a.test.mjs", []),
+    "go": (GO, "go test ./...", "go test . -run TestMain2", ["golangci-lint run"]),
+    "rust": (RUST, "cargo test", "cargo test adds", []),
+    "maven": ({"pom.xml": "<project><modules><module>core</module></modules></project>", "mvnw": "#!/bin/sh\n",
+               "core/pom.xml": "<project/>", "core/src/test/java/org/x/CoreTest.java": "class CoreTest {}\n"},
+              "./mvnw test", "./mvnw test -pl core -am -Dtest=CoreTest -Dsurefire.failIfNoSpecifiedTests=false", []),
+    "gradle": ({"settings.gradle.kts": 'include("lib")\n', "build.gradle.kts": 'plugins { id("com.diffplug.spotless") }\n', "gradlew": "#!/bin/sh\n",
+                "lib/src/test/kotlin/org/x/LibTest.kt": "class LibTest\n"},
+               "./gradlew test", "./gradlew :lib:test --tests org.x.LibTest", ["./gradlew spotlessCheck"]),
+    "ruby-rspec": ({"Gemfile": "source 'https://rubygems.org'\ngem 'rspec'\ngem 'rubocop'\n", ".rubocop.yml": "AllCops: {}\n",
+                    "Rakefile": "require 'rspec/core/rake_task'\nRSpec::Core::RakeTask.new(:spec)\ntask default: :spec\n",
+                    "spec/a_spec.rb": "describe 'a' do\nend\n"},
+                   "bundle exec rake spec", "bundle exec rspec spec/a_spec.rb", ["bundle exec rubocop"]),
+    "ruby-minitest": ({"Gemfile": "gem 'minitest'\n", "Rakefile": "require 'rake/testtask'\nRake::TestTask.new(:test)\n",
+                       "test/a_test.rb": "require 'minitest/autorun'\n"},
+                      "bundle exec rake test", "bundle exec ruby -Ilib:test test/a_test.rb", []),
+    "php-composer": ({"composer.json": json.dumps({"require": {"php": ">=8.1"}, "require-dev": {"phpunit/phpunit": "^10", "phpstan/phpstan": "1"},
+                                                   "scripts": {"test": "phpunit", "stan": "phpstan analyse"}}),
+                      "phpunit.xml.dist": "<phpunit/>", "phpstan.neon": "", "tests/FooTest.php": "<?php\n"},
+                     "composer test", "vendor/bin/phpunit tests/FooTest.php", ["composer stan"]),
+    "php-pest": ({"composer.json": json.dumps({"require-dev": {"pestphp/pest": "^2"}}), "tests/Feature/AppTest.php": "<?php\n"},
+                 "vendor/bin/pest", "vendor/bin/pest tests/Feature/AppTest.php", []),
+    "dotnet": ({"App.sln": "", "src/App/App.csproj": "<Project/>", "tests/App.Tests/App.Tests.csproj": "<Project/>",
+                "tests/App.Tests/WidgetTests.cs": "class WidgetTests {}\n"},
+               "dotnet test", "dotnet test --filter FullyQualifiedName~WidgetTests", []),
+    "cmake": ({"CMakeLists.txt": "project(x)\nenable_testing()\nadd_test(NAME a COMMAND a)\n", "src/a.c": "int main(){}\n"},
+              "ctest --test-dir build", None, []),
+    "meson": ({"meson.build": "project('x', 'c')\ntest('a', executable('a', 'a.c'))\n", "a.c": "int main(){}\n"},
+              "meson test -C build", None, []),
+}
+
+
+@pytest.mark.parametrize("name", list(ECOSYSTEMS))
+def test_each_ecosystem_gets_its_commands_with_evidence(tmp_path, name):
+    files, test, one_test, checks = ECOSYSTEMS[name]
     result = analyze(_write(tmp_path, files))
-    assert [f.value for f in result.test] == tests
-    assert [f.value for f in result.lint] == lints
-    assert all(":" in f.evidence and (tmp_path / f.evidence.split(":")[0]).exists() for f in result.test + result.lint)
-    if runtime:
-        assert runtime in [f.value for f in result.runtime]
+    assert result.test and result.test[0].value == test, _values(result.test)
+    assert _values(result.single_test) == ([one_test] if one_test else [])
+    assert _values(result.lint) == checks
+    for fact in result.test + result.lint:
+        assert (tmp_path / fact.evidence.split(":")[0]).exists(), fact.evidence
+    text = render(result, name)
+    verify_commands(text, result)
 
 
-def test_pnpm_workspace_packages_get_their_own_facts(tmp_path):
-    result = analyze(_write(tmp_path, NODE_PNPM))
-    (ui,) = result.packages
-    assert ui.root == "packages/ui" and [f.value for f in ui.test] == ["npm test"] and "npm run typecheck" in [f.value for f in ui.lint]
+def test_native_builds_say_how_to_build_first(tmp_path):
+    result = analyze(_write(tmp_path, ECOSYSTEMS["cmake"][0]))
+    assert _values(result.build_commands) == ["cmake -B build && cmake --build build"]
+    assert "- Build first: `cmake -B build && cmake --build build`" in render(result, "x")
+
+
+def test_runtimes_and_tools_are_validated_facts(tmp_path):
+    uv = analyze(_write(tmp_path / "uv", PY_UV))
+    assert _values(uv.runtime) == ["Python >=3.11"] and _values(uv.build) == ["uv"]
+    go = analyze(_write(tmp_path / "go", GO))
+    assert _values(go.runtime) == ["Go 1.23"]
+    rust = analyze(_write(tmp_path / "rust", RUST))
+    assert _values(rust.runtime) == ["Rust 1.82", "Rust >= 1.80 (MSRV)"]
+    node = analyze(_write(tmp_path / "node", NODE_PNPM))
+    assert _values(node.build) == ["pnpm 9.1.0"] and _values(node.runtime) == ["Node >=20"]
+
+
+# -- classification by evidence ---------------------------------------------------------------------------
+
+
+def test_commands_are_classified_by_what_they_run(tmp_path):
+    tox = ("[tox]\nenvlist = py312\n\n[testenv]\ncommands = pytest\n\n[testenv:lint]\ncommands = pre-commit run --all-files\n\n"
+           "[testenv:docs]\ncommands = sphinx-build docs out\n\n[testenv:publish]\ncommands = twine upload dist/*\n\n"
+           "[testenv:bench]\ncommands = pytest --benchmark-only\n")
+    package = {"scripts": {"test:lint": "eslint .", "test": "vitest run", "test:types": "tsd", "bench": "vitest bench", "release": "np"}}
+    root = _write(tmp_path, {
+        "tox.ini": tox, "package.json": json.dumps(package), "pyproject.toml": '[project]\nname = "x"\n',
+        ".github/workflows/ci.yml": _workflow("tox -e lint", "tox -e docs", "tox -e publish", "tox -e bench", "pytest --mypy -m mypy",
+                                              "npm run test:lint", "npm run test:types", "npm run bench", "npm run release", "tox -e py312"),
+    })
+    result = analyze(root)
+    assert _values(result.test) == ["tox -e py312"]
+    kinds = {f.value: f.kind for f in result.lint}
+    assert kinds["tox -e lint"] == "lint" and kinds["pytest --mypy -m mypy"] == "typecheck"
+    everything = " ".join(result.commands())
+    assert "publish" not in everything and "release" not in everything and "docs" not in everything and "bench" not in everything
+
+
+def test_the_entry_point_names_the_runner_underneath(tmp_path):
+    root = _write(tmp_path, {
+        "Makefile": "test:\n\tuv run pytest -q\n\nlint:\n\tuv run ruff check .\n",
+        "pyproject.toml": '[project]\nname = "x"\n[dependency-groups]\ndev = ["pytest"]\n', "uv.lock": "",
+        ".github/workflows/ci.yml": _workflow("make lint", "make test"),
+        "tests/test_x.py": "def test_x():\n    pass\n",
+    })
+    result = analyze(root)
+    assert (result.test[0].value, result.test[0].runs) == ("make test", "pytest")
+    assert "- Test: `make test` (runs pytest)" in render(result, "x")
+    assert _values(result.single_test) == ["uv run pytest tests/test_x.py::test_x"]
+
+
+def test_nothing_is_synthesised_from_a_config_table(tmp_path):
+    root = _write(tmp_path, {
+        "pyproject.toml": '[project]\nname = "x"\n\n[tool.mypy]\nstrict = true\n\n[tool.ruff]\n\n[tool.pytest.ini_options]\n',
+        "Cargo.toml": '[package]\nname = "c"\nversion = "0.1.0"\n', "src/lib.rs": "",
+    })
+    result = analyze(root)
+    commands = result.commands()
+    assert not any(c.startswith(("mypy", "ruff", "pytest", "uv run")) for c in commands)
+    assert "cargo clippy" not in commands and _values(result.test) == ["cargo test"]
+
+
+def test_ci_wins_over_entry_points_and_watch_mode_is_avoided(tmp_path):
+    package = {"scripts": {"test": "vitest", "test:ci": "vitest run --coverage"}, "devDependencies": {"vitest": "2"}}
+    root = _write(tmp_path, {"package.json": json.dumps(package), "src/a.test.ts": ""})
+    assert _values(analyze(root).test) == ["npm test -- --run"]  # vitest alone watches in a terminal
+    _write(root, {".github/workflows/ci.yml": _workflow("npm ci", "npm run test:ci")})
+    result = analyze(root)
+    assert _values(result.test) == ["npm run test:ci"]
+    assert _values(result.single_test) == ["npx vitest run src/a.test.ts"]
+
+
+def test_entry_points_are_read(tmp_path):
+    root = _write(tmp_path, {
+        "makefile": "GO ?= go\n\ntest-%:\n\t$(GO) test ./$*/...\n\nvet:\n\t$(GO) vet ./...\n",
+        "go.mod": "module x\n", "api/a_test.go": "package api\n",
+        ".github/workflows/ci.yml": _workflow("make test-api", "make vet"),
+    })
+    result = analyze(root)
+    assert _values(result.test) == ["make test-api"] and result.test[0].runs == "go test"
+    assert _values(result.lint) == ["make vet"]
+    assert "- Lint: `make vet`" in render(result, "x")
+
+
+def test_root_level_test_script_and_github_action_uses(tmp_path):
+    root = _write(tmp_path, {
+        "test.py": "import unittest\n", "setup.py": "",
+        ".github/workflows/ci.yml": "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: python test.py\n"
+                                    "      - uses: pre-commit/action@v3\n", ".pre-commit-config.yaml": "repos: []\n",
+    })
+    result = analyze(root)
+    assert _values(result.test) == ["python test.py"] and _values(result.lint) == ["pre-commit run --all-files"]
+
+
+def test_cargo_workspace_listing_the_root_does_not_crash(tmp_path):
+    root = _write(tmp_path, {
+        "Cargo.toml": '[package]\nname = "app"\nversion = "0.1.0"\n\n[workspace]\nmembers = [".", "crates/*", "../outside", "/etc"]\n',
+        "src/main.rs": "fn main() {}\n",
+        **{f"crates/c{i}/Cargo.toml": f'[package]\nname = "c{i}"\nversion = "0.1.0"\n' for i in range(9)},
+        **{f"crates/c{i}/src/lib.rs": "" for i in range(9)},
+        "crates/notes/README.md": "not a crate\n",
+    })
+    (tmp_path.parent / "outside").mkdir(exist_ok=True)
+    result = analyze(root)
+    assert _values(result.test) == ["cargo test --workspace"]
+    assert sorted(p.root for p in result.packages) == [f"crates/c{i}" for i in range(9)]
+    text = render(result, "app")
+    assert text.count("cargo test") == 1  # nine identical per-crate lines are not written
+    assert "- Packages (9): `crates/c0/`" in text and "crates/notes" not in text
+
+
+def test_workspace_packages_are_real_and_identical_lines_collapse(tmp_path):
+    files = dict(NODE_PNPM)
+    for name in ("a", "b", "c"):
+        files[f"packages/{name}/package.json"] = json.dumps({"name": name, "scripts": {"test": "jest"}})
+    result = analyze(_write(tmp_path, files))
+    assert sorted(p.root for p in result.packages) == ["packages/a", "packages/b", "packages/c", "packages/ui"]
+    text = render(result, "root")
+    assert "packages/docs" not in text
+    assert "- `packages/a/`, `packages/b/`, `packages/c/`: `pnpm test` (runs jest)" in text
+    assert "- `packages/ui/`: `pnpm test` (runs jest); `pnpm run typecheck`" in text
+    assert "- Source: `src/`" in text  # packages/ is listed as packages
+
+
+def test_layout_from_evidence_and_no_empty_or_boilerplate_sections(tmp_path):
+    root = _write(tmp_path, {**GO, "pkg/debian/control": "Package: x\n", "pkg/rpm/x.spec": "Name: x\n",
+                             "internal/store/store.go": "package store\n" + "// code\n" * 50})
+    result = analyze(root)
+    assert "pkg/" not in result.source_roots and "internal/" in result.source_roots
+    text = render(result, "svc")
+    assert "## Conventions" not in text and "## Boundaries" not in text  # no evidence for either (no go.sum, no generated paths)
+    assert "Run the test and lint commands" not in text and "Do not commit secrets" not in text
+    for heading in ("## Repository", "## How to navigate", "## Boundaries"):
+        if heading in text:
+            assert text.split(heading, 1)[1].lstrip("\n").startswith("- ")
+
+
+def test_conventions_come_from_configuration(tmp_path):
+    result = analyze(_write(tmp_path, {**PY_UV, "pyproject.toml": PY_UV["pyproject.toml"] + '\n[tool.towncrier]\ndirectory = "changes"\n',
+                                       "changes/1.feature.md": "x\n", ".commitlintrc.json": "{}"}))
+    assert _values(result.conventions) == ["Each change needs a news fragment in `changes/` (towncrier)", "Line length 100 (ruff)",
+                                           "Commit messages follow Conventional Commits (commitlint)"]
 
 
 def test_polyglot_monorepo_and_word_limit(tmp_path):
@@ -79,9 +295,90 @@ def test_polyglot_monorepo_and_word_limit(tmp_path):
 
 def test_invented_commands_are_rejected(tmp_path):
     analysis = analyze(_write(tmp_path, PY_UV))
-    verify_commands("Run `uv run pytest` and `uv run ruff check .`.", analysis)
+    verify_commands("Run `uv run pytest` and `uv run ruff check`.", analysis)
     with pytest.raises(InventedCommand, match="make test"):
         verify_commands("Run `make test` before pushing.", analysis)
+
+
+# -- staleness -----------------------------------------------------------------------------------------------
+
+
+AGENTS_TEXT = """# AGENTS.md
+- Test: `make test`; one file: `pytest tests/test_app.py`
+- Lint: `npm run lint`; `tox -e lint`
+- Review with the `/review` slash command; branches look like `feature/<name>` or `aiplane/agents-md`.
+- Config lives in `cli/config.py` and `src/app/settings.py`; see `README.md`, `docs/`.
+- Artifacts go to `test-artifacts/`; the upstream is `github.com/acme/app`; examples in `../shared/fixtures/`.
+- Install with `pip install -e .` and run `.venv/bin/app serve`.
+"""
+
+
+def _repo_for_check(root: Path) -> Path:
+    return _write(root, {
+        "AGENTS.md": AGENTS_TEXT, "Makefile": "test:\n\tpytest\n", "package.json": json.dumps({"scripts": {"lint": "eslint ."}}),
+        "tox.ini": "[tox]\nenvlist = py\n[testenv:lint]\ncommands = ruff check\n", "tests/test_app.py": "def test_a():\n    pass\n",
+        "src/app/cli/config.py": "", "src/app/settings.py": "", "README.md": "", "docs/index.md": "", ".gitignore": "test-artifacts/\n",
+    })
+
+
+def test_staleness_has_no_false_positives_on_a_current_file(tmp_path):
+    result = check(_repo_for_check(tmp_path))
+    assert (result.stale_commands, result.missing_paths, result.touched_watched) == ([], [], [])
+
+
+def test_staleness_reports_what_is_really_gone(tmp_path):
+    root = _repo_for_check(tmp_path)
+    (root / "Makefile").write_text("tests:\n\tpytest\n")
+    (root / "src/app/settings.py").unlink()
+    (root / "tests/test_app.py").unlink()
+    (root / "package.json").write_text(json.dumps({"scripts": {"check": "eslint ."}}))
+    result = check(root)
+    assert result.stale_commands == ["make test", "pytest tests/test_app.py", "npm run lint"]
+    assert result.missing_paths == ["src/app/settings.py"]
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), "-c", "user.email=a@b.c", "-c", "user.name=t", *args],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def test_staleness_against_a_base_reports_only_what_the_change_broke(tmp_path):
+    root = _repo_for_check(tmp_path)
+    (root / "src/app/settings.py").unlink()  # already gone before the change
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "base")
+    base = _git(root, "rev-parse", "HEAD").strip()
+    (root / "Makefile").write_text("tests:\n\tpytest\n")
+    (root / "docs/index.md").unlink()
+    (root / "docs").rmdir()
+    (root / "README.md").write_text("changed\n")
+    _git(root, "commit", "-q", "-am", "rename the target")
+    head = _git(root, "rev-parse", "HEAD").strip()
+    result = check(GitTree(root, head), base=GitTree(root, base), changed=["Makefile", "docs/index.md", "README.md"])
+    assert result.stale_commands == ["make test"] and result.missing_paths == ["docs/"]
+    assert result.touched_watched == ["Makefile"]  # a manifest whose change moved a fact; README.md is only prose
+
+
+def test_check_flags_changed_manifests_since_base(tmp_path):
+    root = _write(tmp_path, GO)
+    _, text = generate(root)
+    (root / "AGENTS.md").write_text(text)
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "commit", "-q", "--allow-empty", "-m", "base")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "files")
+    _git(root, "checkout", "-q", "-b", "change")
+    (root / "go.mod").write_text("module example.com/svc\n\ngo 1.24\n")
+    _git(root, "commit", "-q", "-am", "bump go")
+    assert check(root, base="main").touched_watched == ["go.mod"]  # the Go version AGENTS.md states moved
+    _git(root, "checkout", "-q", "-b", "later")
+    (root / "go.mod").write_text("module example.com/svc\n\ngo 1.24\n\nrequire example.com/dep v1.0.0\n")
+    _git(root, "commit", "-q", "-am", "add a dependency")
+    assert check(root, base="change").touched_watched == []  # go.mod changed, but no fact AGENTS.md states did
+
+
+# -- CLI ---------------------------------------------------------------------------------------------------
 
 
 def test_generate_write_keeps_an_existing_file_and_staleness_after_rename(tmp_path):
@@ -89,33 +386,20 @@ def test_generate_write_keeps_an_existing_file_and_staleness_after_rename(tmp_pa
     env = clean_env()
     assert subprocess.run([AIPLANE, "agents-md", "generate", str(root), "--write", "--claude"], env=env, capture_output=True).returncode == 0
     assert (root / "CLAUDE.md").read_text() == "@AGENTS.md\n"
-    assert subprocess.run([AIPLANE, "agents-md", "check", str(root)], env=env, capture_output=True).returncode == 0
+    ok = subprocess.run([AIPLANE, "agents-md", "check", str(root)], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout
     original = (root / "AGENTS.md").read_text()
+    assert "`pnpm test`" in original
 
     package = json.loads((root / "package.json").read_text())
-    package["scripts"] = {"unit": "vitest", "lint": "eslint ."}  # the test script is renamed
+    package["scripts"] = {"unit": "vitest run", "lint": "eslint ."}  # the test script is renamed
     (root / "package.json").write_text(json.dumps(package))
     stale = subprocess.run([AIPLANE, "agents-md", "check", str(root)], env=env, capture_output=True, text=True)
     assert stale.returncode == 1 and "stale command: pnpm test" in stale.stdout
 
     again = subprocess.run([AIPLANE, "agents-md", "generate", str(root), "--write"], env=env, capture_output=True, text=True)
     assert "left as it is" in again.stdout and (root / "AGENTS.md").read_text() == original
-    assert "pnpm run unit" not in (root / "AGENTS.md.proposed").read_text()  # only known test scripts count
-
-
-def test_check_flags_changed_manifests_since_base(tmp_path):
-    root = _write(tmp_path, GO)
-    _, text = generate(root)
-    (root / "AGENTS.md").write_text(text)
-    git = lambda *a: subprocess.run(["git", "-C", str(root), *a], check=True, capture_output=True)  # noqa: E731
-    git("init", "-q", "-b", "main")
-    git("-c", "user.email=a@b.c", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "base")
-    git("add", "-A")
-    git("-c", "user.email=a@b.c", "-c", "user.name=t", "commit", "-q", "-m", "files")
-    git("checkout", "-q", "-b", "change")
-    (root / "go.mod").write_text("module example.com/svc\n\ngo 1.24\n")
-    git("-c", "user.email=a@b.c", "-c", "user.name=t", "commit", "-q", "-am", "bump go")
-    assert check(root, base="main").touched_watched == ["go.mod"]
+    assert "`pnpm run unit`" in (root / "AGENTS.md.proposed").read_text()  # its body runs vitest: it is the test command
 
 
 def _model_env(server, tmp_path: Path) -> dict[str, str]:
@@ -127,13 +411,16 @@ def _model_env(server, tmp_path: Path) -> dict[str, str]:
     )
 
 
+GO_CONVENTIONS = GO | {".commitlintrc.json": "{}"}
+
+
 def test_model_phrasing_is_kept_only_without_new_commands(tmp_path, model):
     server, _state = model
-    good = _write(tmp_path / "svc-good", GO)
+    good = _write(tmp_path / "svc-good", GO_CONVENTIONS)
     result = subprocess.run([AIPLANE, "agents-md", "generate", str(good), "--model"], env=_model_env(server, tmp_path), capture_output=True, text=True)
     assert result.returncode == 0 and "## Conventions (house rules)" in result.stdout and "`go test ./...`" in result.stdout
 
-    invented = _write(tmp_path / "svc-invent", GO)
+    invented = _write(tmp_path / "svc-invent", GO_CONVENTIONS)
     result = subprocess.run([AIPLANE, "agents-md", "generate", str(invented), "--model"], env=_model_env(server, tmp_path), capture_output=True, text=True)
     assert result.returncode == 0 and "make deploy" not in result.stdout
     assert "rejected the model's version: commands not found by the analysis: make deploy" in result.stderr
@@ -189,7 +476,7 @@ def test_rollout_is_idempotent_and_reports_each_repository(tmp_path):
 # -- rollout through code hosts (wire-format doubles of GitHub and GitLab) ----------------------
 
 
-def _git(repo: Path, *args: str) -> str:
+def _gitc(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), "-c", "user.email=dev@example.com", "-c", "user.name=Dev", *args],
                           check=True, capture_output=True, text=True).stdout
 
@@ -199,10 +486,10 @@ def _published(tmp_path: Path, name: str, files: dict[str, str]) -> tuple[Path, 
     remote = tmp_path / f"{name}.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     seed = _write(tmp_path / f"{name}-seed", files)
-    _git(seed, "init", "-q", "-b", "main")
-    _git(seed, "add", "-A")
-    _git(seed, "commit", "-q", "-m", "init")
-    _git(seed, "push", "-q", str(remote), "main")
+    _gitc(seed, "init", "-q", "-b", "main")
+    _gitc(seed, "add", "-A")
+    _gitc(seed, "commit", "-q", "-m", "init")
+    _gitc(seed, "push", "-q", str(remote), "main")
     clone = tmp_path / name
     subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True)
     return remote, clone
@@ -225,7 +512,7 @@ def test_rollout_opens_one_pull_request_per_repository_on_github(tmp_path):
         assert row["outcome"] == "created" and row["url"] == "https://github.com/acme/widgets/pull/100"
         (pull,) = state.pulls
         assert pull["head"]["ref"] == "aiplane/agents-md" and pull["base"]["ref"] == "main" and "verified" in pull["title"]
-        assert "`go test ./...`" in _git(remote, "show", "aiplane/agents-md:AGENTS.md")
+        assert "`go test ./...`" in _gitc(remote, "show", "aiplane/agents-md:AGENTS.md")
 
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         (row,) = json.loads(second.stdout)
@@ -235,15 +522,15 @@ def test_rollout_opens_one_pull_request_per_repository_on_github(tmp_path):
         human = tmp_path / "human"
         subprocess.run(["git", "clone", "-q", "-b", "aiplane/agents-md", str(remote), str(human)], check=True)
         (human / "AGENTS.md").write_text((human / "AGENTS.md").read_text() + "\nRun the linter before pushing.\n")
-        _git(human, "commit", "-q", "-am", "Refine AGENTS.md")
-        _git(human, "push", "-q", "origin", "aiplane/agents-md")
+        _gitc(human, "commit", "-q", "-am", "Refine AGENTS.md")
+        _gitc(human, "push", "-q", "origin", "aiplane/agents-md")
         (clone / "Makefile").write_text("lint:\n\tgolangci-lint run\n")
-        _git(clone, "add", "-A")
-        _git(clone, "commit", "-q", "-m", "add lint target")
+        _gitc(clone, "add", "-A")
+        _gitc(clone, "commit", "-q", "-m", "add lint target")
         third = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         (row,) = json.loads(third.stdout)
         assert row["outcome"] == "unchanged" and "human edits (dev@example.com)" in row["reason"]
-        assert "Run the linter before pushing." in _git(remote, "show", "aiplane/agents-md:AGENTS.md")
+        assert "Run the linter before pushing." in _gitc(remote, "show", "aiplane/agents-md:AGENTS.md")
         assert len(state.pulls) == 1
 
 
@@ -271,7 +558,7 @@ def test_rollout_from_the_catalog_opens_merge_requests_on_gitlab(tmp_path):
         assert row["outcome"] == "created" and row["url"].endswith("/acme/rust-lib/-/merge_requests/1")
         (mr,) = state.merge_requests
         assert mr["source_branch"] == "aiplane/agents-md" and mr["target_branch"] == "main"
-        text = _git(remote, "show", "aiplane/agents-md:AGENTS.md")
+        text = _gitc(remote, "show", "aiplane/agents-md:AGENTS.md")
         assert "`cargo test`" in text and "group:default/team-core" in text  # catalog facts too
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert json.loads(second.stdout)[0]["outcome"] == "unchanged" and len(state.merge_requests) == 1

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from aiplane.agentsmd.generate import generate
+from aiplane.agentsmd.safe import write_file
 from aiplane.vcs.model import RepoHost
 
 BRANCH = "aiplane/agents-md"
@@ -107,6 +108,8 @@ def propose(repo: Path, catalog: Callable[[Path], dict[str, str]] | None = None,
     try:
         if not (repo / ".git").exists():
             return RolloutResult(str(repo), "failed", "not a git repository")
+        if _git(repo, "ls-tree", "HEAD", "--", "AGENTS.md", check=False).startswith("120000"):
+            return RolloutResult(str(repo), "failed", "AGENTS.md is a symlink in the repository; nothing is written through it")
         analysis, text = generate(repo, catalog(repo) if catalog else None)
         current = _git(repo, "show", "HEAD:AGENTS.md", check=False)
         if current == text:
@@ -139,7 +142,8 @@ def _commit_proposal(repo: Path, text: str) -> Outcome | None:
             _git(repo, "worktree", "add", "-q", str(worktree), BRANCH)
         else:
             _git(repo, "worktree", "add", "-q", "-b", BRANCH, str(worktree), "HEAD")
-        (worktree / "AGENTS.md").write_text(text, encoding="utf-8")
+        # The branch's AGENTS.md may be a committed symlink; it is replaced only when it is a regular file.
+        write_file(worktree, "AGENTS.md", text, replace=True)
         _git(worktree, "add", "AGENTS.md")
         _git(worktree, "-c", "user.name=aiplane", "-c", f"user.email={BOT_EMAIL}", "commit", "-q", "-m", MESSAGE)
     finally:

@@ -577,12 +577,17 @@ def agentsmd_analyze(
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
         return
-    out.print(f"languages: {', '.join(f'{k} {v:.0%}' for k, v in result.languages.items()) or 'none detected'}")
-    for label, facts in (("build", result.build), ("test", result.test), ("lint", result.lint), ("runtime", result.runtime)):
+    out.print(f"languages: {', '.join(f'{k} {v:.0%}' for k, v in result.languages.items()) or 'none detected'}", markup=False)
+    rows = [("build", result.build), ("runtime", result.runtime), ("test", result.test), ("one test", result.single_test),
+            ("build first", result.build_commands), ("check", result.lint)]
+    for label, facts in rows:
         for fact in facts:
-            out.print(f"{label}: {fact.value}  ({fact.evidence})", markup=False)
+            where = f" in {fact.cwd}/" if fact.cwd else ""
+            kind = f" [{fact.kind}]" if label == "check" else ""
+            runs = f" (runs {fact.runs})" if fact.runs else ""
+            out.print(f"{label}{kind}: {fact.value}{where}{runs}  ({fact.evidence})", markup=False)
     for package in result.packages:
-        out.print(f"package {package.root}: " + ", ".join(f.value for f in package.test + package.lint), markup=False)
+        out.print(f"package {package.root}: " + "; ".join(f.value for f in package.test + package.lint), markup=False)
 
 
 @agentsmd_app.command("generate")
@@ -623,19 +628,27 @@ def agentsmd_generate(
             warning = "no model is configured; kept the template"
         if warning:
             err.print(warning, markup=False)
-    target = path / "AGENTS.md"
     if not write:
         typer.echo(text, nl=False)
         return
-    if target.exists():
-        proposal = path / "AGENTS.md.proposed"
-        proposal.write_text(text, encoding="utf-8")
-        out.print(f"AGENTS.md exists and was left as it is; the proposal is in {proposal}")
-    else:
-        target.write_text(text, encoding="utf-8")
-        out.print(f"wrote {target} ({len(text.split())} words)")
-    if claude and not (path / "CLAUDE.md").exists():
-        (path / "CLAUDE.md").write_text("@AGENTS.md\n", encoding="utf-8")
+    from aiplane.agentsmd.safe import UnsafeWrite, write_file
+
+    try:
+        try:
+            target = write_file(path, "AGENTS.md", text)
+            out.print(f"wrote {target} ({len(text.split())} words)", markup=False)
+        except FileExistsError:
+            proposal = write_file(path, "AGENTS.md.proposed", text, replace=True)
+            out.print(f"AGENTS.md exists and was left as it is; the proposal is in {proposal}", markup=False)
+        if claude:
+            try:
+                write_file(path, "CLAUDE.md", "@AGENTS.md\n")
+            except FileExistsError:
+                pass
+    except UnsafeWrite as exc:
+        raise _fail(f"not written: {exc}", EXIT_CONFIG) from None
+    except OSError as exc:
+        raise _fail(f"cannot write in {path} ({exc.strerror or exc.__class__.__name__})", EXIT_CONFIG) from None
 
 
 @agentsmd_app.command("rollout")
@@ -749,10 +762,13 @@ def agentsmd_check(
 ) -> None:
     """Report what AGENTS.md states that is no longer true. Exits 1 when it is stale."""
     from aiplane.agentsmd.generate import check
+    from aiplane.repository.tree import WorkTree
 
-    if not (path / "AGENTS.md").is_file():
-        raise _fail(f"{path} has no AGENTS.md", EXIT_CONFIG)
-    result = check(path, base)
+    if not path.is_dir():
+        raise _fail(f"{path} is not a directory", EXIT_CONFIG)
+    if WorkTree(path.resolve()).kind("AGENTS.md") != "file":
+        raise _fail(f"{path} has no AGENTS.md (a symlink is not followed)", EXIT_CONFIG)
+    result = check(path.resolve(), base)
     for command in result.stale_commands:
         out.print(f"stale command: {command} (not found by the analysis)", markup=False)
     for missing in result.missing_paths:

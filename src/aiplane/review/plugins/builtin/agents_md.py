@@ -1,7 +1,9 @@
 """AGENTS.md staleness in reviews: when a change touches build manifests, CI, lint configs or
 paths the file names, or the file states commands and paths that no longer exist, say so.
 Deterministic: the facts come from `aiplane.agentsmd`, never from a model. Everything is read from
-the head commit's git objects, never the checkout: a manifest that is a symlink is not followed."""
+the head commit's git objects, never the checkout: a manifest that is a symlink is not followed.
+Against the base commit, only what this change broke is reported: commands and paths that worked
+before and do not now, and the files AGENTS.md depends on when the facts it states moved."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ class AgentsMdPlugin:
             return
         from aiplane.agentsmd.generate import MAX_AGENTS_MD_BYTES, check
 
-        staleness = check(tree, changed=[f.path for f in change.files])
+        staleness = check(tree, base=change.base_tree, changed=[f.path for f in change.files])
         if not staleness.stale:
             return
         text = (tree.read_text(FILE, MAX_AGENTS_MD_BYTES, errors="replace") or "").splitlines()
