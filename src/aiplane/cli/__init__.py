@@ -632,6 +632,7 @@ def agentsmd_generate(
         typer.echo(text, nl=False)
         return
     from aiplane.agentsmd.safe import UnsafeWrite, write_file
+    from aiplane.repository.tree import WorkTree
 
     try:
         try:
@@ -640,11 +641,8 @@ def agentsmd_generate(
         except FileExistsError:
             proposal = write_file(path, "AGENTS.md.proposed", text, replace=True)
             out.print(f"AGENTS.md exists and was left as it is; the proposal is in {proposal}", markup=False)
-        if claude:
-            try:
-                write_file(path, "CLAUDE.md", "@AGENTS.md\n")
-            except FileExistsError:
-                pass
+        if claude and WorkTree(path).kind("CLAUDE.md") is None:  # an existing one (a file or a link) is left alone
+            write_file(path, "CLAUDE.md", "@AGENTS.md\n")
     except UnsafeWrite as exc:
         raise _fail(f"not written: {exc}", EXIT_CONFIG) from None
     except OSError as exc:
