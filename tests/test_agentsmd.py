@@ -246,7 +246,7 @@ def test_cargo_workspace_listing_the_root_does_not_crash(tmp_path):
     assert sorted(p.root for p in result.packages) == [f"crates/c{i}" for i in range(9)]
     text = render(result, "app")
     assert text.count("cargo test") == 1  # nine identical per-crate lines are not written
-    assert "- Packages (9): `crates/c0/`" in text and "crates/notes" not in text
+    assert "- Packages (9): `crates/` (9)" in text and "crates/notes" not in text
 
 
 def test_workspace_packages_are_real_and_identical_lines_collapse(tmp_path):

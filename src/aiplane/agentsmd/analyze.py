@@ -53,6 +53,7 @@ class Fact:
     cwd: str = ""  # for commands: the folder to run it from ("" = repository root)
     runs: str = ""  # for entry points: the runner underneath (pytest, jest, go test, ...)
     source: str = ""  # for commands: ci, entry, config or convention
+    note: str = ""  # for commands: how CI uses it, when that matters (a formatter checked by `git diff`)
 
 
 @dataclass
@@ -366,7 +367,8 @@ def _analyze(tree: TreeBase, files: list[Entry], commands: list[ci_model.CiComma
         primary = tests[0]
         a.test.append(Fact(primary.text, primary.evidence, "test", primary.cwd, _runs_note(primary), primary.source))
         for other in tests[1:]:
-            if other.source == "ci" and other.score >= 90 and set(other.resolved.runs) != set(primary.resolved.runs) and other.resolved.runs:
+            if (other.source == "ci" and other.score >= 90 and primary.resolved.runs and other.resolved.runs
+                    and not set(other.resolved.runs) & set(primary.resolved.runs) and "partial" not in other.resolved.flags):
                 a.test.append(Fact(other.text, other.evidence, "test", other.cwd, _runs_note(other), other.source))
                 break
         builds = _build_before(primary, candidates, facts.ecosystems)
@@ -391,7 +393,8 @@ def _analyze(tree: TreeBase, files: list[Entry], commands: list[ci_model.CiComma
         if check.kind in seen_kinds:
             continue
         seen_kinds.add(check.kind)
-        a.lint.append(Fact(check.text, check.evidence, check.kind, check.cwd, _runs_note(check), check.source))
+        note = "rewrites files; CI then fails on any diff" if "diff" in check.resolved.flags else ""
+        a.lint.append(Fact(check.text, check.evidence, check.kind, check.cwd, _runs_note(check), check.source, note))
         if len(a.lint) >= 3:
             break
     a.source_roots = [r for r in layout.source_roots(tree, files, facts.ecosystems)

@@ -627,7 +627,7 @@ class Resolver:
         if result is None:
             result = _other()
         if diff_checked and result.kind == "fix":
-            result = Resolved("format", result.runs, result.flags, result.entry)
+            result = Resolved("format", result.runs, result.flags | {"diff"}, result.entry)
         return result
 
     def _tsc(self, argv: list[str], cwd: str) -> Resolved:

@@ -67,7 +67,8 @@ def _where(fact: Fact) -> str:
 
 def _command(fact: Fact) -> str:
     runs = f" (runs {fact.runs})" if fact.runs and re.fullmatch(r"[A-Za-z0-9 ._/+-]{1,40}(, [A-Za-z0-9 ._/+-]{1,40})?", fact.runs) else ""
-    return f"`{fact.value}`{_where(fact)}{runs}"
+    note = f" ({fact.note})" if fact.note and safe.one_line(fact.note, 80) else ""
+    return f"`{fact.value}`{_where(fact)}{runs}{note}"
 
 
 _CHECK_LABEL = {"lint": "Lint", "format": "Format check", "typecheck": "Type check"}
@@ -141,7 +142,14 @@ def render(a: Analysis, name: str, catalog: dict[str, str] | None = None) -> str
         navigate.append("- Tests: " + ", ".join(f"`{r}`" if r.endswith("/") else f"`{r.split(' ', 1)[0]}` next to the code" for r in tests))
     packages = [p.root for p in a.packages if safe.clean_rel_path(p.root)]
     if packages:
-        shown = ", ".join(f"`{p}/`" for p in packages[:8]) + (f" and {len(packages) - 8} more" if len(packages) > 8 else "")
+        if len(packages) > 8:
+            groups: dict[str, int] = {}
+            for package in packages:
+                top = package.split("/", 1)[0]
+                groups[top] = groups.get(top, 0) + 1
+            shown = ", ".join(f"`{top}/` ({count})" for top, count in sorted(groups.items(), key=lambda kv: -kv[1])[:6])
+        else:
+            shown = ", ".join(f"`{p}/`" for p in packages)
         navigate.append(f"- Packages ({len(packages)}): {shown}")
         navigate += package_lines
     if navigate:

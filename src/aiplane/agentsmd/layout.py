@@ -81,8 +81,9 @@ def test_roots(tree: TreeBase, files: list[Any]) -> list[str]:
             out.append(f"{name}/")
     if tree.is_dir("src/test"):
         out.append("src/test/")
-    colocated = [f for f in files if _TEST_FILE.match(f.name) and not any(f.path.startswith(d + "/") for d in (*TEST_DIRS, "src/test"))]
-    if colocated:
+    colocated = [f for f in files if _TEST_FILE.match(f.name) and not any(f.path.startswith(d + "/") for d in (*TEST_DIRS, "src/test"))
+                 and f.path.split("/", 1)[0] not in NOT_SOURCE and "/tests/" not in f.path and "/test/" not in f.path]
+    if len(colocated) >= 2 or (colocated and not out):
         suffixes = sorted({_pattern(f.name) for f in colocated if _pattern(f.name)})
         for pattern in suffixes[:2]:
             out.append(f"{pattern} next to the code")
