@@ -4,7 +4,7 @@
     .venv/bin/python bench/agentsmd.py prepare --corpus /work/corpus
     #    (from local mirrors instead of GitHub: --mirror-root DIR, a DIR/<owner>+<name>/repo bare clone each)
     # 2. Score the analyser and the naive per-language default.
-    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout|all] [--show-misses] [--json]
+    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1|heldout-2|all] [--show-misses] [--json]
 
 The gold file (`bench/agentsmd_gold.json`) holds, per repository, its URL and pinned commit, its
 ecosystem, and the test and lint commands its CI runs (read by hand from the CI files). Scoring:
@@ -25,7 +25,7 @@ ecosystem, and the test and lint commands its CI runs (read by hand from the CI 
   rubocop, phpstan analyse, dotnet format --verify-no-changes), scored the same way.
 
 Matching normalises both sides the same way: whitespace; quotes; leading `VAR=value`; launchers that
-only choose the environment (`uv run [options]`, `poetry run`, `pdm run` and `pipenv run` before a
+only choose the environment (`uv run [options]`, `uvx [options]`, `poetry run`, `pdm run` and `pipenv run` before a
 tool, `bundle exec`, `npx`, `pnpm exec`, `yarn exec`, `bunx`, `composer exec`, `python -m`, `php -d ...`);
 `vendor/bin/`, `./vendor/bin/`, `./node_modules/.bin/`; a leading `./` on scripts; `./mvnw` as `mvn`;
 Maven's and Gradle's output-only flags (`-B`, `-q`, `-ntp`, `-ff`, `--stacktrace`, `--scan`, ...);
@@ -74,7 +74,12 @@ def _normalise_one(command: str) -> str:
     while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
         words = words[1:]
     for _ in range(4):
-        if words[:2] in (["uv", "run"], ["rye", "run"]):
+        if words[:1] == ["uvx"] or words[:3] == ["uv", "tool", "run"]:
+            i = 1 if words[0] == "uvx" else 3
+            while i < len(words) and words[i].startswith("-"):
+                i += 1 if "=" in words[i] else 2
+            words = words[i:]
+        elif words[:2] in (["uv", "run"], ["rye", "run"]):
             i = 2
             while i < len(words) and words[i].startswith("-") and words[i] != "--":
                 i += 2 if words[i] in ("--group", "--extra", "--with", "--python", "-p", "--directory", "--package", "--only-group") else 1
@@ -407,7 +412,7 @@ def main() -> None:
     p.add_argument("--mirror-root", help="clone from DIR/<owner>+<name>/repo instead of GitHub")
     r = sub.add_parser("run", help="score the analysis against the gold file")
     r.add_argument("--corpus", required=True)
-    r.add_argument("--split", default="all", choices=("dev", "heldout", "all"))
+    r.add_argument("--split", default="all", choices=("dev", "heldout-1", "heldout-2", "all"))
     r.add_argument("--repeat", type=int, default=3)
     r.add_argument("--show-misses", action="store_true")
     r.add_argument("--json", action="store_true")

@@ -127,8 +127,8 @@ _DEMOTE = {"release", "publish", "deploy", "docs", "doc", "documentation", "nigh
            "mac", "osx", "mingw", "msys2", "msvc", "freebsd", "alternative", "runtime", "runtimes", "bundler", "citgm", "ecosystem",
            "canary", "next", "beta", "experimental", "arm", "arm64", "aarch64", "s390x", "ppc64le", "deno", "workerd", "lambda",
            "edge", "fastly", "browser", "size", "mutation", "mutations", "stress", "random", "dependencies", "upstream", "memray",
-           "typechecking", "dev", "debug", "shell", "nu", "ui", "arch", "builds", "reproducible", "japicmp", "api", "tinygo", "latest",
-           "pypy", "nsolid", "lock", "label", "stale", "codeql", "scorecard", "zizmor"}
+           "typechecking", "dev", "debug", "shell", "nu", "ui", "arch", "builds", "reproducible", "japicmp", "api", "tinygo",
+           "pypy", "nsolid", "lock", "label", "stale", "codeql", "scorecard", "zizmor", "zipapp", "wasip", "loom", "semver"}
 _PROMOTE = {"test", "tests", "testing", "ci", "main", "check", "checks", "unit", "linux", "ubuntu", "suite", "python", "node", "go",
             "rust", "ruby", "php", "java", "maven", "gradle", "dotnet", "pr", "pull", "push", "lint", "quality", "static", "style"}
 _MAIN_TRIGGERS = {"push", "pull_request", "pull_request_target", "merge_group"}
@@ -137,7 +137,10 @@ _MAIN_TRIGGERS = {"push", "pull_request", "pull_request_target", "merge_group"}
 def _words(*texts: str) -> set[str]:
     words: set[str] = set()
     for text in texts:
-        words |= {w for w in re.split(r"[^a-z0-9]+", text.lower().rsplit("/", 1)[-1].rsplit(".", 1)[0] if "/" in text else text.lower()) if w}
+        plain = text.lower().rsplit("/", 1)[-1].rsplit(".", 1)[0] if "/" in text else text.lower()
+        for word in re.split(r"[^a-z0-9]+", plain):
+            if word:
+                words |= {word, word.rstrip("0123456789")}  # wasm32 is wasm, py310 is py
     return words
 
 

@@ -459,7 +459,7 @@ class GitHubActions:
         has_matrix = matrix is not None
         if instances is None:
             instances = [UNKNOWN]
-        seen: set[tuple[str, tuple[str, ...]]] = set()
+        seen: dict[tuple[str, tuple[str, ...]], CiCommand] = {}
         uses = job.get("uses")
         for instance in instances:
             context = dict(base_context)
@@ -490,7 +490,7 @@ class GitHubActions:
 
     def _steps(self, path: str, lines: dict[str, int], job_id: str, job_name: str, steps: list[Any], context: dict[str, Any],
                env: dict[str, str], job_cwd: str, triggers: frozenset[str], platform: str, has_matrix: bool,
-               seen: set[tuple[str, tuple[str, ...]]], line_prefix: str, depth: int, checkout: dict[str, Any] | None = None) -> None:
+               seen: dict[tuple[str, tuple[str, ...]], CiCommand], line_prefix: str, depth: int, checkout: dict[str, Any] | None = None) -> None:
         # Where this repository is checked out (relative to the workspace), and whether the workspace
         # root currently holds another repository's files.
         state = checkout if checkout is not None else {"self": None, "foreign_root": False, "foreign_paths": []}
@@ -574,7 +574,7 @@ class GitHubActions:
 
     def _composite(self, workflow: str, action_dir: str, with_: dict[str, Any], context: dict[str, Any], env: dict[str, str],
                    job_id: str, job_name: str, triggers: frozenset[str], platform: str, has_matrix: bool,
-                   seen: set[tuple[str, tuple[str, ...]]], depth: int, state: dict[str, Any], cwd: str) -> None:
+                   seen: dict[tuple[str, tuple[str, ...]], CiCommand], depth: int, state: dict[str, Any], cwd: str) -> None:
         for name in ("action.yml", "action.yaml"):
             path = f"{action_dir.strip('/')}/{name}"
             text = safe.read_text(self.tree, path, safe.MAX_CI_BYTES)
@@ -595,7 +595,7 @@ class GitHubActions:
                     platform, has_matrix, seen, "runs.steps", depth + 1, state)
 
     def _add(self, text: str, cwd: str, env: dict[str, str], path: str, line: int, job_id: str, job_name: str,
-             triggers: frozenset[str], platform: str, has_matrix: bool, seen: set[tuple[str, tuple[str, ...]]], via: str = "run") -> None:
+             triggers: frozenset[str], platform: str, has_matrix: bool, seen: dict[tuple[str, tuple[str, ...]], CiCommand], via: str = "run") -> None:
         simples, _exported = parse_script(text, env, start_cwd=cwd)
         for simple in simples:
             if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
@@ -603,11 +603,14 @@ class GitHubActions:
             here = simple.cwd
             key = (here, tuple(simple.argv))
             if key in seen:
+                if platform == "linux":  # a matrix that runs it on Linux too: that is how it is known
+                    seen[key].platform = "linux"
                 continue
-            seen.add(key)
             self.order += 1
-            self.commands.append(CiCommand(simple.argv, here, {**env, **simple.env}, f"{path}:{line + simple.line}", path, job_id,
-                                           job_name, triggers, platform, via, self.order, simple.diff_checked, has_matrix))
+            command = CiCommand(simple.argv, here, {**env, **simple.env}, f"{path}:{line + simple.line}", path, job_id,
+                                job_name, triggers, platform, via, self.order, simple.diff_checked, has_matrix)
+            seen[key] = command
+            self.commands.append(command)
 
 
 def _join(cwd: str, sub: str) -> str:
@@ -704,7 +707,7 @@ def gitlab(tree: TreeBase) -> list[CiCommand]:
         path, doc_lines = origin.get(name, (".gitlab-ci.yml", lines))
         line = doc_lines.get(f"{name}.script", doc_lines.get(name, 1))
         before = job.get("before_script", default_before)
-        seen: set[tuple[str, tuple[str, ...]]] = set()
+        seen: dict[tuple[str, tuple[str, ...]], CiCommand] = set()
         for instance in instances or [{}]:
             env = {**job_vars, **instance}
             script_lines = [*safe.strs(before), *[s for s in _flatten(job.get("script"))]]

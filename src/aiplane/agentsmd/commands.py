@@ -82,7 +82,7 @@ def by_name(name: str) -> str | None:
         return None
     if words & {"typecheck", "typing", "types", "mypy", "pyright", "tsc"} or "type-check" in name.lower():
         return "typecheck"
-    if words & {"lint", "linter", "linting", "style", "rubocop", "clippy", "vet"}:
+    if words & {"lint", "linter", "linting", "style", "rubocop", "clippy", "vet", "cppcheck", "cpplint", "tidy", "analyze", "analysis"}:
         return "lint"
     if words & {"fmt", "format", "formatting"} and words & {"check", "diff", "verify"}:
         return "format"
@@ -346,6 +346,11 @@ def classify_tool(argv: list[str]) -> Resolved | None:
         return {"test": Resolved("test", ["meson test"]), "compile": Resolved("build"), "setup": Resolved("build"),
                 "dist": Resolved("build"), "install": Resolved("build"), "devenv": None}.get(sub, _other())
     if name == "cmake":
+        if "--build" in args and "--target" in args and args.index("--target") + 1 < len(args):
+            target = args[args.index("--target") + 1]
+            kind = by_name(target.replace("_", "-"))
+            if kind in ("test", *CHECK_KINDS):
+                return Resolved(kind, ["ctest"] if kind == "test" else [], {"by-name"})
         return Resolved("build") if args else None
     if name in ("ninja", "msbuild", "bazel", "bazelisk", "scons", "autoreconf", "configure", "./configure", "autogen.sh"):
         if name.startswith("bazel") and sub == "test":
@@ -439,8 +444,8 @@ def _cargo(args: list[str]) -> Resolved:
     words = [a for a in args if not a.startswith(("+", "-"))]
     sub = words[0] if words else ""
     if sub in ("test", "t", "nextest"):
-        selects = ("-p", "--package", "--lib", "--bin", "--doc", "--manifest-path")
-        partial = {"partial"} if any(a in selects or a.startswith("--package=") for a in args) else set()
+        selects = ("-p", "--package", "--lib", "--bin", "--doc", "--manifest-path", "--target", "--no-run")
+        partial = {"partial"} if any(a in selects or a.startswith(("--package=", "--manifest-path=", "--target")) for a in args) else set()
         return Resolved("test", ["cargo test" if sub != "nextest" else "cargo nextest"], partial)
     if sub == "hack" and "test" in words:
         return Resolved("test", ["cargo test"])
@@ -733,7 +738,7 @@ class Resolver:
             parts.append(body)
         result = combine(parts)
         result.entry = "tox"
-        return result
+        return _posargs(result, args)
 
     def _nox(self, args: list[str], cwd: str, depth: int) -> Resolved:
         nox = self.lazy.get("nox", cwd)
@@ -783,7 +788,7 @@ class Resolver:
             parts.append(body)
         result = combine(parts) if parts else _other()
         result.entry = "nox"
-        return result
+        return _posargs(result, args)
 
     def _npm(self, manager: str, args: list[str], cwd: str, depth: int) -> Resolved | None:
         words = list(args)
@@ -824,6 +829,10 @@ class Resolver:
                 kind = by_name(script)
                 return Resolved(kind or "other", [], {"by-name", "workspaces"}, "npm")
         resolved = self._script_body("npm", script, cwd, depth)
+        extra = rest[1:] if sub in ("run", "run-script", "rum", "urn") else rest
+        if resolved.kind == "test" and any(not a.startswith("-") and a != "--" for a in extra):
+            # `npm test some-filter`: a subset of the suite
+            resolved = Resolved(resolved.kind, resolved.runs, resolved.flags | {"partial"}, resolved.entry)
         if resolved.kind == "missing" and manager in ("yarn", "pnpm", "bun") and sub == script:
             return self.argv([script, *rest[1:]] if sub == "run" else [script, *words[1:]], cwd, depth + 1)
         return resolved
@@ -899,19 +908,26 @@ class Resolver:
             return Resolved("missing")
         if target in seen or depth > MAX_DEPTH:
             return _other()
-        parts: list[Resolved] = []
+        prereqs: list[Resolved] = []
         for prereq in entry.refs[:10]:
             if makefile.find(prereq) is not None:
                 sub = self._make_target(makefile, prereq, cwd, depth + 1, seen | {target})
                 if sub.kind in ("test", *CHECK_KINDS, "publish"):
-                    parts.append(sub)
+                    prereqs.append(sub)
+        own: list[Resolved] = []
         for command in entry.commands[:40]:
             expanded = makefile.expand(command, target)
             if expanded is None:
-                parts.append(Resolved("other", [], {"unknown"}))
+                own.append(Resolved("other", [], {"unknown"}))
                 continue
-            parts.append(self.line(expanded, cwd, depth + 1))
-        result = combine(parts) if parts else _other()
+            own.append(self.line(expanded, cwd, depth + 1))
+        mine = combine(own) if own else _other()
+        # What the target itself runs decides its kind; prerequisites count when it runs nothing
+        # of its own (`check: lint test`) or when one of them publishes.
+        if mine.kind in ("other", "install") or any(p.kind == "publish" for p in prereqs):
+            result = combine(prereqs + own) if prereqs or own else _other()
+        else:
+            result = mine
         if result.kind in ("other", "install") or (result.kind == "build" and by_name(target) in ("test",) + CHECK_KINDS):
             guess = by_name(target)
             if guess:
@@ -1122,6 +1138,14 @@ def _strip_json_comments(text: str) -> str:
             out.append(char)
         i += 1
     return re.sub(r",(\s*[}\]])", r"\1", "".join(out))
+
+
+def _posargs(result: Resolved, args: list[str]) -> Resolved:
+    """Arguments passed through `--` that pick one kind of test (functional, integration) make a partial run."""
+    rest = args[args.index("--") + 1:] if "--" in args else []
+    if result.kind == "test" and any(re.search(r"(functional|integration|e2e|acceptance|zipapp|slow)", a) for a in rest):
+        result.flags = result.flags | {"partial"}
+    return result
 
 
 def _powershell(text: str, rel: str) -> Resolved:
