@@ -210,6 +210,42 @@ def test_ci_wins_over_entry_points_and_watch_mode_is_avoided(tmp_path):
     assert _values(result.single_test) == ["npx vitest run src/a.test.ts"]
 
 
+def test_gradle_excluded_tasks_and_subproject_tests(tmp_path):
+    # `check -x test` runs everything but the tests; `:module:test` tests one subproject.
+    root = _write(tmp_path, {
+        "settings.gradle.kts": 'include("lib")\n', "build.gradle.kts": "", "gradlew": "#!/bin/sh\n",
+        ".github/workflows/ci.yml": _workflow("./gradlew check -x test -x allTests", "./gradlew lib:test -PmoduleTests=true",
+                                              "./gradlew test allTests", job="build"),
+    })
+    result = analyze(root)
+    assert _values(result.test) == ["./gradlew test allTests"]
+    assert [(f.value, f.kind) for f in result.lint] == [("./gradlew check -x test -x allTests", "lint")]
+    build = _write(tmp_path / "b", {"build.gradle.kts": "", "gradlew": "#!/bin/sh\n",
+                                    ".github/workflows/ci.yml": _workflow("./gradlew build -x test", "./gradlew test", job="build")})
+    assert _values(analyze(build).test) == ["./gradlew test"] and analyze(build).lint == []
+
+
+def test_hatch_matrix_selectors_and_scripts_that_name_scripts(tmp_path):
+    pyproject = ('[project]\nname = "x"\n\n[tool.hatch.envs.test.scripts]\ntest = "python -m unittest discover -s x"\n'
+                 'with-coverage = "test"\n\n[[tool.hatch.envs.test.matrix]]\npython = ["3.11", "3.12"]\n')
+    root = _write(tmp_path, {"pyproject.toml": pyproject, "x/__init__.py": "",
+                             ".github/workflows/ci.yml": _workflow("pip install hatch", "hatch run +py=3.12 test:with-coverage")})
+    result = analyze(root)
+    assert (result.test[0].value, result.test[0].runs) == ("hatch run +py=3.12 test:with-coverage", "unittest")
+
+
+def test_a_config_check_is_left_out_when_an_entry_point_runs_that_tool(tmp_path):
+    # [tool.black] and black in the dependencies, but the project runs black on its own paths through tox.
+    pyproject = '[project]\nname = "x"\n[project.optional-dependencies]\ndev = ["black"]\n\n[tool.black]\nline-length = 100\n'
+    tox = "[tox]\nenvlist = py312\n\n[testenv]\ncommands = pytest\n\n[testenv:pep8]\ncommands =\n    flake8 src\n    black --check src tests\n"
+    root = _write(tmp_path, {"pyproject.toml": pyproject, "tox.ini": tox, ".github/workflows/ci.yml": _workflow("tox -e py312")})
+    result = analyze(root)
+    assert "black --check ." not in result.commands()
+    assert _values(result.lint) == ["tox -e pep8"]
+    alone = _write(tmp_path / "alone", {"pyproject.toml": pyproject})
+    assert "black --check ." in analyze(alone).commands()  # declared and configured, and nothing else runs it
+
+
 def test_entry_points_are_read(tmp_path):
     root = _write(tmp_path, {
         "makefile": "GO ?= go\n\ntest-%:\n\t$(GO) test ./$*/...\n\nvet:\n\t$(GO) vet ./...\n",

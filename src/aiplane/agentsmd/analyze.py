@@ -105,6 +105,7 @@ class Candidate:
     order: int
     resolved: Resolved
     job: tuple[str, str] = ("", "")  # (workflow, job) for CI commands
+    tools: frozenset[str] = frozenset()  # every tool the command runs, through its entry points too
 
 
 def _languages(files: list[Entry]) -> dict[str, float]:
@@ -215,10 +216,12 @@ def _fold_env(argv: list[str], env: dict[str, str]) -> list[str]:
 def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.CiCommand]) -> list[Candidate]:
     out: list[Candidate] = []
     for command in commands:
+        resolver.tools = set()
         try:
             resolved = resolver.argv(command.argv, command.cwd, diff_checked=command.diff_checked)
         except RecursionError:
             continue
+        tools = frozenset(resolver.tools)
         if resolved.kind not in RENDERED_KINDS and resolved.kind != "build":
             continue
         argv = _fold_env(command.argv, command.env)
@@ -234,17 +237,19 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
         if text is None:
             continue
         out.append(Candidate(argv, text, resolved.kind, cwd, command.evidence, "ci", _ci_score(command, resolved), command.order,
-                             resolved, (command.workflow, command.job)))
+                             resolved, (command.workflow, command.job), tools))
     return out
 
 
 def _proposal_candidates(resolver: Resolver, proposals: list[ecosystems.Proposal]) -> list[Candidate]:
     out: list[Candidate] = []
     for order, proposal in enumerate(proposals):
+        resolver.tools = set()
         try:
             resolved = resolver.argv(proposal.argv, proposal.cwd)
         except RecursionError:
             continue
+        tools = frozenset(resolver.tools)
         if resolved.kind not in RENDERED_KINDS:
             continue
         if proposal.hint and proposal.source != "entry" and resolved.kind != proposal.hint and not (proposal.hint in CHECK_KINDS and resolved.kind in CHECK_KINDS):
@@ -253,7 +258,7 @@ def _proposal_candidates(resolver: Resolver, proposals: list[ecosystems.Proposal
         if text is None:
             continue
         out.append(Candidate(proposal.argv, text, resolved.kind, proposal.cwd, proposal.evidence, proposal.source,
-                             _entry_score(proposal, resolved), 10_000 + order, resolved))
+                             _entry_score(proposal, resolved), 10_000 + order, resolved, tools=tools))
     return out
 
 
@@ -287,6 +292,11 @@ def _pick(candidates: list[Candidate]) -> tuple[list[Candidate], list[Candidate]
         checks.append(candidate)
     checks.sort(key=lambda c: (-c.score, c.order))
     return tests, checks
+
+
+def _check_tool(argv: list[str]) -> str:
+    _prefix, core = split_launcher(argv)
+    return tool_name(core[0]) if core else ""
 
 
 def _canonical(argv: list[str], kind: str) -> bool:
@@ -391,8 +401,14 @@ def _analyze(tree: TreeBase, files: list[Entry], commands: list[ci_model.CiComma
             text = render(single) if single else None
             if text and text != fact_test.value:
                 a.single_test.append(Fact(text, primary.evidence, "test", fact_test.cwd, "", primary.source))
+    # A check read off a tool's config (`black --check .` from [tool.black]) is left out when the project
+    # runs that tool through its own CI or entry points: those choose the files and options; the bare
+    # invocation may not (flask's `mypy .`, alembic's black on the whole tree).
+    wrapped = set().union(*(c.tools for c in checks if c.source != "config" and c.cwd == "")) if checks else set()
     seen_kinds: set[str] = set()
     for check in checks:
+        if check.source == "config" and check.cwd == "" and _check_tool(check.argv) in wrapped:
+            continue
         if check.kind in seen_kinds:
             continue
         seen_kinds.add(check.kind)

@@ -500,8 +500,46 @@ _GRADLE_TEST = re.compile(r"(^|:)(test|check|build|allTests|jvmTest|connectedChe
 _GRADLE_CHECK = re.compile(r"(^|:)(spotlessCheck|ktlintCheck|detekt|checkstyle\w*|lint|lintKotlin|apiCheck|pmd\w*|spotbugs\w*|errorprone\w*|ktfmtCheck\w*)$")
 
 
+# Options whose value is the next word, not a task; `-x`/`--exclude-task` names a task that does NOT run.
+_GRADLE_VALUE_OPTIONS = {"-p", "--project-dir", "-b", "--build-file", "-c", "--settings-file", "-I", "--init-script", "-g",
+                         "--gradle-user-home", "--console", "--warning-mode", "--max-workers", "--include-build", "--priority",
+                         "--project-cache-dir", "-D", "-P"}
+
+
+def _gradle_words(args: list[str]) -> tuple[list[str], list[str], bool]:
+    """The tasks a Gradle invocation runs, the tasks it excludes, and whether a `--tests` filter narrows it."""
+    tasks: list[str] = []
+    excluded: list[str] = []
+    filtered = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-x", "--exclude-task") and i + 1 < len(args):
+            excluded.append(args[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--exclude-task="):
+            excluded.append(arg.split("=", 1)[1])
+        elif arg == "--tests" and i + 1 < len(args):
+            filtered = True
+            i += 2
+            continue
+        elif arg in _GRADLE_VALUE_OPTIONS and i + 1 < len(args):
+            i += 2
+            continue
+        elif not arg.startswith("-"):
+            tasks.append(arg)
+        i += 1
+    return tasks, excluded, filtered
+
+
 def _gradle(args: list[str]) -> Resolved:
-    tasks = [a for a in args if not a.startswith("-")]
+    tasks, excluded, filtered = _gradle_words(args)
+    # `check -x test` (or `build -x test`) runs everything but the tests: the verification tasks, or the build.
+    if excluded and any(re.search(r"(^|:)(test|allTests|jvmTest)$", t) for t in excluded):
+        aggregates = [t for t in tasks if re.search(r"(^|:)(check|build)$", t)]
+        if aggregates and not any(_GRADLE_TEST.search(t) for t in tasks if t not in aggregates):
+            return Resolved("lint" if any(t.endswith("check") for t in aggregates) else "build")
     if any(re.search(r"(publish|closeAndRelease|release|uploadArchives|githubRelease|bintrayUpload|nexus)", t, re.I) for t in tasks):
         return Resolved("publish")
     if any(_GRADLE_CHECK.search(t) for t in tasks) and not any(_GRADLE_TEST.search(t) for t in tasks):
@@ -510,8 +548,10 @@ def _gradle(args: list[str]) -> Resolved:
         return Resolved("format" if any("spotless" in t or "ktfmt" in t for t in tasks) else "lint")
     if any(_GRADLE_TEST.search(t) for t in tasks):
         flags = {"device"} if any(t.endswith(("connectedCheck", "connectedAndroidTest")) for t in tasks) else set()
-        if any(t.endswith("nativeTest") for t in tasks):
+        if any(t.endswith("nativeTest") for t in tasks) or filtered:
             flags.add("partial")
+        if all(":" in t.lstrip(":") for t in tasks if _GRADLE_TEST.search(t)):
+            flags.add("partial")  # `:module:test` tests one subproject
         return Resolved("test", ["gradle"], flags)
     if any(re.search(r"(dokka|javadoc)", t, re.I) for t in tasks):
         return Resolved("docs")
@@ -598,6 +638,7 @@ class Resolver:
         self.lazy = lazy
         self.tree = lazy.tree
         self._memo: dict[tuple[str, str], Resolved] = {}
+        self.tools: set[str] = set()  # every tool named while resolving, for the caller to reset and read
 
     def line(self, text: str, cwd: str = "", depth: int = 0) -> Resolved:
         """A command line (possibly a chain of commands), as a shell would run it from `cwd`."""
@@ -622,6 +663,7 @@ class Resolver:
         _prefix, core = split_launcher(argv)
         if not core:
             return _other()
+        self.tools.add(tool_name(core[0]))
         if tool_name(core[0]) in ("tsc", "vue-tsc", "tsgo") and not any(a in ("--noEmit", "-noEmit", "--watch", "-w") for a in core):
             return self._tsc(core, cwd)
         result = self._entry(core, cwd, depth)
@@ -674,8 +716,13 @@ class Resolver:
             sub = args[0]
             script = args[1] if sub in ("run-script", "run") and len(args) > 1 else sub
             return self._composer(script, cwd, depth)
-        if name == "hatch" and args and args[0] == "run" and len(args) > 1:
-            return self._hatch(args[1], args[2:], cwd, depth)
+        if name == "hatch" and args and args[0] == "run":
+            # `+py=3.12` / `-type=min` select matrix variables of the environment; the script comes after them.
+            rest = args[1:]
+            while rest and re.fullmatch(r"[+-][A-Za-z0-9_-]+=\S*", rest[0]):
+                rest = rest[1:]
+            if rest:
+                return self._hatch(rest[0], rest[1:], cwd, depth)
         if name == "pdm" and args:
             sub = args[1] if args[0] == "run" and len(args) > 1 else args[0]
             resolved = self._pyscript("pdm", sub, cwd, depth)
@@ -1014,10 +1061,12 @@ class Resolver:
         parts = []
         for line in entry.commands[:20]:
             first = line.split()[0] if line.split() else ""
-            parts.append(self._hatch(first, [], cwd, depth + 1) if first in scripts and first != script else self.line(line, cwd, depth + 1))
+            # A script that names another script of its environment runs that one (in the same environment).
+            local = first in scripts and first != script
+            parts.append(self._hatch(f"{env}:{first}", [], cwd, depth + 1) if local else self.line(line, cwd, depth + 1))
         for ref in entry.refs:
             if ref in scripts and ref != script:
-                parts.append(self._hatch(ref, [], cwd, depth + 1))
+                parts.append(self._hatch(f"{env}:{ref}", [], cwd, depth + 1))
         result = combine(parts) if parts else Resolved(by_name(script) or "other", [], {"by-name"})
         result.entry = "hatch"
         return result
