@@ -246,6 +246,24 @@ def test_a_config_check_is_left_out_when_an_entry_point_runs_that_tool(tmp_path)
     assert "black --check ." in analyze(alone).commands()  # declared and configured, and nothing else runs it
 
 
+def test_sh_c_scripts_tox_notest_and_smoke_scripts(tmp_path):
+    # `sh -c '...'` is read as its inner script; `tox --notest` only creates environments; a smoke
+    # script is not the suite.
+    root = _write(tmp_path, {
+        "lib/pom.xml": "<project/>\n", ".travis.yml": "language: java\nscript:\n  - sh -c 'cd lib && mvn test'\n",
+    })
+    result = analyze(root)
+    assert [(f.value, f.cwd) for f in result.test] == [("mvn test", "lib")]
+    tox = "[tox]\nenvlist = py312\n\n[testenv]\ncommands = pytest {posargs}\n"
+    python = _write(tmp_path / "py", {"tox.ini": tox, "pyproject.toml": '[project]\nname = "x"\n',
+                                      ".github/workflows/ci.yml": _workflow("tox run --notest -e py312", "tox run --skip-pkg-install -e py312")})
+    assert _values(analyze(python).test) == ["tox run --skip-pkg-install -e py312"]
+    package = {"scripts": {"test:smoke": "node test/smoke.js", "test:ci": "mocha"}, "devDependencies": {"mocha": "10"}}
+    node = _write(tmp_path / "node", {"package.json": json.dumps(package), "test/smoke.js": "", "test/a.test.js": "",
+                                      ".github/workflows/ci.yml": _workflow("npm run test:smoke", "npm run test:ci")})
+    assert _values(analyze(node).test) == ["npm run test:ci"]
+
+
 def test_entry_points_are_read(tmp_path):
     root = _write(tmp_path, {
         "makefile": "GO ?= go\n\ntest-%:\n\t$(GO) test ./$*/...\n\nvet:\n\t$(GO) vet ./...\n",

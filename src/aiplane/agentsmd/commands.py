@@ -754,6 +754,8 @@ class Resolver:
         i = 0
         while i < len(args):
             arg = args[i]
+            if arg == "--":
+                break  # the rest goes to the commands ({posargs})
             if arg in ("-e", "--env") and i + 1 < len(args):
                 envs += [e for e in args[i + 1].split(",") if e]
                 i += 2
@@ -769,6 +771,8 @@ class Resolver:
                 envs += tox.labels.get(args[i + 1], [])
                 i += 2
                 continue
+            elif arg == "--notest":
+                return Resolved("install", [], set(), "tox")  # creates the environments, runs nothing
             elif arg in ("--installpkg", "--root", "-c", "--conf", "--workdir", "-x", "--override", "-p", "--parallel") and i + 1 < len(args):
                 i += 2
                 continue
@@ -879,6 +883,9 @@ class Resolver:
         extra = rest[1:] if sub in ("run", "run-script", "rum", "urn") else rest
         if resolved.kind == "test" and any(not a.startswith("-") and a != "--" for a in extra):
             # `npm test some-filter`: a subset of the suite
+            resolved = Resolved(resolved.kind, resolved.runs, resolved.flags | {"partial"}, resolved.entry)
+        if resolved.kind == "test" and set(re.split(r"[:_.\-/]", script.lower())) & {"smoke", "sanity"}:
+            # A smoke test checks that the thing starts, not the suite.
             resolved = Resolved(resolved.kind, resolved.runs, resolved.flags | {"partial"}, resolved.entry)
         if resolved.kind == "missing" and manager in ("yarn", "pnpm", "bun") and sub == script:
             return self.argv([script, *rest[1:]] if sub == "run" else [script, *words[1:]], cwd, depth + 1)

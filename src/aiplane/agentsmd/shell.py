@@ -117,7 +117,7 @@ def _strip_redirections(words: list[str]) -> list[str] | None:
     return out
 
 
-def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str = "") -> tuple[list[Simple], dict[str, str]]:
+def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str = "", _nesting: int = 0) -> tuple[list[Simple], dict[str, str]]:
     """The simple commands of a POSIX shell script and the environment it exports (`export X=y`)."""
     env = dict(env or {})
     exported: dict[str, str] = {}
@@ -188,6 +188,13 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
                 continue
             if simple.argv and simple.argv[0] == "exit":
                 return out, exported
+            if len(simple.argv) == 3 and simple.argv[0] in ("sh", "bash") and simple.argv[1] in ("-c", "-ec", "-ex", "-exc") and _nesting < 2:
+                # `sh -c 'cd sub && mvn test'`: the inner script's commands, in a subshell (its cd does not leak).
+                inner, _exported = parse_script(simple.argv[2], env, start_cwd=cwd or "", _nesting=_nesting + 1)
+                for item in inner:
+                    item.line = number
+                out += inner
+                continue
             if simple.argv[:2] == ["git", "diff"] and ("--exit-code" in simple.argv or "--quiet" in simple.argv) and out:
                 out[-1].diff_checked = True
                 continue
