@@ -4,7 +4,7 @@
     .venv/bin/python bench/agentsmd.py prepare --corpus /work/corpus
     #    (from local mirrors instead of GitHub: --mirror-root DIR, a DIR/<owner>+<name>/repo bare clone each)
     # 2. Score the analyser and the naive per-language default.
-    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1|heldout-2|heldout-3|all] [--show-misses] [--json]
+    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1|heldout-2|heldout-3|heldout-4|all] [--show-misses] [--json]
 
 The gold file (`bench/agentsmd_gold.json`) holds, per repository, its URL and pinned commit, its
 ecosystem, and the test and lint commands its CI runs (read by hand from the CI files). Scoring:
@@ -412,7 +412,7 @@ def main() -> None:
     p.add_argument("--mirror-root", help="clone from DIR/<owner>+<name>/repo instead of GitHub")
     r = sub.add_parser("run", help="score the analysis against the gold file")
     r.add_argument("--corpus", required=True)
-    r.add_argument("--split", default="all", choices=("dev", "heldout-1", "heldout-2", "heldout-3", "all"))
+    r.add_argument("--split", default="all", choices=("dev", "heldout-1", "heldout-2", "heldout-3", "heldout-4", "all"))
     r.add_argument("--repeat", type=int, default=3)
     r.add_argument("--show-misses", action="store_true")
     r.add_argument("--json", action="store_true")
