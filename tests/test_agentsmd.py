@@ -142,6 +142,13 @@ def test_native_builds_say_how_to_build_first(tmp_path):
     result = analyze(_write(tmp_path, ECOSYSTEMS["cmake"][0]))
     assert _values(result.build_commands) == ["cmake -B build && cmake --build build"]
     assert "- Build first: `cmake -B build && cmake --build build`" in render(result, "x")
+    # CI's configure step depends on a value only CI has, so it is dropped: its `cmake --build`
+    # alone would fail on a fresh checkout, and the plain template is written instead.
+    ci = _workflow('cmake -S . -B build -DCMAKE_INSTALL_PREFIX="$RUNNER_TEMP/x"', "cmake --build build --parallel",
+                   "ctest --test-dir build --output-on-failure")
+    result = analyze(_write(tmp_path / "ci", {**ECOSYSTEMS["cmake"][0], ".github/workflows/ci.yml": ci}))
+    assert _values(result.test) == ["ctest --test-dir build --output-on-failure"]
+    assert _values(result.build_commands) == ["cmake -B build && cmake --build build"]
 
 
 def test_runtimes_and_tools_are_validated_facts(tmp_path):

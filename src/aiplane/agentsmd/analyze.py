@@ -348,10 +348,24 @@ def _build_before(test: Candidate, candidates: list[Candidate], ecosystems_found
     native = any(r in ("ctest", "meson test") for r in runs)
     steps = [c for c in candidates if c.source == "ci" and c.job == test.job and c.kind == "build" and c.order < test.order and c.cwd == test.cwd]
     if native:
-        return steps[-2:]
+        steps = steps[-2:]
+        # `cmake --build dir` alone fails on a fresh checkout: without CI's configure step (dropped
+        # when it depends on values only CI has), the caller writes the plain template instead.
+        return steps if any(_configures(c.argv) for c in steps) else []
     if "node" in ecosystems_found and steps and tool_name(steps[-1].argv[0]) in ("npm", "pnpm", "yarn", "bun"):
         return steps[-1:]
     return []
+
+
+def _configures(argv: list[str]) -> bool:
+    """`cmake -S . -B build` or `cmake ..` (not `cmake --build`), or `meson setup`."""
+    _prefix, core = split_launcher(argv)
+    if not core:
+        return False
+    tool = tool_name(core[0])
+    if tool == "cmake":
+        return not any(a in ("--build", "--install", "-E", "-P") for a in core[1:])
+    return tool == "meson" and core[1:2] == ["setup"]
 
 
 def _native_build(test: Candidate) -> list[str] | None:
@@ -388,7 +402,7 @@ def _analyze(tree: TreeBase, files: list[Entry], commands: list[ci_model.CiComma
         if builds:
             texts = [b.text for b in builds]
             a.build_commands.append(Fact(" && ".join(texts), builds[0].evidence, "build", primary.cwd))
-        elif primary.source != "ci":
+        else:
             native = _native_build(primary)
             if native:
                 a.build_commands.append(Fact(" ".join(native), primary.evidence, "build", primary.cwd))
