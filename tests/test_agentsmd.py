@@ -421,6 +421,27 @@ def test_staleness_against_a_base_reports_only_what_the_change_broke(tmp_path):
     assert result.touched_watched == ["Makefile"]  # a manifest whose change moved a fact; README.md is only prose
 
 
+def test_staleness_in_a_checkout_skips_examples_placeholders_and_paths_never_there(tmp_path):
+    # Hand-written AGENTS.md files name example paths; in a git checkout, a path is stale only if the
+    # repository held it when AGENTS.md was last written, and example sentences are not claims.
+    root = _write(tmp_path, {"src/app.py": "", "src/old.py": "", "CHANGES/12.bugfix.rst": "", "spec/a_spec.rb": "", "Gemfile": ""})
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "start")
+    (root / "CHANGES/12.bugfix.rst").unlink()  # consumed by a release before AGENTS.md was written
+    _write(root, {"AGENTS.md": (
+        "# Agents\n\n- Code lives in `src/app.py` and `src/old.py`.\n"
+        "- Add a fragment such as `CHANGES/1234.bugfix.rst` for a fix.\n"
+        "- Example (`CHANGES/12.bugfix.rst` style).\n"
+        "- Route files: `settings.profile.tsx` maps to `/settings/profile`.\n"
+        "- Run one spec with `bundle exec rspec spec/path/to/file_spec.rb`.\n")})
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "agents")
+    (root / "src/old.py").unlink()  # gone after AGENTS.md was written: really stale
+    result = check(root)
+    assert result.missing_paths == ["src/old.py"] and result.stale_commands == []
+
+
 def test_check_flags_changed_manifests_since_base(tmp_path):
     root = _write(tmp_path, GO)
     _, text = generate(root)

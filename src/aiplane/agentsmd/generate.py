@@ -296,6 +296,33 @@ def _path_refs(text: str) -> list[str]:
     return refs
 
 
+_EXAMPLE = re.compile(r"\b(e\.g\.|for example|examples?|for instance|such as|placeholder|sample)\b|\bstyle\)", re.I)
+
+
+def _claims(text: str) -> str:
+    """The text without its example sentences: a path given as an example, a placeholder or a sample
+    is not a claim that the repository has it. Sentences are read across wrapped lines, within one
+    paragraph or list item."""
+    kept: list[str] = []
+    block: list[str] = []
+
+    def flush() -> None:
+        joined = " ".join(block)
+        for sentence in re.split(r"(?<=[.!?:])\s+(?=[A-Z`(*])", joined):
+            if not _EXAMPLE.search(sentence):
+                kept.append(sentence)
+        block.clear()
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or re.match(r"^([-*+]|\d+[.)]|#+)\s", stripped) or stripped.startswith("```"):
+            flush()
+        if stripped:
+            block.append(stripped)
+    flush()
+    return "\n".join(kept)
+
+
 def _gitignored(ref: str, patterns: list[str]) -> bool:
     name = ref.rstrip("/")
     for pattern in patterns:
@@ -461,25 +488,92 @@ def check(source: Path | TreeBase, base: str | TreeBase | None = None, changed: 
     base_repo = _Repo(base_tree) if base_tree is not None else None
     base_analysis = analyze(base_tree) if base_tree is not None else None
 
+    # Without a base, what the checkout held when AGENTS.md was last written tells a path that went
+    # stale from an example or a placeholder (`CHANGES/1234.bugfix.rst`, `spec/path/to/file_spec.rb`).
+    history = _History(source) if base_repo is None and isinstance(source, Path) else None
+
     for command, dirs in _commands_in_context(text, repo):
         if _command_broken(command, repo, analysis, dirs):
             if base_repo is not None and base_analysis is not None and _command_broken(command, base_repo, base_analysis, dirs):
                 continue  # already broken before this change
+            files = _test_file_args(command) if history is not None else []
+            if files and not any(history.existed(f) for f in files):
+                continue  # the test file it names never existed: an example
             if command not in result.stale_commands:
                 result.stale_commands.append(command)
     ignored = (safe.read_text(tree, ".gitignore", safe.MAX_SCRIPT_BYTES) or "").splitlines()
+    claimed = set(_path_refs(_claims(text)))
     for ref in dict.fromkeys(_path_refs(text)):
+        if ref not in claimed:
+            continue  # named only as an example ("e.g. `CHANGES/1234.bugfix.rst`")
         clear = _is_clear_path(ref, repo) or (base_repo is not None and _is_clear_path(ref, base_repo))
         if _gitignored(ref, ignored) or not clear or _path_exists(ref, repo):
             continue
         if base_repo is not None and not _path_exists(ref, base_repo):
             continue  # it was not there before this change either
+        if history is not None and not history.existed(ref):
+            continue  # never in this repository: an example, a placeholder or another project's path
         result.missing_paths.append(ref)
     if changed and "AGENTS.md" not in changed:  # a change that edits AGENTS.md has looked at it
         touched = [p for p in changed if any(p == w or p.startswith(w) or p.rsplit("/", 1)[-1] == w for w in WATCHED)]
         if touched and _facts_moved(base_analysis, analysis):
             result.touched_watched = [p for p in touched if p != "AGENTS.md"]
     return result
+
+
+class _History:
+    """What the repository held when AGENTS.md was last written (the commit that last changed it, else
+    HEAD), for a folder that is a git checkout's top. A path AGENTS.md names that was not there then
+    is an example, a placeholder or another project's path, not something that went stale. Outside a
+    git checkout (or before the first commit) it cannot tell, and every path counts."""
+
+    MAX_LISTING = 16 * 1024 * 1024
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._paths: tuple[set[str], set[str]] | None = None
+        self._known = (root / ".git").exists()
+
+    def _load(self) -> tuple[set[str], set[str]] | None:
+        if self._paths is None and self._known:
+            try:
+                commit = git.run(self.root, "log", "-1", "--format=%H", "--", "AGENTS.md", timeout=30, max_output=4096).decode().strip()
+                commit = commit or git.run(self.root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False,
+                                           timeout=30, max_output=4096).decode().strip()
+                if not re.fullmatch(r"[0-9a-f]{40,64}", commit):
+                    self._known = False
+                    return None
+                listing = git.run(self.root, "ls-tree", "-r", "-z", "--name-only", "--end-of-options", commit, timeout=60,
+                                  max_output=self.MAX_LISTING, truncate=True)
+            except git.GitError:
+                self._known = False
+                return None
+            files = {p for p in listing.decode("utf-8", "surrogateescape").split("\0") if p}
+            dirs = {f.rsplit("/", 1)[0] for f in files if "/" in f}
+            dirs |= {d.rsplit("/", i)[0] for d in list(dirs) for i in range(1, d.count("/") + 1)}
+            self._paths = (files, dirs)
+        return self._paths
+
+    def existed(self, ref: str) -> bool:
+        paths = self._load()
+        if paths is None:
+            return True
+        body = ref.removeprefix("./").rstrip("/")
+        files, dirs = paths
+        if body in files or body in dirs:
+            return True
+        tail = "/" + body
+        return any(p.endswith(tail) for p in files) or any(d.endswith(tail) for d in dirs)
+
+
+def _test_file_args(command: str) -> list[str]:
+    """The test files a test-runner command names (`pytest tests/test_x.py::t` -> tests/test_x.py)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return []
+    return [w.split("::", 1)[0] for w in words
+            if not w.startswith("-") and ("/" in w or w.endswith((".py", ".js", ".ts", ".rb", ".php"))) and w not in ("run",)]
 
 
 def _facts_moved(before: Analysis | None, after: Analysis) -> bool:
