@@ -5,6 +5,8 @@
     #    (from local mirrors instead of GitHub: --mirror-root DIR, a DIR/<owner>+<name>/repo bare clone each)
     # 2. Score the analyser and the naive per-language default.
     .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1|heldout-2|heldout-3|heldout-4|all] [--show-misses] [--json]
+    # 3. The staleness check on the corpus's own hand-written AGENTS.md files (findings to judge by hand).
+    .venv/bin/python bench/agentsmd.py staleness --corpus /work/corpus [--commits 5]
 
 The gold file (`bench/agentsmd_gold.json`) holds, per repository, its URL and pinned commit, its
 ecosystem, and the test and lint commands its CI runs (read by hand from the CI files). Scoring:
@@ -404,6 +406,48 @@ def summary(rows: list[dict]) -> None:
         print(f"analysis time: median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
 
 
+def staleness(args: argparse.Namespace) -> None:
+    """The staleness check on real hand-written AGENTS.md files: at HEAD without a base (the CLI), and
+    for each of the last commits against its parent (what the reviewer runs on a change). Every
+    finding is printed to be judged by hand; on a current file at HEAD each one is suspect."""
+    from aiplane.agentsmd.generate import check
+    from aiplane.repository.tree import GitTree
+
+    corpus = Path(args.corpus)
+    repos = sorted(p for p in corpus.iterdir() if (p / ".git").exists() and (p / "AGENTS.md").is_file())
+    findings = checks = 0
+    times: list[float] = []
+    for repo in repos:
+        started = time.perf_counter()
+        result = check(repo)
+        times.append(time.perf_counter() - started)
+        checks += 1
+        found = [f"stale command: {c}" for c in result.stale_commands] + [f"missing path: {p}" for p in result.missing_paths]
+        findings += len(found)
+        for line in found:
+            print(f"{repo.name} @ HEAD: {line}")
+        revs = subprocess.run(["git", "-C", str(repo), "log", f"-{args.commits}", "--format=%H %P", "--", "."],
+                              capture_output=True, text=True, check=False).stdout.split("\n")
+        for rev in revs:
+            parts = rev.split()
+            if len(parts) != 2:
+                continue  # a root or merge commit
+            head, parent = parts
+            changed = subprocess.run(["git", "-C", str(repo), "diff", "--name-only", parent, head], capture_output=True, text=True,
+                                     check=False).stdout.split()
+            started = time.perf_counter()
+            result = check(GitTree(repo, head), base=GitTree(repo, parent), changed=changed)
+            times.append(time.perf_counter() - started)
+            checks += 1
+            found = ([f"stale command: {c}" for c in result.stale_commands] + [f"missing path: {p}" for p in result.missing_paths]
+                     + [f"changed: {p}" for p in result.touched_watched])
+            findings += len(found)
+            for line in found:
+                print(f"{repo.name} @ {head[:10]}: {line}")
+    print(f"repositories with AGENTS.md: {len(repos)}; checks: {checks}; findings: {findings}; "
+          f"median check {statistics.median(times) * 1000 if times else 0:.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -416,8 +460,11 @@ def main() -> None:
     r.add_argument("--repeat", type=int, default=3)
     r.add_argument("--show-misses", action="store_true")
     r.add_argument("--json", action="store_true")
+    t = sub.add_parser("staleness", help="run the staleness check on the corpus's own AGENTS.md files")
+    t.add_argument("--corpus", required=True)
+    t.add_argument("--commits", type=int, default=5, help="recent commits checked against their parents")
     args = parser.parse_args()
-    prepare(args) if args.command == "prepare" else run(args)
+    {"prepare": prepare, "run": run, "staleness": staleness}[args.command](args)
 
 
 if __name__ == "__main__":
