@@ -200,7 +200,11 @@ def mechanically_valid(command: str, repo: Path) -> bool:
         if not cwd.is_dir():
             return parts[:1] != [] and parts[0].startswith("ctest")
     if len(parts) > 1:
-        return all(mechanically_valid(p, cwd) for p in parts) or all(p.split()[0] in ("cmake", "meson") for p in parts)
+        # A native build chain works when it configures first (`cmake -B dir` / `meson setup dir`), then builds.
+        native = all(p.split()[0] in ("cmake", "meson") for p in parts)
+        first = parts[0].split()
+        configures = (first[0] == "cmake" and not {"--build", "--install", "-E", "-P"} & set(first)) or first[:2] == ["meson", "setup"]
+        return all(mechanically_valid(p, cwd) for p in parts) or (native and configures)
     words = normalise(parts[0]).split()
     if not words:
         return False
