@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     StringConstraints,
     ValidationError,
@@ -168,6 +169,25 @@ class CatalogSettings(Strict):
     timeout_seconds: float = Field(default=30, gt=0)
     # A fetched catalog with fewer models than this share of the current one is refused.
     min_keep_ratio: float = Field(default=0.5, ge=0, le=1)
+
+
+class CatalogLoaderSettings(Strict):
+    """How `aiplane catalog ingest|validate` reads Backstage descriptors (docs/catalog.md)."""
+
+    # Hosts whose URLs may be fetched (Location targets, $text/$json/$yaml): exact names or
+    # `*.example.com` (subdomains only). Empty, the default: nothing remote is fetched.
+    allowed_hosts: list[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = Field(default_factory=list)
+    # Private, loopback, link-local and other non-public addresses are refused, after DNS
+    # resolution, unless they lie in one of these networks (CIDR), e.g. an internal Git server's.
+    allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=20, gt=0, le=300)
+    max_redirects: int = Field(default=3, ge=0, le=10)
+    max_document_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    max_total_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024 * 1024)
+    max_files: int = Field(default=10_000, ge=1, le=1_000_000)
+    # YAML: nesting depth, and how many nodes plus characters aliases may add to one document.
+    max_depth: int = Field(default=64, ge=8, le=500)
+    max_alias_expansion: int = Field(default=1_000_000, ge=0, le=100_000_000)
 
 
 class DiscoverySettings(Strict):
@@ -359,6 +379,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    catalog_loader: CatalogLoaderSettings = Field(default_factory=CatalogLoaderSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)

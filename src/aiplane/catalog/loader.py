@@ -1,26 +1,43 @@
 """Reading catalog descriptors from files, directory trees, URLs and Location entities.
 
-Every bad document is reported with its file and document index and skipped; the valid
-documents around it are kept.
+Catalog files are hostile input (docs/catalog.md has the threat model):
+
+- local reads stay inside the tree of the target they came from (`confine.py`);
+- remote reads happen only for allowed hosts and public addresses (`fetch.py`);
+- YAML is parsed with bounded nesting and alias expansion (`yamlsafe.py`);
+- the run as a whole is bounded in files, bytes, Location targets and placeholders.
+
+Every bad document is reported with its source and document index and skipped; the valid
+documents around it are kept. An entity belongs to the location (file or URL) that defined it
+first, as in Backstage: another location defining the same reference, compared
+case-insensitively, gets a conflict instead of taking it over.
 """
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-import yaml
-
+from aiplane.catalog.confine import YAML_SUFFIXES, Refused, Tree
+from aiplane.catalog.fetch import Fetcher, FetchRefused, RemotePolicy, redact
 from aiplane.catalog.model import EntityError, entity_ref, validate
+from aiplane.catalog.yamlsafe import BadDocument, DocumentRefused, YamlLimits, iter_documents, load_json, load_one
+
+if TYPE_CHECKING:
+    from aiplane.config import CatalogLoaderSettings
 
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
-# libyaml's safe loader parses about 5x faster than the pure-Python one; same safety.
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-YAML_SUFFIXES = (".yaml", ".yml")
+MAX_TARGETS_PER_LOCATION = 1000
+MAX_PLACEHOLDERS_PER_DOCUMENT = 100
+PLACEHOLDERS = ("$text", "$json", "$yaml")
+# The column that stores an entity's source is this long; ownership compares what is stored.
+SOURCE_CHARS = 2000
+
+__all__ = ["YAML_SUFFIXES", "CatalogProblem", "LoadResult", "Loader", "LoaderLimits", "load_all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,87 +63,216 @@ class LoadResult:
     def errors(self) -> list[CatalogProblem]:
         return [p for p in self.problems if not p.warning]
 
+    @property
+    def conflicts(self) -> list[CatalogProblem]:
+        return [p for p in self.problems if p.rule == "conflict"]
 
-def _is_url(target: str) -> bool:
-    return urlsplit(target).scheme in ("http", "https")
+
+@dataclass(frozen=True, slots=True)
+class LoaderLimits:
+    max_document_bytes: int = MAX_DOCUMENT_BYTES
+    max_total_bytes: int = 256 * 1024 * 1024
+    max_files: int = 10_000
+    yaml: YamlLimits = YamlLimits()
+
+    @classmethod
+    def from_settings(cls, settings: CatalogLoaderSettings) -> LoaderLimits:
+        return cls(
+            max_document_bytes=settings.max_document_bytes,
+            max_total_bytes=settings.max_total_bytes,
+            max_files=settings.max_files,
+            yaml=YamlLimits(max_depth=settings.max_depth, max_alias_expansion=settings.max_alias_expansion),
+        )
 
 
-def _raw_github(url: str) -> str:
-    # Backstage examples point at github.com/.../blob/...; the raw file lives elsewhere.
-    parts = urlsplit(url)
-    if parts.netloc == "github.com" and "/blob/" in parts.path:
-        owner_repo, _, rest = parts.path.partition("/blob/")
-        return f"https://raw.githubusercontent.com{owner_repo}/{rest}"
-    return url
+@dataclass(frozen=True, slots=True)
+class _Local:
+    tree: Tree
+    relative: str  # the document's real path inside the tree
+
+    @property
+    def directory(self) -> Path:
+        return self.tree.absolute(self.relative).parent
+
+
+@dataclass(frozen=True, slots=True)
+class _Remote:
+    url: str
+
+
+_Origin = _Local | _Remote
+
+
+class _Unresolved(Exception):
+    def __init__(self, message: str, served: str, warning: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.served = served  # the short reason a served definition carries (never a local path)
+        self.warning = warning
+
+
+def _scheme(target: str) -> str:
+    try:
+        scheme = urlsplit(target).scheme
+    except ValueError:
+        return "?"
+    # A one-letter scheme is a Windows drive, i.e. a path.
+    return scheme.lower() if len(scheme) > 1 else ""
+
+
+def _is_location_key(source: str) -> bool:
+    """Whether a stored source names a location (an absolute path or a URL-like key).
+
+    Rows ingested before sources were made absolute hold relative paths: like Backstage's
+    entities without a location key, those are taken over by whoever defines them next.
+    """
+    return bool(source) and (os.path.isabs(source) or bool(_scheme(source)))
 
 
 class Loader:
-    def __init__(self, follow_remote: bool = True, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        follow_remote: bool = True,
+        timeout: float | None = None,
+        *,
+        remote: RemotePolicy | None = None,
+        limits: LoaderLimits | None = None,
+        owners: Mapping[str, str] | None = None,
+    ) -> None:
         self.follow_remote = follow_remote
-        self.timeout = timeout
+        policy = remote or RemotePolicy()
+        if timeout is not None:
+            policy = RemotePolicy(policy.allowed_hosts, policy.allowed_networks, timeout, policy.max_bytes, policy.max_redirects)
+        self.limits = limits or LoaderLimits()
+        self.fetcher = Fetcher(policy)
         self.result = LoadResult()
+        self._stored_owners = dict(owners or {})
         self._seen: set[str] = set()
+        self._files = 0
+        self._bytes = 0
+        self._cache: dict[str, str] = {}
+        self._trees: list[Tree] = []
+        self._read_sources: set[str] = set()
+        self._defined: dict[str, set[str]] = {}  # source -> keys it defined in this run
+        self._pending: list[tuple[str, dict[str, Any], str, int, str, _Origin]] = []
+
+    # ------------------------------------------------------------------ entry points
 
     def load(self, target: str) -> LoadResult:
-        if _is_url(target):
-            self._load_url(target)
+        scheme = _scheme(target)
+        if scheme in ("http", "https"):
+            self._load_url(target, target, None)
+        elif scheme:
+            self._problem(target, None, "location", f"scheme '{scheme}:' is not supported; give a path or an http(s) URL")
         else:
-            path = Path(target)
-            if path.is_dir():
-                for file in sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file()):
-                    self._load_file(file, explicit=False)
-            elif path.is_file():
-                self._load_file(path)
-            else:
-                self._problem(target, None, "location", f"no such file or directory: {target}")
+            self._load_path(target)
         return self.result
+
+    def finish(self) -> LoadResult:
+        """Settle deferred ownership conflicts and release the connection pool."""
+        self._settle_conflicts()
+        self.fetcher.close()
+        return self.result
+
+    def _load_path(self, target: str) -> None:
+        absolute = Path(os.path.abspath(target))
+        if not os.path.lexists(absolute):
+            self._problem(target, None, "location", f"no such file or directory: {target}")
+            return
+        # A target named by the user may be a symlink, but not one that leaves its own directory:
+        # in CI the checkout's `catalog-info.yaml` could otherwise lead anywhere on the machine.
+        outer = Tree(absolute.parent)
+        try:
+            relative = outer.locate(absolute)
+        except Refused as exc:
+            self._problem(target, None, "confinement", f"{target} {exc}")
+            return
+        if outer.kind(relative) == "dir":
+            tree = Tree(outer.absolute(relative))
+            self._trees.append(tree)
+            self._walk(tree, "")
+        else:
+            self._trees.append(outer)
+            self._load_file(outer, relative, explicit=True)
+
+    # ------------------------------------------------------------------ reading
 
     def _problem(self, source: str, index: int | None, rule: str, message: str, warning: bool = False) -> None:
         self.result.problems.append(CatalogProblem(source, index, rule, message, warning))
 
-    def _load_file(self, path: Path, explicit: bool = True) -> None:
-        key = str(path.resolve())
-        if key in self._seen:
-            return
-        self._seen.add(key)
-        try:
-            if path.stat().st_size > MAX_DOCUMENT_BYTES:
-                self._problem(str(path), None, "size", "file is larger than 8 MiB")
-                return
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            self._problem(str(path), None, "read", f"cannot read file ({exc.__class__.__name__})")
-            return
-        self._load_text(text, str(path), base=path.parent, explicit=explicit)
+    def _budget(self, source: str, size: int) -> bool:
+        if self._files >= self.limits.max_files:
+            self._problem(source, None, "limit", f"more than {self.limits.max_files} files or URLs in one run; not read")
+            return False
+        if self._bytes + size > self.limits.max_total_bytes:
+            self._problem(source, None, "limit", f"more than {self.limits.max_total_bytes} bytes read in one run; not read")
+            return False
+        self._files += 1
+        self._bytes += size
+        return True
 
-    def _load_url(self, url: str) -> None:
-        if url in self._seen:
+    def _walk(self, tree: Tree, relative: str) -> None:
+        for item in tree.walk(relative, self.limits.max_files):
+            if item.relative is None:
+                self._problem(item.shown, None, "confinement", item.problem or "not read")
+            else:
+                self._load_file(tree, item.relative, explicit=False)
+
+    def _load_file(self, tree: Tree, relative: str, explicit: bool = True) -> None:
+        path = tree.absolute(relative)
+        source = str(path)
+        if source in self._seen:
             return
-        self._seen.add(url)
+        self._seen.add(source)
+        try:
+            raw = tree.read(relative, self.limits.max_document_bytes)
+        except Refused as exc:
+            self._problem(source, None, "size" if "larger" in str(exc) else "read", f"file {exc}")
+            return
+        if not self._budget(source, len(raw)):
+            return
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            self._problem(source, None, "read", "file is not UTF-8 text")
+            return
+        self._read_sources.add(source)
+        self._load_text(text, source, _Local(tree, relative), explicit=explicit)
+
+    def _load_url(self, url: str, shown: str, parent: tuple[str, int] | None) -> None:
+        where, index = parent or (redact(shown), None)
         if not self.follow_remote:
-            self._problem(url, None, "location", "remote location not followed (--no-remote)", warning=True)
+            self._problem(where, index, "location", f"remote location not followed (--no-remote): {redact(url)}", warning=True)
+            return
+        why = self.fetcher.check(url)
+        if why is not None:
+            warning = "allowed_hosts" in why
+            self._problem(where, index, "remote", f"{redact(url)} not fetched: {why}", warning=warning)
+            return
+        source = redact(url)
+        if source in self._seen:
+            return
+        self._seen.add(source)
+        try:
+            raw = self.fetcher.fetch(url)
+        except FetchRefused as exc:
+            self._problem(where, index, "remote", f"{source} not fetched: {exc}")
+            return
+        if not self._budget(source, len(raw)):
             return
         try:
-            request = urllib.request.Request(_raw_github(url), headers={"User-Agent": "aiplane-catalog"})
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
-                raw = response.read(MAX_DOCUMENT_BYTES + 1)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            self._problem(url, None, "location", f"cannot fetch ({exc.__class__.__name__})")
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            self._problem(source, None, "read", "document is not UTF-8 text")
             return
-        if len(raw) > MAX_DOCUMENT_BYTES:
-            self._problem(url, None, "size", "document is larger than 8 MiB")
-            return
-        self._load_text(raw.decode("utf-8", "replace"), url, base=url)
+        self._read_sources.add(source)
+        self._load_text(text, source, _Remote(url), explicit=True)
 
-    def _load_text(self, text: str, source: str, base: Path | str, explicit: bool = True) -> None:
-        try:
-            documents = list(yaml.load_all(text, Loader=_SAFE_LOADER))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            self._problem(source, None, "yaml", f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}")
-            return
-        for index, document in enumerate(documents):
+    def _load_text(self, text: str, source: str, origin: _Origin, explicit: bool = True) -> None:
+        for index, document in iter_documents(text, self.limits.yaml):
+            if isinstance(document, BadDocument):
+                self._problem(source, None if document.fatal else index, document.rule, document.message)
+                continue
             if document is None:
                 continue
             if not explicit and not (isinstance(document, dict) and ("apiVersion" in document or "kind" in document)):
@@ -138,52 +284,242 @@ class Loader:
             except EntityError as exc:
                 self._problem(source, index, exc.rule, exc.message)
                 continue
-            entity = self._resolve_substitutions(entity, base, source, index)
-            ref = entity_ref(entity)
-            existing = self.result.entities.get(ref.key)
-            if existing is not None and existing[1] != source:
-                self._problem(source, index, "conflict", f"{ref} is already defined in {existing[1]}; keeping that one", warning=True)
-                continue
-            self.result.entities[ref.key] = (entity, source)
-            if ref.kind == "location":
-                self._follow(entity, base, source, index)
+            entity = self._resolve_placeholders(entity, origin, source, index)
+            self._claim(entity, source, index, origin)
 
-    def _follow(self, entity: dict[str, Any], base: Path | str, source: str, index: int) -> None:
+    # ------------------------------------------------------------------ ownership
+
+    def _owner(self, key: str) -> str | None:
+        found = self.result.entities.get(key)
+        if found is not None:
+            return found[1]
+        stored = self._stored_owners.get(key)
+        return stored if stored and _is_location_key(stored) else None
+
+    def _claim(self, entity: dict[str, Any], source: str, index: int, origin: _Origin) -> None:
+        ref = entity_ref(entity)
+        key = ref.key
+        self._defined.setdefault(source, set()).add(key)
+        owner = self._owner(key)
+        if owner is not None and owner[:SOURCE_CHARS] != source[:SOURCE_CHARS]:
+            self._pending.append((key, entity, source, index, owner, origin))
+            return
+        self.result.entities[key] = (entity, source)
+        if ref.kind == "location":
+            self._follow(entity, origin, source, index)
+
+    def _released(self, owner: str, key: str) -> bool:
+        """Whether a stored owner gave the entity up: this run read it (or its tree) and it no longer defines it."""
+        if owner in self._read_sources:
+            return key not in self._defined.get(owner, set())
+        if os.path.isabs(owner) and not os.path.lexists(owner):
+            return any(_within(owner, tree.root) for tree in self._trees)
+        return False
+
+    def _settle_conflicts(self) -> None:
+        pending, self._pending = self._pending, []
+        for key, entity, source, index, owner, origin in pending:
+            current = self.result.entities.get(key)
+            stored = self._stored_owners.get(key)
+            if current is None and stored and self._released(stored, key):
+                self._problem(source, index, "conflict", f"{entity_ref(entity)} moves here from {stored}, which no longer defines it", warning=True)
+                self.result.entities[key] = (entity, source)
+                if entity_ref(entity).kind == "location":
+                    self._follow(entity, origin, source, index)
+                    self._settle_conflicts()
+                continue
+            holder = current[1] if current is not None else owner
+            self._problem(
+                source,
+                index,
+                "conflict",
+                f"{entity_ref(entity)} is already defined by {holder}; it keeps the entity (an entity belongs to the "
+                "location that defined it first; remove it there to move it)",
+            )
+
+    # ------------------------------------------------------------------ locations
+
+    def _follow(self, entity: dict[str, Any], origin: _Origin, source: str, index: int) -> None:
         spec = entity.get("spec") or {}
-        targets = list(spec.get("targets") or []) + ([spec["target"]] if spec.get("target") else [])
+        targets: list[Any] = []
+        if spec.get("targets") is not None:
+            if not isinstance(spec["targets"], list):
+                self._problem(source, index, "location", "spec.targets must be a list")
+                return
+            targets += spec["targets"]
+        if spec.get("target") is not None:
+            targets.append(spec["target"])
+        if len(targets) > MAX_TARGETS_PER_LOCATION:
+            self._problem(source, index, "limit", f"more than {MAX_TARGETS_PER_LOCATION} targets; only the first are followed")
+            targets = targets[:MAX_TARGETS_PER_LOCATION]
         for target in targets:
-            if not isinstance(target, str):
-                self._problem(source, index, "location", "location targets must be strings")
+            if not isinstance(target, str) or not target.strip():
+                self._problem(source, index, "location", "location targets must be non-empty strings")
                 continue
-            if _is_url(target):
-                self._load_url(target)
-            elif isinstance(base, str):
-                self._load_url(urljoin(base, target))
-            else:
-                resolved = (base / target).resolve()
-                if resolved.is_file():
-                    self._load_file(resolved)
-                elif resolved.is_dir():
-                    self.load(str(resolved))
-                else:
-                    self._problem(source, index, "location", f"target {target} does not exist", warning=True)
+            self._follow_one(target.strip(), origin, source, index)
 
-    def _resolve_substitutions(self, entity: dict[str, Any], base: Path | str, source: str, index: int) -> dict[str, Any]:
-        """Resolve `$text` placeholders that point at local files; leave remote ones as references."""
-        spec = entity.get("spec") or {}
-        definition = spec.get("definition")
-        if isinstance(definition, dict) and set(definition) == {"$text"} and isinstance(definition["$text"], str):
-            target = definition["$text"]
-            if not _is_url(target) and isinstance(base, Path):
-                try:
-                    spec["definition"] = (base / target).read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError):
-                    self._problem(source, index, "substitution", f"$text target {target} cannot be read", warning=True)
+    def _follow_one(self, target: str, origin: _Origin, source: str, index: int) -> None:
+        scheme = _scheme(target)
+        if isinstance(origin, _Remote):
+            absolute = urljoin(origin.url, target)
+            if _scheme(absolute) not in ("http", "https"):
+                self._problem(source, index, "confinement", f"target {redact(target)} refused: a remote document cannot point at local files")
+                return
+            self._load_url(absolute, absolute, (source, index))
+            return
+        if scheme in ("http", "https"):
+            self._load_url(target, target, (source, index))
+            return
+        if scheme:
+            self._problem(source, index, "location", f"target {redact(target)}: scheme '{scheme}:' is not supported")
+            return
+        try:
+            relative = origin.tree.locate(origin.directory / target)
+        except Refused as exc:
+            self._problem(source, index, "confinement", f"target {target} refused: it {exc}")
+            return
+        kind = origin.tree.kind(relative)
+        if kind == "file":
+            self._load_file(origin.tree, relative)
+        elif kind == "dir":
+            self._walk(origin.tree, relative)
+        elif kind is None:
+            self._problem(source, index, "location", f"target {target} does not exist", warning=True)
+        else:
+            self._problem(source, index, "read", f"target {target} is not a regular file")
+
+    # ------------------------------------------------------------------ placeholders
+
+    def _resolve_placeholders(self, entity: dict[str, Any], origin: _Origin, source: str, index: int) -> dict[str, Any]:
+        """Replace Backstage's `{"$text"|"$json"|"$yaml": target}` objects with what they point at.
+
+        `$text` gives the text, `$json`/`$yaml` the parsed value, except in an API's
+        `spec.definition`, which Backstage's model requires to be a string: there all three give
+        the text. A definition that cannot be read becomes a short string saying so (never a
+        local path), so served entities still validate; the problem is reported.
+        """
+        budget = [MAX_PLACEHOLDERS_PER_DOCUMENT]
+        stack: list[tuple[Any, tuple[str | int, ...]]] = [(entity, ())]
+        while stack:
+            container, path = stack.pop()
+            items = container.items() if isinstance(container, dict) else enumerate(container)
+            for key, value in list(items):
+                if isinstance(value, dict) and len(value) == 1:
+                    (kind, target), = value.items()
+                    if kind in PLACEHOLDERS:
+                        container[key] = self._substitute(kind, target, path + (key,), origin, source, index, budget)
+                        continue
+                if isinstance(value, dict | list):
+                    stack.append((value, path + (key,)))
         return entity
 
+    def _substitute(self, kind: str, target: Any, path: tuple[str | int, ...], origin: _Origin, source: str, index: int, budget: list[int]) -> Any:
+        definition = path == ("spec", "definition")
+        where = ".".join(str(p) for p in path)
+        try:
+            if not isinstance(target, str) or not target.strip():
+                raise _Unresolved(f"{kind} needs a non-empty string", "malformed placeholder")
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise _Unresolved(f"more than {MAX_PLACEHOLDERS_PER_DOCUMENT} placeholders in one document", "too many placeholders")
+            text = self._read_placeholder(target.strip(), origin)
+            if definition or kind == "$text":
+                return text
+            return load_json(text, self.limits.yaml) if kind == "$json" else load_one(text, self.limits.yaml)
+        except DocumentRefused as exc:
+            self._problem(source, index, "substitution", f"{where}: {kind} {redact_target(target)}: {exc.message}")
+            served = "unreadable content"
+        except _Unresolved as exc:
+            self._problem(source, index, "substitution", f"{where}: {kind} {redact_target(target)}: {exc.message}", warning=exc.warning)
+            served = exc.served
+        if definition:
+            return f"(definition not loaded: {served}) {redact_target(target)}"
+        return {kind: target}
 
-def load_all(targets: list[str], follow_remote: bool = True) -> LoadResult:
-    loader = Loader(follow_remote=follow_remote)
-    for target in targets:
-        loader.load(target)
+    def _read_placeholder(self, target: str, origin: _Origin) -> str:
+        if isinstance(origin, _Remote):
+            absolute = urljoin(origin.url, target)
+            if _scheme(absolute) not in ("http", "https"):
+                raise _Unresolved("refused: a remote document cannot read local files", "refused")
+            return self._read_remote(absolute)
+        scheme = _scheme(target)
+        if scheme in ("http", "https"):
+            return self._read_remote(target)
+        if scheme:
+            raise _Unresolved(f"scheme '{scheme}:' is not supported", "unsupported scheme")
+        try:
+            relative = origin.tree.locate(origin.directory / target)
+        except Refused as exc:
+            raise _Unresolved(f"refused: it {exc}", "outside the location's tree") from None
+        key = str(origin.tree.absolute(relative))
+        if key not in self._cache:
+            try:
+                raw = origin.tree.read(relative, self.limits.max_document_bytes)
+            except Refused as exc:
+                raise _Unresolved(f"file {exc}", "unreadable file") from None
+            self._cache[key] = self._decode(raw, key)
+        return self._cache[key]
+
+    def _read_remote(self, url: str) -> str:
+        if not self.follow_remote:
+            raise _Unresolved("not fetched (--no-remote)", "remote fetching is off", warning=True)
+        why = self.fetcher.check(url)
+        if why is not None:
+            raise _Unresolved(f"not fetched: {why}", "host not allowed" if "allowed_hosts" in why else "refused", warning="allowed_hosts" in why)
+        key = redact(url)
+        if key not in self._cache:
+            try:
+                raw = self.fetcher.fetch(url)
+            except FetchRefused as exc:
+                raise _Unresolved(f"not fetched: {exc}", "fetch failed") from None
+            self._cache[key] = self._decode(raw, key)
+        return self._cache[key]
+
+    def _decode(self, raw: bytes, key: str) -> str:
+        if self._bytes + len(raw) > self.limits.max_total_bytes or self._files >= self.limits.max_files:
+            raise _Unresolved("over the run's file or byte budget", "over budget")
+        self._files += 1
+        self._bytes += len(raw)
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise _Unresolved("not UTF-8 text", "not text") from None
+
+
+def redact_target(target: Any) -> str:
+    if not isinstance(target, str):
+        return "(not a string)"
+    text = target.strip()
+    return redact(text) if _scheme(text) in ("http", "https") else text[:300]
+
+
+def _within(path: str, root: Path) -> bool:
+    relative = os.path.relpath(os.path.abspath(path), root)
+    return not (relative == ".." or relative.startswith(".." + os.sep) or os.path.isabs(relative))
+
+
+def load_all(
+    targets: list[str],
+    follow_remote: bool = True,
+    settings: CatalogLoaderSettings | None = None,
+    owners: Mapping[str, str] | None = None,
+) -> LoadResult:
+    """Load every target; `owners` maps stored entity keys to the source that defined them."""
+    if settings is None:
+        from aiplane.config import CatalogLoaderSettings
+
+        settings = CatalogLoaderSettings()
+    policy = RemotePolicy(
+        allowed_hosts=tuple(settings.allowed_hosts),
+        allowed_networks=tuple(settings.allowed_networks),
+        timeout_seconds=settings.timeout_seconds,
+        max_bytes=settings.max_document_bytes,
+        max_redirects=settings.max_redirects,
+    )
+    loader = Loader(follow_remote=follow_remote, remote=policy, limits=LoaderLimits.from_settings(settings), owners=owners)
+    try:
+        for target in targets:
+            loader.load(target)
+    finally:
+        loader.finish()
     return loader.result

@@ -80,3 +80,10 @@ class LiveIndex:
                 self._index = await load_index(self._engine)
                 self._version = current
         return self._index
+
+
+async def owners(engine: AsyncEngine) -> dict[str, str]:
+    """Entity key -> the source (file or URL) that defined it: who owns what, for conflict checks."""
+    async with engine.connect() as conn:
+        result = await conn.execute(select(catalog_entities.c.ref, catalog_entities.c.source))
+        return {ref: source for ref, source in result}

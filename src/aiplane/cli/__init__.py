@@ -283,10 +283,10 @@ def models_refresh(config: ConfigOption = None) -> None:
     out.print(f"stored {catalog.model_count} models from {len(catalog.data)} providers")
 
 
-def _load_catalog(targets: list[str], remote: bool):  # noqa: ANN202
+def _load_catalog(targets: list[str], remote: bool, settings, owners: dict[str, str] | None = None):  # noqa: ANN001, ANN202 - settings: Settings
     from aiplane.catalog.loader import load_all
 
-    result = load_all(targets, follow_remote=remote)
+    result = load_all(targets, follow_remote=remote, settings=settings.catalog_loader, owners=owners)
     for problem in result.problems:
         err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
     return result
@@ -303,10 +303,11 @@ def catalog_ingest(
     Exits 1 when any document was rejected (after storing the valid ones).
     """
     from aiplane.catalog.index import CatalogIndex
-    from aiplane.catalog.store import load_index, upsert
+    from aiplane.catalog.store import load_index, owners, upsert
 
     settings = _settings(config)
-    result = _load_catalog(targets, remote)
+    # Entities belong to the location that defined them first, also across runs.
+    result = _load_catalog(targets, remote, settings, owners=_run_with_db(settings, owners))
 
     async def work(engine):  # noqa: ANN001, ANN202
         stored = await upsert(engine, list(result.entities.values()))
@@ -329,11 +330,12 @@ def catalog_ingest(
 def catalog_validate(
     targets: Annotated[list[str], typer.Argument(help="catalog-info.yaml files, directories or URLs.")],
     remote: Annotated[bool, typer.Option("--remote/--no-remote", help="Follow Location targets that are URLs.")] = True,
+    config: ConfigOption = None,
 ) -> None:
     """Check descriptors against Backstage's rules without writing anything."""
     from aiplane.catalog.index import CatalogIndex
 
-    result = _load_catalog(targets, remote)
+    result = _load_catalog(targets, remote, _settings(config))
     index = CatalogIndex(entity for entity, _ in result.entities.values())
     for source, relation, target in index.dangling:
         err.print(f"warning: {source} {relation} {target}, which is not in these files (rule: reference)", highlight=False, markup=False)

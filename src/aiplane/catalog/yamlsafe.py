@@ -1,0 +1,272 @@
+"""Parsing hostile YAML (and JSON) with bounded nesting and bounded alias expansion.
+
+PyYAML's safe loader builds only plain data, but it expands aliases without limit (a few hundred
+bytes of `&a [*b, *b, ...]` become gigabytes once serialised) and recurses once per nesting
+level (a deep document raises RecursionError, which is not a YAMLError). This loader keeps
+libyaml's C parser and puts PyYAML's own composer on top of it, extended to:
+
+- refuse nesting deeper than `max_depth`, counting what an alias brings along at the place it
+  is used;
+- charge every alias use with the size of what it points at (nodes plus scalar characters) and
+  refuse a document once those charges pass `max_alias_expansion`, so ordinary reuse of an
+  anchor (shared tags, defaults) works and an expansion bomb does not;
+- refuse an alias that points into the node still being built (a self-referencing structure).
+
+A refused document is reported with its index and the stream moves on to the next document; a
+syntax error ends the stream (libyaml cannot resynchronise), keeping the documents before it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import SafeConstructor
+from yaml.events import AliasEvent, DocumentEndEvent, MappingStartEvent, SequenceStartEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
+
+try:  # libyaml parses about 5x faster than the pure-Python parser; same events.
+    from yaml._yaml import CParser as _Parser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml.parser import Parser as _PyParser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    class _Parser(Reader, Scanner, _PyParser):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            _PyParser.__init__(self)
+
+        def dispose(self) -> None:
+            pass
+
+
+@dataclass(frozen=True, slots=True)
+class YamlLimits:
+    max_depth: int = 64
+    # Nodes plus scalar characters that alias uses may add to one document.
+    max_alias_expansion: int = 1_000_000
+
+
+class DocumentRefused(Exception):
+    """One document breaks a limit; the stream itself is still readable."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class BadDocument:
+    """What `iter_documents` yields in place of a document it refused."""
+
+    rule: str
+    message: str
+    fatal: bool = False  # the stream ends here (a syntax error)
+
+
+class _BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):
+    def __init__(self, text: str, limits: YamlLimits) -> None:
+        _Parser.__init__(self, text)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+        self.limits = limits
+        self._depth = 0
+        self._expanded = 0
+        self._open: set[str] = set()
+        self._measures: dict[str, tuple[int, int]] = {}  # anchor -> (weight, height)
+        self._memo: dict[int, tuple[int, int]] = {}  # id(node) -> (weight, height), this document
+
+    def compose_document(self) -> Node:
+        self._depth = 0
+        self._expanded = 0
+        self._open = set()
+        self._measures = {}
+        self._memo = {}
+        try:
+            return super().compose_document()
+        finally:
+            self._memo = {}
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
+            anchor = event.anchor
+            if anchor in self._open:
+                raise DocumentRefused("yaml", f"alias *{anchor} refers to the node that contains it")
+            measure = self._measures.get(anchor)
+            if measure is not None:
+                weight, height = measure
+                self._expanded += weight
+                if self._expanded > self.limits.max_alias_expansion:
+                    raise DocumentRefused(
+                        "yaml", f"aliases expand to more than {self.limits.max_alias_expansion} nodes and characters"
+                    )
+                if self._depth + height > self.limits.max_depth:
+                    raise DocumentRefused("yaml", f"nesting deeper than {self.limits.max_depth} levels (through alias *{anchor})")
+            return super().compose_node(parent, index)
+        anchor = getattr(event, "anchor", None)
+        collection = isinstance(event, SequenceStartEvent | MappingStartEvent)
+        if collection:
+            self._depth += 1
+            if self._depth > self.limits.max_depth:
+                raise DocumentRefused("yaml", f"nesting deeper than {self.limits.max_depth} levels")
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            if collection:
+                self._depth -= 1
+            if anchor is not None:
+                self._open.discard(anchor)
+        if anchor is not None:
+            self._measures[anchor] = _measure(node, self._memo)
+        return node
+
+    def skip_document(self) -> None:
+        """After a refusal mid-document: drop its remaining events and any half-built state."""
+        while not self.check_event(DocumentEndEvent):
+            if self.peek_event() is None:  # pragma: no cover - the parser always ends documents
+                return
+            self.get_event()
+        self.get_event()
+        self.anchors = {}
+        self.constructed_objects = {}
+        self.recursive_objects = {}
+        self.state_generators = []
+
+
+def _measure(node: Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """Expanded size (nodes plus scalar characters) and height (collection levels) of a node.
+
+    Iterative and memoised per node object across the document, so every node is visited once.
+    """
+    stack: list[tuple[Node, bool]] = [(node, False)]
+    while stack:
+        current, done = stack.pop()
+        key = id(current)
+        if key in memo:
+            continue
+        if isinstance(current, ScalarNode):
+            memo[key] = (1 + len(current.value), 0)
+            continue
+        children: list[Node] = []
+        if isinstance(current, SequenceNode):
+            children = list(current.value)
+        elif isinstance(current, MappingNode):
+            for k, v in current.value:
+                children += [k, v]
+        if done:
+            weight, height = 1, 0
+            for child in children:
+                w, h = memo.get(id(child), (1, 0))  # a child still open is a cycle, refused elsewhere
+                weight += w
+                height = max(height, h)
+            memo[key] = (weight, height + 1)
+            continue
+        stack.append((current, True))
+        stack.extend((child, False) for child in children if id(child) not in memo)
+    return memo[id(node)]
+
+
+def iter_documents(text: str, limits: YamlLimits = YamlLimits()) -> Iterator[tuple[int, Any]]:
+    """(index, document or BadDocument) for each document of a YAML stream."""
+    loader = _BoundedLoader(text, limits)
+    index = 0
+    try:
+        while True:
+            try:
+                if not loader.check_node():
+                    return
+            except yaml.YAMLError as exc:
+                yield index, BadDocument("yaml", _describe(exc), fatal=True)
+                return
+            try:
+                node = loader.get_node()
+            except (DocumentRefused, ComposerError) as exc:
+                # The composer refused (a limit, an undefined alias): the parser is still in
+                # step, so drop the rest of this document and go on.
+                refused = exc if isinstance(exc, DocumentRefused) else DocumentRefused("yaml", _describe(exc))
+                try:
+                    loader.skip_document()
+                except yaml.YAMLError as inner:
+                    yield index, BadDocument(refused.rule, refused.message)
+                    yield index + 1, BadDocument("yaml", _describe(inner), fatal=True)
+                    return
+                yield index, BadDocument(refused.rule, refused.message)
+                index += 1
+                continue
+            except yaml.YAMLError as exc:  # the scanner or parser: the stream cannot go on
+                yield index, BadDocument("yaml", _describe(exc), fatal=True)
+                return
+            try:
+                document = loader.construct_document(node)
+            except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+                # A value the constructor cannot build (an int past Python's digit limit, a bad
+                # timestamp, an unhashable key): this document only; its events are all read.
+                loader.constructed_objects = {}
+                loader.recursive_objects = {}
+                loader.state_generators = []
+                message = _describe(exc) if isinstance(exc, yaml.YAMLError) else f"a value cannot be read ({exc.__class__.__name__})"
+                yield index, BadDocument("yaml", message)
+            else:
+                yield index, document
+            index += 1
+    finally:
+        loader.dispose()
+
+
+def load_one(text: str, limits: YamlLimits = YamlLimits()) -> Any:
+    """The first document of a YAML text, under the same limits; raises DocumentRefused."""
+    for _index, document in iter_documents(text, limits):
+        if isinstance(document, BadDocument):
+            raise DocumentRefused(document.rule, document.message)
+        return document
+    return None
+
+
+def load_json(text: str, limits: YamlLimits = YamlLimits()) -> Any:
+    """JSON with the same nesting bound; raises DocumentRefused."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise DocumentRefused("json", f"nesting deeper than {limits.max_depth} levels") from None
+    except ValueError as exc:
+        raise DocumentRefused("json", f"invalid JSON ({exc.__class__.__name__})") from None
+    if depth(value) > limits.max_depth:
+        raise DocumentRefused("json", f"nesting deeper than {limits.max_depth} levels")
+    return value
+
+
+def depth(value: Any) -> int:
+    """Collection levels of plain data, iteratively (never recursion-limited)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        current, level = stack.pop()
+        if isinstance(current, dict):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in current.values())
+        elif isinstance(current, list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in current)
+    return deepest
+
+
+def _describe(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or exc.__class__.__name__
+    return f"invalid YAML{where}: {problem}"
+
+
+__all__ = ["BadDocument", "DocumentRefused", "YamlLimits", "depth", "iter_documents", "load_json", "load_one"]
