@@ -49,8 +49,11 @@ class Tree:
         """The symlink-free path of `candidate` relative to the root; Refused when it leads outside."""
         if "\0" in os.fspath(candidate):
             raise Refused("the path contains a NUL byte")
-        real = os.path.realpath(candidate)
-        relative = os.path.relpath(real, self.root)
+        try:
+            real = os.path.realpath(candidate)
+            relative = os.path.relpath(real, self.root)
+        except (OSError, ValueError) as exc:
+            raise Refused(f"cannot be resolved ({exc.__class__.__name__})") from None
         if relative == ".":
             return ""
         if relative == ".." or relative.startswith(".." + os.sep) or os.path.isabs(relative):

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpcore
 
@@ -55,6 +55,8 @@ class RemotePolicy:
         host = normal_host(host)
         for entry in self.allowed_hosts:
             entry = normal_host(entry)
+            if entry == "*":
+                return True
             if entry.startswith("*."):
                 if host.endswith(entry[1:]) and len(host) > len(entry) - 1:
                     return True
@@ -110,12 +112,46 @@ def raw_github(url: str) -> str:
     return url
 
 
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read, write and handshake ends by the fetch's deadline.
+
+    Per-operation timeouts alone let a server drip one header byte just inside each timeout
+    for ever; clamping each operation to what is left of one deadline bounds the whole fetch.
+    """
+
+    def __init__(self, inner: httpcore.NetworkStream, backend: _GuardedBackend) -> None:
+        self._inner = inner
+        self._backend = backend
+
+    def _left(self, timeout: float | None) -> float:
+        left = self._backend.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, self._left(timeout)), self._backend)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
 class _GuardedBackend(httpcore.NetworkBackend):
     """Resolves the host itself, checks every address, and connects to a checked one."""
 
     def __init__(self, policy: RemotePolicy) -> None:
         self._policy = policy
         self._inner = httpcore.SyncBackend()
+        self.deadline = float("inf")  # set by the Fetcher before each request
 
     def connect_tcp(
         self,
@@ -125,6 +161,10 @@ class _GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ConnectTimeout("deadline passed")
+        timeout = left if timeout is None else min(timeout, left)
         addresses = _resolve(host, port, timeout)
         refused = [a for a in addresses if not self._policy.address_allowed(a)]
         if refused:
@@ -135,7 +175,8 @@ class _GuardedBackend(httpcore.NetworkBackend):
         last: Exception | None = None
         for address in addresses:
             try:
-                return self._inner.connect_tcp(str(address), port, timeout, local_address, socket_options)
+                stream = self._inner.connect_tcp(str(address), port, timeout, local_address, socket_options)
+                return _DeadlineStream(stream, self)
             except httpcore.ConnectError as exc:
                 last = exc
         raise FetchRefused(f"cannot connect to {host} ({last.__class__.__name__ if last else 'no address'})")
@@ -174,11 +215,12 @@ class Fetcher:
 
     def __init__(self, policy: RemotePolicy) -> None:
         self.policy = policy
+        self._backend = _GuardedBackend(policy)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl.create_default_context(),
             max_connections=4,
             retries=0,
-            network_backend=_GuardedBackend(policy),
+            network_backend=self._backend,
         )
 
     def close(self) -> None:
@@ -231,6 +273,7 @@ class Fetcher:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchRefused(f"took longer than {self.policy.timeout_seconds:g} s")
+        self._backend.deadline = deadline
         timeouts = {"connect": remaining, "read": remaining, "write": remaining, "pool": remaining}
         headers = [
             (b"User-Agent", _USER_AGENT.encode()),
@@ -238,7 +281,7 @@ class Fetcher:
             (b"Accept-Encoding", b"identity"),
         ]
         try:
-            with self._pool.stream("GET", url, headers=headers, extensions={"timeout": timeouts}) as response:
+            with self._pool.stream("GET", _request_url(url), headers=headers, extensions={"timeout": timeouts}) as response:
                 status = response.status
                 values = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
                 if status in (301, 302, 303, 307, 308):
@@ -268,6 +311,19 @@ class Fetcher:
             raise FetchRefused(f"cannot fetch ({exc.__class__.__name__})") from None
         except (OSError, ValueError, ssl.SSLError) as exc:
             raise FetchRefused(f"cannot fetch ({exc.__class__.__name__})") from None
+
+
+def _request_url(url: str) -> httpcore.URL:
+    """The URL httpcore connects to, built from the very parts that were checked (no second parser)."""
+    parts = urlsplit(url)
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    query = quote(parts.query, safe="/?%:@!$&'()*+,;=-._~") if parts.query else ""
+    return httpcore.URL(
+        scheme=parts.scheme.encode("ascii"),
+        host=normal_host(parts.hostname or "").encode("ascii"),
+        port=parts.port,
+        target=(path + (f"?{query}" if query else "")).encode("ascii"),
+    )
 
 
 def _redirect_problem(origin: Any, target: str) -> str | None:

@@ -16,6 +16,7 @@ case-insensitively, gets a conflict instead of taking it over.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 MAX_TARGETS_PER_LOCATION = 1000
 MAX_PLACEHOLDERS_PER_DOCUMENT = 100
+MAX_PROBLEMS_PER_SOURCE = 100
 PLACEHOLDERS = ("$text", "$json", "$yaml")
 # The column that stores an entity's source is this long; ownership compares what is stored.
 SOURCE_CHARS = 2000
@@ -51,7 +53,17 @@ class CatalogProblem:
     def __str__(self) -> str:
         where = f"{self.source}[{self.index}]" if self.index is not None else self.source
         level = "warning" if self.warning else "error"
-        return f"{where}: {level}: {self.message} (rule: {self.rule})"
+        return f"{printable(where)}: {level}: {printable(self.message)} (rule: {self.rule})"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+MAX_MESSAGE_CHARS = 1000
+
+
+def printable(text: str) -> str:
+    """Text from a catalog file made safe for a terminal or a log line: no control or bidi characters, bounded."""
+    text = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "…"
 
 
 @dataclass
@@ -155,6 +167,8 @@ class Loader:
         self._read_sources: set[str] = set()
         self._defined: dict[str, set[str]] = {}  # source -> keys it defined in this run
         self._pending: list[tuple[str, dict[str, Any], str, int, str, _Origin]] = []
+        self._problem_counts: dict[str, int] = {}
+        self._hidden_errors: set[str] = set()
 
     # ------------------------------------------------------------------ entry points
 
@@ -172,6 +186,11 @@ class Loader:
         """Settle deferred ownership conflicts and release the connection pool."""
         self._settle_conflicts()
         self.fetcher.close()
+        for source, count in self._problem_counts.items():
+            if count > MAX_PROBLEMS_PER_SOURCE:
+                hidden = source not in self._hidden_errors  # an unlisted error still fails the run
+                message = f"{count - MAX_PROBLEMS_PER_SOURCE} more problems are not listed"
+                self.result.problems.append(CatalogProblem(source, None, "limit", message, warning=hidden))
         return self.result
 
     def _load_path(self, target: str) -> None:
@@ -198,7 +217,13 @@ class Loader:
     # ------------------------------------------------------------------ reading
 
     def _problem(self, source: str, index: int | None, rule: str, message: str, warning: bool = False) -> None:
-        self.result.problems.append(CatalogProblem(source, index, rule, message, warning))
+        # A file of a million bad documents reports the first hundred problems, then one line.
+        count = self._problem_counts.get(source, 0) + 1
+        self._problem_counts[source] = count
+        if count <= MAX_PROBLEMS_PER_SOURCE:
+            self.result.problems.append(CatalogProblem(source, index, rule, message, warning))
+        elif not warning:
+            self._hidden_errors.add(source)
 
     def _budget(self, source: str, size: int) -> bool:
         if self._files >= self.limits.max_files:

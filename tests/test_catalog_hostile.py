@@ -1,0 +1,540 @@
+"""The catalog loader under hostile catalog files and hostile remote hosts.
+
+Each class of attack from issue 16 ("the catalog loader") is reproduced here with real files and
+symlinks in temp dirs, a real HTTP host on 127.0.0.1 (allowed explicitly through
+`catalog_loader.allowed_networks`, as the loader refuses loopback otherwise), the real CLI in a
+subprocess and the real catalog MCP server over stdio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from aiplane.catalog.loader import load_all
+from aiplane.config import CatalogLoaderSettings
+from tests.conftest import AIPLANE, clean_env
+from tests.doubles.server import ServerThread
+
+SECRET = "TOP-SECRET-7f3a9c"
+
+COMPONENT = """apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: {name}
+spec:
+  type: service
+  lifecycle: production
+  owner: team-a
+"""
+
+
+def api(name: str, placeholder: str, target: str) -> str:
+    return (
+        f"apiVersion: backstage.io/v1alpha1\nkind: API\nmetadata:\n  name: {name}\nspec:\n  type: openapi\n"
+        f"  lifecycle: production\n  owner: team-a\n  definition:\n    {placeholder}: {target}\n"
+    )
+
+
+def location(name: str, *targets: str) -> str:
+    listed = "".join(f"    - {t}\n" for t in targets)
+    return f"apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata:\n  name: {name}\nspec:\n  targets:\n{listed}"
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def loopback(**extra) -> CatalogLoaderSettings:
+    return CatalogLoaderSettings(allowed_hosts=["127.0.0.1"], allowed_networks=["127.0.0.0/8"], **extra)
+
+
+def messages(result) -> str:
+    return "\n".join(str(p) for p in result.problems)
+
+
+def dump(result) -> str:
+    return json.dumps({k: e for k, (e, _s) in result.entities.items()})
+
+
+@pytest.fixture()
+def outside(tmp_path: Path) -> Path:
+    """A secret beside the catalog tree, and a descriptor there that must never be ingested."""
+    write(tmp_path / "outside", {"secret.txt": SECRET + "\n", "evil.yaml": COMPONENT.format(name="evil") + f"  description: {SECRET}\n"})
+    (tmp_path / "outside" / "secret.json").write_text(json.dumps({"token": SECRET}))
+    return tmp_path / "outside"
+
+
+# ---------------------------------------------------------------------------------------------
+# Confinement of Location targets and placeholders to the location's own tree
+
+
+def test_location_targets_outside_the_tree_are_refused(tmp_path, outside):
+    tree = write(
+        tmp_path / "repo",
+        {
+            "catalog-info.yaml": location("root", "../outside/evil.yaml", str(outside / "evil.yaml"), "/etc/passwd", "./svc.yaml", "sub/../svc.yaml"),
+            "svc.yaml": COMPONENT.format(name="svc"),
+        },
+    )
+    result = load_all([str(tree / "catalog-info.yaml")], follow_remote=False)
+    assert set(result.entities) == {"location:default/root", "component:default/svc"}
+    text = messages(result)
+    assert text.count("(rule: confinement)") == 3
+    assert "target ../outside/evil.yaml refused: it resolves outside the location's tree" in text
+    assert "target /etc/passwd refused" in text
+    assert SECRET not in dump(result) and "root:" not in dump(result)
+
+
+@pytest.mark.parametrize("placeholder", ["$text", "$json", "$yaml"])
+def test_placeholders_outside_the_tree_are_refused(tmp_path, outside, placeholder):
+    target = {"$text": "../outside/secret.txt", "$json": "../outside/secret.json", "$yaml": "../outside/evil.yaml"}[placeholder]
+    tree = write(
+        tmp_path / "repo",
+        {
+            "a.yaml": api("relative", placeholder, target),
+            "b.yaml": api("absolute", placeholder, str(outside / Path(target).name)),
+            "c.yaml": api("passwd", placeholder, "/etc/passwd"),
+            "d.yaml": COMPONENT.format(name="elsewhere") + f"  extra:\n    {placeholder}: {target}\n",
+        },
+    )
+    result = load_all([str(tree)], follow_remote=False)
+    assert len(result.entities) == 4  # the entities stay; only the reads are refused
+    assert SECRET not in dump(result) and "root:x" not in dump(result)
+    for name in ("relative", "absolute", "passwd"):
+        definition = result.entities[f"api:default/{name}"][0]["spec"]["definition"]
+        # Served as a string (Backstage's model requires one), saying why, with no local path of ours.
+        assert isinstance(definition, str) and definition.startswith("(definition not loaded: outside the location's tree)")
+        assert str(tree) not in definition  # the tree's own location is never disclosed
+    assert messages(result).count("refused: it resolves outside the location's tree") == 4
+
+
+def test_placeholders_inside_the_tree_resolve_to_strings_in_definitions(tmp_path):
+    tree = write(
+        tmp_path / "repo",
+        {
+            "api.yaml": api("texted", "$text", "./specs/openapi.yaml")
+            + "---\n" + api("jsoned", "$json", "specs/openapi.json")
+            + "---\n" + api("yamled", "$yaml", "./specs/openapi.yaml")
+            + "---\n" + COMPONENT.format(name="parsed") + "  extra:\n    $json: ./specs/openapi.json\n",
+            "specs/openapi.yaml": "openapi: 3.0.0\ninfo: {title: t, version: '1'}\n",
+            "specs/openapi.json": '{"openapi": "3.0.0"}',
+        },
+    )
+    result = load_all([str(tree / "api.yaml")], follow_remote=False)
+    assert not result.errors, messages(result)
+    assert result.entities["api:default/texted"][0]["spec"]["definition"].startswith("openapi: 3.0.0")
+    assert result.entities["api:default/jsoned"][0]["spec"]["definition"] == '{"openapi": "3.0.0"}'
+    assert result.entities["api:default/yamled"][0]["spec"]["definition"].startswith("openapi: 3.0.0")
+    # Outside a definition, $json and $yaml give data, as in Backstage.
+    assert result.entities["component:default/parsed"][0]["spec"]["extra"] == {"openapi": "3.0.0"}
+
+
+def test_symlinked_descriptors_pointing_out_are_refused(tmp_path, outside):
+    tree = write(tmp_path / "repo", {"real/svc.yaml": COMPONENT.format(name="svc"), "spec.txt": "inside"})
+    (tree / "evil.yaml").symlink_to(outside / "evil.yaml")
+    (tree / "alias.yaml").symlink_to(tree / "real" / "svc.yaml")  # inside: fine, read once
+    (tree / "linked-dir").symlink_to(outside, target_is_directory=True)
+    (tree / "leak.txt").symlink_to(outside / "secret.txt")
+    (tree / "passwd.txt").symlink_to("/etc/passwd")
+    write(tree, {"api.yaml": api("leaky", "$text", "./leak.txt") + "---\n" + api("passwd", "$text", "passwd.txt") + "---\n" + api("fine", "$text", "spec.txt")})
+    result = load_all([str(tree)], follow_remote=False)
+    assert set(result.entities) == {"component:default/svc", "api:default/leaky", "api:default/passwd", "api:default/fine"}
+    assert result.entities["api:default/fine"][0]["spec"]["definition"] == "inside"
+    assert SECRET not in dump(result) and "root:" not in dump(result)
+    text = messages(result)
+    assert "evil.yaml: error: symlink resolves outside the location's tree" in text
+    assert "$text ./leak.txt: refused" in text and "$text passwd.txt: refused" in text
+
+
+def test_a_named_target_that_is_a_symlink_out_of_its_directory_is_refused(tmp_path, outside):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "catalog-info.yaml").symlink_to(outside / "evil.yaml")
+    (checkout / "catalog").symlink_to(outside, target_is_directory=True)
+    result = load_all([str(checkout / "catalog-info.yaml"), str(checkout / "catalog")], follow_remote=False)
+    assert not result.entities
+    assert messages(result).count("resolves outside the location's tree") == 2
+
+
+def test_special_files_never_block(tmp_path):
+    tree = write(tmp_path / "repo", {"ok.yaml": COMPONENT.format(name="ok")})
+    os.mkfifo(tree / "fifo.yaml")
+    write(tree, {"api.yaml": api("piped", "$text", "./fifo.yaml")})
+    started = time.monotonic()
+    result = load_all([str(tree)], follow_remote=False)
+    assert time.monotonic() - started < 10
+    assert {"component:default/ok", "api:default/piped"} <= set(result.entities)
+    assert "is not a regular file" in messages(result)
+
+
+def _rows(data_dir: Path) -> dict[str, tuple[str, str]]:
+    with sqlite3.connect(data_dir / "aiplane.db") as db:
+        return {ref: (body, source) for ref, body, source in db.execute("select ref, body, source from catalog_entities")}
+
+
+def _mcp_get(env: dict[str, str], ref: str) -> str:
+    async def run() -> str:
+        params = StdioServerParameters(command=AIPLANE, args=["catalog", "mcp"], env=env)
+        async with Client(params) as client:
+            result = await client.call_tool("get_entity", {"ref": ref})
+            assert not result.is_error
+            return json.dumps(result.model_dump(mode="json"))
+
+    return asyncio.run(asyncio.wait_for(run(), 60))
+
+
+def test_nothing_outside_is_stored_or_served_over_mcp(tmp_path, outside):
+    tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", "../outside/evil.yaml", "./api.yaml"), "api.yaml": api("leaky", "$text", "../outside/secret.txt")})
+    (tree / "linked.yaml").symlink_to(outside / "evil.yaml")
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    run = subprocess.run([AIPLANE, "catalog", "ingest", str(tree), "--no-remote"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "(rule: confinement)" in run.stderr and "ingested 2 entities" in run.stdout
+    rows = _rows(tmp_path / "data")
+    assert set(rows) == {"location:default/root", "api:default/leaky"}
+    assert all(SECRET not in body for body, _ in rows.values())
+    served = _mcp_get(env, "api:default/leaky")
+    assert "definition not loaded" in served and SECRET not in served
+
+
+# ---------------------------------------------------------------------------------------------
+# Remote fetching: opt-in per host, no private addresses, same-host redirects, bounded
+
+
+class Host:
+    """A catalog host on 127.0.0.1 that records what it was asked for."""
+
+    def __init__(self) -> None:
+        self.hits: list[tuple[str, str]] = []  # (path, Host header)
+        self.files: dict[str, str] = {}
+
+        async def serve(request: Request) -> Response:
+            path = request.url.path
+            self.hits.append((path, request.headers.get("host", "")))
+            port = request.url.port
+            if path == "/redirect/same":
+                return RedirectResponse("/files/svc.yaml", status_code=302)
+            if path == "/redirect/other-host":
+                return RedirectResponse(f"http://localhost:{port}/files/svc.yaml", status_code=302)
+            if path == "/redirect/file":
+                return RedirectResponse("file:///etc/passwd", status_code=302)
+            if path == "/redirect/loop":
+                return RedirectResponse("/redirect/loop", status_code=302)
+            if path == "/huge":
+                return PlainTextResponse("x" * (2 * 1024 * 1024))
+            if path == "/huge-unannounced":
+
+                async def chunks():
+                    for _ in range(64):
+                        yield b"# " + b"x" * 65534
+
+                return StreamingResponse(chunks(), media_type="text/yaml")
+            if path == "/slow":
+
+                async def drip():
+                    for _ in range(100):
+                        yield b"# still here\n"
+                        await asyncio.sleep(0.2)
+
+                return StreamingResponse(drip(), media_type="text/yaml")
+            if path == "/gzip":
+                return Response(b"\x1f\x8b\x08\x00", headers={"content-encoding": "gzip"})
+            if path.startswith("/files/") and path[len("/files/") :] in self.files:
+                return PlainTextResponse(self.files[path[len("/files/") :]], media_type="text/yaml")
+            return PlainTextResponse("not found", status_code=404)
+
+        self.app = Starlette(routes=[Route("/{path:path}", serve)])
+
+    def __enter__(self) -> Host:
+        self.server = ServerThread(self.app).__enter__()
+        self.url = self.server.url
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.__exit__(*exc)
+
+    def paths(self) -> list[str]:
+        return [p for p, _ in self.hits]
+
+
+@pytest.fixture()
+def host():
+    with Host() as served:
+        served.files["svc.yaml"] = COMPONENT.format(name="remote-svc")
+        yield served
+
+
+def test_remote_fetching_is_off_by_default(tmp_path, host):
+    tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", f"{host.url}/files/svc.yaml") + "---\n" + api("remote-def", "$text", f"{host.url}/files/svc.yaml")})
+    result = load_all([str(tree)])  # default settings, --remote on: still nothing is fetched
+    assert set(result.entities) == {"location:default/root", "api:default/remote-def"}
+    assert host.hits == []
+    assert "host 127.0.0.1 is not in catalog_loader.allowed_hosts" in messages(result)
+    definition = result.entities["api:default/remote-def"][0]["spec"]["definition"]
+    assert definition == f"(definition not loaded: host not allowed) {host.url}/files/svc.yaml"
+    assert not result.errors  # not opted in is a warning, not a failure
+
+
+def test_loopback_is_refused_unless_its_network_is_allowed(tmp_path, host):
+    tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", f"{host.url}/files/svc.yaml", f"http://localhost:{host.server.port}/files/svc.yaml")})
+    refused = load_all([str(tree)], settings=CatalogLoaderSettings(allowed_hosts=["127.0.0.1", "localhost"]))
+    assert "component:default/remote-svc" not in refused.entities and host.hits == []
+    text = messages(refused)
+    assert "127.0.0.1 resolves to a private, loopback or link-local address (127.0.0.1)" in text
+    assert "localhost resolves to a private" in text  # checked after DNS resolution, not by name
+    allowed = load_all([str(tree)], settings=loopback())
+    assert "component:default/remote-svc" in allowed.entities
+    assert host.paths() == ["/files/svc.yaml"]
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(tmp_path, host, monkeypatch):
+    real = socket.getaddrinfo
+    answers = {"catalog.test": ["127.0.0.1"], "rebind.test": ["127.0.0.1", "10.0.0.7"]}
+    asked: list[str] = []
+
+    def fake_dns(name, port, *args, **kwargs):
+        if name in answers:
+            asked.append(name)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answers[name]]
+        return real(name, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_dns)
+    port = host.server.port
+    tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", f"http://catalog.test:{port}/files/svc.yaml", f"http://rebind.test:{port}/files/svc.yaml")})
+    settings = CatalogLoaderSettings(allowed_hosts=["*.test"], allowed_networks=["127.0.0.0/8"])
+    result = load_all([str(tree)], settings=settings)
+    assert "component:default/remote-svc" in result.entities
+    # One resolution per name; the request reached the checked address with the name as Host.
+    assert asked == ["catalog.test", "rebind.test"]
+    assert host.hits == [("/files/svc.yaml", f"catalog.test:{port}")]
+    assert "rebind.test resolves to a private, loopback or link-local address (10.0.0.7)" in messages(result)
+
+
+def test_redirects_stay_on_the_same_host(tmp_path, host):
+    tree = write(
+        tmp_path / "repo",
+        {"catalog-info.yaml": location("root", *(f"{host.url}/redirect/{name}" for name in ("same", "other-host", "file", "loop")))},
+    )
+    result = load_all([str(tree)], settings=CatalogLoaderSettings(allowed_hosts=["127.0.0.1", "localhost"], allowed_networks=["127.0.0.0/8"]))
+    assert "component:default/remote-svc" in result.entities  # via the same-host redirect
+    text = messages(result)
+    assert "redirect to another host (localhost) refused" in text
+    assert "redirect to a 'file:' URL refused" in text
+    assert "more than 3 redirects" in text
+    assert all(h == f"127.0.0.1:{host.server.port}" for _p, h in host.hits)
+
+
+def test_a_remote_document_never_reads_local_files(tmp_path, host, outside):
+    host.files["evil-location.yaml"] = location("remote-root", f"file://{outside}/evil.yaml", f"{outside}/evil.yaml", "./svc.yaml")
+    host.files["evil-api.yaml"] = api("remote-api", "$text", f"file://{outside}/secret.txt") + "---\n" + api("pathy", "$text", str(outside / "secret.txt"))
+    result = load_all([f"{host.url}/files/evil-location.yaml", f"{host.url}/files/evil-api.yaml"], settings=loopback())
+    assert {"location:default/remote-root", "component:default/remote-svc", "api:default/remote-api", "api:default/pathy"} <= set(result.entities)
+    assert "component:default/evil" not in result.entities
+    assert SECRET not in dump(result)
+    assert "a remote document cannot point at local files" in messages(result)
+    assert "a remote document cannot read local files" in messages(result)
+    # An absolute path in a remote document names a path on that host, never a local file.
+    assert f"{outside}/evil.yaml" in host.paths() and f"{outside}/secret.txt" in host.paths()
+
+
+def test_remote_reads_are_bounded_in_size_and_time(tmp_path, host):
+    settings = loopback(max_document_bytes=1024 * 1024, timeout_seconds=2)
+    started = time.monotonic()
+    result = load_all([f"{host.url}/{p}" for p in ("huge", "huge-unannounced", "slow", "gzip")], settings=settings)
+    elapsed = time.monotonic() - started
+    text = messages(result)
+    assert text.count("the document is larger than 1048576 bytes") == 2
+    assert "took longer than 2 s" in text
+    assert "gzip-encoded" in text
+    assert elapsed < 8
+
+
+def test_remote_ingest_through_the_cli_needs_the_settings(tmp_path, host):
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    url = f"{host.url}/files/svc.yaml"
+    off = subprocess.run([AIPLANE, "catalog", "validate", url], env=env, capture_output=True, text=True, timeout=120)
+    assert "not in catalog_loader.allowed_hosts" in off.stderr and host.hits == []
+    env.update(AIPLANE_CATALOG_LOADER__ALLOWED_HOSTS='["127.0.0.1"]', AIPLANE_CATALOG_LOADER__ALLOWED_NETWORKS='["127.0.0.1/32"]')
+    on = subprocess.run([AIPLANE, "catalog", "ingest", url], env=env, capture_output=True, text=True, timeout=120)
+    assert on.returncode == 0, on.stderr
+    assert "ingested 1 entities" in on.stdout
+    assert _rows(tmp_path / "data")["component:default/remote-svc"][1] == url
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML: bounded alias expansion and nesting, one bad document at a time
+
+BOMB = (
+    COMPONENT.format(name="bomb")
+    + '  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    + "".join(f"  {n}: &{n} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, n in zip("abcdef", "bcdefg", strict=True))
+)
+
+
+def deep(levels: int) -> str:
+    return COMPONENT.format(name="deep") + "  x: " + "[" * levels + "]" * levels + "\n"
+
+
+def test_an_alias_bomb_is_refused_and_the_rest_ingests(tmp_path):
+    assert len(BOMB.encode()) <= 466
+    tree = write(tmp_path / "repo", {"bomb.yaml": BOMB + "---\n" + COMPONENT.format(name="after-bomb"), "ok.yaml": COMPONENT.format(name="ok")})
+    result = load_all([str(tree)], follow_remote=False)
+    assert set(result.entities) == {"component:default/after-bomb", "component:default/ok"}
+    assert "bomb.yaml[0]: error: aliases expand to more than 1000000 nodes and characters (rule: yaml)" in messages(result)
+
+
+def test_ordinary_anchors_still_work(tmp_path):
+    text = COMPONENT.format(name="anchored").replace("  owner: team-a\n", "  owner: &owner team-a\n  tags: &t [a, b]\n") + "---\n" + COMPONENT.format(name="second").replace("owner: team-a", "owner: team-b")
+    result = load_all([str(write(tmp_path, {"a.yaml": text}) / "a.yaml")], follow_remote=False)
+    assert not result.errors and len(result.entities) == 2
+
+
+@pytest.mark.parametrize("doc", ["self", "deep-flow", "deep-block", "deep-alias", "big-int", "bad-date", "unhashable", "undefined-alias"])
+def test_a_bad_document_is_reported_and_the_rest_ingests(tmp_path, doc):
+    bad = {
+        "self": COMPONENT.format(name="x") + "  loop: &l [*l]\n",
+        "deep-flow": deep(990),
+        "deep-block": COMPONENT.format(name="x") + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(990)) + "  " * 991 + "v: 1\n",
+        "deep-alias": COMPONENT.format(name="x") + "  a: &a " + "[" * 40 + "]" * 40 + "\n  b: &b " + "[" * 30 + "*a" + "]" * 30 + "\n",
+        "big-int": COMPONENT.format(name="x") + "  n: " + "9" * 5000 + "\n",
+        "bad-date": COMPONENT.format(name="x") + "  d: !!timestamp 2020-13-45\n",
+        "unhashable": COMPONENT.format(name="x") + "  ? [a, b]\n  : 1\n",
+        "undefined-alias": COMPONENT.format(name="x") + "  a: *nowhere\n",
+    }[doc]
+    tree = write(tmp_path / "repo", {"mixed.yaml": COMPONENT.format(name="before") + "---\n" + bad + "---\n" + COMPONENT.format(name="after"), "other.yaml": COMPONENT.format(name="other")})
+    result = load_all([str(tree)], follow_remote=False)
+    assert set(result.entities) == {"component:default/before", "component:default/after", "component:default/other"}
+    assert [(p.index, p.rule) for p in result.errors] == [(1, "yaml")]
+
+
+def test_yaml_limits_apply_to_placeholder_targets(tmp_path):
+    tree = write(tmp_path / "repo", {"bomb.yaml": BOMB, "deep.json": "[" * 990 + "]" * 990, "api.yaml": COMPONENT.format(name="c") + "  a:\n    $yaml: ./bomb.yaml\n  b:\n    $json: ./deep.json\n"})
+    result = load_all([str(tree / "api.yaml")], follow_remote=False)
+    spec = result.entities["component:default/c"][0]["spec"]
+    assert spec["a"] == {"$yaml": "./bomb.yaml"} and spec["b"] == {"$json": "./deep.json"}
+    assert "aliases expand" in messages(result) and "nesting deeper than 64 levels" in messages(result)
+
+
+def test_hostile_yaml_through_the_cli_stays_small(tmp_path):
+    larger = BOMB.replace("  g: &g", "  h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n  g: &g")  # the 569-byte kind
+    tree = write(tmp_path / "repo", {"bomb.yaml": BOMB, "bigger.yaml": larger, "deep.yaml": deep(990), "ok.yaml": COMPONENT.format(name="ok")})
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    proc = subprocess.Popen([AIPLANE, "catalog", "ingest", str(tree)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    usage: list = []
+
+    def reap() -> None:
+        usage.append(os.wait4(proc.pid, 0))
+
+    waiter = threading.Thread(target=reap)
+    waiter.start()
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    waiter.join(120)
+    _pid, status, rusage = usage[0]
+    assert os.waitstatus_to_exitcode(status) == 1 and "Traceback" not in stderr
+    assert "ingested 1 entities (3 rejected)" in stdout
+    assert rusage.ru_maxrss < 400 * 1024  # KiB: the 569-byte file once took 3.8 GB
+    assert max(len(body) for body, _ in _rows(tmp_path / "data").values()) < 10_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Ownership: the first location that defined an entity keeps it
+
+
+def test_a_second_location_in_one_run_gets_a_conflict(tmp_path):
+    tree = write(tmp_path / "repo", {"a.yaml": COMPONENT.format(name="Payments"), "b.yaml": COMPONENT.format(name="payments").replace("team-a", "team-b")})
+    result = load_all([str(tree)], follow_remote=False)
+    entity, source = result.entities["component:default/payments"]
+    assert source.endswith("a.yaml") and entity["spec"]["owner"] == "team-a"
+    [conflict] = result.conflicts
+    assert conflict.source.endswith("b.yaml") and not conflict.warning
+    assert f"component:default/payments is already defined by {tree.resolve() / 'a.yaml'}" in conflict.message
+
+
+def _ingest(env: dict[str, str], *targets: str) -> subprocess.CompletedProcess:
+    return subprocess.run([AIPLANE, "catalog", "ingest", *targets, "--no-remote"], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_ownership_holds_across_runs_and_moves_only_when_released(tmp_path):
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    first = write(tmp_path / "first", {"catalog-info.yaml": COMPONENT.format(name="billing")})
+    second = write(tmp_path / "second", {"catalog-info.yaml": COMPONENT.format(name="BILLING").replace("team-a", "mallory")})
+    assert _ingest(env, str(first)).returncode == 0
+
+    takeover = _ingest(env, str(second))
+    assert takeover.returncode == 1 and "Traceback" not in takeover.stderr
+    assert "component:default/BILLING is already defined by" in takeover.stderr and "(rule: conflict)" in takeover.stderr
+    body, source = _rows(tmp_path / "data")["component:default/billing"]
+    assert json.loads(body)["spec"]["owner"] == "team-a" and source == str((first / "catalog-info.yaml").resolve())
+
+    # The owner itself updates freely.
+    write(first, {"catalog-info.yaml": COMPONENT.format(name="billing").replace("team-a", "team-c")})
+    assert _ingest(env, str(first)).returncode == 0
+    assert json.loads(_rows(tmp_path / "data")["component:default/billing"][0])["spec"]["owner"] == "team-c"
+
+    # Moving it within a tree: the old file no longer defines it, so the new one takes over.
+    write(first, {"catalog-info.yaml": COMPONENT.format(name="other"), "moved.yaml": COMPONENT.format(name="billing").replace("team-a", "team-d")})
+    moved = _ingest(env, str(first))
+    assert moved.returncode == 0, moved.stderr
+    assert "moves here from" in moved.stderr
+    body, source = _rows(tmp_path / "data")["component:default/billing"]
+    assert json.loads(body)["spec"]["owner"] == "team-d" and source.endswith("moved.yaml")
+
+
+def test_a_server_dripping_its_headers_is_cut_at_the_deadline(tmp_path):
+    """Every read is within its own timeout, yet the whole fetch must still end on time."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    return
+                time.sleep(0.3)
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/catalog-info.yaml"
+    started = time.monotonic()
+    try:
+        result = load_all([url], settings=loopback(timeout_seconds=2))
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 5
+    assert "took longer than 2 s" in messages(result)
+
+
+def test_messages_cannot_drive_the_terminal(tmp_path):
+    name = "evil\x1b[2J\x1b]0;owned\x07\u202e.yaml"
+    tree = write(tmp_path / "repo", {"root.yaml": location("root", json.dumps(f"./{name}")), "noise.yaml": "---\n{}\n" * 500})
+    result = load_all([str(tree)], follow_remote=False)
+    text = messages(result)
+    assert "\x1b" not in text and "\u202e" not in text and "\\u001b[2J" in text
+    noise = [p for p in result.problems if p.source.endswith("noise.yaml")]
+    assert len(noise) == 101 and noise[-1].message == "400 more problems are not listed" and noise[-1].warning
