@@ -85,6 +85,23 @@ def generate(total: int, seed: int = 7) -> list[dict]:
     return docs
 
 
+def parse_peer(path: Path, runs: int = 5) -> tuple[float, float]:
+    """The loader's bounded YAML parser against the unbounded libyaml safe loader it replaced, same file."""
+    from aiplane.catalog.yamlsafe import iter_documents
+
+    text = path.read_text()
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    bounded, plain = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        list(iter_documents(text))
+        bounded.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        list(yaml.load_all(text, Loader=loader))
+        plain.append(time.perf_counter() - started)
+    return statistics.median(bounded), statistics.median(plain)
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     samples = sorted(samples)
     return statistics.median(samples), samples[max(int(len(samples) * 0.99) - 1, 0)]
@@ -170,6 +187,8 @@ def main() -> None:
         entities, relations, parse_s, store_s, index_s = asyncio.run(ingest())
         print(f"# catalog bench: {entities:,} entities, {relations:,} relations (both directions), {os.cpu_count()} cores\n")
         print(f"ingest: {parse_s + store_s + index_s:.2f} s total (parse+validate {parse_s:.2f} s, store {store_s:.2f} s, index {index_s:.2f} s)\n")
+        bounded, plain = parse_peer(work / "catalog-info.yaml")
+        print(f"YAML parse only: bounded loader {bounded:.2f} s vs plain libyaml safe loader {plain:.2f} s (ratio {bounded / plain:.2f}, median of 5)\n")
 
         index, local = asyncio.run(in_process(db_url, rng, args.repeat))
         print("| query | where | p50 (ms) | p99 (ms) |")

@@ -538,3 +538,53 @@ def test_messages_cannot_drive_the_terminal(tmp_path):
     assert "\x1b" not in text and "\u202e" not in text and "\\u001b[2J" in text
     noise = [p for p in result.problems if p.source.endswith("noise.yaml")]
     assert len(noise) == 101 and noise[-1].message == "400 more problems are not listed" and noise[-1].warning
+
+
+def test_placeholders_cannot_multiply_one_file(tmp_path):
+    many = "".join(f"  p{i}:\n    $text: ./big.txt\n" for i in range(100))
+    tree = write(tmp_path / "repo", {"big.txt": "x" * 200_000, "a.yaml": COMPONENT.format(name="amplified") + many})
+    result = load_all([str(tree / "a.yaml")], follow_remote=False, settings=CatalogLoaderSettings(max_document_bytes=1024 * 1024))
+    stored = len(json.dumps(result.entities["component:default/amplified"][0]))
+    assert stored < 1_100_000  # five copies fit in the 1 MiB per-document budget, not a hundred
+    assert "placeholders add more than 1048576 characters to one document" in messages(result)
+
+
+def test_a_run_spends_bounded_time_on_remote_hosts(tmp_path, host):
+    tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", *(f"{host.url}/slow?n={i}" for i in range(20)))})
+    started = time.monotonic()
+    result = load_all([str(tree)], settings=loopback(timeout_seconds=1, max_remote_seconds=3))
+    assert time.monotonic() - started < 8
+    assert "the run spent its 3 s of remote fetching" in messages(result)
+
+
+def test_deeply_nested_directories_are_not_walked(tmp_path):
+    tree = tmp_path / "repo"
+    deep_dir = tree.joinpath(*["d"] * 40)
+    write(deep_dir, {"svc.yaml": COMPONENT.format(name="buried")})
+    write(tree, {"top.yaml": COMPONENT.format(name="top")})
+    result = load_all([str(tree)], follow_remote=False)
+    assert set(result.entities) == {"component:default/top"}
+    assert "directories nested deeper than 32 levels are not read" in messages(result)
+
+
+def test_nesting_millions_deep_neither_crashes_nor_stalls(tmp_path):
+    """libyaml's own composer recurses in C (a segfault at this depth) and its scanner slows with depth."""
+    tree = write(tmp_path / "repo", {"deep.yaml": COMPONENT.format(name="before") + "---\n" + "[" * 3_000_000 + "]" * 3_000_000 + "\n---\n" + COMPONENT.format(name="lost"), "ok.yaml": COMPONENT.format(name="ok")})
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    started = time.monotonic()
+    run = subprocess.run([AIPLANE, "catalog", "validate", str(tree)], env=env, capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 60
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "deep.yaml[1]: error: nesting deeper than 64 levels; the rest of this file is not read" not in run.stderr  # fatal: no index
+    assert "deep.yaml: error: nesting deeper than 64 levels; the rest of this file is not read (rule: yaml)" in run.stderr
+    assert "2 valid entities" in run.stdout  # before (same file) and ok (another file)
+
+
+def test_parsing_one_file_is_bounded_in_time(tmp_path):
+    flood = COMPONENT.format(name="flood") + "  x: [" + "[]," * 1_000_000 + "]\n"
+    tree = write(tmp_path / "repo", {"flood.yaml": flood, "ok.yaml": COMPONENT.format(name="ok")})
+    started = time.monotonic()
+    result = load_all([str(tree)], follow_remote=False, settings=CatalogLoaderSettings(max_parse_seconds=1))
+    assert time.monotonic() - started < 10
+    assert set(result.entities) == {"component:default/ok"}
+    assert "parsing took longer than 1 s; the rest of this file is not read" in messages(result)

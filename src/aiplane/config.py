@@ -185,9 +185,13 @@ class CatalogLoaderSettings(Strict):
     max_document_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     max_total_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024 * 1024)
     max_files: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Wall time one run may spend fetching, across all URLs.
+    max_remote_seconds: float = Field(default=300, gt=0, le=86_400)
     # YAML: nesting depth, and how many nodes plus characters aliases may add to one document.
     max_depth: int = Field(default=64, ge=8, le=500)
     max_alias_expansion: int = Field(default=1_000_000, ge=0, le=100_000_000)
+    # Wall time to parse one file or fetched document (all its YAML documents).
+    max_parse_seconds: float = Field(default=30, gt=0, le=3600)
 
 
 class DiscoverySettings(Strict):

@@ -21,6 +21,7 @@ from pathlib import Path
 from aiplane.repository.tree import HIDDEN, WorkTree
 
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_WALK_DEPTH = 32
 
 
 class Refused(Exception):
@@ -32,6 +33,7 @@ class WalkItem:
     relative: str | None  # the real path inside the tree, or None when refused
     shown: str  # the path as found, for messages
     problem: str | None = None
+    rule: str = "confinement"
 
 
 class Tree:
@@ -97,10 +99,13 @@ class Tree:
         found: list[WalkItem] = []
         while stack:
             current = stack.pop()
+            if current.count("/") >= MAX_WALK_DEPTH:
+                found.append(WalkItem(None, str(self.absolute(current)), f"directories nested deeper than {MAX_WALK_DEPTH} levels are not read", "limit"))
+                continue
             for entry in self._files.list_dir(current):
                 seen += 1
                 if seen > limit:
-                    found.append(WalkItem(None, str(self.absolute(current)), f"more than {limit} entries; the rest is not read"))
+                    found.append(WalkItem(None, str(self.absolute(current)), f"more than {limit} entries; the rest is not read", "limit"))
                     stack.clear()
                     break
                 if entry.kind == "dir":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,7 @@ class LoaderLimits:
     max_document_bytes: int = MAX_DOCUMENT_BYTES
     max_total_bytes: int = 256 * 1024 * 1024
     max_files: int = 10_000
+    max_remote_seconds: float = 300.0
     yaml: YamlLimits = YamlLimits()
 
     @classmethod
@@ -93,7 +95,8 @@ class LoaderLimits:
             max_document_bytes=settings.max_document_bytes,
             max_total_bytes=settings.max_total_bytes,
             max_files=settings.max_files,
-            yaml=YamlLimits(max_depth=settings.max_depth, max_alias_expansion=settings.max_alias_expansion),
+            max_remote_seconds=settings.max_remote_seconds,
+            yaml=YamlLimits(max_depth=settings.max_depth, max_alias_expansion=settings.max_alias_expansion, max_seconds=settings.max_parse_seconds),
         )
 
 
@@ -169,6 +172,8 @@ class Loader:
         self._pending: list[tuple[str, dict[str, Any], str, int, str, _Origin]] = []
         self._problem_counts: dict[str, int] = {}
         self._hidden_errors: set[str] = set()
+        self._substituted = 0
+        self._remote_seconds = 0.0
 
     # ------------------------------------------------------------------ entry points
 
@@ -239,7 +244,7 @@ class Loader:
     def _walk(self, tree: Tree, relative: str) -> None:
         for item in tree.walk(relative, self.limits.max_files):
             if item.relative is None:
-                self._problem(item.shown, None, "confinement", item.problem or "not read")
+                self._problem(item.shown, None, item.rule, item.problem or "not read")
             else:
                 self._load_file(tree, item.relative, explicit=False)
 
@@ -271,15 +276,15 @@ class Loader:
             return
         why = self.fetcher.check(url)
         if why is not None:
-            warning = "allowed_hosts" in why
+            warning = "allowed_hosts" in why and parent is not None  # a URL named on the command line must be read
             self._problem(where, index, "remote", f"{redact(url)} not fetched: {why}", warning=warning)
             return
-        source = redact(url)
-        if source in self._seen:
+        source = redact(url)  # what is shown and stored: no user-info or query string
+        if url in self._seen:
             return
-        self._seen.add(source)
+        self._seen.add(url)
         try:
-            raw = self.fetcher.fetch(url)
+            raw = self._timed_fetch(url)
         except FetchRefused as exc:
             self._problem(where, index, "remote", f"{source} not fetched: {exc}")
             return
@@ -423,7 +428,7 @@ class Loader:
         the text. A definition that cannot be read becomes a short string saying so (never a
         local path), so served entities still validate; the problem is reported.
         """
-        budget = [MAX_PLACEHOLDERS_PER_DOCUMENT]
+        budget = [MAX_PLACEHOLDERS_PER_DOCUMENT, self.limits.max_document_bytes]
         stack: list[tuple[Any, tuple[str | int, ...]]] = [(entity, ())]
         while stack:
             container, path = stack.pop()
@@ -448,6 +453,14 @@ class Loader:
             if budget[0] < 0:
                 raise _Unresolved(f"more than {MAX_PLACEHOLDERS_PER_DOCUMENT} placeholders in one document", "too many placeholders")
             text = self._read_placeholder(target.strip(), origin)
+            # Charged on every use, not only on the first read: a hundred placeholders naming one
+            # large cached file must not multiply it into the stored entity.
+            budget[1] -= len(text)
+            if budget[1] < 0:
+                raise _Unresolved(f"placeholders add more than {self.limits.max_document_bytes} characters to one document", "too large")
+            if self._substituted + len(text) > self.limits.max_total_bytes:
+                raise _Unresolved(f"placeholders add more than {self.limits.max_total_bytes} characters in one run", "too large")
+            self._substituted += len(text)
             if definition or kind == "$text":
                 return text
             return load_json(text, self.limits.yaml) if kind == "$json" else load_one(text, self.limits.yaml)
@@ -491,14 +504,24 @@ class Loader:
         why = self.fetcher.check(url)
         if why is not None:
             raise _Unresolved(f"not fetched: {why}", "host not allowed" if "allowed_hosts" in why else "refused", warning="allowed_hosts" in why)
-        key = redact(url)
+        key = url
         if key not in self._cache:
             try:
-                raw = self.fetcher.fetch(url)
+                raw = self._timed_fetch(url)
             except FetchRefused as exc:
                 raise _Unresolved(f"not fetched: {exc}", "fetch failed") from None
-            self._cache[key] = self._decode(raw, key)
+            self._cache[key] = self._decode(raw, redact(url))
         return self._cache[key]
+
+    def _timed_fetch(self, url: str) -> bytes:
+        """A fetch charged to the run's remote time budget (hostile Locations can list many slow URLs)."""
+        if self._remote_seconds >= self.limits.max_remote_seconds:
+            raise FetchRefused(f"the run spent its {self.limits.max_remote_seconds:g} s of remote fetching")
+        started = time.monotonic()
+        try:
+            return self.fetcher.fetch(url)
+        finally:
+            self._remote_seconds += time.monotonic() - started
 
     def _decode(self, raw: bytes, key: str) -> str:
         if self._bytes + len(raw) > self.limits.max_total_bytes or self._files >= self.limits.max_files:

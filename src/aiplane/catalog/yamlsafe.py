@@ -19,6 +19,7 @@ syntax error ends the stream (libyaml cannot resynchronise), keeping the documen
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,14 @@ from typing import Any
 import yaml
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import SafeConstructor
-from yaml.events import AliasEvent, DocumentEndEvent, MappingStartEvent, SequenceStartEvent
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
@@ -52,6 +60,9 @@ class YamlLimits:
     max_depth: int = 64
     # Nodes plus scalar characters that alias uses may add to one document.
     max_alias_expansion: int = 1_000_000
+    # Wall time for one text (all its documents): libyaml plus the safe constructors take tens of
+    # seconds on 8 MiB of tiny nodes on a busy machine.
+    max_seconds: float = 30.0
 
 
 class DocumentRefused(Exception):
@@ -61,6 +72,17 @@ class DocumentRefused(Exception):
         super().__init__(message)
         self.rule = rule
         self.message = message
+
+
+SKIP_WORK = 20_000_000
+
+
+class SkipAbandoned(Exception):
+    """A refused document is too deeply nested to skip cheaply; the stream ends there."""
+
+
+class OutOfTime(Exception):
+    """The text took longer than `max_seconds` to parse; the stream ends there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +106,8 @@ class _BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):
         self._open: set[str] = set()
         self._measures: dict[str, tuple[int, int]] = {}  # anchor -> (weight, height)
         self._memo: dict[int, tuple[int, int]] = {}  # id(node) -> (weight, height), this document
+        self._deadline = time.monotonic() + limits.max_seconds
+        self._nodes = 0
 
     def compose_document(self) -> Node:
         self._depth = 0
@@ -97,6 +121,9 @@ class _BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):
             self._memo = {}
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
+        self._nodes += 1
+        if not self._nodes & 1023 and time.monotonic() > self._deadline:
+            raise OutOfTime
         event = self.peek_event()
         if isinstance(event, AliasEvent):
             anchor = event.anchor
@@ -133,11 +160,25 @@ class _BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):
         return node
 
     def skip_document(self) -> None:
-        """After a refusal mid-document: drop its remaining events and any half-built state."""
+        """After a refusal mid-document: drop its remaining events and any half-built state.
+
+        libyaml spends time proportional to the flow nesting depth on every token, so draining
+        a document nested a million levels deep would take hours. Skipping is charged the depth
+        of every event it drops; past SKIP_WORK the rest of the stream is given up instead
+        (SkipAbandoned). A 990-deep document costs about a million, a deep 8 MiB one would
+        cost billions.
+        """
+        depth = self._depth
+        work = 0
         while not self.check_event(DocumentEndEvent):
-            if self.peek_event() is None:  # pragma: no cover - the parser always ends documents
-                return
-            self.get_event()
+            event = self.get_event()
+            if isinstance(event, SequenceStartEvent | MappingStartEvent):
+                depth += 1
+            elif isinstance(event, SequenceEndEvent | MappingEndEvent):
+                depth -= 1
+            work += max(depth, 1)
+            if work > SKIP_WORK:
+                raise SkipAbandoned
         self.get_event()
         self.anchors = {}
         self.constructed_objects = {}
@@ -198,6 +239,9 @@ def iter_documents(text: str, limits: YamlLimits = YamlLimits()) -> Iterator[tup
                 refused = exc if isinstance(exc, DocumentRefused) else DocumentRefused("yaml", _describe(exc))
                 try:
                     loader.skip_document()
+                except SkipAbandoned:
+                    yield index, BadDocument(refused.rule, refused.message + "; the rest of this file is not read", fatal=True)
+                    return
                 except yaml.YAMLError as inner:
                     yield index, BadDocument(refused.rule, refused.message)
                     yield index + 1, BadDocument("yaml", _describe(inner), fatal=True)
@@ -207,6 +251,9 @@ def iter_documents(text: str, limits: YamlLimits = YamlLimits()) -> Iterator[tup
                 continue
             except yaml.YAMLError as exc:  # the scanner or parser: the stream cannot go on
                 yield index, BadDocument("yaml", _describe(exc), fatal=True)
+                return
+            except OutOfTime:
+                yield index, BadDocument("yaml", f"parsing took longer than {limits.max_seconds:g} s; the rest of this file is not read", fatal=True)
                 return
             try:
                 document = loader.construct_document(node)
