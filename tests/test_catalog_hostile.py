@@ -62,8 +62,9 @@ def write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def loopback(**extra) -> CatalogLoaderSettings:
-    return CatalogLoaderSettings(allowed_hosts=["127.0.0.1"], allowed_networks=["127.0.0.0/8"], **extra)
+def loopback(port: int, **extra) -> CatalogLoaderSettings:
+    """Loopback on one port, allowed explicitly (the loader refuses both by default)."""
+    return CatalogLoaderSettings(allowed_hosts=[f"127.0.0.1:{port}"], allowed_networks=["127.0.0.0/8"], **extra)
 
 
 def messages(result) -> str:
@@ -287,7 +288,7 @@ def test_remote_fetching_is_off_by_default(tmp_path, host):
     result = load_all([str(tree)])  # default settings, --remote on: still nothing is fetched
     assert set(result.entities) == {"location:default/root", "api:default/remote-def"}
     assert host.hits == []
-    assert "host 127.0.0.1 is not in catalog_loader.allowed_hosts" in messages(result)
+    assert f"host 127.0.0.1:{host.server.port} is not in catalog_loader.allowed_hosts" in messages(result)
     definition = result.entities["api:default/remote-def"][0]["spec"]["definition"]
     assert definition == f"(definition not loaded: host not allowed) {host.url}/files/svc.yaml"
     assert not result.errors  # not opted in is a warning, not a failure
@@ -295,12 +296,13 @@ def test_remote_fetching_is_off_by_default(tmp_path, host):
 
 def test_loopback_is_refused_unless_its_network_is_allowed(tmp_path, host):
     tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", f"{host.url}/files/svc.yaml", f"http://localhost:{host.server.port}/files/svc.yaml")})
-    refused = load_all([str(tree)], settings=CatalogLoaderSettings(allowed_hosts=["127.0.0.1", "localhost"]))
+    port = host.server.port
+    refused = load_all([str(tree)], settings=CatalogLoaderSettings(allowed_hosts=[f"127.0.0.1:{port}", f"localhost:{port}"]))
     assert "component:default/remote-svc" not in refused.entities and host.hits == []
     text = messages(refused)
     assert "127.0.0.1 resolves to a private, loopback or link-local address (127.0.0.1)" in text
     assert "localhost resolves to a private" in text  # checked after DNS resolution, not by name
-    allowed = load_all([str(tree)], settings=loopback())
+    allowed = load_all([str(tree)], settings=loopback(port))
     assert "component:default/remote-svc" in allowed.entities
     assert host.paths() == ["/files/svc.yaml"]
 
@@ -319,7 +321,7 @@ def test_the_connection_goes_to_the_address_that_was_checked(tmp_path, host, mon
     monkeypatch.setattr(socket, "getaddrinfo", fake_dns)
     port = host.server.port
     tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", f"http://catalog.test:{port}/files/svc.yaml", f"http://rebind.test:{port}/files/svc.yaml")})
-    settings = CatalogLoaderSettings(allowed_hosts=["*.test"], allowed_networks=["127.0.0.0/8"])
+    settings = CatalogLoaderSettings(allowed_hosts=[f"*.test:{port}"], allowed_networks=["127.0.0.0/8"])
     result = load_all([str(tree)], settings=settings)
     assert "component:default/remote-svc" in result.entities
     # One resolution per name; the request reached the checked address with the name as Host.
@@ -333,7 +335,8 @@ def test_redirects_stay_on_the_same_host(tmp_path, host):
         tmp_path / "repo",
         {"catalog-info.yaml": location("root", *(f"{host.url}/redirect/{name}" for name in ("same", "other-host", "file", "loop")))},
     )
-    result = load_all([str(tree)], settings=CatalogLoaderSettings(allowed_hosts=["127.0.0.1", "localhost"], allowed_networks=["127.0.0.0/8"]))
+    port = host.server.port
+    result = load_all([str(tree)], settings=CatalogLoaderSettings(allowed_hosts=[f"127.0.0.1:{port}", f"localhost:{port}"], allowed_networks=["127.0.0.0/8"]))
     assert "component:default/remote-svc" in result.entities  # via the same-host redirect
     text = messages(result)
     assert "redirect to another host (localhost) refused" in text
@@ -345,7 +348,7 @@ def test_redirects_stay_on_the_same_host(tmp_path, host):
 def test_a_remote_document_never_reads_local_files(tmp_path, host, outside):
     host.files["evil-location.yaml"] = location("remote-root", f"file://{outside}/evil.yaml", f"{outside}/evil.yaml", "./svc.yaml")
     host.files["evil-api.yaml"] = api("remote-api", "$text", f"file://{outside}/secret.txt") + "---\n" + api("pathy", "$text", str(outside / "secret.txt"))
-    result = load_all([f"{host.url}/files/evil-location.yaml", f"{host.url}/files/evil-api.yaml"], settings=loopback())
+    result = load_all([f"{host.url}/files/evil-location.yaml", f"{host.url}/files/evil-api.yaml"], settings=loopback(host.server.port))
     assert {"location:default/remote-root", "component:default/remote-svc", "api:default/remote-api", "api:default/pathy"} <= set(result.entities)
     assert "component:default/evil" not in result.entities
     assert SECRET not in dump(result)
@@ -356,7 +359,7 @@ def test_a_remote_document_never_reads_local_files(tmp_path, host, outside):
 
 
 def test_remote_reads_are_bounded_in_size_and_time(tmp_path, host):
-    settings = loopback(max_document_bytes=1024 * 1024, timeout_seconds=2)
+    settings = loopback(host.server.port, max_document_bytes=1024 * 1024, timeout_seconds=2)
     started = time.monotonic()
     result = load_all([f"{host.url}/{p}" for p in ("huge", "huge-unannounced", "slow", "gzip")], settings=settings)
     elapsed = time.monotonic() - started
@@ -372,7 +375,7 @@ def test_remote_ingest_through_the_cli_needs_the_settings(tmp_path, host):
     url = f"{host.url}/files/svc.yaml"
     off = subprocess.run([AIPLANE, "catalog", "validate", url], env=env, capture_output=True, text=True, timeout=120)
     assert "not in catalog_loader.allowed_hosts" in off.stderr and host.hits == []
-    env.update(AIPLANE_CATALOG_LOADER__ALLOWED_HOSTS='["127.0.0.1"]', AIPLANE_CATALOG_LOADER__ALLOWED_NETWORKS='["127.0.0.1/32"]')
+    env.update(AIPLANE_CATALOG_LOADER__ALLOWED_HOSTS=f'["127.0.0.1:{host.server.port}"]', AIPLANE_CATALOG_LOADER__ALLOWED_NETWORKS='["127.0.0.1/32"]')
     on = subprocess.run([AIPLANE, "catalog", "ingest", url], env=env, capture_output=True, text=True, timeout=120)
     assert on.returncode == 0, on.stderr
     assert "ingested 1 entities" in on.stdout
@@ -522,7 +525,7 @@ def test_a_server_dripping_its_headers_is_cut_at_the_deadline(tmp_path):
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/catalog-info.yaml"
     started = time.monotonic()
     try:
-        result = load_all([url], settings=loopback(timeout_seconds=2))
+        result = load_all([url], settings=loopback(listener.getsockname()[1], timeout_seconds=2))
     finally:
         stop.set()
         listener.close()
@@ -552,7 +555,7 @@ def test_placeholders_cannot_multiply_one_file(tmp_path):
 def test_a_run_spends_bounded_time_on_remote_hosts(tmp_path, host):
     tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", *(f"{host.url}/slow?n={i}" for i in range(20)))})
     started = time.monotonic()
-    result = load_all([str(tree)], settings=loopback(timeout_seconds=1, max_remote_seconds=3))
+    result = load_all([str(tree)], settings=loopback(host.server.port, timeout_seconds=1, max_remote_seconds=3))
     assert time.monotonic() - started < 8
     assert "the run spent its 3 s of remote fetching" in messages(result)
 
@@ -588,3 +591,25 @@ def test_parsing_one_file_is_bounded_in_time(tmp_path):
     assert time.monotonic() - started < 10
     assert set(result.entities) == {"component:default/ok"}
     assert "parsing took longer than 1 s; the rest of this file is not read" in messages(result)
+
+
+def test_a_broken_owner_file_gives_nothing_up(tmp_path):
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    tree = write(tmp_path / "repo", {"b-owner.yaml": COMPONENT.format(name="ledger")})
+    assert _ingest(env, str(tree)).returncode == 0
+    # The owner breaks (a syntax error before the entity); a newcomer defines the entity meanwhile.
+    write(tree, {"b-owner.yaml": "kind: [unclosed\n---\n" + COMPONENT.format(name="ledger"), "a-newcomer.yaml": COMPONENT.format(name="ledger").replace("team-a", "mallory")})
+    run = _ingest(env, str(tree))
+    assert run.returncode == 1 and "(rule: conflict)" in run.stderr
+    body, source = _rows(tmp_path / "data")["component:default/ledger"]
+    assert json.loads(body)["spec"]["owner"] == "team-a" and source.endswith("b-owner.yaml")
+
+
+def test_an_allowed_host_is_allowed_on_its_default_port_only(tmp_path, host):
+    """`git.corp` in the allowlist must not let a catalog file reach git.corp's database port."""
+    port = host.server.port
+    tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", f"{host.url}/files/svc.yaml")})
+    result = load_all([str(tree)], settings=CatalogLoaderSettings(allowed_hosts=["127.0.0.1"], allowed_networks=["127.0.0.0/8"]))
+    assert host.hits == [] and f"host 127.0.0.1:{port} is not in catalog_loader.allowed_hosts" in messages(result)
+    result = load_all([str(tree)], settings=CatalogLoaderSettings(allowed_hosts=[f"127.0.0.1:{port}"], allowed_networks=["127.0.0.0/8"]))
+    assert "component:default/remote-svc" in result.entities

@@ -51,10 +51,16 @@ class RemotePolicy:
     max_bytes: int = 8 * 1024 * 1024
     max_redirects: int = 3
 
-    def host_allowed(self, host: str) -> bool:
+    def host_allowed(self, host: str, port: int | None = None, scheme: str = "https") -> bool:
+        """Whether an entry allows this host and port: `name` allows the scheme's default port
+        only, `name:port` that port too, so a catalog file cannot walk an allowed host's other
+        services (a database or admin port on an internal Git server)."""
         host = normal_host(host)
-        for entry in self.allowed_hosts:
-            entry = normal_host(entry)
+        port = port or DEFAULT_PORTS.get(scheme)
+        for raw in self.allowed_hosts:
+            entry, entry_port = split_entry(raw)
+            if (entry_port or DEFAULT_PORTS.get(scheme)) != port:
+                continue
             if entry == "*":
                 return True
             if entry.startswith("*."):
@@ -75,6 +81,25 @@ class RemotePolicy:
         if any(c in network for c in candidates for network in self.allowed_networks if c.version == network.version):
             return True
         return all(c.is_global and not c.is_multicast for c in candidates)
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def split_entry(entry: str) -> tuple[str, int | None]:
+    """An allowlist entry as (host, port or None): `name`, `name:8443`, `[::1]:8080`, `*.corp`."""
+    entry = entry.strip()
+    port: int | None = None
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+        return normal_host(host), port
+    if entry.count(":") == 1:
+        host, _, digits = entry.partition(":")
+        if digits.isdigit():
+            return normal_host(host), int(digits)
+    return normal_host(entry), None
 
 
 def normal_host(host: str) -> str:
@@ -241,8 +266,9 @@ class Fetcher:
             return "URLs with credentials are never fetched"
         if port == 0:
             return "malformed URL"
-        if not self.policy.host_allowed(parts.hostname):
-            return f"host {normal_host(parts.hostname)} is not in catalog_loader.allowed_hosts"
+        if not self.policy.host_allowed(parts.hostname, port, parts.scheme):
+            shown = normal_host(parts.hostname) + (f":{port}" if port else "")
+            return f"host {shown} is not in catalog_loader.allowed_hosts"
         return None
 
     def fetch(self, url: str) -> bytes:
@@ -340,7 +366,6 @@ def _redirect_problem(origin: Any, target: str) -> str | None:
         return "redirect to a URL with credentials refused"
     if normal_host(parts.hostname or "") != normal_host(origin.hostname or ""):
         return f"redirect to another host ({normal_host(parts.hostname or '')}) refused"
-    default = {"http": 80, "https": 443}
-    if (port or default[parts.scheme]) != (origin.port or default[origin.scheme]) and parts.scheme == origin.scheme:
+    if (port or DEFAULT_PORTS[parts.scheme]) != (origin.port or DEFAULT_PORTS[origin.scheme]) and parts.scheme == origin.scheme:
         return "redirect to another port refused"
     return None

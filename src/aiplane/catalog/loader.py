@@ -173,6 +173,7 @@ class Loader:
         self._problem_counts: dict[str, int] = {}
         self._hidden_errors: set[str] = set()
         self._substituted = 0
+        self._incomplete: set[str] = set()  # sources with a document that could not be read or validated
         self._remote_seconds = 0.0
 
     # ------------------------------------------------------------------ entry points
@@ -302,6 +303,7 @@ class Loader:
         for index, document in iter_documents(text, self.limits.yaml):
             if isinstance(document, BadDocument):
                 self._problem(source, None if document.fatal else index, document.rule, document.message)
+                self._incomplete.add(source)
                 continue
             if document is None:
                 continue
@@ -313,6 +315,7 @@ class Loader:
                 entity = validate(document)
             except EntityError as exc:
                 self._problem(source, index, exc.rule, exc.message)
+                self._incomplete.add(source)
                 continue
             entity = self._resolve_placeholders(entity, origin, source, index)
             self._claim(entity, source, index, origin)
@@ -341,7 +344,8 @@ class Loader:
     def _released(self, owner: str, key: str) -> bool:
         """Whether a stored owner gave the entity up: this run read it (or its tree) and it no longer defines it."""
         if owner in self._read_sources:
-            return key not in self._defined.get(owner, set())
+            # Only a clean read counts: a broken owner file has not given anything up.
+            return owner not in self._incomplete and key not in self._defined.get(owner, set())
         if os.path.isabs(owner) and not os.path.lexists(owner):
             return any(_within(owner, tree.root) for tree in self._trees)
         return False

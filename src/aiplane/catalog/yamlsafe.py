@@ -32,6 +32,7 @@ from yaml.events import (
     DocumentEndEvent,
     MappingEndEvent,
     MappingStartEvent,
+    ScalarEvent,
     SequenceEndEvent,
     SequenceStartEvent,
 )
@@ -125,6 +126,14 @@ class _BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):
         if not self._nodes & 1023 and time.monotonic() > self._deadline:
             raise OutOfTime
         event = self.peek_event()
+        if event.__class__ is ScalarEvent and event.anchor is None:
+            # Most nodes: built here in one step. Composer's own path only adds path-resolver
+            # hooks, and this loader registers no path resolvers.
+            self.get_event()
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self.resolve(ScalarNode, event.value, event.implicit)
+            return ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
         if isinstance(event, AliasEvent):
             anchor = event.anchor
             if anchor in self._open:
