@@ -300,6 +300,9 @@ class Loader:
         self._load_text(text, source, _Remote(url), explicit=True)
 
     def _load_text(self, text: str, source: str, origin: _Origin, explicit: bool = True) -> None:
+        # Walking every entity for placeholders costs as much as validating it; a text that
+        # never spells one out has none worth resolving (an escaped spelling is left as is).
+        placeholders = any(name in text for name in PLACEHOLDERS)
         for index, document in iter_documents(text, self.limits.yaml):
             if isinstance(document, BadDocument):
                 self._problem(source, None if document.fatal else index, document.rule, document.message)
@@ -317,7 +320,8 @@ class Loader:
                 self._problem(source, index, exc.rule, exc.message)
                 self._incomplete.add(source)
                 continue
-            entity = self._resolve_placeholders(entity, origin, source, index)
+            if placeholders:
+                entity = self._resolve_placeholders(entity, origin, source, index)
             self._claim(entity, source, index, origin)
 
     # ------------------------------------------------------------------ ownership
