@@ -217,3 +217,13 @@ def test_rest_api_mirrors_backstage(catalog_gateway):
     assert status == 400 and bad["error"]["name"] == "InputError"
     status, bad = get("/entities/by-query", cursor="not-a-cursor")
     assert status == 400
+
+
+def test_api_definitions_are_served_as_strings(index):
+    """Backstage's catalog-model requires spec.definition to be text: placeholders never reach clients."""
+    apis = [e for key, e in index.entities.items() if key.startswith("api:")]
+    definitions = {e["metadata"]["name"]: e["spec"].get("definition") for e in apis}
+    assert all(isinstance(d, str) and d for d in definitions.values() if d is not None)
+    assert definitions["petstore-webhook"].startswith("openapi: 3.1.0")  # $text ./petstore-webhook.oas.yaml, read
+    # Remote ones are not fetched here (--no-remote): a string says so and where the text lives.
+    assert definitions["spotify"].startswith("(definition not loaded: remote fetching is off) https://github.com/")

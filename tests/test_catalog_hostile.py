@@ -613,3 +613,16 @@ def test_an_allowed_host_is_allowed_on_its_default_port_only(tmp_path, host):
     assert host.hits == [] and f"host 127.0.0.1:{port} is not in catalog_loader.allowed_hosts" in messages(result)
     result = load_all([str(tree)], settings=CatalogLoaderSettings(allowed_hosts=[f"127.0.0.1:{port}"], allowed_networks=["127.0.0.0/8"]))
     assert "component:default/remote-svc" in result.entities
+
+
+def test_a_run_reads_a_bounded_number_of_files(tmp_path):
+    files = {f"svc-{i:02}.yaml": COMPONENT.format(name=f"svc-{i:02}") for i in range(30)}
+    tree = write(tmp_path / "repo", {**files, "root.yaml": location("root", *files)})
+    result = load_all([str(tree / "root.yaml")], follow_remote=False, settings=CatalogLoaderSettings(max_files=10))
+    assert len(result.entities) == 10  # the Location and nine of its targets
+    limits = [p for p in result.problems if p.rule == "limit"]
+    assert len(limits) == 2 and not any(p.warning for p in limits)  # said once, counted once; the run fails
+    assert limits[-1].message == "21 files or URLs were not read (over budget)"
+    # A directory walk stops at the same bound.
+    walked = load_all([str(tree)], follow_remote=False, settings=CatalogLoaderSettings(max_files=10))
+    assert len(walked.entities) <= 10 and "more than 10 entries; the rest is not read" in messages(walked)

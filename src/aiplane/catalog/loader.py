@@ -175,6 +175,7 @@ class Loader:
         self._substituted = 0
         self._incomplete: set[str] = set()  # sources with a document that could not be read or validated
         self._remote_seconds = 0.0
+        self._over_budget = 0
 
     # ------------------------------------------------------------------ entry points
 
@@ -194,9 +195,11 @@ class Loader:
         self.fetcher.close()
         for source, count in self._problem_counts.items():
             if count > MAX_PROBLEMS_PER_SOURCE:
-                hidden = source not in self._hidden_errors  # an unlisted error still fails the run
                 message = f"{count - MAX_PROBLEMS_PER_SOURCE} more problems are not listed"
-                self.result.problems.append(CatalogProblem(source, None, "limit", message, warning=hidden))
+                # An unlisted error still fails the run.
+                self.result.problems.append(CatalogProblem(source, None, "limit", message, warning=source not in self._hidden_errors))
+        if self._over_budget > 1:
+            self.result.problems.append(CatalogProblem("(run)", None, "limit", f"{self._over_budget} files or URLs were not read (over budget)"))
         return self.result
 
     def _load_path(self, target: str) -> None:
@@ -232,11 +235,15 @@ class Loader:
             self._hidden_errors.add(source)
 
     def _budget(self, source: str, size: int) -> bool:
+        over = None
         if self._files >= self.limits.max_files:
-            self._problem(source, None, "limit", f"more than {self.limits.max_files} files or URLs in one run; not read")
-            return False
-        if self._bytes + size > self.limits.max_total_bytes:
-            self._problem(source, None, "limit", f"more than {self.limits.max_total_bytes} bytes read in one run; not read")
+            over = f"more than {self.limits.max_files} files or URLs in one run"
+        elif self._bytes + size > self.limits.max_total_bytes:
+            over = f"more than {self.limits.max_total_bytes} bytes read in one run"
+        if over is not None:
+            self._over_budget += 1
+            if self._over_budget == 1:  # said once, not once per file left out
+                self._problem(source, None, "limit", f"{over}; this and later files are not read")
             return False
         self._files += 1
         self._bytes += size
