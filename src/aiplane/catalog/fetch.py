@@ -17,6 +17,7 @@ So remote reads are:
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import socket
 import ssl
@@ -113,7 +114,7 @@ def normal_host(host: str) -> str:
 
 
 def redact(url: str) -> str:
-    """A URL fit for a message: no user-info, no query string (either may hold a token)."""
+    """A URL fit for a message or a stored source: no user-info, no query string (either may hold a token)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -124,7 +125,9 @@ def redact(url: str) -> str:
         host = f"[{host}]"
     if port:
         host = f"{host}:{port}"
-    query = "?…" if parts.query else ""
+    # The query is replaced by a short digest: it may carry a token, yet two URLs that differ
+    # only there are two locations (ownership compares these strings).
+    query = f"?…{hashlib.sha256(parts.query.encode()).hexdigest()[:12]}" if parts.query else ""
     return f"{parts.scheme}://{host}{parts.path}{query}"
 
 
