@@ -626,3 +626,28 @@ def test_a_run_reads_a_bounded_number_of_files(tmp_path):
     # A directory walk stops at the same bound.
     walked = load_all([str(tree)], follow_remote=False, settings=CatalogLoaderSettings(max_files=10))
     assert len(walked.entities) <= 10 and "more than 10 entries; the rest is not read" in messages(walked)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["169.254.169.254", "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "0.0.0.0", "224.0.0.1",
+     "255.255.255.255", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe",
+     "2002:7f00:1::1", "::"],
+)
+def test_non_public_addresses_are_refused(address):
+    """Cloud metadata, loopback, private, shared, link-local and multicast: also when IPv4 hides inside IPv6."""
+    import ipaddress
+
+    from aiplane.catalog.fetch import RemotePolicy
+
+    assert not RemotePolicy().address_allowed(ipaddress.ip_address(address))
+    assert RemotePolicy(allowed_networks=(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))).address_allowed(ipaddress.ip_address(address))
+
+
+def test_public_addresses_pass():
+    import ipaddress
+
+    from aiplane.catalog.fetch import RemotePolicy
+
+    assert RemotePolicy().address_allowed(ipaddress.ip_address("93.184.216.34"))
+    assert RemotePolicy().address_allowed(ipaddress.ip_address("2606:2800:220:1:248:1893:25c8:1946"))
