@@ -651,3 +651,17 @@ def test_public_addresses_pass():
 
     assert RemotePolicy().address_allowed(ipaddress.ip_address("93.184.216.34"))
     assert RemotePolicy().address_allowed(ipaddress.ip_address("2606:2800:220:1:248:1893:25c8:1946"))
+
+
+def test_odd_shapes_are_reported_per_document(tmp_path):
+    odd = (
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: odd2, namespace: 5, tags: 7}\n---\n"
+        "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: g}\nspec: {type: team, children: [1, {a: b}]}\n---\n"
+        "apiVersion: 5\nkind: {x: 1}\nmetadata: []\n---\n"
+        "apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata: {name: l}\nspec: {targets: [ftp://user:pw@host/x?token=abc]}\n---\n"
+        + COMPONENT.format(name="fine")
+    )
+    result = load_all([str(write(tmp_path, {"odd.yaml": odd}) / "odd.yaml")], follow_remote=False)
+    assert set(result.entities) == {"location:default/l", "component:default/fine"}
+    assert [p.index for p in result.errors] == [0, 1, 2, 3]
+    assert "pw" not in messages(result) and "token=abc" not in messages(result)

@@ -338,7 +338,7 @@ class Fetcher:
             raise FetchRefused(f"took longer than {self.policy.timeout_seconds:g} s") from None
         except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol, httpcore.LocalProtocolError) as exc:
             raise FetchRefused(f"cannot fetch ({exc.__class__.__name__})") from None
-        except (OSError, ValueError, ssl.SSLError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a hostile server must never surface as a traceback
             raise FetchRefused(f"cannot fetch ({exc.__class__.__name__})") from None
 
 

@@ -327,6 +327,12 @@ class Loader:
                 self._problem(source, index, exc.rule, exc.message)
                 self._incomplete.add(source)
                 continue
+            except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+                # A shape the rules did not foresee (an unhashable or odd key deep inside): this
+                # document only, never a traceback that ends the run.
+                self._problem(source, index, "envelope", f"the document cannot be checked ({exc.__class__.__name__})")
+                self._incomplete.add(source)
+                continue
             if placeholders:
                 entity = self._resolve_placeholders(entity, origin, source, index)
             self._claim(entity, source, index, origin)
@@ -408,7 +414,7 @@ class Loader:
         if isinstance(origin, _Remote):
             absolute = urljoin(origin.url, target)
             if _scheme(absolute) not in ("http", "https"):
-                self._problem(source, index, "confinement", f"target {redact(target)} refused: a remote document cannot point at local files")
+                self._problem(source, index, "confinement", f"target {redact_target(target)} refused: a remote document cannot point at local files")
                 return
             self._load_url(absolute, absolute, (source, index))
             return
@@ -416,7 +422,7 @@ class Loader:
             self._load_url(target, target, (source, index))
             return
         if scheme:
-            self._problem(source, index, "location", f"target {redact(target)}: scheme '{scheme}:' is not supported")
+            self._problem(source, index, "location", f"target {redact_target(target)}: scheme '{scheme}:' is not supported")
             return
         try:
             relative = origin.tree.locate(origin.directory / target)
@@ -553,7 +559,7 @@ def redact_target(target: Any) -> str:
     if not isinstance(target, str):
         return "(not a string)"
     text = target.strip()
-    return redact(text) if _scheme(text) in ("http", "https") else text[:300]
+    return redact(text) if _scheme(text) else text[:300]  # any URL loses its user-info and query
 
 
 def _within(path: str, root: Path) -> bool:
