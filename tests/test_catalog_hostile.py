@@ -665,3 +665,18 @@ def test_odd_shapes_are_reported_per_document(tmp_path):
     assert set(result.entities) == {"location:default/l", "component:default/fine"}
     assert [p.index for p in result.errors] == [0, 1, 2, 3]
     assert "pw" not in messages(result) and "token=abc" not in messages(result)
+
+
+def test_redirect_rules():
+    from urllib.parse import urlsplit
+
+    from aiplane.catalog.fetch import _redirect_problem
+
+    origin = urlsplit("https://git.corp.example/a/catalog-info.yaml")
+    assert _redirect_problem(origin, "https://git.corp.example/b.yaml") is None
+    assert _redirect_problem(origin, "https://GIT.corp.example./b.yaml") is None
+    assert _redirect_problem(origin, "http://git.corp.example/b.yaml") == "redirect from https to http refused"
+    assert _redirect_problem(origin, "https://git.corp.example:2375/containers") == "redirect to another port refused"
+    assert _redirect_problem(origin, "https://u:p@git.corp.example/b.yaml") == "redirect to a URL with credentials refused"
+    assert _redirect_problem(origin, "https://169.254.169.254/latest/meta-data") == "redirect to another host (169.254.169.254) refused"
+    assert _redirect_problem(origin, "gopher://git.corp.example/x") == "redirect to a 'gopher:' URL refused"
