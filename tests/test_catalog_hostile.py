@@ -91,7 +91,7 @@ def test_location_targets_outside_the_tree_are_refused(tmp_path, outside):
     tree = write(
         tmp_path / "repo",
         {
-            "catalog-info.yaml": location("root", "../outside/evil.yaml", str(outside / "evil.yaml"), "/etc/passwd", "./svc.yaml", "sub/../svc.yaml"),
+            "catalog-info.yaml": location("root", "../outside/evil.yaml", str(outside / "evil.yaml"), "/etc/passwd", "./svc.yaml", "sub/../svc.yaml", f"file://{outside}/evil.yaml"),
             "svc.yaml": COMPONENT.format(name="svc"),
         },
     )
@@ -101,6 +101,7 @@ def test_location_targets_outside_the_tree_are_refused(tmp_path, outside):
     assert text.count("(rule: confinement)") == 3
     assert "target ../outside/evil.yaml refused: it resolves outside the location's tree" in text
     assert "target /etc/passwd refused" in text
+    assert f"target file://{outside}/evil.yaml: scheme 'file:' is not supported" in text
     assert SECRET not in dump(result) and "root:" not in dump(result)
 
 
