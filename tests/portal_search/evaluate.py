@@ -8,9 +8,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 TASKS = Path(__file__).with_name("tasks.json")
+# Written after the ranking was tuned and before it was scored on them (over the issue's seven
+# servers): a second held-out set, never used to choose anything.
+FRESH = Path(__file__).with_name("fresh.json")
 
 
 def tasks(split: str = "all") -> list[dict]:
+    """Rows of tasks.json (split "dev", "test" or "all"), or of fresh.json (split "fresh")."""
+    if split == "fresh":
+        return json.loads(FRESH.read_text())
     rows = json.loads(TASKS.read_text())
     return [row for row in rows if split == "all" or row["split"] == split]
 

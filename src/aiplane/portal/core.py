@@ -204,9 +204,12 @@ class Portal:
     async def search(self, caller: Caller, query: str, limit: int = 8) -> str:
         listing = [(server, self.settings.upstreams[server].description, tool) for server, tool in await self.upstream_tools(caller)]
         if is_browse(query):
+            # Browsing comes first, searching next: index (and embed, in the background) now.
+            await asyncio.to_thread(self.tool_search.prepare, listing)
             return overview(listing)
         tools = {f"{server}{SEPARATOR}{tool.name}": tool for server, _description, tool in listing}
-        ranked = self.tool_search.search(listing, query, max(1, min(limit, 50)))
+        # In a thread: the first search of a listing embeds its tools, every search its query.
+        ranked = await asyncio.to_thread(self.tool_search.search, listing, query, max(1, min(limit, 50)))
         if not ranked:
             return f"No tool matches '{query[:200]}'. {len(tools)} tools are available; search '*' lists them by server."
         lines = [declaration(f"tools.{name}", tools[name].description, tools[name].input_schema, tools[name].output_schema)
@@ -216,7 +219,11 @@ class Portal:
     async def execute(self, caller: Caller, code: str) -> dict[str, Any]:
         if len(code) > MAX_CODE_CHARS:
             return {"result": None, "logs": [], "error": f"code longer than {MAX_CODE_CHARS} characters", "duration_ms": 0.0}
-        names = [f"{server}{SEPARATOR}{tool.name}" for server, tool in await self.upstream_tools(caller)]
+        listed = await self.upstream_tools(caller)
+        names = [f"{server}{SEPARATOR}{tool.name}" for server, tool in listed]
+        # A model that executes before it searches: index (and embed, in the background) now.
+        await asyncio.to_thread(self.tool_search.prepare,
+                                [(server, self.settings.upstreams[server].description, tool) for server, tool in listed])
 
         async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
             try:

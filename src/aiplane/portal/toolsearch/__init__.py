@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 import Stemmer
+
+from aiplane.portal.toolsearch import semantic as _semantic
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])|([A-Z])([A-Z][a-z])")
@@ -51,6 +55,13 @@ BRIDGE_WEIGHT = 1.0
 BRIDGE_RANK_WEIGHT = 1.6
 # Worth about one rank near the top of the fused list (0.05 to 0.2 measured alike on dev).
 ACTION_BONUS = 0.1
+# The sentence-embedding ranking (semantic.py), a third list in the same fusion, when the model
+# loads: 1.0 to 2.0 measured alike on dev (bench/RESULTS.md); only its top DENSE_DEPTH count.
+DENSE_RANK_WEIGHT = 1.5
+DENSE_DEPTH = 50
+# How long the first search of a new listing waits for its tools' embeddings (about 14 ms of
+# CPU a tool) before it ranks lexically; 50 tools need about 0.7 s of CPU.
+SEMANTIC_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,9 @@ class ToolDoc:
     description: str = ""
     params: str = ""
     server: str = ""
+    # What the sentence-embedding model reads: server and its description, the name's words,
+    # the description and the parameter names (measured against shorter texts on dev).
+    sentence: str = ""
 
 
 # PyStemmer: the Snowball algorithms in C (the pure-Python snowballstemmer took 3 s to load the lexicon).
@@ -162,6 +176,8 @@ class ToolIndex:
     def __init__(self, docs: Sequence[ToolDoc], *, bridge: bool = True,
                  weights: Mapping[str, float] = FIELD_WEIGHTS) -> None:
         self.keys = [d.key for d in docs]
+        self.vectors: Future | None = None  # the tools' sentence embeddings, set by ToolSearch
+        self.waited = False  # only the first search of a listing waits for them
         self.bridge = bridge
         # A tool's action: the first word of its name that is not its server's ("git_add": add).
         self.actions: dict[str, list[int]] = defaultdict(list)
@@ -202,9 +218,10 @@ class ToolIndex:
                 scores[doc] += s
         return sorted(scores.items(), key=lambda item: (-item[1], self.keys[item[0]]))
 
-    def search(self, query: str, limit: int = 8) -> list[str]:
+    def search(self, query: str, limit: int = 8, similarity: Sequence[float] | None = None) -> list[str]:
+        """`similarity`: the query's cosine to each tool (same order as the docs), when a model is loaded."""
         asked = list(dict.fromkeys(terms(query, self.postings)))[:MAX_QUERY_TERMS]
-        if not asked:
+        if not asked:  # only stop words: nothing to rank by, embedded or not
             return []
         literal = self._scores([{t: 1.0} for t in asked])
         if not self.bridge:
@@ -212,7 +229,11 @@ class ToolIndex:
         related = lexicon()
         widened = [{t: 1.0, **dict.fromkeys(related.related(t), BRIDGE_WEIGHT)} for t in asked]
         fused: dict[int, float] = defaultdict(float)
-        for ranking, weight in ((literal, 1.0), (self._scores(widened), BRIDGE_RANK_WEIGHT)):
+        rankings = [(literal, 1.0), (self._scores(widened), BRIDGE_RANK_WEIGHT)]
+        if similarity is not None and DENSE_RANK_WEIGHT:
+            dense = sorted(range(len(similarity)), key=lambda doc: -similarity[doc])[:DENSE_DEPTH]
+            rankings.append(([(doc, similarity[doc]) for doc in dense], DENSE_RANK_WEIGHT))
+        for ranking, weight in rankings:
             for rank, (doc, _score) in enumerate(ranking):
                 fused[doc] += weight / (RRF_K + rank + 1)
         # Requests start with what to do ("stage files...", "make a folder"): a tool whose
@@ -233,16 +254,19 @@ def tool_docs(listing: Iterable[tuple[str, str, object]], server_descriptions: M
     for server, server_description, tool in listing:
         schema = getattr(tool, "input_schema", None) or {}
         properties = schema.get("properties") if isinstance(schema, dict) else None
-        params = []
+        params, names = [], []
         if isinstance(properties, dict):
             for pname, sub in list(properties.items())[:64]:
                 params.append(str(pname))
+                names.append(" ".join(words(str(pname)[:100])))
                 if isinstance(sub, dict) and isinstance(sub.get("description"), str):
                     params.append(sub["description"][:300])
         title = getattr(tool, "title", None) or ""
-        found.append(ToolDoc(key=f"{server}{separator}{tool.name}", name=tool.name,
-                             description=f"{title} {getattr(tool, 'description', None) or ''}",
-                             params=" ".join(params), server=f"{server} {server_description}"))
+        description = f"{title} {getattr(tool, 'description', None) or ''}"
+        sentence = (f"{server} ({' '.join(server_description.split())}) {' '.join(words(str(tool.name)[:200]))}: "
+                    f"{' '.join(description[:MAX_FIELD_CHARS].split())} ({', '.join(names)})")
+        found.append(ToolDoc(key=f"{server}{separator}{tool.name}", name=tool.name, description=description,
+                             params=" ".join(params), server=f"{server} {server_description}", sentence=sentence))
     return found
 
 
@@ -256,32 +280,62 @@ Listing = Sequence[tuple[str, str, object]]  # (server, server description, mcp 
 
 class ToolSearch:
     """Ranks a caller's tool listing. Indexes are kept by the listing's content, so callers with
-    the same permissions share one and a periodic re-listing that changed nothing reuses it."""
+    the same permissions share one and a periodic re-listing that changed nothing reuses it.
 
-    def __init__(self, separator: str = "__") -> None:
+    With `semantic` (the default) the embedding model loads in the background from construction
+    on, and a new listing's tools are embedded by one background worker (each text once, kept, so
+    a re-listing that changed one tool embeds one tool). The first search of a listing waits up to
+    `wait_seconds` for them; a later search uses them if they are ready and ranks lexically if not,
+    so no search waits twice. Each search embeds its query (about 6 ms of CPU). Without the
+    model: lexical only. Thread-safe: the portal searches in a worker thread.
+    """
+
+    def __init__(self, separator: str = "__", *, semantic: bool = True,
+                 wait_seconds: float | None = SEMANTIC_WAIT_SECONDS) -> None:
         self.separator = separator
         lexicon()  # read now (0.3 s, once per process), not during the first search
+        self.semantic = semantic
+        self.wait_seconds = wait_seconds
+        if semantic:
+            _semantic.warm_up()
         self._indexes: dict[tuple[ToolDoc, ...], ToolIndex] = {}
         self._last: tuple[tuple, Listing, ToolIndex] | None = None
+        self._lock = threading.RLock()
 
     def index(self, listing: Listing) -> ToolIndex:
-        # Fast path: the very same Tool objects as last time (upstreams cache their listings).
-        same = tuple((server, description, id(tool)) for server, description, tool in listing)
-        if self._last is not None and self._last[0] == same:
-            return self._last[2]
-        key = tuple(tool_docs(listing, separator=self.separator))
-        index = self._indexes.pop(key, None)
-        if index is None:
-            index = ToolIndex(key)
-            while len(self._indexes) >= MAX_CACHED_INDEXES:
-                self._indexes.pop(next(iter(self._indexes)))
-        self._indexes[key] = index  # most recently used last
-        # The listing is kept with its ids so they stay those of live objects.
-        self._last = (same, listing, index)
-        return index
+        """The listing's index, built now; its tools' embeddings start in the background."""
+        with self._lock:
+            # Fast path: the very same Tool objects as last time (upstreams cache their listings).
+            same = tuple((server, description, id(tool)) for server, description, tool in listing)
+            if self._last is not None and self._last[0] == same:
+                return self._last[2]
+            key = tuple(tool_docs(listing, separator=self.separator))
+            index = self._indexes.pop(key, None)
+            if index is None:
+                index = ToolIndex(key)
+                if self.semantic:
+                    index.vectors = _semantic.embed_later([doc.sentence for doc in key])
+                while len(self._indexes) >= MAX_CACHED_INDEXES:
+                    self._indexes.pop(next(iter(self._indexes)))
+            self._indexes[key] = index  # most recently used last
+            # The listing is kept with its ids so they stay those of live objects.
+            self._last = (same, listing, index)
+            return index
+
+    def prepare(self, listing: Listing) -> None:
+        """Start indexing a listing before anyone searches it (the portal calls this when it lists)."""
+        self.index(listing)
 
     def search(self, listing: Listing, query: str, limit: int) -> list[str]:
-        return self.index(listing).search(query[:MAX_QUERY_CHARS], limit)
+        index = self.index(listing)
+        query = query[:MAX_QUERY_CHARS]
+        similarity = None
+        if index.vectors is not None:
+            waited, index.waited = index.waited, True
+            vectors = _semantic.result(index.vectors, 0.0 if waited else self.wait_seconds)
+            if vectors is not None:
+                similarity = _semantic.similarity(vectors, query)
+        return index.search(query, limit, similarity)
 
 
 def is_browse(query: str) -> bool:

