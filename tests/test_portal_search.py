@@ -77,6 +77,30 @@ def test_the_issue_examples_are_found_in_the_top_three(listing):
         assert tool in lexical.search(listing, query, 3), query
 
 
+def test_only_the_first_search_of_a_listing_waits_for_its_embeddings(listing, monkeypatch):
+    assert semantic.encoder() is not None
+    release = threading.Event()
+    real = semantic.tool_vectors
+
+    def slow(texts):
+        release.wait(30)
+        return real(texts)
+
+    monkeypatch.setattr(semantic, "tool_vectors", slow)
+    query = "connect two people in the knowledge graph"
+    lexical = toolsearch.ToolSearch(semantic=False).search(listing, query, 5)
+    search = toolsearch.ToolSearch(wait_seconds=0.2)
+    try:
+        started = time.perf_counter()
+        assert search.search(listing, query, 5) == lexical  # waited 0.2 s, then ranked lexically
+        assert search.search(listing, query, 5) == lexical  # not ready, no second wait
+        assert time.perf_counter() - started < 5
+    finally:
+        release.set()
+    search.index(listing).vectors.result(timeout=60)
+    assert search.search(listing, query, 5) == toolsearch.ToolSearch(wait_seconds=None).search(listing, query, 5) != lexical
+
+
 @pytest.fixture
 def no_model(monkeypatch):
     """A process whose model has not loaded yet, with the log-once flag fresh."""

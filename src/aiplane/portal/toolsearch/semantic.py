@@ -151,6 +151,7 @@ def tool_vectors(texts: list[str]) -> np.ndarray | None:
 
 _jobs: queue.SimpleQueue[tuple[list[str], Future]] = queue.SimpleQueue()
 _worker: list[threading.Thread] = []
+_worker_lock = threading.Lock()  # not _load_lock: queuing must not wait for a model that is loading
 
 
 def _work() -> None:
@@ -164,7 +165,7 @@ def embed_later(texts: list[str]) -> Future:
     """The tools' vectors, computed by one background worker (runs one at a time, in order)."""
     future: Future = Future()
     _jobs.put((texts, future))
-    with _load_lock:
+    with _worker_lock:
         if not _worker:
             _worker.append(threading.Thread(target=_work, name="toolsearch-embed", daemon=True))
             _worker[0].start()
