@@ -9,7 +9,10 @@ Ranking, all local and in memory (measured in bench/portal.py, tasks in tests/po
   (`lexicon/*.tsv`: WordNet 3.0 synonyms and derived forms plus a software glossary), ranked
   again and fused with the literal ranking by reciprocal rank fusion, so "folder" finds
   `create_directory` without outranking a tool that says "folder" itself;
-- the action word: a tool whose name starts with the request's first word (or a relative) moves up.
+- the action word: a tool whose name starts with the request's first word (or a relative) moves up;
+- sentence embeddings (`semantic.py`, a small model shipped inside a PyPI package, run locally):
+  the query's cosine to each tool is a third ranking in the same fusion; it bridges what no
+  lexicon line does ("connect two people" / `create_relations`). Without the model: the above.
 
 `ToolSearch` keeps an index per distinct listing, so a search costs a lookup, not a rebuild.
 """
@@ -263,7 +266,7 @@ def tool_docs(listing: Iterable[tuple[str, str, object]], server_descriptions: M
                     params.append(sub["description"][:300])
         title = getattr(tool, "title", None) or ""
         description = f"{title} {getattr(tool, 'description', None) or ''}"
-        sentence = (f"{server} ({' '.join(server_description.split())}) {' '.join(words(str(tool.name)[:200]))}: "
+        sentence = (f"{server} ({' '.join(str(server_description or '').split())}) {' '.join(words(str(tool.name)[:200]))}: "
                     f"{' '.join(description[:MAX_FIELD_CHARS].split())} ({', '.join(names)})")
         found.append(ToolDoc(key=f"{server}{separator}{tool.name}", name=tool.name, description=description,
                              params=" ".join(params), server=f"{server} {server_description}", sentence=sentence))
