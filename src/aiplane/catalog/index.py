@@ -7,11 +7,17 @@ only what authors wrote.
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 import json
+import posixpath
+import re
+import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin
 
 from aiplane.catalog.model import REVERSE, EntityError, entity_ref, outgoing_relations, parse_ref
 
@@ -19,6 +25,16 @@ from aiplane.catalog.model import REVERSE, EntityError, entity_ref, outgoing_rel
 _MAX_DEPTH = 4
 _MAX_VALUE = 256
 _FULL_TEXT_FIELDS = ("metadata.name", "metadata.title", "metadata.description", "spec.type", "metadata.tags")
+
+# Backstage's annotations naming where an entity was read from, and the registered location it descends from.
+MANAGED_BY_LOCATION = "backstage.io/managed-by-location"
+MANAGED_BY_ORIGIN = "backstage.io/managed-by-origin-location"
+# uids are derived from the ref under this namespace, so they are stable across re-ingests and processes.
+_UID_NAMESPACE = uuid.UUID("6f1f4a52-5d0c-4c6b-9a55-2f3f0c9f6b11")
+_KEPT_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+# A predicate (POST by-query, entity-facets, by-refs) deeper or larger than this is refused.
+MAX_PREDICATE_DEPTH = 16
+MAX_PREDICATE_NODES = 512
 
 DEPENDENCY_EDGES = {"dependsOn", "consumesApi"}
 DEPENDENT_EDGES = {"dependencyOf", "apiConsumedBy"}
@@ -61,6 +77,10 @@ def _flatten(value: Any, prefix: str, depth: int, out: dict[str, set[str]]) -> N
         for child in value:
             if not isinstance(child, dict | list):
                 _flatten(child, prefix, depth, out)
+                # Backstage also matches `metadata.tags.java` (= "true") for a list member.
+                text = str(child).lower()
+                if child is not None and len(text) <= _MAX_VALUE:
+                    out.setdefault(f"{prefix}.{text}", set()).add("true")
     elif value is not None:
         text = str(value).lower()
         if len(text) <= _MAX_VALUE:
@@ -104,14 +124,59 @@ class Hop:
     source: str
 
 
+def location_ref(source: str) -> str:
+    """Backstage's `type:target` form of where an entity was read from."""
+    if source.startswith(("http://", "https://")):
+        return f"url:{source}"
+    return f"file:{source}"
+
+
+def _resolve_target(base: str, target: str) -> str | None:
+    """A Location target as a `type:target` ref, relative to the Location's own location ref."""
+    if "*" in target:
+        return None  # globs are not followed by our loader either
+    if target.startswith(("http://", "https://")):
+        return f"url:{target}"
+    kind, _, where = base.partition(":")
+    if kind == "url":
+        return f"url:{urljoin(where, target)}"
+    if kind == "file":
+        return f"file:{posixpath.normpath(posixpath.join(posixpath.dirname(where), target))}"
+    return None
+
+
+def location_id(ref: str) -> str:
+    return str(uuid.uuid5(_UID_NAMESPACE, "location:" + ref))
+
+
+def location_object(ref: str) -> dict[str, str]:
+    kind, _, target = ref.partition(":")
+    return {"id": location_id(ref), "type": kind, "target": target}
+
+
 class CatalogIndex:
-    def __init__(self, entities: Iterable[dict[str, Any]]) -> None:
+    def __init__(self, entities: Iterable[dict[str, Any]], sources: Mapping[str, str] | None = None) -> None:
         self.entities: dict[str, dict[str, Any]] = {}
         self.display: dict[str, str] = {}
         for entity in entities:
             ref = entity_ref(entity)
             self.entities[ref.key] = entity
             self.display[ref.key] = str(ref)
+        # key -> where it was read from (a path, a URL or `backstage:<url>` for synced entities)
+        self.sources: dict[str, str] = dict(sources or {})
+        self._served: dict[str, dict[str, Any]] = {}
+        self._parents: dict[str, list[str]] | None = None
+        self.uids: dict[str, str] = {}
+        self.uid_of: dict[str, str] = {}
+        for key in sorted(self.entities):
+            # A uid that came with the entity (synced from a Backstage) is kept when well-formed and unique.
+            given = (self.entities[key].get("metadata") or {}).get("uid")
+            uid = given if isinstance(given, str) and _KEPT_UID.match(given) and given not in self.uids else None
+            uid = uid or str(uuid.uuid5(_UID_NAMESPACE, key))
+            if uid in self.uids:  # a kept uid equal to a derived one: derive from the ref again
+                uid = str(uuid.uuid5(_UID_NAMESPACE, "dup:" + key))
+            self.uids[uid] = key
+            self.uid_of[key] = uid
         self.out: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         self.relations: set[tuple[str, str, str]] = set()
         self.dangling: list[tuple[str, str, str]] = []
@@ -129,7 +194,10 @@ class CatalogIndex:
         self._exists: dict[str, set[str]] = defaultdict(set)
         for key, entity in self.entities.items():
             flat: dict[str, set[str]] = {}
-            _flatten({k: v for k, v in entity.items() if k != "relations"}, "", 0, flat)
+            searchable = {k: v for k, v in entity.items() if k != "relations"}
+            # Filters see what is served: the default namespace and the uid.
+            searchable["metadata"] = {"namespace": "default", **(entity.get("metadata") or {}), "uid": self.uid_of[key]}
+            _flatten(searchable, "", 0, flat)
             for relation, targets in self.out.get(key, {}).items():
                 flat[f"relations.{relation.lower()}"] = set(targets)
             for path, values in flat.items():
@@ -152,6 +220,13 @@ class CatalogIndex:
 
     # -- entities ---------------------------------------------------------------------------
 
+    def get_key(self, ref: str, default_kind: str | None = None) -> str | None:
+        try:
+            key = parse_ref(ref, default_kind).key
+        except EntityError:
+            return None
+        return key if key in self.entities else None
+
     def get(self, ref: str, default_kind: str | None = None) -> dict[str, Any] | None:
         try:
             key = parse_ref(ref, default_kind).key
@@ -160,13 +235,171 @@ class CatalogIndex:
         return self.with_relations(key) if key in self.entities else None
 
     def with_relations(self, key: str) -> dict[str, Any]:
+        """The entity as Backstage serves it: uid, etag, namespace, location annotations, relations."""
+        served = self._served.get(key)
+        if served is None:
+            served = self._serve(key)
+            self._served[key] = served
+        return dict(served)  # callers may replace top-level fields; nested ones are shared
+
+    def _serve(self, key: str) -> dict[str, Any]:
         entity = dict(self.entities[key])
+        metadata = dict(entity.get("metadata") or {})
+        metadata.pop("etag", None)
+        metadata.setdefault("namespace", "default")
+        metadata["uid"] = self.uid_of[key]
+        annotations = dict(metadata.get("annotations") or {})
+        own = self.location_of(key)
+        if own is not None:
+            annotations.setdefault(MANAGED_BY_LOCATION, own)
+        origin = self.origin_of(key)
+        if origin is not None:
+            annotations.setdefault(MANAGED_BY_ORIGIN, origin)
+        if annotations:
+            metadata["annotations"] = annotations
+        entity["metadata"] = metadata
         entity["relations"] = [
             {"type": relation, "targetRef": self.display.get(target, target)}
             for relation, targets in sorted(self.out.get(key, {}).items())
             for target in targets
         ]
+        # The etag changes exactly when what is served changes.
+        digest = hashlib.sha256(json.dumps(entity, sort_keys=True, separators=(",", ":"), default=str).encode()).digest()
+        metadata["etag"] = base64.urlsafe_b64encode(digest[:18]).decode()
         return entity
+
+    # -- locations and ancestry ---------------------------------------------------------------
+
+    def location_of(self, key: str) -> str | None:
+        """The entity's own location ref: its managed-by-location annotation, else where we read it."""
+        annotations = (self.entities[key].get("metadata") or {}).get("annotations") or {}
+        given = annotations.get(MANAGED_BY_LOCATION) if isinstance(annotations, dict) else None
+        if isinstance(given, str) and ":" in given:
+            return given
+        source = self.sources.get(key)
+        if source and not source.startswith("backstage:"):
+            return location_ref(source)
+        return None
+
+    def parents(self, key: str) -> list[str]:
+        """Location entities whose targets produced this entity's file."""
+        if self._parents is None:
+            produced: dict[str, list[str]] = defaultdict(list)
+            for loc in self.entities:
+                if not loc.startswith("location:"):
+                    continue
+                base = self.location_of(loc)
+                spec = self.entities[loc].get("spec") or {}
+                targets = list(spec.get("targets") or []) + ([spec["target"]] if spec.get("target") else [])
+                for target in targets[:1000]:
+                    resolved = _resolve_target(base, target) if base and isinstance(target, str) else None
+                    if resolved is not None:
+                        produced[resolved.rstrip("/")].append(loc)
+            parents: dict[str, list[str]] = {}
+            for entity_key in self.entities:
+                own = self.location_of(entity_key)
+                if own is None:
+                    continue
+                found: list[str] = []
+                # The file itself, or a directory target above it (our loader follows directories).
+                candidate = own
+                for _ in range(64):
+                    found += [p for p in produced.get(candidate, []) if p != entity_key and p not in found]
+                    head, sep, _tail = candidate.rpartition("/")
+                    if not sep or head.endswith(":") or head.endswith("/"):
+                        break
+                    candidate = head
+                if found:
+                    parents[entity_key] = sorted(found)
+            self._parents = parents
+        return self._parents.get(key, [])
+
+    def ancestry(self, key: str) -> dict[str, Any]:
+        """Backstage's ancestry: the entity, then each Location above it, with their parents."""
+        items, queue, seen = [], [key], {key}
+        while queue and len(items) < 1000:
+            current = queue.pop(0)
+            parents = self.parents(current)
+            items.append({"entity": self.with_relations(current), "parentEntityRefs": [self.display[p] for p in parents]})
+            for parent in parents:
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+        return {"rootEntityRef": self.display[key], "items": items}
+
+    def origin_of(self, key: str) -> str | None:
+        """The registered location an entity descends from: the top of its ancestry."""
+        annotations = (self.entities[key].get("metadata") or {}).get("annotations") or {}
+        given = annotations.get(MANAGED_BY_ORIGIN) if isinstance(annotations, dict) else None
+        if isinstance(given, str) and ":" in given:
+            return given
+        current, seen = key, {key}
+        while True:
+            parents = [p for p in self.parents(current) if p not in seen]
+            if not parents:
+                return self.location_of(current)
+            current = parents[0]
+            seen.add(current)
+
+    def locations(self) -> list[dict[str, str]]:
+        refs = {origin for key in self.entities if (origin := self.origin_of(key)) is not None}
+        return [location_object(ref) for ref in sorted(refs)]
+
+    def location_by_id(self, location: str) -> dict[str, str] | None:
+        return next((loc for loc in self.locations() if loc["id"] == location), None)
+
+    # -- predicates (Backstage's POST filter language) -------------------------------------------
+
+    def match(self, predicate: Any) -> set[str]:
+        """Entity keys matching a filter predicate ($all, $any, $not, $exists, $in, $hasPrefix)."""
+        budget = [MAX_PREDICATE_NODES]
+        return self._match(predicate, 0, budget)
+
+    def _match(self, predicate: Any, depth: int, budget: list[int]) -> set[str]:
+        budget[0] -= 1
+        if depth > MAX_PREDICATE_DEPTH or budget[0] < 0:
+            raise QueryError(f"query predicate is deeper than {MAX_PREDICATE_DEPTH} or larger than {MAX_PREDICATE_NODES} nodes")
+        if not isinstance(predicate, dict):
+            raise QueryError("query must be an object, e.g. {\"kind\": \"component\"}")
+        if "$all" in predicate or "$any" in predicate or "$not" in predicate:
+            if len(predicate) != 1:
+                raise QueryError("$all, $any and $not must stand alone in their object")
+            (op, operand), = predicate.items()
+            if op == "$not":
+                return set(self.entities) - self._match(operand, depth + 1, budget)
+            if not isinstance(operand, list):
+                raise QueryError(f"{op} takes a list of predicates")
+            if not operand:
+                return set()
+            parts = [self._match(p, depth + 1, budget) for p in operand]
+            return set.intersection(*parts) if op == "$all" else set.union(*parts)
+        result: set[str] | None = None
+        for raw_key, value in predicate.items():
+            if not isinstance(raw_key, str) or not raw_key or raw_key.startswith("$"):
+                raise QueryError(f"unknown predicate operator '{raw_key}'")
+            found = self._match_field(raw_key.lower(), value)
+            result = found if result is None else result & found
+        return set(self.entities) if result is None else result
+
+    def _match_field(self, key: str, value: Any) -> set[str]:
+        if isinstance(value, str | int | float | bool) and value is not None:
+            return set(self._values.get(key, {}).get(_primitive(value), set()))
+        if isinstance(value, dict) and len(value) == 1:
+            (op, operand), = value.items()
+            if op == "$exists" and isinstance(operand, bool):
+                present = self._exists.get(key, set())
+                return set(present) if operand else set(self.entities) - present
+            if op == "$in" and isinstance(operand, list) and len(operand) <= MAX_PREDICATE_NODES:
+                if not all(isinstance(v, str | int | float | bool) for v in operand):
+                    raise QueryError(f"$in for '{key}' takes a list of strings, numbers or booleans")
+                values = self._values.get(key, {})
+                return set().union(*(values.get(_primitive(v), set()) for v in operand)) if operand else set()
+            if op == "$hasPrefix" and isinstance(operand, str):
+                prefix = operand.lower()
+                return set().union(*(keys for v, keys in self._values.get(key, {}).items() if v.startswith(prefix)))
+        raise QueryError(
+            f"invalid predicate value for '{key}': expected a primitive value, $exists, $in or $hasPrefix"
+        )
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -188,14 +421,17 @@ class CatalogIndex:
         order: list[tuple[str, bool]] | None = None,
         full_text: str | None = None,
         full_text_fields: list[str] | None = None,
+        predicate: dict[str, Any] | None = None,
     ) -> list[str]:
-        """Matching entity keys, ordered. Several filters mean OR."""
+        """Matching entity keys, ordered. Several filters mean OR; a predicate is ANDed on top."""
         if filters:
             matched: set[str] = set()
             for flt in filters:
                 matched |= self._matches(flt)
         else:
             matched = set(self.entities)
+        if predicate is not None:
+            matched &= self.match(predicate)
         if full_text:
             term = full_text.lower()
             paths = [p.lower() for p in (full_text_fields or _FULL_TEXT_FIELDS)]
@@ -270,15 +506,32 @@ class CatalogIndex:
         return list(self.out.get(key, {}).get(relation, []))
 
 
+def _primitive(value: str | int | float | bool) -> str:
+    # JavaScript's String(): booleans are lower-case words, integral numbers have no fraction.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).lower()
+
+
+MAX_CURSOR_CHARS = 64 * 1024
+
+
 def encode_cursor(state: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
+    # Standard base64 of JSON, as Backstage writes it: catalog-client peeks inside (atob) to see
+    # whether a cursor carries a predicate query and must go to POST /entities/by-query.
+    return base64.b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
 
 
 def decode_cursor(cursor: str, max_limit: int = 10_000) -> dict[str, Any]:
+    if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR_CHARS:
+        raise QueryError("cursor is not valid")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        state = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        raw = base64.b64decode(padded.encode(), altchars=b"-_" if ("-" in cursor or "_" in cursor) else None, validate=True)
+        state = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError, binascii.Error):
         raise QueryError("cursor is not valid") from None
     # A cursor comes back from the client: every field is checked as if it were a query parameter.
     def strings(value: Any) -> bool:
@@ -290,5 +543,7 @@ def decode_cursor(cursor: str, max_limit: int = 10_000) -> dict[str, Any]:
     if (not isinstance(state, dict) or not count(state.get("offset"), 10**9) or not count(state.get("limit"), max_limit)
             or not all(strings(state.get(k)) for k in ("filter", "fields", "order", "term_fields"))
             or not isinstance(state.get("term"), str) or len(state["term"]) > 1000):
+        raise QueryError("cursor is not valid")
+    if "query" in state and not isinstance(state["query"], dict | None):
         raise QueryError("cursor is not valid")
     return state
