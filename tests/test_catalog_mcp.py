@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import httpx2
+import jsonschema
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -33,25 +34,46 @@ def catalog_env(tmp_path_factory) -> dict[str, str]:
     return env
 
 
+async def _structured(client: Client, tool: str, arguments: dict, schemas: dict) -> dict:
+    """A tool's structured content, checked against its published output schema; the text copy says the same."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    data = result.structured_content
+    assert isinstance(data, dict) and "result" not in data  # an object, not {"result": "<json>"}
+    jsonschema.validate(data, schemas[tool])
+    assert json.loads(result.content[0].text) == data
+    return data
+
+
 async def _exercise(client: Client) -> None:
     listed = await client.list_tools()
     assert {t.name for t in listed.tools} == TOOLS
     assert all(len(t.description or "") <= 100 for t in listed.tools)  # short: they cost context
+    schemas = {t.name: t.output_schema for t in listed.tools}
+    assert all(s and s["type"] == "object" and "result" not in s.get("properties", {}) for s in schemas.values())
+    assert set(schemas["get_entity"]["required"]) >= {"apiVersion", "kind", "metadata", "relations"}
+    assert "next_offset" in schemas["search_entities"]["properties"]
 
-    result = await client.call_tool("dependents", {"ref": "resource:artists-db", "depth": 3})
-    assert not result.is_error
-    blast = json.loads(result.content[0].text)
+    blast = await _structured(client, "dependents", {"ref": "resource:artists-db", "depth": 3}, schemas)
     depths = {item["ref"]: item["depth"] for item in blast["items"]}
     assert depths["component:default/artist-lookup"] == 1 and depths["component:default/www-artist"] == 2
 
-    deps = json.loads((await client.call_tool("dependencies", {"ref": "www-artist", "depth": 2})).content[0].text)
+    deps = await _structured(client, "dependencies", {"ref": "www-artist", "depth": 2}, schemas)
     assert [i["ref"] for i in deps["items"]] == ["component:default/artist-lookup", "resource:default/artists-db"]
 
-    owner = json.loads((await client.call_tool("who_owns", {"target": "artist-lookup"})).content[0].text)
+    owner = await _structured(client, "who_owns", {"target": "artist-lookup"}, schemas)
     assert owner["owners"][0]["ref"] == "group:default/team-a"
 
-    page = json.loads((await client.call_tool("search_entities", {"kind": "api", "limit": 5})).content[0].text)
+    page = await _structured(client, "search_entities", {"kind": "api", "limit": 5}, schemas)
     assert len(page["items"]) == 5 and page["total"] == 20 and page["next_offset"] == 5
+
+    entity = await _structured(client, "get_entity", {"ref": "artist-lookup"}, schemas)
+    assert entity["metadata"]["uid"] and entity["metadata"]["etag"] and entity["metadata"]["namespace"] == "default"
+    assert {"type": "ownedBy", "targetRef": "group:default/team-a"} in entity["relations"]
+    for tool, arguments in (("apis_of", {"ref": "api:wayback-search"}), ("apis_of", {"ref": "artist-lookup"}),
+                            ("databases_of", {"ref": "www-artist"}), ("team_members", {"group": "team-a"}),
+                            ("system_map", {"system": "audio-playback"})):
+        await _structured(client, tool, arguments, schemas)
 
     missing = await client.call_tool("get_entity", {"ref": "component:default/nope"})
     assert missing.is_error and "no entity component:default/nope" in missing.content[0].text

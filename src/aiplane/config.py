@@ -194,6 +194,25 @@ class CatalogLoaderSettings(Strict):
     max_parse_seconds: float = Field(default=30, gt=0, le=3600)
 
 
+class BackstageSettings(Strict):
+    """Pulling the service catalog from an existing Backstage (`aiplane catalog sync`, and on a schedule in the gateway)."""
+
+    # The Backstage backend (…/api/catalog is appended unless given); empty: no sync.
+    url: HttpUrl | Literal[""] = ""
+    # A Backstage service or static token, sent as a Bearer token; never logged.
+    token: SecretStr | None = None
+    # How often the gateway pulls; 0 turns the schedule off (the CLI still works).
+    sync_interval_seconds: float = Field(default=3600, ge=0)
+    timeout_seconds: float = Field(default=30, gt=0, le=600)
+    # A whole sync must finish within this time, or nothing changes.
+    max_sync_seconds: float = Field(default=600, gt=0)
+    page_size: int = Field(default=500, ge=1, le=10_000)
+    max_entities: int = Field(default=200_000, ge=1)
+    max_page_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # A pull with fewer entities than this share of the last good copy is refused.
+    min_keep_ratio: float = Field(default=0.5, ge=0, le=1)
+
+
 class DiscoverySettings(Strict):
     # A config source folder (agents/, commands/, config/) compiled into the served config.
     config_source: Path | None = None
@@ -384,6 +403,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     catalog_loader: CatalogLoaderSettings = Field(default_factory=CatalogLoaderSettings)
+    backstage: BackstageSettings = Field(default_factory=BackstageSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)

@@ -1,7 +1,8 @@
 """The catalog as an MCP server (official `mcp` SDK): stdio or streamable HTTP.
 
 Tool descriptions are short on purpose: each one costs context tokens in every agent session.
-Results are compact JSON with a size cap and offset pagination.
+Results are structured objects with a published output schema (the TypedDicts in `tools`), also
+sent as compact JSON text for clients without structured content; a size cap and offset pagination.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as McpToolError
+from mcp.types import CallToolResult, TextContent
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiplane.catalog import tools
@@ -34,50 +36,53 @@ def _compact(result: dict[str, Any]) -> str:
 def build_server(live: LiveIndex) -> MCPServer:
     server = MCPServer("aiplane-catalog", instructions=INSTRUCTIONS)
 
-    async def run(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> str:
+    async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         index = await live.get()
         try:
-            return _compact(fn(index, *args, **kwargs))
+            data = fn(index, *args, **kwargs)
+            # The SDK checks structured content against the tool's output schema; the text copy is
+            # compact JSON (the SDK's default is indented, which costs agents tokens).
+            return CallToolResult(content=[TextContent(type="text", text=_compact(data))], structured_content=data)
         except tools.ToolError as exc:
             # The SDK's ToolError carries its message to the agent; other exceptions are masked.
             raise McpToolError(str(exc)) from None
 
     @server.tool(description="Full entity with relations, by ref.")
-    async def get_entity(ref: str) -> str:
+    async def get_entity(ref: str) -> tools.Entity:
         return await run(tools.get_entity, ref)
 
     @server.tool(description="Find entities by text and/or kind, spec.type, owner. Paginated.")
     async def search_entities(
         query: str = "", kind: str = "", type: str = "", owner: str = "", limit: int = 25, offset: int = 0
-    ) -> str:
+    ) -> tools.SummaryPage:
         return await run(tools.search_entities, query, kind, type, owner, limit, offset)
 
     @server.tool(description="Owner of an entity ref, or of a repo path/URL via source-location annotations.")
-    async def who_owns(target: str) -> str:
+    async def who_owns(target: str) -> tools.Ownership:
         return await run(tools.who_owns, target)
 
     @server.tool(description="What an entity depends on (dependsOn, consumed APIs), up to depth hops.")
-    async def dependencies(ref: str, depth: int = 1, limit: int = 50, offset: int = 0) -> str:
+    async def dependencies(ref: str, depth: int = 1, limit: int = 50, offset: int = 0) -> tools.HopPage:
         return await run(tools.dependencies, ref, depth, limit, offset)
 
     @server.tool(description="Blast radius: entities that depend on this one, up to depth hops.")
-    async def dependents(ref: str, depth: int = 1, limit: int = 50, offset: int = 0) -> str:
+    async def dependents(ref: str, depth: int = 1, limit: int = 50, offset: int = 0) -> tools.HopPage:
         return await run(tools.dependents, ref, depth, limit, offset)
 
     @server.tool(description="APIs an entity provides and consumes (or an API's providers and consumers).")
-    async def apis_of(ref: str) -> str:
+    async def apis_of(ref: str) -> tools.Apis:
         return await run(tools.apis_of, ref)
 
     @server.tool(description="Database resources an entity depends on, directly or via dependencies.")
-    async def databases_of(ref: str, depth: int = 2) -> str:
+    async def databases_of(ref: str, depth: int = 2) -> tools.Databases:
         return await run(tools.databases_of, ref, depth)
 
     @server.tool(description="Members of a group, optionally including subgroups.")
-    async def team_members(group: str, include_subgroups: bool = False) -> str:
+    async def team_members(group: str, include_subgroups: bool = False) -> tools.Team:
         return await run(tools.team_members, group, include_subgroups)
 
     @server.tool(description="A system's parts by kind, owners, domain and dependency edges.")
-    async def system_map(system: str) -> str:
+    async def system_map(system: str) -> tools.SystemMap:
         return await run(tools.system_map, system)
 
     return server

@@ -1,6 +1,7 @@
-"""Graph answers for agents: compact, paginated JSON over the catalog index.
+"""Graph answers for agents: compact, paginated objects over the catalog index.
 
-Shared by the MCP server; every function takes an index and returns plain data.
+Shared by the MCP server; every function takes an index and returns plain data shaped by the
+TypedDicts below, which the MCP server publishes as each tool's output schema.
 """
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 from urllib.parse import urlsplit
+
+from pydantic import ConfigDict, with_config
+from typing_extensions import NotRequired, TypedDict
 
 from aiplane.catalog.index import CatalogIndex, Filter, Hop, QueryError
 from aiplane.catalog.model import EntityError, parse_ref
@@ -22,6 +26,105 @@ DATABASE_TYPES = {"database", "db", "postgres", "postgresql", "mysql", "mongodb"
 
 class ToolError(Exception):
     """A caller mistake; the message goes back to the agent as is."""
+
+
+# -- output shapes (published as MCP output schemas, and as Code Mode signatures) -------------
+
+
+class Summary(TypedDict):
+    """One entity in brief; `missing` marks a reference to an entity not in the catalog."""
+
+    ref: str
+    title: NotRequired[str]
+    type: NotRequired[str]
+    lifecycle: NotRequired[str]
+    owner: NotRequired[str]
+    system: NotRequired[str]
+    description: NotRequired[str]
+    missing: NotRequired[bool]
+
+
+class Relation(TypedDict):
+    type: str
+    targetRef: str
+
+
+@with_config(ConfigDict(extra="allow"))
+class Entity(TypedDict):
+    """A Backstage entity as the catalog serves it (other root fields pass through)."""
+
+    apiVersion: str
+    kind: str
+    metadata: dict[str, Any]
+    spec: NotRequired[dict[str, Any]]
+    relations: list[Relation]
+
+
+class SummaryPage(TypedDict):
+    items: list[Summary]
+    total: int
+    next_offset: NotRequired[int]
+
+
+HopItem = TypedDict("HopItem", {
+    "ref": str, "title": NotRequired[str], "type": NotRequired[str], "lifecycle": NotRequired[str],
+    "owner": NotRequired[str], "system": NotRequired[str], "description": NotRequired[str],
+    "depth": int, "via": str, "from": NotRequired[str], "missing": NotRequired[bool],
+})
+
+
+class HopPage(TypedDict):
+    items: list[HopItem]
+    total: int
+    next_offset: NotRequired[int]
+
+
+class Ownership(TypedDict):
+    entity: Summary
+    owners: list[Summary]
+
+
+class Apis(TypedDict):
+    """For an API: api, provided_by, consumed_by. For anything else: entity, provides, consumes."""
+
+    api: NotRequired[Summary]
+    provided_by: NotRequired[list[Summary]]
+    consumed_by: NotRequired[list[Summary]]
+    entity: NotRequired[Summary]
+    provides: NotRequired[list[Summary]]
+    consumes: NotRequired[list[Summary]]
+
+
+class Database(Summary):
+    depth: int
+
+
+class Databases(TypedDict):
+    entity: Summary
+    databases: list[Database]
+
+
+class Member(TypedDict):
+    ref: str
+    displayName: NotRequired[str]
+    email: NotRequired[str]
+
+
+class Team(TypedDict):
+    group: Summary
+    subgroups: list[str]
+    members: list[Member]
+
+
+Edge = TypedDict("Edge", {"from": str, "type": str, "to": str, "external": bool})
+
+
+class SystemMap(TypedDict):
+    system: Summary
+    domain: str | None
+    owners: list[str]
+    parts: dict[str, list[Summary]]
+    edges: list[Edge]
 
 
 def summary(index: CatalogIndex, key: str) -> dict[str, Any]:
@@ -219,7 +322,8 @@ def team_members(index: CatalogIndex, group: str, include_subgroups: bool = Fals
         for user in index.related(g, "hasMember"):
             if user in index.entities:
                 profile = (index.entities[user].get("spec") or {}).get("profile") or {}
-                members.setdefault(user, {"ref": index.display[user], **{k: v for k, v in profile.items() if k in ("displayName", "email")}})
+                fields = {k: v for k, v in profile.items() if k in ("displayName", "email") and isinstance(v, str)} if isinstance(profile, dict) else {}
+                members.setdefault(user, {"ref": index.display[user], **fields})
     return {
         "group": summary(index, key),
         "subgroups": [index.display.get(g, g) for g in groups[1:]],

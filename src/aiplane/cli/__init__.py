@@ -24,14 +24,12 @@ token_app = typer.Typer(help="Dev-mode tokens for a gateway without an SSO provi
 usage_app = typer.Typer(help="Usage and cost reports.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 codex_app = typer.Typer(help="The Engineering Codex: rules with IDs, as a skill, in reviews and audits.", no_args_is_help=True)
-catalog_app = typer.Typer(help="The service catalog (Backstage descriptors) and its MCP server.", no_args_is_help=True)
 models_app = typer.Typer(help="The model catalog (models.dev format) behind pricing and discovery.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
 gateway_app.add_typer(token_app, name="token")
 app.add_typer(usage_app, name="usage")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
-app.add_typer(catalog_app, name="catalog")
 app.add_typer(codex_app, name="codex")
 
 from aiplane.cli.common import (  # noqa: E402 - shared by every command group
@@ -283,118 +281,6 @@ def models_refresh(config: ConfigOption = None) -> None:
     out.print(f"stored {catalog.model_count} models from {len(catalog.data)} providers")
 
 
-def _load_catalog(targets: list[str], remote: bool, settings, owners: dict[str, str] | None = None):  # noqa: ANN001, ANN202 - settings: Settings
-    from aiplane.catalog.loader import load_all
-
-    result = load_all(targets, follow_remote=remote, settings=settings.catalog_loader, owners=owners)
-    for problem in result.problems:
-        err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
-    return result
-
-
-@catalog_app.command("ingest")
-def catalog_ingest(
-    targets: Annotated[list[str], typer.Argument(help="catalog-info.yaml files, directories or URLs.")],
-    remote: Annotated[bool, typer.Option("--remote/--no-remote", help="Follow Location targets that are URLs.")] = True,
-    config: ConfigOption = None,
-) -> None:
-    """Validate and upsert entities; bad documents are reported and skipped, valid ones still stored.
-
-    Exits 1 when any document was rejected (after storing the valid ones).
-    """
-    from aiplane.catalog.index import CatalogIndex
-    from aiplane.catalog.store import load_index, owners, upsert
-
-    settings = _settings(config)
-    # Entities belong to the location that defined them first, also across runs.
-    result = _load_catalog(targets, remote, settings, owners=_run_with_db(settings, owners))
-
-    async def work(engine):  # noqa: ANN001, ANN202
-        stored = await upsert(engine, list(result.entities.values()))
-        return stored, await load_index(engine)
-
-    stored, index = _run_with_db(settings, work)
-    assert isinstance(index, CatalogIndex)
-    for source, relation, target in index.dangling:
-        err.print(f"warning: {source} {relation} {target}, which is not in the catalog (rule: reference)", highlight=False, markup=False)
-    errors = len(result.errors)
-    out.print(
-        f"ingested {stored} entities ({errors} rejected); catalog now holds {len(index.entities)} entities, "
-        f"{len(index.relations)} relations, {len(index.dangling)} dangling references"
-    )
-    if errors:
-        raise typer.Exit(1)
-
-
-@catalog_app.command("validate")
-def catalog_validate(
-    targets: Annotated[list[str], typer.Argument(help="catalog-info.yaml files, directories or URLs.")],
-    remote: Annotated[bool, typer.Option("--remote/--no-remote", help="Follow Location targets that are URLs.")] = True,
-    config: ConfigOption = None,
-) -> None:
-    """Check descriptors against Backstage's rules without writing anything."""
-    from aiplane.catalog.index import CatalogIndex
-
-    result = _load_catalog(targets, remote, _settings(config))
-    index = CatalogIndex(entity for entity, _ in result.entities.values())
-    for source, relation, target in index.dangling:
-        err.print(f"warning: {source} {relation} {target}, which is not in these files (rule: reference)", highlight=False, markup=False)
-    errors = len(result.errors)
-    out.print(f"{len(result.entities)} valid entities, {errors} rejected, {len(index.relations)} relations")
-    if errors:
-        raise typer.Exit(1)
-
-
-@catalog_app.command("mcp")
-def catalog_mcp(
-    transport: Annotated[str, typer.Option(help="stdio or http (streamable HTTP at /mcp).")] = "stdio",
-    host: Annotated[str, typer.Option(help="HTTP bind address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP port.")] = 8788,
-    config: ConfigOption = None,
-) -> None:
-    """Serve the catalog to agents over MCP. HTTP requires a gateway token (Bearer)."""
-
-    from aiplane.catalog.mcp_server import RequireToken, build_server
-    from aiplane.catalog.store import LiveIndex
-    from aiplane.gateway.auth import AuthError, make_verifier
-    from aiplane.logs import configure_logging
-    from aiplane.store.database import create_engine, migrate
-
-    if transport not in ("stdio", "http"):
-        raise _fail("--transport must be stdio or http", EXIT_CONFIG)
-    settings = _settings(config)
-    configure_logging(settings.log.level)
-    engine = create_engine(settings.database_url)
-    server = build_server(LiveIndex(engine))
-    if transport == "stdio":
-
-        async def serve_stdio() -> None:
-            await migrate(engine)
-            await server.run_stdio_async()
-
-        asyncio.run(serve_stdio())
-        return
-
-    sessions, session = _lazy_http_session()
-    verifier = make_verifier(settings, session)
-
-    async def authorize(headers: dict[str, str]) -> bool:
-        token = verifier.token_from_headers(headers)
-        if token is None:
-            return False
-        try:
-            await verifier.verify(token)
-        except AuthError:
-            return False
-        return True
-
-    asyncio.run(migrate(engine))
-    app = RequireToken(server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, host=host), authorize)
-    from aiplane import httpserver
-
-    httpserver.run(app, host, port)
-
-
 portal_app = typer.Typer(help="The MCP portal: many MCP servers behind one endpoint, with Code Mode.", no_args_is_help=True)
 app.add_typer(portal_app, name="portal")
 
@@ -586,10 +472,12 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
 
 from aiplane.cli import agentsmd as _agentsmd  # noqa: E402 - the agents-md command group
+from aiplane.cli import catalog as _catalog  # noqa: E402 - registers the catalog command group
 from aiplane.cli import config as _config  # noqa: E402 - registers the config command group
 from aiplane.cli import review as _review  # noqa: E402 - registers the review command groups
 from aiplane.cli import review_eval as _review_eval  # noqa: E402, F401 - registers review eval and eval-prepare
 
+app.add_typer(_catalog.catalog_app, name="catalog")
 app.add_typer(_config.config_app, name="config")
 app.add_typer(_review.review_app, name="review")
 app.add_typer(_review.review_config_app, name="review-config")

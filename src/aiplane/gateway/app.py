@@ -21,6 +21,7 @@ from yarl import URL
 
 from aiplane.catalog.api import routes as catalog_routes
 from aiplane.catalog.store import LiveIndex
+from aiplane.catalog.sync import SyncScheduler
 from aiplane.config import Settings
 from aiplane.gateway.auth import AuthError, Identity, TokenVerifier, make_verifier
 from aiplane.gateway.discovery import DiscoveryService
@@ -89,6 +90,7 @@ class Gateway:
         self._pool = asyncio.Semaphore(settings.gateway.upstream_pool_size)
         self.verifier = self._make_verifier()
         self.catalog_index = LiveIndex(self.engine)
+        self.catalog_sync = SyncScheduler(self.engine, settings.backstage, self.catalog_index)
         self.discovery = DiscoveryService(settings, lambda: self.models.data)
         self.discovery.load()
         self._metadata_header = settings.gateway.metadata_header.lower()
@@ -144,6 +146,7 @@ class Gateway:
         )
         self.catalog.on_change(self.discovery.invalidate)
         await self.catalog.start()
+        await self.catalog_sync.start()
         self._install_reload_signal()
         # Startup objects (settings, tables, SDK modules) never die; keeping them out of the
         # collector's generations trims GC pauses from the latency tail.
@@ -160,6 +163,7 @@ class Gateway:
                     await stack.enter_async_context(self.portal.lifespan())
                 yield
         finally:
+            await self.catalog_sync.stop()
             await self.catalog.stop()
             await self.usage.close()
             await self._session.close()
@@ -500,6 +504,11 @@ class Gateway:
             return self._unauthorized(uuid.uuid4().hex, str(exc))
         return None
 
+    async def authorize_admin(self, request: Request) -> Response | None:
+        """None when the caller is an admin; otherwise the 401 or 403 to send."""
+        refused = await self._admin(request, uuid.uuid4().hex, "this")
+        return refused if isinstance(refused, Response) else None
+
     async def healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -604,7 +613,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/anthropic/{path:path}", _prefixed("anthropic", gateway), methods=PROXY_METHODS),
         Route("/google-ai-studio/{path:path}", _prefixed("google", gateway), methods=PROXY_METHODS),
         Route("/compat/{path:path}", _prefixed("compat", gateway), methods=PROXY_METHODS),
-        Mount("/api/catalog", routes=catalog_routes(gateway.catalog_index, gateway.authorize_user)),
+        Mount("/api/catalog", routes=catalog_routes(gateway.catalog_index, gateway.authorize_user, gateway.authorize_admin,
+                                                     gateway.catalog_sync.refresh)),
         Mount("/ui", routes=ui_routes(gateway.dashboard())),
     ]
     if gateway.portal is not None:
