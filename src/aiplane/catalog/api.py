@@ -72,7 +72,7 @@ def _order(values: list[str]) -> list[tuple[str, bool]]:
 def _int(value: Any, default: int, name: str, maximum: int) -> int:
     if value is None or value == "":
         return default
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+    if isinstance(value, bool) or not ((isinstance(value, int) and value >= 0) or (isinstance(value, str) and value.isdigit())):
         raise QueryError(f"{name} must be a non-negative integer")
     return min(int(value), maximum)
 

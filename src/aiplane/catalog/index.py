@@ -404,12 +404,17 @@ class CatalogIndex:
     # -- queries ----------------------------------------------------------------------------
 
     def _matches(self, flt: Filter) -> set[str]:
-        result: set[str] | None = None
-        for key, value in sorted(flt.conditions, key=lambda c: c[1] is None):
+        # Backstage groups a filter's conditions by key: values of one key OR, different keys AND
+        # (`kind=component,kind=api` is either kind; `kind=component,spec.type=service` is both).
+        by_key: dict[str, set[str]] = {}
+        for key, value in flt.conditions:
             if value is None:
                 found = self._exists.get(key, set())
             else:
                 found = self._values.get(key, {}).get(value, set())
+            by_key[key] = by_key.get(key, set()) | found
+        result: set[str] | None = None
+        for found in sorted(by_key.values(), key=len):
             result = set(found) if result is None else result & found
             if not result:
                 return set()
