@@ -83,8 +83,15 @@ class _Puller:
             async with self.session.get(url, headers=self.headers, timeout=timeout, allow_redirects=False) as response:
                 if response.headers.get("content-encoding", "identity").lower() not in ("identity", ""):
                     raise SyncError(f"{path} answered with a content-encoding although identity was asked for")
-                raw = await response.content.read(self.settings.max_page_bytes + 1)
                 status = response.status
+                chunks, size = [], 0
+                while size <= self.settings.max_page_bytes:  # read() returns a chunk, not the whole body
+                    chunk = await response.content.read(64 * 1024)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                raw = b"".join(chunks)
         except TimeoutError:
             raise SyncError(f"{path} timed out after {self.settings.timeout_seconds:g}s") from None
         except aiohttp.ClientError as exc:
