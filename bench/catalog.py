@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import yaml  # noqa: E402
 
-from aiplane.catalog.api import by_query  # noqa: E402
+from aiplane.catalog.api import by_predicate, by_query  # noqa: E402
 from aiplane.catalog.loader import load_all  # noqa: E402
 from aiplane.catalog.store import load_index, upsert  # noqa: E402
 from aiplane.store.database import create_engine, migrate  # noqa: E402
@@ -124,13 +124,18 @@ async def in_process(db_url: str, rng: random.Random, repeat: int) -> tuple[obje
             value = self.get(key)
             return value if isinstance(value, list) else ([value] if value else [])
 
-    timings: dict[str, list[float]] = {"by-query": [], "dependents(3)": []}
+    timings: dict[str, list[float]] = {"by-query": [], "by-query POST predicate": [], "dependents(3)": []}
     for _ in range(repeat):
         owner = f"group:default/team-{rng.randrange(375)}"
         params = Params(filter=[f"kind=component,spec.type=service,relations.ownedby={owner}"], limit="50")
         started = time.perf_counter()
         by_query(index, params)
         timings["by-query"].append((time.perf_counter() - started) * 1000)
+        # The same selection as catalog-client's POST predicate form.
+        body = {"query": {"$all": [{"kind": "component"}, {"spec.type": {"$in": ["service"]}}, {"relations.ownedBy": owner}]}, "limit": 50}
+        started = time.perf_counter()
+        by_predicate(index, body)
+        timings["by-query POST predicate"].append((time.perf_counter() - started) * 1000)
         target = rng.choice(components)
         started = time.perf_counter()
         index.dependents(target, 3)
@@ -196,6 +201,8 @@ def main() -> None:
         for name, samples in local.items():
             p50, p99 = percentiles(samples)
             print(f"| {name} | in process | {p50:.3f} | {p99:.3f} |")
+        ratio = statistics.median(local["by-query POST predicate"]) / statistics.median(local["by-query"])
+        print(f"\nratio, POST predicate / GET filter p50 (same selection, same run): {ratio:.2f}\n")
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLANE_")}
         env["AIPLANE_DATA_DIR"] = str(work)
