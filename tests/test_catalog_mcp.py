@@ -53,6 +53,12 @@ async def _exercise(client: Client) -> None:
     assert all(s and s["type"] == "object" and "result" not in s.get("properties", {}) for s in schemas.values())
     assert set(schemas["get_entity"]["required"]) >= {"apiVersion", "kind", "metadata", "relations"}
     assert "next_offset" in schemas["search_entities"]["properties"]
+    # Code Mode shows agents the real shapes (no `$ref` left for the signature writer to give up on).
+    from aiplane.portal.signatures import declaration
+
+    who = next(t for t in listed.tools if t.name == "who_owns")
+    signature = declaration("tools.catalog__who_owns", who.description, who.input_schema, who.output_schema)
+    assert "Promise<{ entity: { ref: string; title?: string;" in signature and "result: string" not in signature
 
     blast = await _structured(client, "dependents", {"ref": "resource:artists-db", "depth": 3}, schemas)
     depths = {item["ref"]: item["depth"] for item in blast["items"]}

@@ -33,6 +33,21 @@ def _compact(result: dict[str, Any]) -> str:
     return json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def _inline_refs(schema: Any, defs: dict[str, Any], depth: int = 0) -> Any:
+    """The schema with `$ref`s to its own `$defs` replaced by their bodies (our types do not recurse):
+    clients that render schemas, such as the portal's Code Mode signatures, see the real shapes."""
+    if depth > 12:
+        return {}
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
+            return _inline_refs(defs[ref[8:]], defs, depth + 1)
+        return {k: _inline_refs(v, defs, depth + 1) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs, depth + 1) for v in schema]
+    return schema
+
+
 def build_server(live: LiveIndex) -> MCPServer:
     server = MCPServer("aiplane-catalog", instructions=INSTRUCTIONS)
 
@@ -85,6 +100,10 @@ def build_server(live: LiveIndex) -> MCPServer:
     async def system_map(system: str) -> tools.SystemMap:
         return await run(tools.system_map, system)
 
+    for tool in server._tool_manager.list_tools():  # noqa: SLF001 - the SDK has no public setter
+        schema = tool.fn_metadata.output_schema
+        if schema and "$defs" in schema:
+            tool.fn_metadata.output_schema = _inline_refs(schema, schema["$defs"])
     return server
 
 
