@@ -77,9 +77,10 @@ def _flatten(value: Any, prefix: str, depth: int, out: dict[str, set[str]]) -> N
         for child in value:
             if not isinstance(child, dict | list):
                 _flatten(child, prefix, depth, out)
-                # Backstage also matches `metadata.tags.java` (= "true") for a list member.
-                text = str(child).lower()
-                if child is not None and len(text) <= _MAX_VALUE:
+                # Backstage also matches `metadata.tags.java` (= "true") for a list member. Only tags
+                # get that second form here: for every list it makes a new key per distinct member
+                # (each API ref in consumesApis...), which costs index build time for no documented use.
+                if prefix == "metadata.tags" and child is not None and len(text := str(child).lower()) <= _MAX_VALUE:
                     out.setdefault(f"{prefix}.{text}", set()).add("true")
     elif value is not None:
         text = str(value).lower()

@@ -506,7 +506,7 @@ class Gateway:
 
     async def authorize_admin(self, request: Request) -> Response | None:
         """None when the caller is an admin; otherwise the 401 or 403 to send."""
-        refused = await self._admin(request, uuid.uuid4().hex, "this")
+        refused = await self._admin(request, uuid.uuid4().hex, "this catalog call")
         return refused if isinstance(refused, Response) else None
 
     async def healthz(self, _request: Request) -> Response:
