@@ -204,10 +204,14 @@ def routes(live: LiveIndex, authorize: Authorize, authorize_admin: Authorize | N
 
     async def guarded(request: Request, handler: Callable[[CatalogIndex, Request], Awaitable[Response]],
                       admin: bool = False) -> Response:
-        check = authorize_admin if admin and authorize_admin is not None else authorize
-        refused = await check(request)
+        refused = await authorize(request)
         if refused is not None:
             return await backstage_refusal(request, refused)
+        if admin:
+            # Without an admin check wired in, admin-only calls are refused for everyone.
+            refused = await authorize_admin(request) if authorize_admin is not None else Response(status_code=403)
+            if refused is not None:
+                return await backstage_refusal(request, refused)
         try:
             return await handler(await live.get(), request)
         except QueryError as exc:
