@@ -352,7 +352,9 @@ class CatalogIndex:
     # -- predicates (Backstage's POST filter language) -------------------------------------------
 
     def match(self, predicate: Any) -> set[str]:
-        """Entity keys matching a filter predicate ($all, $any, $not, $exists, $in, $hasPrefix)."""
+        """Entity keys matching a filter predicate ($all, $any, $not, $exists, $in, $hasPrefix).
+
+        The result may be one of the index's own sets: read it, never change it."""
         budget = [MAX_PREDICATE_NODES]
         return self._match(predicate, 0, budget)
 
@@ -373,23 +375,26 @@ class CatalogIndex:
             if not operand:
                 return set()
             parts = [self._match(p, depth + 1, budget) for p in operand]
-            return set.intersection(*parts) if op == "$all" else set.union(*parts)
+            if op == "$any":
+                return set().union(*parts)
+            parts.sort(key=len)  # smallest first: the intersection never grows
+            return parts[0].intersection(*parts[1:])
         result: set[str] | None = None
         for raw_key, value in predicate.items():
             if not isinstance(raw_key, str) or not raw_key or raw_key.startswith("$"):
                 raise QueryError(f"unknown predicate operator '{raw_key}'")
             found = self._match_field(raw_key.lower(), value)
-            result = found if result is None else result & found
+            result = found if result is None else (result & found if len(result) <= len(found) else found & result)
         return set(self.entities) if result is None else result
 
     def _match_field(self, key: str, value: Any) -> set[str]:
         if isinstance(value, str | int | float | bool) and value is not None:
-            return set(self._values.get(key, {}).get(_primitive(value), set()))
+            return self._values.get(key, {}).get(_primitive(value), set())
         if isinstance(value, dict) and len(value) == 1:
             (op, operand), = value.items()
             if op == "$exists" and isinstance(operand, bool):
                 present = self._exists.get(key, set())
-                return set(present) if operand else set(self.entities) - present
+                return present if operand else set(self.entities) - present
             if op == "$in" and isinstance(operand, list) and len(operand) <= MAX_PREDICATE_NODES:
                 if not all(isinstance(v, str | int | float | bool) for v in operand):
                     raise QueryError(f"$in for '{key}' takes a list of strings, numbers or booleans")
@@ -434,10 +439,12 @@ class CatalogIndex:
             matched: set[str] = set()
             for flt in filters:
                 matched |= self._matches(flt)
+            if predicate is not None:
+                matched &= self.match(predicate)
+        elif predicate is not None:
+            matched = set(self.match(predicate))
         else:
             matched = set(self.entities)
-        if predicate is not None:
-            matched &= self.match(predicate)
         if full_text:
             term = full_text.lower()
             paths = [p.lower() for p in (full_text_fields or _FULL_TEXT_FIELDS)]
