@@ -399,7 +399,9 @@ class CatalogIndex:
                 if not all(isinstance(v, str | int | float | bool) for v in operand):
                     raise QueryError(f"$in for '{key}' takes a list of strings, numbers or booleans")
                 values = self._values.get(key, {})
-                return set().union(*(values.get(_primitive(v), set()) for v in operand)) if operand else set()
+                if len(operand) == 1:
+                    return values.get(_primitive(operand[0]), set())
+                return set().union(*(values.get(_primitive(v), set()) for v in operand))
             if op == "$hasPrefix" and isinstance(operand, str):
                 prefix = operand.lower()
                 return set().union(*(keys for v, keys in self._values.get(key, {}).items() if v.startswith(prefix)))
@@ -418,7 +420,8 @@ class CatalogIndex:
                 found = self._exists.get(key, set())
             else:
                 found = self._values.get(key, {}).get(value, set())
-            by_key[key] = by_key.get(key, set()) | found
+            # The index's own set when a key has one value (never changed below), a union otherwise.
+            by_key[key] = by_key[key] | found if key in by_key else found
         result: set[str] | None = None
         for found in sorted(by_key.values(), key=len):
             result = set(found) if result is None else result & found
