@@ -21,8 +21,8 @@ import aiohttp
 
 from aiplane.catalog.index import CatalogIndex
 from aiplane.catalog.model import EntityError, entity_ref, validate
-from aiplane.catalog.store import LiveIndex, count_source, replace_source, upsert
-from aiplane.config import BackstageSettings
+from aiplane.catalog.store import LiveIndex, count_source, owners, replace_source, upsert
+from aiplane.config import BackstageSettings, CatalogLoaderSettings
 from aiplane.logs import log_fields
 
 log = logging.getLogger("aiplane.catalog.sync")
@@ -212,10 +212,12 @@ async def sync(engine, url: str, token: str | None, settings: BackstageSettings,
 class SyncScheduler:
     """The gateway's periodic pull; a failed run logs and keeps the last good copy."""
 
-    def __init__(self, engine, settings: BackstageSettings, live: LiveIndex) -> None:  # noqa: ANN001
+    def __init__(self, engine, settings: BackstageSettings, live: LiveIndex,  # noqa: ANN001
+                 loader_settings: CatalogLoaderSettings | None = None) -> None:
         self._engine = engine
         self._settings = settings
         self._live = live
+        self._loader_settings = loader_settings
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -267,8 +269,10 @@ class SyncScheduler:
             return
         from aiplane.catalog.loader import load_all
 
-        # The loader applies its own confinement and size limits; URLs are fetched only for URL sources.
-        result = await asyncio.to_thread(load_all, [source], is_url)
+        # The loader applies its confinement, remote allowlist, size limits and ownership rules, as
+        # for `aiplane catalog ingest` of that one file or URL.
+        stored_owners = await owners(self._engine)
+        result = await asyncio.to_thread(load_all, [source], is_url, self._loader_settings, stored_owners)
         entities = list(result.entities.values())
         if entities:
             await upsert(self._engine, entities)

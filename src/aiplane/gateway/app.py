@@ -90,7 +90,7 @@ class Gateway:
         self._pool = asyncio.Semaphore(settings.gateway.upstream_pool_size)
         self.verifier = self._make_verifier()
         self.catalog_index = LiveIndex(self.engine)
-        self.catalog_sync = SyncScheduler(self.engine, settings.backstage, self.catalog_index)
+        self.catalog_sync = SyncScheduler(self.engine, settings.backstage, self.catalog_index, settings.catalog_loader)
         self.discovery = DiscoveryService(settings, lambda: self.models.data)
         self.discovery.load()
         self._metadata_header = settings.gateway.metadata_header.lower()
