@@ -285,6 +285,8 @@ class ReviewSettings(Strict):
     # Time for the secret scan's keyword detector ("password = ..."), which hostile lines can make
     # slow; past it the review says what was not checked. The specific detectors always finish.
     secret_scan_seconds: float = Field(default=60, gt=0, le=3600)
+    # Where SARIF rules without a link of their own point for help (docs/review.md, "Findings in SARIF").
+    docs_url: HttpUrl | None = None
     # Who may break glass and dismiss findings.
     authority: ReviewAuthority = Field(default_factory=ReviewAuthority)
 

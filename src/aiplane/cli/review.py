@@ -78,7 +78,7 @@ def review(
     result = outcome.review
     if outcome.publish_error:
         err.print(f"aiplane review: the review ran but could not be published: {outcome.publish_error}", markup=False)
-    text = render(result, fmt)
+    text = render(result, fmt, str(settings.review.docs_url) if settings.review.docs_url else None)
     if output is not None:
         try:
             output.write_text(text, encoding="utf-8")
