@@ -343,6 +343,11 @@ class PortalSettings(Strict):
     restart_backoff_seconds: float = Field(default=1.0, gt=0)
     restart_backoff_max_seconds: float = Field(default=60.0, gt=0)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    # OAuth for MCP clients (docs/portal.md): the MCP endpoint's public URL, as clients reach it,
+    # published in /.well-known/oauth-protected-resource; unset, it is derived from each request.
+    resource_url: HttpUrl | None = None
+    # Scopes clients should ask the identity provider for (RFC 6749 scope tokens); none: the IdP's.
+    oauth_scopes: list[Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")]] = Field(default_factory=list)
 
 
 class CodexSettings(Strict):
