@@ -57,7 +57,20 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["money"] = lambda v: "—" if v is None else f"${v:,.4f}" if v < 1 else f"${v:,.2f}"
 templates.env.filters["count"] = lambda v: f"{int(v or 0):,}"
-templates.env.filters["ms"] = lambda v: "—" if v is None else ("> 60 s" if v == float("inf") else f"≤ {v:,.0f} ms")
+
+
+def _latency(value: float | None) -> str:
+    """A percentile read from the rollup histogram: interpolated within a bucket, hence "≈"."""
+    if value is None:
+        return "—"
+    if queries.percentile_is_floor(value):
+        return f"≥ {value / 1000:,.0f} s"
+    if value >= 1000:
+        return f"≈ {value / 1000:,.2f} s"
+    return f"≈ {value:,.1f} ms" if value < 10 else f"≈ {value:,.0f} ms"
+
+
+templates.env.filters["ms"] = _latency
 templates.env.filters["pct"] = lambda v: f"{(v or 0) * 100:.1f}%"
 
 

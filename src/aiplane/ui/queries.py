@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,9 +22,10 @@ from aiplane.store.schema import (
 )
 
 BUCKETS = [f"lat_b{i}" for i in range(len(LATENCY_BUCKETS_MS) + 1)]
-SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "latency_ms_sum")
+SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "unpriced_requests", "latency_ms_sum")
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 Dimension = Literal["provider", "model", "user_id"]
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,32 @@ class Window:
     def hourly(self) -> bool:
         return self.until - self.since <= timedelta(hours=48)
 
+    @property
+    def custom(self) -> bool:
+        return self.label not in RANGES
+
+    @property
+    def first_day(self) -> str:
+        return f"{self.since:%Y-%m-%d}"
+
+    @property
+    def last_day(self) -> str:
+        """The last day the window touches (its end is exclusive): what the "To" field shows."""
+        return f"{self.until - timedelta(microseconds=1):%Y-%m-%d}"
+
 
 def window(range_name: str | None, start: str | None = None, end: str | None = None, now: datetime | None = None) -> Window:
-    """24h / 7d / 30d ending now, or a custom [start, end) in ISO dates or times."""
+    """24h / 7d / 30d ending now, or a custom range. Dates are whole days and the end day is
+    included (From = To is that one day); ISO 8601 times are taken as given, end excluded."""
     now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     if range_name == "custom":
         try:
             since = _parse(start)
-            until = _parse(end) if end else now
+            until = _parse(end, end_of_day=True) if end else now
         except (TypeError, ValueError):
             raise ValueError("custom range needs start (and optionally end) as YYYY-MM-DD or ISO 8601 times") from None
         if until <= since:
-            raise ValueError("the range end must be after its start")
+            raise ValueError("the range end must not be before its start")
         if until - since > timedelta(days=400):
             raise ValueError("custom ranges are limited to 400 days")
         return Window(since, until, f"{since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} UTC")
@@ -55,10 +71,13 @@ def window(range_name: str | None, start: str | None = None, end: str | None = N
     return Window(now - RANGES[name], now, name)
 
 
-def _parse(value: str | None) -> datetime:
+def _parse(value: str | None, end_of_day: bool = False) -> datetime:
     if not value:
         raise ValueError("missing")
+    value = value.strip()
     parsed = datetime.fromisoformat(value)
+    if end_of_day and _DATE_ONLY.fullmatch(value):
+        parsed += timedelta(days=1)  # a date as the end means "through that day"
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -81,26 +100,46 @@ def _where(query, table, win: Window, model: str | None, user_id: str | None):  
 
 
 def percentile_ms(histogram: list[int], fraction: float) -> float | None:
-    """Upper bound of the histogram bucket holding the given fraction of requests."""
+    """The latency below which `fraction` of requests fall, read from the histogram: the bucket
+    holding that rank, interpolated geometrically inside it (bounds are about 1.26x apart, so the
+    estimate is within a quarter of the true value). Past the last bound: that bound, as a floor;
+    `percentile_is_floor` says so."""
     total = sum(histogram)
     if total == 0:
         return None
-    needed = fraction * total
+    needed = max(fraction * total, 1e-9)
     running = 0
-    for bound, count in zip(LATENCY_BUCKETS_MS + (float("inf"),), histogram, strict=True):
+    lower = 0.0
+    for bound, count in zip((*LATENCY_BUCKETS_MS, math.inf), histogram, strict=True):
+        if count and running + count >= needed:
+            if bound == math.inf:
+                return float(lower)
+            share = (needed - running) / count
+            if lower <= 0:
+                return round(bound * share, 2)
+            return round(lower * (bound / lower) ** share, 2)
         running += count
-        if running >= needed:
-            return float(bound)
-    return float("inf")
+        lower = float(bound)
+    return float(lower)
+
+
+def percentile_is_floor(value: float | None) -> bool:
+    """Whether a percentile is the top bound: requests slower than the histogram measures."""
+    return value is not None and value >= LATENCY_BUCKETS_MS[-1]
+
+
+def _cost(cost: float, requests: int, unpriced: int) -> float | None:
+    """NULL when nothing in the group had a price: unknown, never $0."""
+    return None if requests and unpriced >= requests else round(float(cost), 6)
 
 
 def _shape(mapping: Any) -> dict[str, Any]:
     data = dict(mapping)
     histogram = [int(data.pop(b) or 0) for b in BUCKETS]
     requests = int(data.get("requests") or 0)
-    for name in ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens"):
+    for name in ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "unpriced_requests"):
         data[name] = int(data.get(name) or 0)
-    data["cost_usd"] = round(float(data.get("cost_usd") or 0.0), 6)
+    data["cost_usd"] = _cost(data.get("cost_usd") or 0.0, requests, data["unpriced_requests"])
     data["error_rate"] = round(data["errors"] / requests, 4) if requests else 0.0
     data["avg_latency_ms"] = round(float(data.pop("latency_ms_sum") or 0.0) / requests, 1) if requests else 0.0
     data["p50_ms"] = percentile_ms(histogram, 0.50)
@@ -142,7 +181,8 @@ async def timeseries(engine: AsyncEngine, win: Window, model: str | None = None,
                 "input_tokens": int(values["input_tokens"]),
                 "output_tokens": int(values["output_tokens"]),
                 "cached_tokens": int(values["cached_tokens"]),
-                "cost_usd": round(float(values["cost_usd"]), 6),
+                "cost_usd": _cost(values["cost_usd"], int(values["requests"]), int(values["unpriced_requests"])),
+                "unpriced_requests": int(values["unpriced_requests"]),
             }
         )
         current += step
@@ -231,4 +271,6 @@ async def reviews(engine: AsyncEngine, win: Window) -> dict[str, Any]:
         # Nearest-rank percentile: with few runs, P99 is the most expensive one.
         "cost_p99": round(costs[max(math.ceil(len(costs) * 0.99) - 1, 0)], 4) if costs else None,
         "break_glass": sum(int(r["break_glass"]) for r in runs),
+        # Runs whose cost is NULL (a model without a known price): left out of the cost figures, and said.
+        "unpriced_runs": count - len(costs),
     }
