@@ -219,26 +219,56 @@ def test_unpriced_usage_stays_null_through_the_rollups(tmp_path):
     assert abs(mystery_p50 - 900) / 900 < 0.26
 
 
-def test_migration_0010_rebuilds_the_rollups_from_raw_usage(tmp_path):
-    from aiplane.store.database import migrate
+def _rebuild_check(url: str) -> tuple[list[tuple], dict, dict]:
+    """Migration 0010 on a database that has usage from before it: rollups rebuilt from raw rows."""
+    from alembic import command
+    from sqlalchemy import text
 
-    now = datetime.now(UTC)
-    db = _usage_db(tmp_path, _records(now), through="0008")
+    from aiplane.store.database import _alembic_config, migrate
 
-    async def upgrade() -> None:
-        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    records = _records(datetime.now(UTC))
+
+    async def run():
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(_alembic_config(c), "0008"))
+            await conn.execute(usage.insert(), [r.row() for r in records])
         await migrate(engine)
+        async with engine.connect() as conn:
+            sums = [tuple((await conn.execute(text(
+                f"SELECT SUM(requests), SUM(unpriced_requests), SUM(lat_b55) FROM {table}"))).one())
+                for table in ("usage_hourly", "usage_hourly_models", "usage_daily_users")]
+        models = {m["key"]: m for m in await queries.breakdown(engine, queries.window("24h"), "model")}
+        totals = await queries.totals(engine, queries.window("24h"))
         await engine.dispose()
+        return sums, models, totals
 
-    asyncio.run(upgrade())
-    conn = sqlite3.connect(db)
-    for table in ("usage_hourly", "usage_hourly_models", "usage_daily_users"):
-        assert conn.execute(f"SELECT SUM(requests), SUM(unpriced_requests), SUM(lat_b55) FROM {table}").fetchone() == (10, 4, 0), table
-    # 900 ms sits in the [800, 1000) bucket, index 30 of the new histogram.
-    assert conn.execute("SELECT SUM(lat_b30) FROM usage_hourly_models WHERE model = 'mystery-model'").fetchone() == (4,)
+    return asyncio.run(run())
+
+
+def _assert_rebuilt(sums: list[tuple], models: dict, totals: dict) -> None:
+    assert [tuple(int(v) for v in row) for row in sums] == [(10, 4, 0)] * 3
+    assert models["mystery-model"]["cost_usd"] is None and models["mystery-model"]["unpriced_requests"] == 4
+    assert abs(models["mystery-model"]["p50_ms"] - 900) / 900 < 0.26  # 900 ms rebuilt into [800, 1000)
+    assert totals["requests"] == 10 and totals["cost_usd"] == pytest.approx(0.0021)
+
+
+def test_migration_0010_rebuilds_the_rollups_from_raw_usage(tmp_path):
+    _assert_rebuilt(*_rebuild_check(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"))
+    conn = sqlite3.connect(tmp_path / "old.db")
     (hour,) = conn.execute("SELECT hour FROM usage_hourly LIMIT 1").fetchone()
-    assert hour.endswith(":00:00.000000")
+    assert hour.endswith(":00:00.000000")  # the writer's own timestamp format
     conn.close()
+
+
+def test_migration_0010_on_postgres():
+    from tests.postgres_cluster import PostgresUnavailable, throwaway_postgres
+
+    try:
+        with throwaway_postgres() as url:
+            _assert_rebuilt(*_rebuild_check(url))
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def test_access_control_without_a_browser(seeded):
