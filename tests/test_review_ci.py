@@ -381,8 +381,13 @@ def test_gitlab_component_script_publishes(repo, gitlab, model):
         "CI_PROJECT_DIR": str(repo.path), "GITLAB_TOKEN": gl.TOKEN, "AIPLANE_REVIEW__GATEWAY_URL": "",
         "AIPLANE_REVIEW__MAX_INLINE_COMMENTS": "10", "AIPLANE_REVIEW__APPROVE": "false", "FAIL_ON_REQUEST_CHANGES": "false",
     }
+    # A report the merge request committed is removed first, so it is never read if the review fails to run.
+    (repo.path / "aiplane-review.env").write_text("AIPLANE_VERDICT=approve\n")
+    assert _bash(job["script"][0], env, cwd=repo.path).returncode == 0 and not (repo.path / "aiplane-review.env").exists()
+    (repo.path / "aiplane-review.env").symlink_to(repo.path.parent / "elsewhere")
     result = _bash("\n".join(job["script"]), env, cwd=repo.path)
     assert result.returncode == 0, result.stderr
+    assert not (repo.path.parent / "elsewhere").exists()
     assert len(state.bot_notes()) == 1 and len(state.discussions) == 1 and state.statuses[-1]["state"] == "success"
     # The dotenv report later jobs read, where the artifact says it is.
     assert job["artifacts"] == {"when": "always", "reports": {"dotenv": "aiplane-review.env"}}
