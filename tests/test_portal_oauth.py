@@ -184,7 +184,7 @@ def test_the_gateway_publishes_the_configured_resource_url(tmp_path, idp):
 url = ""
 
 [portal]
-resource_url = "https://ai.example.com/mcp"
+resource_url = "https://ai.example.com/tools/mcp"
 {UPSTREAMS}
 {_oidc(idp.issuer)}
 """)
@@ -192,10 +192,12 @@ resource_url = "https://ai.example.com/mcp"
     try:
         answer = httpx.post(gateway.url + "/mcp", json={})
         assert answer.status_code == 401
+        # Behind a proxy that maps https://ai.example.com/tools/ to this gateway.
         assert answer.headers["www-authenticate"] == \
-            'Bearer resource_metadata="https://ai.example.com/.well-known/oauth-protected-resource/mcp"'
-        document = httpx.get(gateway.url + "/.well-known/oauth-protected-resource/mcp")
-        assert document.json()["resource"] == "https://ai.example.com/mcp" and "vary" not in document.headers
-        assert document.json()["authorization_servers"] == [idp.issuer]
+            'Bearer resource_metadata="https://ai.example.com/.well-known/oauth-protected-resource/tools/mcp"'
+        for path in ("/tools/mcp", "/mcp", ""):
+            document = httpx.get(gateway.url + "/.well-known/oauth-protected-resource" + path, headers={"host": "evil.example"})
+            assert document.json()["resource"] == "https://ai.example.com/tools/mcp" and "vary" not in document.headers
+            assert document.json()["authorization_servers"] == [idp.issuer]
     finally:
         gateway.stop()

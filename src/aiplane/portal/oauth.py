@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -110,9 +111,15 @@ class ProtectedResource:
         await _send(send, 200, json.dumps(document).encode(), [(b"cache-control", b"public, max-age=3600"), *vary])
 
     def routes(self) -> list[Route]:
-        """Both well-known forms: path-suffixed (RFC 9728) and at the root (older MCP clients)."""
-        return [Route(WELL_KNOWN + self.mcp_path, endpoint=self, methods=["GET", "HEAD"]),
-                Route(WELL_KNOWN, endpoint=self, methods=["GET", "HEAD"])]
+        """Both well-known forms: path-suffixed (RFC 9728) and at the root (older MCP clients). A
+        configured URL with another path (a proxy prefix such as /tools/mcp) is served too, in
+        case the proxy forwards its well-known path unchanged."""
+        paths = [WELL_KNOWN + self.mcp_path]
+        if self.resource_url is not None:
+            public = urlsplit(self.resource_url).path.rstrip("/")
+            if public and WELL_KNOWN + public not in paths:
+                paths.append(WELL_KNOWN + public)
+        return [Route(path, endpoint=self, methods=["GET", "HEAD"]) for path in [*paths, WELL_KNOWN]]
 
 
 async def _send(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
