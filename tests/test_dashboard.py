@@ -218,6 +218,21 @@ def test_unpriced_usage_stays_null_through_the_rollups(tmp_path):
     mystery_p50 = by_model["mystery-model"]["p50_ms"]
     assert abs(mystery_p50 - 900) / 900 < 0.26
 
+    async def reviews():
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        async with engine.begin() as conn:
+            await conn.execute(review_runs.insert(), [
+                {"ts": now - timedelta(hours=1), "repository": "acme/api", "change_id": str(i), "tier": "lite",
+                 "verdict": "approve", "findings_critical": 0, "findings_warning": 0, "findings_suggestion": 0,
+                 "findings_nit": 0, "cost_usd": cost, "duration_s": 10.0, "break_glass": 0}
+                for i, cost in enumerate((0.5, None, 1.5))])
+        stats = await queries.reviews(engine, queries.window("24h"))
+        await engine.dispose()
+        return stats
+
+    stats = asyncio.run(reviews())
+    assert stats["runs"] == 3 and stats["unpriced_runs"] == 1 and stats["cost_median"] == 1.0  # NULL is not $0
+
 
 def _rebuild_check(url: str) -> tuple[list[tuple], dict, dict]:
     """Migration 0010 on a database that has usage from before it: rollups rebuilt from raw rows."""

@@ -163,6 +163,7 @@ def test_a_token_for_another_audience_is_refused(portal, idp):
         assert storage.tokens is not None  # it did sign in; the portal refused the token
         answer = httpx.post(portal.url + "/mcp", json={}, headers={"authorization": f"Bearer {storage.tokens.access_token}"})
         assert answer.status_code == 401
+        assert answer.headers["www-authenticate"].startswith('Bearer error="invalid_token", resource_metadata="')
     finally:
         idp.audience = AUDIENCE
 

@@ -72,9 +72,13 @@ class ProtectedResource:
         return f"{scheme}://{authority}{WELL_KNOWN}{slash}{path}".rstrip("/")
 
     def challenge(self, scope: Scope) -> bytes:
-        """The WWW-Authenticate value for a 401."""
+        """The WWW-Authenticate value for a 401; `error="invalid_token"` when a bearer token was
+        sent and refused (RFC 6750 section 3.1), none when there was no token at all."""
         url = self.metadata_url(scope)
         parts = []
+        authorization = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if authorization[:7].lower() == b"bearer " and authorization[7:].strip():
+            parts.append('error="invalid_token"')
         if url is not None and _SAFE_URL.fullmatch(url) and '"' not in url and "\\" not in url:
             parts.append(f'resource_metadata="{url}"')
         if self.scopes:
