@@ -181,13 +181,14 @@ class Dashboard:
         viewer, win, refused = await self._open_page(request)
         if refused is not None or win is None:
             return refused  # type: ignore[return-value]
-        users = await queries.breakdown(self.engine, win, "user_id", limit=20)
+        # The overview's KPIs and user table show no latency: no histogram sums for them.
+        users = await queries.breakdown(self.engine, win, "user_id", limit=20, latency=False)
         emails = await self._reveal(viewer, [u["key"] for u in users])
         context = {
             "title": "Usage and cost",
             "win": win,
             "query": request.url.query,
-            "totals": await queries.totals(self.engine, win),
+            "totals": await queries.totals(self.engine, win, latency=False),
             "series": await queries.timeseries(self.engine, win),
             "providers": await queries.breakdown(self.engine, win, "provider"),
             "models": await queries.breakdown(self.engine, win, "model", limit=25),
@@ -214,7 +215,7 @@ class Dashboard:
             "title": f"{'Model' if model else 'User'} {value}",
             "win": win,
             "query": request.url.query,
-            "totals": await queries.totals(self.engine, win, model, user_id),
+            "totals": await queries.totals(self.engine, win, model, user_id, latency=False),
             "series": await queries.timeseries(self.engine, win, model, user_id),
             "providers": await queries.breakdown(self.engine, win, "provider", model=model, user_id=user_id),
             "models": rows if user_id else [],

@@ -86,8 +86,14 @@ def _table(user_id: str | None, by: str | None = None):  # noqa: ANN202
     return usage_hourly if user_id or by == "user_id" else usage_hourly_models
 
 
-def _sums(table=usage_hourly_models) -> list[Any]:  # noqa: ANN001
-    return [func.coalesce(func.sum(table.c[name]), 0).label(name) for name in SUMS + tuple(BUCKETS)]
+def _sums(table=usage_hourly_models, latency: bool = True) -> list[Any]:  # noqa: ANN001
+    """Column sums; the 56 histogram columns only when the caller shows percentiles (they are most
+    of the work on long windows)."""
+    return [func.coalesce(func.sum(table.c[name]), 0).label(name) for name in _columns(latency)]
+
+
+def _columns(latency: bool) -> tuple[str, ...]:
+    return SUMS + tuple(BUCKETS) if latency else SUMS
 
 
 def _where(query, table, win: Window, model: str | None, user_id: str | None):  # noqa: ANN001, ANN202
@@ -135,7 +141,7 @@ def _cost(cost: float, requests: int, unpriced: int) -> float | None:
 
 def _shape(mapping: Any) -> dict[str, Any]:
     data = dict(mapping)
-    histogram = [int(data.pop(b) or 0) for b in BUCKETS]
+    histogram = [int(data.pop(b, 0) or 0) for b in BUCKETS]
     requests = int(data.get("requests") or 0)
     for name in ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "unpriced_requests"):
         data[name] = int(data.get(name) or 0)
@@ -147,16 +153,17 @@ def _shape(mapping: Any) -> dict[str, Any]:
     return data
 
 
-async def totals(engine: AsyncEngine, win: Window, model: str | None = None, user_id: str | None = None) -> dict[str, Any]:
+async def totals(engine: AsyncEngine, win: Window, model: str | None = None, user_id: str | None = None,
+                 latency: bool = True) -> dict[str, Any]:
     table = _table(user_id)
     async with engine.connect() as conn:
-        row = (await conn.execute(_where(select(*_sums(table)), table, win, model, user_id))).one()
+        row = (await conn.execute(_where(select(*_sums(table, latency)), table, win, model, user_id))).one()
     return _shape(row._mapping)
 
 
 async def timeseries(engine: AsyncEngine, win: Window, model: str | None = None, user_id: str | None = None) -> list[dict[str, Any]]:
     table = _table(user_id)
-    query = _where(select(table.c.hour, *_sums(table)), table, win, model, user_id).group_by(table.c.hour)
+    query = _where(select(table.c.hour, *_sums(table, latency=False)), table, win, model, user_id).group_by(table.c.hour)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     step = timedelta(hours=1) if win.hourly else timedelta(days=1)
@@ -196,13 +203,14 @@ async def breakdown(
     model: str | None = None,
     user_id: str | None = None,
     limit: int = 50,
+    latency: bool = True,
 ) -> list[dict[str, Any]]:
     if by == "user_id" and model is None and user_id is None and not win.hourly:
-        return await _users_by_day(engine, win, limit)
+        return await _users_by_day(engine, win, limit, latency)
     table = _table(user_id, by)
     column = table.c[by]
     query = (
-        _where(select(column.label("key"), *_sums(table)), table, win, model, user_id)
+        _where(select(column.label("key"), *_sums(table, latency)), table, win, model, user_id)
         .group_by(column)
         .order_by(func.sum(table.c.cost_usd).desc(), func.sum(table.c.requests).desc())
         .limit(limit)
@@ -212,19 +220,19 @@ async def breakdown(
     return [_shape(row._mapping) for row in rows]
 
 
-async def _users_by_day(engine: AsyncEngine, win: Window, limit: int) -> list[dict[str, Any]]:
+async def _users_by_day(engine: AsyncEngine, win: Window, limit: int, latency: bool) -> list[dict[str, Any]]:
     """Users over long windows: whole days from the daily rollup, the partial edge days from the hourly one."""
     first_day = (win.since + timedelta(days=1)).replace(hour=0) if win.since.hour else win.since
     last_day = win.until.replace(hour=0)
     parts = [
-        select(usage_daily_users.c.user_id.label("key"), *_sums(usage_daily_users))
+        select(usage_daily_users.c.user_id.label("key"), *_sums(usage_daily_users, latency))
         .where(usage_daily_users.c.day >= first_day, usage_daily_users.c.day < last_day)
         .group_by(usage_daily_users.c.user_id)
     ]
     for start, end in ((win.since, first_day), (last_day, win.until)):
         if start < end:
             parts.append(
-                select(usage_hourly.c.user_id.label("key"), *_sums(usage_hourly))
+                select(usage_hourly.c.user_id.label("key"), *_sums(usage_hourly, latency))
                 .where(usage_hourly.c.hour >= start, usage_hourly.c.hour < end)
                 .group_by(usage_hourly.c.user_id)
             )
@@ -233,8 +241,8 @@ async def _users_by_day(engine: AsyncEngine, win: Window, limit: int) -> list[di
         for query in parts:
             for row in (await conn.execute(query)).all():
                 data = dict(row._mapping)
-                target = merged.setdefault(data["key"], {name: 0 for name in SUMS + tuple(BUCKETS)})
-                for name in SUMS + tuple(BUCKETS):
+                target = merged.setdefault(data["key"], {name: 0 for name in _columns(latency)})
+                for name in _columns(latency):
                     target[name] += data[name] or 0
     ranked = sorted(merged.items(), key=lambda kv: (-kv[1]["cost_usd"], -kv[1]["requests"]))[:limit]
     return [_shape({"key": key, **values}) for key, values in ranked]
