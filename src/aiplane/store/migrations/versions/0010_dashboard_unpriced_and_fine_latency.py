@@ -1,7 +1,7 @@
 """dashboard: unpriced request counts and a finer latency histogram in the usage rollups
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02
 
 Two dashboard promises the rollups could not keep:
@@ -11,15 +11,14 @@ Two dashboard promises the rollups could not keep:
   1 ms to 250 s), read with interpolation.
 
 The rollups are derived data: they are emptied and rebuilt from the raw `usage` rows, in the
-database, as migration 0004 first built them. (Numbered 0010 to leave 0009 to the quotas
-migration being written in parallel: if that lands first, this one's down_revision becomes "0009".)
+database, as migration 0004 first built them.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
