@@ -309,10 +309,14 @@ def test_gitlab_missing_merge_request_is_a_clear_failure(repo, gitlab, model):
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _bash(script: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     path = f"{Path(AIPLANE).parent}:{os.environ['PATH']}"
     return subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=clean_env(**env, PATH=path),
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=180, cwd=cwd)
+
+
+def _pairs(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line)
 
 
 def test_github_action_review_step_publishes(repo, github, model):
@@ -327,13 +331,40 @@ def test_github_action_review_step_publishes(repo, github, model):
         "GITHUB_API_URL": server.url, "GITHUB_REPOSITORY": "acme/widgets", "GITHUB_REF": "refs/pull/7/merge",
         "GITHUB_WORKSPACE": str(repo.path), "GITHUB_TOKEN": gh.TOKEN, "AIPLANE_REVIEW__GATEWAY_URL": "",
         "AIPLANE_TOKEN": "", "AIPLANE_REVIEW__MAX_INLINE_COMMENTS": "10", "FAIL_ON_REQUEST_CHANGES": "false",
+        "ACTION_REPOSITORY": "acme/aiplane", "ACTION_REF": "v1", "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_OUTPUT": str(repo.path.parent / "github-output"),
     }
     assert set(step["env"]) <= set(env)
     result = _bash(step["run"], env)
     assert result.returncode == 0, result.stderr  # request changes, but the team did not opt in to failing
     assert "⛔ Request changes" in result.stdout and len(state.bot_summaries()) == 1
+    # The action's outputs come from the step's $GITHUB_OUTPUT lines.
+    assert set(action["outputs"]) == {"verdict", "findings", "comment-url"}
+    assert all(o["value"] == f"${{{{ steps.review.outputs.{name} }}}}" for name, o in action["outputs"].items())
+    assert step["id"] == "review"
+    (summary,) = state.bot_summaries()
+    assert _pairs((repo.path.parent / "github-output").read_text()) == {
+        "verdict": "request_changes", "findings": "1",
+        "comment-url": f"https://github.com/acme/widgets/pull/7#issuecomment-{summary['id']}"}
     opted_in = _bash(step["run"], env | {"FAIL_ON_REQUEST_CHANGES": "true"})
     assert opted_in.returncode == 3 and len(state.bot_summaries()) == 1
+
+
+def test_ci_outputs_when_the_review_fails_small_and_never_through_a_symlink(repo, github, model, tmp_path):
+    _push(repo, FLAGGED, "use eval")
+    outputs, dotenv = tmp_path / "out", repo.path / "aiplane-review.env"
+    target = tmp_path / "victim"
+    target.write_text("keep\n")
+    dotenv.symlink_to(target)  # committed by the change under review
+    failed = _github_run(repo, github, model[0], "--outputs", str(outputs), "--dotenv", str(dotenv), GITHUB_TOKEN="")
+    assert failed.returncode == 0 and "Traceback" not in failed.stderr
+    assert _pairs(outputs.read_text()) == {"verdict": "not_reviewed", "findings": "", "comment-url": ""}
+    assert target.read_text() == "keep\n" and "could not write the CI outputs" in failed.stderr
+    dotenv.unlink()
+    local = _run(repo, _model_env(repo, model[0]), "--base", "main", "--dotenv", str(dotenv), "--no-fail-on-request-changes")
+    assert local.returncode == 0, local.stderr
+    assert _pairs(dotenv.read_text()) == {"AIPLANE_VERDICT": "approve_with_comments", "AIPLANE_FINDINGS": "1",
+                                          "AIPLANE_COMMENT_URL": ""}
 
 
 def test_gitlab_component_script_publishes(repo, gitlab, model):
@@ -350,9 +381,20 @@ def test_gitlab_component_script_publishes(repo, gitlab, model):
         "CI_PROJECT_DIR": str(repo.path), "GITLAB_TOKEN": gl.TOKEN, "AIPLANE_REVIEW__GATEWAY_URL": "",
         "AIPLANE_REVIEW__MAX_INLINE_COMMENTS": "10", "AIPLANE_REVIEW__APPROVE": "false", "FAIL_ON_REQUEST_CHANGES": "false",
     }
-    result = _bash("\n".join(job["script"]), env)
+    # A report the merge request committed is removed first, so it is never read if the review fails to run.
+    (repo.path / "aiplane-review.env").write_text("AIPLANE_VERDICT=approve\n")
+    assert _bash(job["script"][0], env, cwd=repo.path).returncode == 0 and not (repo.path / "aiplane-review.env").exists()
+    (repo.path / "aiplane-review.env").symlink_to(repo.path.parent / "elsewhere")
+    result = _bash("\n".join(job["script"]), env, cwd=repo.path)
     assert result.returncode == 0, result.stderr
+    assert not (repo.path.parent / "elsewhere").exists()
     assert len(state.bot_notes()) == 1 and len(state.discussions) == 1 and state.statuses[-1]["state"] == "success"
+    # The dotenv report later jobs read, where the artifact says it is.
+    assert job["artifacts"] == {"when": "always", "reports": {"dotenv": "aiplane-review.env"}}
+    (note,) = state.bot_notes()
+    assert _pairs((repo.path / "aiplane-review.env").read_text()) == {
+        "AIPLANE_VERDICT": "approve_with_comments", "AIPLANE_FINDINGS": "1",
+        "AIPLANE_COMMENT_URL": f"https://gitlab.example/acme/widgets/-/merge_requests/{state.iid}#note_{note['id']}"}
 
 
 def test_forged_markers_from_humans_and_models_are_ignored(repo, github, model):

@@ -304,6 +304,8 @@ class ReviewSettings(Strict):
     # Time for the secret scan's keyword detector ("password = ..."), which hostile lines can make
     # slow; past it the review says what was not checked. The specific detectors always finish.
     secret_scan_seconds: float = Field(default=60, gt=0, le=3600)
+    # Where SARIF rules without a link of their own point for help (docs/review.md, "Findings in SARIF").
+    docs_url: HttpUrl | None = None
     # Who may break glass and dismiss findings.
     authority: ReviewAuthority = Field(default_factory=ReviewAuthority)
 
@@ -360,6 +362,11 @@ class PortalSettings(Strict):
     restart_backoff_seconds: float = Field(default=1.0, gt=0)
     restart_backoff_max_seconds: float = Field(default=60.0, gt=0)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    # OAuth for MCP clients (docs/portal.md): the MCP endpoint's public URL, as clients reach it,
+    # published in /.well-known/oauth-protected-resource; unset, it is derived from each request.
+    resource_url: HttpUrl | None = None
+    # Scopes clients should ask the identity provider for (RFC 6749 scope tokens); none: the IdP's.
+    oauth_scopes: list[Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")]] = Field(default_factory=list)
 
 
 class CodexSettings(Strict):

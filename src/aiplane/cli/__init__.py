@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -281,56 +280,6 @@ def models_refresh(config: ConfigOption = None) -> None:
     out.print(f"stored {catalog.model_count} models from {len(catalog.data)} providers")
 
 
-portal_app = typer.Typer(help="The MCP portal: many MCP servers behind one endpoint, with Code Mode.", no_args_is_help=True)
-app.add_typer(portal_app, name="portal")
-
-
-@portal_app.command("serve")
-def portal_serve(
-    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port; MCP is at /mcp (?mode=codemode or ?mode=aggregate).")] = 8789,
-    config: ConfigOption = None,
-) -> None:
-    """Serve the MCP portal over streamable HTTP; clients sign in with a gateway token (JWT or dev token)."""
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    from aiplane.gateway.auth import AuthError, make_verifier
-    from aiplane.logs import configure_logging
-    from aiplane.portal.core import Portal
-    from aiplane.portal.server import PortalEndpoint, authenticator
-    from aiplane.store.database import create_engine, migrate
-    from aiplane.store.identities import IdentityMap
-
-    settings = _settings(config)
-    if not settings.portal.upstreams:
-        raise _fail("no upstream MCP servers are configured ([portal.upstreams.<name>] with command or url)", EXIT_CONFIG)
-    configure_logging(settings.log.level)
-    engine = create_engine(settings.database_url)
-    sessions, session = _lazy_http_session()
-    verifier = make_verifier(settings, session)
-    portal = Portal(settings.portal, engine)
-    endpoint = PortalEndpoint(portal, authenticator(verifier.token_from_headers, verifier.verify, IdentityMap(engine).user_id, AuthError))
-
-    async def healthz(_request):  # noqa: ANN001, ANN202
-        return JSONResponse({"status": "ok", "upstreams": portal.status()})
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):  # noqa: ANN001, ANN202
-        await migrate(engine)
-        async with endpoint.lifespan():
-            yield
-        for open_session in sessions:
-            await open_session.close()
-        await engine.dispose()
-
-    app_ = Starlette(routes=[Route("/mcp", endpoint=endpoint), Route("/healthz", healthz)], lifespan=lifespan)
-    from aiplane import httpserver
-
-    httpserver.run(app_, host, port)
-
-
 def _lazy_http_session():  # noqa: ANN202 - (the sessions made, a factory) for JWKS fetches
     """An aiohttp session created on first use, inside the server's event loop."""
     import aiohttp
@@ -474,11 +423,13 @@ def db_upgrade(config: ConfigOption = None) -> None:
 from aiplane.cli import agentsmd as _agentsmd  # noqa: E402 - the agents-md command group
 from aiplane.cli import catalog as _catalog  # noqa: E402 - registers the catalog command group
 from aiplane.cli import config as _config  # noqa: E402 - registers the config command group
+from aiplane.cli import portal as _portal  # noqa: E402 - registers the portal command group
 from aiplane.cli import review as _review  # noqa: E402 - registers the review command groups
 from aiplane.cli import review_eval as _review_eval  # noqa: E402, F401 - registers review eval and eval-prepare
 
 app.add_typer(_catalog.catalog_app, name="catalog")
 app.add_typer(_config.config_app, name="config")
+app.add_typer(_portal.portal_app, name="portal")
 app.add_typer(_review.review_app, name="review")
 app.add_typer(_review.review_config_app, name="review-config")
 app.add_typer(_agentsmd.agentsmd_app, name="agents-md")

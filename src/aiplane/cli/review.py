@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Optional
@@ -35,6 +36,10 @@ def review(
     fail_on_request_changes: Annotated[
         bool, typer.Option(help=f"Exit {EXIT_REQUEST_CHANGES} when the verdict is request changes.")
     ] = True,
+    outputs: Annotated[Optional[Path], typer.Option(
+        help="Append verdict, findings and comment-url as name=value lines (GitHub Actions: \"$GITHUB_OUTPUT\").")] = None,
+    dotenv: Annotated[Optional[Path], typer.Option(
+        help="Write AIPLANE_VERDICT, AIPLANE_FINDINGS and AIPLANE_COMMENT_URL as a dotenv file (GitLab: artifacts:reports:dotenv).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Review a change and publish one living comment (plus inline comments) to the VCS.
@@ -44,7 +49,6 @@ def review(
     """
     if ctx.invoked_subcommand is not None:
         return
-    import os
 
     from aiplane.review.agents import AgentError
     from aiplane.review.changes import ChangeError
@@ -69,16 +73,20 @@ def review(
         vcs=vcs, repo=repo.resolve(), base=base, head=head, change=change, dry_run=dry_run,
         max_inline=settings.review.max_inline_comments if max_inline is None else max_inline,
     )
+    ci_outputs = CiOutputs(outputs, dotenv)
     try:
         outcome = review_change(options, settings, dict(os.environ))
     except (ConfigureError, AssemblyError, ChangeError, AgentError, VcsError) as exc:
+        ci_outputs.write("not_reviewed", None, "")
         return _fail_small(str(exc), strict)
     except Exception as exc:  # noqa: BLE001 - fail small: the reviewer must never break the pipeline
+        ci_outputs.write("not_reviewed", None, "")
         return _fail_small(f"internal error ({exc.__class__.__name__})", strict)
     result = outcome.review
+    ci_outputs.write("not_reviewed" if dry_run else result.verdict, None if dry_run else len(result.findings), outcome.summary_url)
     if outcome.publish_error:
         err.print(f"aiplane review: the review ran but could not be published: {outcome.publish_error}", markup=False)
-    text = render(result, fmt)
+    text = render(result, fmt, str(settings.review.docs_url) if settings.review.docs_url else None)
     if output is not None:
         try:
             output.write_text(text, encoding="utf-8")
@@ -118,6 +126,41 @@ def review_plugins(
         status = row["status"] + (f": {row['error']}" if row["error"] else "")
         table.add_row(row["name"], status, ", ".join(row["hooks"]), row["source"])
     Console(soft_wrap=True).print(table)
+
+
+_SAFE_URL = re.compile(r"https?://[\x21-\x7e]{1,2000}")
+
+
+class CiOutputs:
+    """The review's result for the pipeline: GitHub step outputs (`verdict`, `findings`,
+    `comment-url`) and a GitLab dotenv report (`AIPLANE_VERDICT`, `AIPLANE_FINDINGS`,
+    `AIPLANE_COMMENT_URL`). Values are one line each: a URL with a line break or a space (the host
+    answered something odd) is left out rather than let it write another output."""
+
+    def __init__(self, outputs: Path | None, dotenv: Path | None) -> None:
+        self.outputs = outputs
+        self.dotenv = dotenv
+
+    def write(self, verdict: str, findings: int | None, comment_url: str) -> None:
+        url = comment_url if _SAFE_URL.fullmatch(comment_url or "") else ""
+        count = "" if findings is None else str(findings)
+        try:
+            if self.outputs is not None:
+                _write_no_follow(self.outputs, f"verdict={verdict}\nfindings={count}\ncomment-url={url}\n", os.O_APPEND)
+            if self.dotenv is not None:
+                _write_no_follow(self.dotenv, f"AIPLANE_VERDICT={verdict}\nAIPLANE_FINDINGS={count}\nAIPLANE_COMMENT_URL={url}\n",
+                                 os.O_TRUNC)
+        except OSError as exc:
+            # Said, never fatal: the review itself ran (or failed small) and is published.
+            err.print(f"aiplane review: could not write the CI outputs ({exc.__class__.__name__}: {exc.strerror})", markup=False)
+
+
+def _write_no_follow(path: Path, text: str, mode: int) -> None:
+    """GitLab's dotenv report lives in the checkout, which the merge request controls: a committed
+    symlink by that name must not redirect our write elsewhere (O_NOFOLLOW refuses it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | mode, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 def _fail_small(message: str, strict: bool) -> None:

@@ -53,6 +53,7 @@ from aiplane.logs import log_fields
 from aiplane.modelcatalog.catalog import CatalogRefresher, ModelCatalog, bundled
 from aiplane.modelcatalog.pricing import PriceTable
 from aiplane.portal.core import Portal
+from aiplane.portal.oauth import ProtectedResource
 from aiplane.portal.server import PortalEndpoint, authenticator
 from aiplane.store import reviewconfig
 from aiplane.store.database import create_engine, migrate
@@ -103,6 +104,7 @@ class Gateway:
         return PortalEndpoint(
             Portal(self.settings.portal, self.engine),
             authenticator(self.verifier.token_from_headers, self.verifier.verify, self.identities.user_id, AuthError),
+            ProtectedResource.from_settings(self.settings),
         )
 
     def _make_verifier(self) -> TokenVerifier:
@@ -619,6 +621,8 @@ def create_app(settings: Settings) -> Starlette:
     ]
     if gateway.portal is not None:
         routes.append(Route("/mcp", endpoint=gateway.portal))
+        if gateway.portal.oauth is not None:
+            routes += gateway.portal.oauth.routes()
     app = Starlette(
         routes=routes,
         lifespan=gateway.lifespan,

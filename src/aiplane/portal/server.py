@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from aiplane.httpbody import BodyTooLarge, buffer_limited
 from aiplane.portal.core import Caller, Portal, PortalError
+from aiplane.portal.oauth import ProtectedResource
 
 Authenticate = Callable[[dict[str, str]], Awaitable[Caller | None]]
 MODES = ("aggregate", "codemode")
@@ -97,9 +98,10 @@ def build_mcp_server(portal: Portal) -> Server:
 class PortalEndpoint:
     """The ASGI endpoint: authenticate, pick the mode, hand over to the MCP transport."""
 
-    def __init__(self, portal: Portal, authenticate: Authenticate) -> None:
+    def __init__(self, portal: Portal, authenticate: Authenticate, oauth: ProtectedResource | None = None) -> None:
         self.portal = portal
         self.authenticate = authenticate
+        self.oauth = oauth
         self.manager = StreamableHTTPSessionManager(app=build_mcp_server(portal), stateless=True)
         self.transport = StreamableHTTPASGIApp(self.manager)
 
@@ -110,7 +112,7 @@ class PortalEndpoint:
         caller = await self.authenticate(headers)
         if caller is None:
             await _json(send, 401, {"error": {"type": "authentication_error", "message": "missing or invalid credentials"}},
-                        [(b"www-authenticate", b"Bearer")])
+                        [(b"www-authenticate", self.oauth.challenge(scope) if self.oauth else b"Bearer")])
             return
         query = scope.get("query_string", b"").decode("latin-1")
         mode = next((part.split("=", 1)[1] for part in query.split("&") if part.startswith("mode=")), None)

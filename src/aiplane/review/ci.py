@@ -49,6 +49,8 @@ class Outcome:
     resolved: int = 0
     raised_again: int = 0
     summary_id: str | None = None
+    # The summary comment's web address, for CI outputs ("" when the host has none).
+    summary_url: str = ""
     publish_error: str | None = None
     plan: memory.Plan | None = None
     # Break-glass comments and the head each approved, carried in our summary's state.
@@ -278,6 +280,9 @@ def _publish(outcome: Outcome, config: RunConfig, settings: Settings, change_req
             footer = _footer(outcome)
             body = render_markdown(review, MAX_SUMMARY_CHARS - len(marker) - len(footer)) + footer + "\n" + marker + "\n"
             outcome.summary_id = vcs.upsert_summary(memory.is_our_summary, body)
+            comment_url = getattr(vcs, "comment_url", None)  # a VCS plugin may not have one
+            if comment_url is not None:
+                outcome.summary_url = comment_url(change_request.url, str(outcome.summary_id))
         step(summary)
     if "vcs:approve" in allowed:
         if review.break_glass_by is not None:

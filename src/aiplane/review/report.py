@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 SCHEMA_VERSION = "1.0"
 Severity = Literal["critical", "warning", "suggestion", "nit"]
@@ -258,26 +259,142 @@ def inline_markdown(f: Finding) -> str:
     return text + f"\n\n<sub>aiplane review · {_safe(f.source)}</sub>"
 
 
-def render_sarif(review: Review) -> dict[str, Any]:
+# Where a rule's help lives when a finding names no link of its own: the review docs, whose
+# "Findings in SARIF" section describes every category. Deployments point it at their own copy
+# (`review.docs_url`; the GitHub Action sets it to the action's own repository).
+DEFAULT_DOCS_URL = "https://github.com/your-org/aiplane/blob/main/docs/review.md"
+CATEGORY_HELP = {
+    "security": "Exploitable vulnerabilities the change introduces: injection, broken authorization, secrets, SSRF and the like.",
+    "performance": "Performance regressions on hot paths: complexity, I/O in loops, N+1 queries.",
+    "quality": "Correctness and maintainability: logic errors, error handling, missing tests.",
+    "docs": "Documentation the change makes wrong or leaves missing: README, docs, docstrings, CLI help.",
+    "release": "Release impact: breaking changes, migrations, configuration and dependency changes.",
+    "codex": "Violations of the organisation's engineering codex rules that apply to the changed files.",
+    "agents_md": "Places where AGENTS.md no longer matches the repository after the change.",
+    "secrets": "Credentials committed in the change.",
+}
+# GitHub code scanning ranks security alerts by this CVSS-like score (critical > 9.0, high 7.0-8.9,
+# medium 4.0-6.9, low 0.1-3.9): https://docs.github.com/en/code-security/code-scanning
+SECURITY_SEVERITY = {"critical": "9.1", "warning": "7.0", "suggestion": "4.0", "nit": "2.0"}
+PROBLEM_SEVERITY = {"critical": "error", "warning": "warning", "suggestion": "recommendation", "nit": "recommendation"}
+FINGERPRINT_KEY = "aiplaneFinding/v1"
+_CATEGORY_ID = re.compile(r"[^a-z0-9_-]+")
+_TEXT_LIMIT = 4000
+
+
+def _plain(text: str, limit: int = _TEXT_LIMIT) -> str:
+    """Model text as one bounded SARIF string (GitHub renders `text` as plain text)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _category_id(category: str) -> str:
+    return _CATEGORY_ID.sub("-", category.lower()).strip("-")[:64] or "finding"
+
+
+def _is_security(f: Finding) -> bool:
+    return f.category in ("security", "secrets")
+
+
+def _sarif_rule_id(f: Finding) -> str:
+    """A codex rule keeps its own id (checked, since a model can write anything); everything else
+    is a rule per reviewer category."""
+    if f.rule_id and _RULE_ID.match(f.rule_id):
+        return f.rule_id
+    return f"aiplane/{_category_id(f.category)}"
+
+
+def _help_uri(f: Finding, docs_url: str) -> str:
+    if f.rule_id and _RULE_ID.match(f.rule_id) and f.rule_link and re.match(r"^https?://[^\s()<>]+$", f.rule_link):
+        return f.rule_link
+    return f"{docs_url}#findings-in-sarif"
+
+
+def _sarif_rule(f: Finding, rule_id: str, docs_url: str) -> dict[str, Any]:
+    category = _category_id(f.category)
+    help_uri = _help_uri(f, docs_url)
+    if rule_id.startswith("aiplane/"):
+        name = "".join(part.title() for part in re.split(r"[_-]+", category)) + "Review"
+        short = f"aiplane review: {category.replace('_', ' ')}"
+        full = CATEGORY_HELP.get(category, f"Findings of the aiplane '{category}' reviewer.")
+    else:
+        # A Pascal-case friendly name, as SARIF2012 asks: API-001 → CodexRuleApi001.
+        name = "CodexRule" + "".join(part.title() for part in rule_id.split("-"))
+        short = f"Codex rule {rule_id}"
+        full = f"The engineering codex rule {rule_id}: {_plain(shown_title(f), 500)}"
+    tags = ["aiplane-review", category]
+    if _is_security(f):
+        tags.insert(0, "security")
+    if not rule_id.startswith("aiplane/"):
+        tags.append("codex")
+    tags = list(dict.fromkeys(tags))  # the schema wants unique tags ("security" may be the category too)
+    help_text = f"{full} The finding explains the problem at its location and usually suggests a fix. See {help_uri}"
+    return {
+        "id": rule_id,
+        "name": name,
+        "shortDescription": {"text": short},
+        "fullDescription": {"text": full},
+        "help": {"text": help_text, "markdown": f"{full}\n\nThe finding explains the problem at its location and usually "
+                                               f"suggests a fix. [More about this rule]({help_uri})."},
+        "helpUri": help_uri,
+        "defaultConfiguration": {"level": SARIF_LEVEL[f.severity]},
+        "properties": {"tags": tags, "precision": "medium", "problem.severity": PROBLEM_SEVERITY[f.severity]},
+    }
+
+
+def _worse(a: Severity, b: Severity) -> bool:
+    return SEVERITY_ORDER[a] < SEVERITY_ORDER[b]
+
+
+def render_sarif(review: Review, docs_url: str | None = None) -> dict[str, Any]:
+    """SARIF 2.1.0 as GitHub code scanning reads it: one rule per reviewer category or codex rule,
+    with help; the memory fingerprint as a partial fingerprint, so an alert keeps its identity across
+    pushes while its line moves; security findings scored (`security-severity`) and tagged."""
+    # Imported here: memory builds on this module's Finding, and the fingerprint must be the one
+    # memory keeps in our comments, so code scanning and the PR thread agree on "the same finding".
+    from aiplane import __version__
+    from aiplane.review.memory import fingerprint
+
+    docs = (docs_url or DEFAULT_DOCS_URL).split("#", 1)[0]
     rules: dict[str, dict[str, Any]] = {}
+    worst: dict[str, Severity] = {}
     results = []
     for f in review.ordered():
-        rule_id = f.rule_id or f"aiplane/{f.category}"
-        rules.setdefault(rule_id, {"id": rule_id, "name": f.category, "shortDescription": {"text": f.category}})
+        rule_id = _sarif_rule_id(f)
+        if rule_id not in rules:
+            rules[rule_id] = {**_sarif_rule(f, rule_id, docs), "_index": len(rules)}
+        rule = rules[rule_id]
+        if rule_id not in worst or _worse(f.severity, worst[rule_id]):
+            worst[rule_id] = f.severity
+            rule["defaultConfiguration"]["level"] = SARIF_LEVEL[f.severity]
+            rule["properties"]["problem.severity"] = PROBLEM_SEVERITY[f.severity]
+            if _is_security(f):
+                rule["properties"]["security-severity"] = SECURITY_SEVERITY[f.severity]
+        title = _plain(f.title, 300).rstrip(".")
+        message = f"{title}: {_plain(f.explanation)}"
+        if f.suggestion:
+            message += f" Fix: {_plain(f.suggestion)}"
+        properties: dict[str, Any] = {"severity": f.severity, "confidence": f.confidence, "source": f.source,
+                                      "category": f.category, "tags": rule["properties"]["tags"]}
+        if _is_security(f):
+            properties["security-severity"] = SECURITY_SEVERITY[f.severity]
+        start = max(f.start_line, 1)
         results.append(
             {
                 "ruleId": rule_id,
+                "ruleIndex": rule["_index"],
                 "level": SARIF_LEVEL[f.severity],
-                "message": {"text": f"{f.title}: {f.explanation}" + (f" Fix: {f.suggestion}" if f.suggestion else "")},
+                "message": {"text": message if message.endswith((".", "!", "?")) else message + "."},
                 "locations": [
                     {
                         "physicalLocation": {
-                            "artifactLocation": {"uri": f.file, "uriBaseId": "%SRCROOT%"},
-                            "region": {"startLine": max(f.start_line, 1), "endLine": max(f.end_line, f.start_line, 1)},
+                            "artifactLocation": {"uri": _artifact_uri(f.file), "uriBaseId": "%SRCROOT%"},
+                            "region": {"startLine": start, "endLine": max(f.end_line, start)},
                         }
                     }
                 ],
-                "properties": {"severity": f.severity, "confidence": f.confidence, "source": f.source},
+                "partialFingerprints": {FINGERPRINT_KEY: fingerprint(f)},
+                "properties": properties,
             }
         )
     return {
@@ -285,7 +402,15 @@ def render_sarif(review: Review) -> dict[str, Any]:
         "version": "2.1.0",
         "runs": [
             {
-                "tool": {"driver": {"name": "aiplane-review", "rules": list(rules.values())}},
+                "tool": {
+                    "driver": {
+                        "name": "aiplane-review",
+                        "version": __version__,
+                        "semanticVersion": __version__,
+                        "informationUri": docs,
+                        "rules": [{k: v for k, v in r.items() if k != "_index"} for r in rules.values()],
+                    }
+                },
                 "results": results,
                 "properties": {"verdict": review.verdict, "tier": review.tier},
             }
@@ -293,9 +418,15 @@ def render_sarif(review: Review) -> dict[str, Any]:
     }
 
 
-def render(review: Review, fmt: str) -> str:
+def _artifact_uri(path: str) -> str:
+    """A repository path as a relative URI reference (RFC 3986): spaces, '#', '%' and the like
+    percent-encoded, never a scheme or an absolute path GitHub would refuse."""
+    return quote(path.lstrip("/"), safe="/-._~!$&'()*+,;=:@") or "."
+
+
+def render(review: Review, fmt: str, docs_url: str | None = None) -> str:
     if fmt == "json":
         return json.dumps(review.to_json(), indent=2, ensure_ascii=False) + "\n"
     if fmt == "sarif":
-        return json.dumps(render_sarif(review), indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(render_sarif(review, docs_url), indent=2, ensure_ascii=False) + "\n"
     return render_markdown(review)

@@ -68,8 +68,12 @@ catalog_entities = Table(
     Index("ix_catalog_entities_updated", "updated_at"),
 )
 
-# Upper bounds (ms) of the latency histogram kept in the hourly rollup; the last is unbounded.
-LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+# Upper bounds (ms) of the latency histogram kept in the hourly rollup; the last bucket is
+# unbounded. Renard R10 preferred numbers (each bound about 1.26 times the last) from 1 ms to
+# 250 s, so a percentile read from the buckets is within one bucket, a quarter of its value, and
+# interpolated inside it (migration 0010; before, 13 coarse bounds gave only "≤ 250 ms").
+_R10 = (1, 1.25, 1.6, 2, 2.5, 3.15, 4, 5, 6.3, 8)
+LATENCY_BUCKETS_MS = tuple(round(m * 10**e, 2) for e in range(5) for m in _R10) + (100000, 125000, 160000, 200000, 250000)
 
 # Hourly usage rollup, maintained by the usage writer, so dashboards never scan raw rows.
 usage_hourly = Table(
@@ -84,7 +88,10 @@ usage_hourly = Table(
     Column("input_tokens", BigInteger, nullable=False),
     Column("output_tokens", BigInteger, nullable=False),
     Column("cached_tokens", BigInteger, nullable=False),
+    # The sum over priced requests; unpriced_requests counts those with a NULL cost (no known
+    # price), so a rollup never turns "unknown" into $0 (docs/dashboard.md).
     Column("cost_usd", Float, nullable=False),
+    Column("unpriced_requests", Integer, nullable=False, server_default="0"),
     Column("latency_ms_sum", Float, nullable=False),
     *[Column(f"lat_b{i}", Integer, nullable=False) for i in range(len(LATENCY_BUCKETS_MS) + 1)],
     Index("ix_usage_hourly_hour", "hour"),

@@ -309,7 +309,8 @@ class UsageWriter:
         await self.flush()
 
 
-_ROLLUP_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "latency_ms_sum")
+_ROLLUP_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "unpriced_requests",
+                "latency_ms_sum")
 _BUCKET_COLUMNS = tuple(f"lat_b{i}" for i in range(len(LATENCY_BUCKETS_MS) + 1))
 
 
@@ -334,6 +335,7 @@ def rollup_rows(records: list[UsageRecord]) -> list[dict[str, Any]]:
         row["output_tokens"] += r.output_tokens
         row["cached_tokens"] += r.cached_tokens
         row["cost_usd"] += r.cost_usd or 0.0
+        row["unpriced_requests"] += int(r.cost_usd is None)
         row["latency_ms_sum"] += r.latency_ms
         row[f"lat_b{latency_bucket(r.latency_ms)}"] += 1
     return list(rows.values())

@@ -57,7 +57,20 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["money"] = lambda v: "—" if v is None else f"${v:,.4f}" if v < 1 else f"${v:,.2f}"
 templates.env.filters["count"] = lambda v: f"{int(v or 0):,}"
-templates.env.filters["ms"] = lambda v: "—" if v is None else ("> 60 s" if v == float("inf") else f"≤ {v:,.0f} ms")
+
+
+def _latency(value: float | None) -> str:
+    """A percentile read from the rollup histogram: interpolated within a bucket, hence "≈"."""
+    if value is None:
+        return "—"
+    if queries.percentile_is_floor(value):
+        return f"≥ {value / 1000:,.0f} s"
+    if value >= 1000:
+        return f"≈ {value / 1000:,.2f} s"
+    return f"≈ {value:,.1f} ms" if value < 10 else f"≈ {value:,.0f} ms"
+
+
+templates.env.filters["ms"] = _latency
 templates.env.filters["pct"] = lambda v: f"{(v or 0) * 100:.1f}%"
 
 
@@ -168,13 +181,14 @@ class Dashboard:
         viewer, win, refused = await self._open_page(request)
         if refused is not None or win is None:
             return refused  # type: ignore[return-value]
-        users = await queries.breakdown(self.engine, win, "user_id", limit=20)
+        # The overview's KPIs and user table show no latency: no histogram sums for them.
+        users = await queries.breakdown(self.engine, win, "user_id", limit=20, latency=False)
         emails = await self._reveal(viewer, [u["key"] for u in users])
         context = {
             "title": "Usage and cost",
             "win": win,
             "query": request.url.query,
-            "totals": await queries.totals(self.engine, win),
+            "totals": await queries.totals(self.engine, win, latency=False),
             "series": await queries.timeseries(self.engine, win),
             "providers": await queries.breakdown(self.engine, win, "provider"),
             "models": await queries.breakdown(self.engine, win, "model", limit=25),
@@ -201,7 +215,7 @@ class Dashboard:
             "title": f"{'Model' if model else 'User'} {value}",
             "win": win,
             "query": request.url.query,
-            "totals": await queries.totals(self.engine, win, model, user_id),
+            "totals": await queries.totals(self.engine, win, model, user_id, latency=False),
             "series": await queries.timeseries(self.engine, win, model, user_id),
             "providers": await queries.breakdown(self.engine, win, "provider", model=model, user_id=user_id),
             "models": rows if user_id else [],

@@ -50,6 +50,7 @@ def _login(user: dict[str, Any] | None) -> str:
 
 class GitHubHost(ConversationHost):
     name = "github"
+    comment_anchor_prefix = "issuecomment-"
 
     def __init__(self, repository: str, number: str, token: str, api_url: str = "https://api.github.com",
                  graphql_url: str | None = None, bot_login: str | None = None,

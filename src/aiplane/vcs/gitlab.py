@@ -27,6 +27,7 @@ log = logging.getLogger("aiplane.vcs")
 
 class GitLabHost(ConversationHost):
     name = "gitlab"
+    comment_anchor_prefix = "note_"
 
     def __init__(self, project: str, iid: str, token: str, api_url: str = "https://gitlab.com/api/v4",
                  min_access_level: int = 40, **client_options: Any) -> None:

@@ -100,6 +100,16 @@ class ConversationHost:
         """Listings that were cut short (a flood of comments); the review says so."""
         return list(getattr(getattr(self, "api", None), "truncated", []))
 
+    # How a comment is anchored on the change request's web page: GitHub "#issuecomment-<id>",
+    # GitLab "#note_<id>"; "" when the host has no such page.
+    comment_anchor_prefix = ""
+
+    def comment_url(self, change_url: str, comment_id: str) -> str:
+        """The web address of one of the change request's comments, or "" when unknown."""
+        if not self.comment_anchor_prefix or not change_url.startswith(("https://", "http://")) or not comment_id.isdigit():
+            return ""
+        return f"{change_url.split('#', 1)[0]}#{self.comment_anchor_prefix}{comment_id}"
+
     def upsert_summary(self, is_ours: Callable[[str], bool], body: str) -> str:
         # The listing read earlier in this run is enough: a PR with hundreds of comments is
         # paginated once per run, not twice.
