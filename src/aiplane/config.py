@@ -321,7 +321,11 @@ class UpstreamSettings(Strict):
     # Sent to an HTTP server, e.g. its API token; never shown to clients.
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     enabled: bool = True
+    # A tool call's limit. Starting and listing have their own, short ones: a server that hangs
+    # there is marked down instead of making every search and execute wait.
     timeout_seconds: float = Field(default=60, gt=0)
+    initialize_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    list_timeout_seconds: float = Field(default=5, gt=0, le=300)
     # One line on what the server is for: Code Mode's `search "*"` overview shows it, and search weighs it lightly.
     description: str = Field(default="", max_length=300)
 
@@ -348,6 +352,15 @@ class SandboxSettings(Strict):
     memory_mb: int = Field(default=128, ge=16, le=4096)
     max_output_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_tool_calls: int = Field(default=100, ge=1, le=10_000)
+    # Fairness: executes one user may run at once; more wait in a queue of at most
+    # per_user_queue, for at most queue_timeout_seconds, while other users go ahead.
+    per_user_concurrency: int = Field(default=1, ge=1, le=32)
+    per_user_queue: int = Field(default=4, ge=0, le=1000)
+    queue_timeout_seconds: float = Field(default=30, gt=0, le=3600)
+    # A worker's resident memory is read on this timer, whatever it is doing; past memory_mb +
+    # rss_headroom_mb (V8 itself, Python, ArrayBuffers, Wasm memory) it is killed.
+    memory_poll_seconds: float = Field(default=0.02, ge=0.005, le=1)
+    rss_headroom_mb: int = Field(default=256, ge=64, le=16384)
 
 
 class PortalSettings(Strict):
@@ -367,6 +380,14 @@ class PortalSettings(Strict):
     resource_url: HttpUrl | None = None
     # Scopes clients should ask the identity provider for (RFC 6749 scope tokens); none: the IdP's.
     oauth_scopes: list[Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")]] = Field(default_factory=list)
+    # What one upstream may put in front of clients: tools beyond max_tools_per_upstream, or one
+    # tool larger than max_tool_bytes (as JSON), are left out; a listing (tools, resources,
+    # templates or prompts, all upstreams together) stops at max_listing_bytes.
+    max_tools_per_upstream: int = Field(default=200, ge=1, le=10_000)
+    max_tool_bytes: int = Field(default=32 * 1024, ge=1024, le=4 * 1024 * 1024)
+    max_listing_bytes: int = Field(default=1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
+    # Upstream listings are served from a cache refreshed in the background once this old.
+    listing_ttl_seconds: float = Field(default=10, ge=0, le=3600)
 
 
 class CodexSettings(Strict):

@@ -1,20 +1,33 @@
 """A pool of sandbox worker processes for Code Mode's `execute`.
 
 Untrusted code never runs in the portal process. Each job gets a fresh V8 isolate in a
-pre-started worker; a worker that overruns its wall time (plus a grace period), grows past its
-memory budget, or dies is killed and replaced, and the portal carries on. See
-docs/portal-sandbox.md for the threat model.
+pre-started worker. Around each job the portal keeps its own guards, none of which depends on
+the worker's messages:
+
+- a deadline timer (wall time plus a grace period) and a memory timer that reads the worker's
+  resident set every `memory_poll_seconds` (so ArrayBuffer and Wasm memory, which V8's heap
+  limit does not see, count too); either kills the worker;
+- the job's tool calls are tasks owned by the job: when it ends or is killed they are
+  cancelled, which cancels the upstream request as well;
+- replies and calls carry the job number, so nothing late reaches the next job;
+- whether a worker is reused is decided by the structured `status` of its last job, never by
+  message text; a worker that hit a limit, crashed or misbehaved is killed and replaced.
+
+Workers are shared fairly: one user runs at most `per_user_concurrency` executes at once, and
+the rest wait in a bounded queue while other users go first. See docs/portal-sandbox.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +38,22 @@ from aiplane.logs import log_fields
 
 log = logging.getLogger("aiplane.portal.sandbox")
 GRACE_SECONDS = 1.0
-# Resident memory beyond the isolate's heap limit that a worker may use (V8 itself, Python, code).
-RSS_OVERHEAD_MB = 256
-MAX_LINE_BYTES = 64 * 1024 * 1024
+# A job whose worker says one of these may leave the worker for the next job; anything else
+# (timeout, memory, crashed, an unknown word) gets a fresh worker.
+REUSABLE = frozenset({"ok", "error", "too_large"})
+MAX_ERROR_MESSAGE_BYTES = 2000
+WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
 
 ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class ToolCallError(Exception):
+    """A tool call that failed in a way the code may see: a fixed code and a message we wrote."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 @dataclass
@@ -54,44 +78,82 @@ class Worker:
 
     async def send(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
-        self.process.stdin.write((json.dumps(message, separators=(",", ":"), default=str) + "\n").encode())
+        self.process.stdin.write((json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n").encode())
         await self.process.stdin.drain()
 
     async def receive(self) -> dict[str, Any] | None:
         assert self.process.stdout is not None
-        line = await self.process.stdout.readline()
+        try:
+            line = await self.process.stdout.readline()
+        except ValueError:  # a line over the stream limit
+            return {"type": "garbage"}
         if not line:
             return None
         try:
-            return json.loads(line)
+            message = json.loads(line)
         except ValueError:
             return {"type": "garbage"}
+        return message if isinstance(message, dict) else {"type": "garbage"}
 
     def rss_mb(self) -> float:
         try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+            with open(f"/proc/{self.process.pid}/statm", "rb") as status:
+                return int(status.read().split()[1]) * _PAGE_MB
         except (OSError, ValueError, IndexError):
-            pass
-        return 0.0
+            return 0.0
 
-    async def kill(self) -> None:
+    def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
+
+    async def stop(self) -> None:
+        self.kill()
+        if self.process.stdin is not None:
+            self.process.stdin.close()  # else the transport outlives the loop and complains
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.process.wait(), timeout=5)
         with contextlib.suppress(OSError):
             self.workdir.rmdir()
 
 
+def _page_mb() -> float:
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+_PAGE_MB = _page_mb()
+
+
+@dataclass
+class _Waiter:
+    user: str
+    future: asyncio.Future
+
+
+class SandboxBusy(Exception):
+    """This user has too many executes running and waiting."""
+
+
 class SandboxPool:
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
-        self._idle: asyncio.Queue[Worker] = asyncio.Queue()
+        self._idle: list[Worker] = []
+        self._waiting: list[_Waiter] = []
+        self._running: Counter[str] = Counter()
         self._started = False
         self._workers: set[Worker] = set()
+        self._spawning = 0
+        self._jobs = itertools.count(1)
+        self._background: set[asyncio.Task] = set()
         self.replaced = 0
+        # The resident set a worker had when the memory timer killed it (for tests and logs).
+        self.killed_at_rss_mb: list[float] = []
+
+    @property
+    def line_limit(self) -> int:
+        # A done message holds the result and the logs, each up to max_output_bytes, JSON escaped.
+        return 14 * self.settings.max_output_bytes + 1024 * 1024
 
     async def start(self) -> None:
         if self._started:
@@ -100,93 +162,215 @@ class SandboxPool:
         workers = await asyncio.gather(*(self._spawn() for _ in range(self.settings.workers)), return_exceptions=True)
         for worker in workers:
             if isinstance(worker, Worker):
-                self._idle.put_nowait(worker)
+                self._idle.append(worker)
             else:
-                log.error("sandbox worker failed to start", extra=log_fields(error=str(worker)))
+                log.error("sandbox worker failed to start", extra=log_fields(error=worker.__class__.__name__))
+        self._dispatch()
 
     async def _spawn(self) -> Worker:
-        workdir = Path(tempfile.mkdtemp(prefix="aiplane-sandbox-"))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-m", "aiplane.portal.sandbox_worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            cwd=workdir,
-            # Nothing of the portal's environment (provider keys, upstream tokens) reaches the worker.
-            env={"LANG": "C.UTF-8"},
-            limit=MAX_LINE_BYTES,
-            start_new_session=True,
-        )
-        worker = Worker(process, workdir)
-        ready = await asyncio.wait_for(worker.receive(), timeout=60)
-        if not ready or ready.get("type") != "ready":
-            await worker.kill()
-            raise RuntimeError("the sandbox worker did not start")
-        self._workers.add(worker)
-        return worker
+        self._spawning += 1
+        try:
+            workdir = Path(tempfile.mkdtemp(prefix="aiplane-sandbox-"))
+            process = await asyncio.create_subprocess_exec(
+                # By path, not -m: -I ignores PYTHONPATH, and the worker must be this portal's own
+                # code (it imports nothing of aiplane).
+                sys.executable, "-I", str(WORKER_SCRIPT),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+                cwd=workdir,
+                # Nothing of the portal's environment (provider keys, upstream tokens) reaches the worker.
+                env={"LANG": "C.UTF-8"},
+                limit=self.line_limit,
+                start_new_session=True,
+            )
+            worker = Worker(process, workdir)
+            try:
+                ready = await asyncio.wait_for(worker.receive(), timeout=60)
+                if not ready or ready.get("type") != "ready":
+                    raise RuntimeError("the sandbox worker did not start")
+            except BaseException:
+                await asyncio.shield(worker.stop())
+                raise
+            self._workers.add(worker)
+            return worker
+        finally:
+            self._spawning -= 1
+
+    def _in_background(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _replace(self, worker: Worker) -> None:
+        await asyncio.shield(worker.stop())
         self._workers.discard(worker)
-        await worker.kill()
         self.replaced += 1
         try:
-            self._idle.put_nowait(await self._spawn())
+            self._idle.append(await self._spawn())
         except Exception as exc:  # noqa: BLE001 - the pool shrinks; the next execute spawns on demand
-            log.error("sandbox worker failed to restart", extra=log_fields(error=str(exc)))
+            log.error("sandbox worker failed to restart", extra=log_fields(error=exc.__class__.__name__))
+        self._dispatch()
 
-    async def _acquire(self) -> Worker:
+    # -- fair sharing ---------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Hand idle workers to waiters, oldest first, skipping users already at their limit."""
+        limit = self.settings.per_user_concurrency
+        while self._idle:
+            waiter = next((w for w in self._waiting if not w.future.done() and self._running[w.user] < limit), None)
+            if waiter is None:
+                break
+            self._waiting.remove(waiter)
+            self._running[waiter.user] += 1
+            waiter.future.set_result(self._idle.pop())
+        if not self._idle and self._waiting and len(self._workers) + self._spawning < self.settings.workers:
+            self._in_background(self._grow())
+
+    async def _grow(self) -> None:
+        try:
+            self._idle.append(await self._spawn())
+        except Exception as exc:  # noqa: BLE001 - waiters time out with a clear message
+            log.error("sandbox worker failed to start", extra=log_fields(error=exc.__class__.__name__))
+        self._dispatch()
+
+    async def _acquire(self, user: str) -> Worker:
         await self.start()
-        if self._idle.empty() and not self._workers:
-            return await self._spawn()
-        return await self._idle.get()
-
-    async def execute(self, code: str, tools: list[str], call_tool: ToolCaller) -> ExecuteResult:
-        """Run `code` (the body of an async JS function) with `tools.<name>(args)` bound to `call_tool`."""
-        worker = await self._acquire()
         settings = self.settings
-        job = {"type": "run", "code": code, "tools": tools, "wall_time_seconds": settings.wall_time_seconds,
+        if self._idle and self._running[user] < settings.per_user_concurrency and not self._waiting:
+            self._running[user] += 1
+            return self._idle.pop()
+        if sum(1 for w in self._waiting if w.user == user) >= settings.per_user_queue:
+            raise SandboxBusy(f"you already have {settings.per_user_concurrency} execute(s) running and "
+                              f"{settings.per_user_queue} waiting; wait for them to finish")
+        waiter = _Waiter(user, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiter)
+        self._dispatch()
+        try:
+            await asyncio.wait({waiter.future}, timeout=settings.queue_timeout_seconds)
+        finally:
+            if waiter.future.done() and not waiter.future.cancelled():
+                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    self._release(user, waiter.future.result(), healthy=True)
+            else:
+                waiter.future.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+        if not waiter.future.done() or waiter.future.cancelled():
+            raise SandboxBusy(f"no sandbox worker was free within {settings.queue_timeout_seconds:.0f} s; try again later")
+        return waiter.future.result()
+
+    def _release(self, user: str, worker: Worker, healthy: bool) -> None:
+        self._running[user] -= 1
+        if self._running[user] <= 0:
+            del self._running[user]
+        if healthy and worker.alive:
+            self._idle.append(worker)
+        else:
+            self._in_background(self._replace(worker))
+        self._dispatch()
+
+    # -- one execute ----------------------------------------------------------------------------
+
+    async def execute(self, code: str, tools: list[str], call_tool: ToolCaller, user: str = "") -> ExecuteResult:
+        """Run `code` (the body of an async JS function) with `tools.<name>(args)` bound to `call_tool`."""
+        started = time.perf_counter()
+        try:
+            worker = await self._acquire(user)
+        except SandboxBusy as exc:
+            return self._failed(started, str(exc))
+        healthy = False
+        try:
+            result, healthy = await self._run(worker, code, tools, call_tool, started)
+            return result
+        finally:
+            self._release(user, worker, healthy)
+
+    async def _run(self, worker: Worker, code: str, tools: list[str], call_tool: ToolCaller,
+                   started: float) -> tuple[ExecuteResult, bool]:
+        settings = self.settings
+        job_id = next(self._jobs)
+        job = {"type": "run", "job": job_id, "code": code, "tools": tools, "wall_time_seconds": settings.wall_time_seconds,
                "memory_mb": settings.memory_mb, "max_output_bytes": settings.max_output_bytes,
                "max_tool_calls": settings.max_tool_calls}
-        started = time.perf_counter()
-        deadline = time.monotonic() + settings.wall_time_seconds + GRACE_SECONDS
-        healthy = False
+        killed: list[str] = []  # why the portal killed the worker, if it did
+        calls: set[asyncio.Task] = set()
+        loop = asyncio.get_running_loop()
+
+        def kill(reason: str) -> None:
+            if not killed:
+                killed.append(reason)
+            worker.kill()
+
+        deadline = loop.call_later(settings.wall_time_seconds + GRACE_SECONDS, kill, "timeout")
+        watchdog = asyncio.create_task(self._watch_memory(worker, kill))
         try:
             await worker.send(job)
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return self._failed(started, f"time limit of {settings.wall_time_seconds} s exceeded")
-                try:
-                    message = await asyncio.wait_for(worker.receive(), timeout=min(remaining, 0.25))
-                except TimeoutError:
-                    if worker.rss_mb() > settings.memory_mb + RSS_OVERHEAD_MB:
-                        return self._failed(started, f"memory limit of {settings.memory_mb} MB exceeded")
-                    continue
+                message = await worker.receive()
                 if message is None:
-                    return self._failed(started, "the sandbox stopped unexpectedly")
+                    break
                 kind = message.get("type")
-                if kind == "call":
+                if kind == "call" and message.get("job") == job_id:
+                    if len(calls) >= settings.max_tool_calls:
+                        kill("misbehaved")  # the worker counts calls itself; one that does not is not ours
+                        break
                     # Each call runs as its own task, so Promise.all in the code gets real concurrency.
-                    asyncio.create_task(self._answer(worker, message, call_tool))
-                elif kind == "done":
-                    healthy = message.get("error") is None or "limit" not in str(message.get("error"))
-                    return ExecuteResult(message.get("result"), message.get("logs") or [], message.get("error"),
-                                         message.get("duration_ms") or round((time.perf_counter() - started) * 1000, 2))
+                    task = asyncio.create_task(self._answer(worker, job_id, message, call_tool))
+                    calls.add(task)
+                elif kind == "done" and message.get("job") == job_id:
+                    status = message.get("status")
+                    logs = message.get("logs")
+                    return (ExecuteResult(message.get("result"), [str(x) for x in logs] if isinstance(logs, list) else [],
+                                          _bounded(message.get("error")), _duration(message.get("duration_ms"), started)),
+                            status in REUSABLE and not killed)
                 else:
-                    return self._failed(started, "the sandbox sent something unreadable")
+                    kill("misbehaved")
+                    break
         except (BrokenPipeError, ConnectionResetError):
-            return self._failed(started, "the sandbox stopped unexpectedly")
+            pass
         finally:
-            if healthy and worker.alive:
-                self._idle.put_nowait(worker)
-            else:
-                # A worker that hit a limit or misbehaved is never reused.
-                asyncio.create_task(self._replace(worker))
+            deadline.cancel()
+            watchdog.cancel()
+            # The execute is over: its tool calls (and the upstream requests behind them) stop too.
+            for task in calls:
+                if not task.done():
+                    task.cancel()
+                    self._in_background(_quietly(task))
+        reason = killed[0] if killed else "crashed"
+        if reason == "memory":
+            error = f"memory limit of {settings.memory_mb} MB exceeded"
+        elif reason == "timeout":
+            error = f"time limit of {settings.wall_time_seconds} s exceeded"
+        elif reason == "misbehaved":
+            error = "the sandbox sent something unreadable"
+        else:
+            error = "the sandbox stopped unexpectedly"
+        return self._failed(started, error), False
 
-    async def _answer(self, worker: Worker, message: dict[str, Any], call_tool: ToolCaller) -> None:
+    async def _watch_memory(self, worker: Worker, kill: Callable[[str], None]) -> None:
+        limit = self.settings.memory_mb + self.settings.rss_headroom_mb
+        while True:
+            await asyncio.sleep(self.settings.memory_poll_seconds)
+            rss = worker.rss_mb()
+            if rss > limit:
+                self.killed_at_rss_mb.append(rss)
+                log.warning("sandbox worker over its memory limit", extra=log_fields(rss_mb=round(rss), limit_mb=limit))
+                kill("memory")
+                return
+
+    async def _answer(self, worker: Worker, job_id: int, message: dict[str, Any], call_tool: ToolCaller) -> None:
+        reply: dict[str, Any] = {"type": "reply", "job": job_id, "id": message.get("id")}
         try:
-            value = await call_tool(str(message.get("tool")), message.get("args") if isinstance(message.get("args"), dict) else {})
-            reply = {"type": "reply", "id": message.get("id"), "value": value}
-        except Exception as exc:  # noqa: BLE001 - becomes a JS exception in the code
-            reply = {"type": "reply", "id": message.get("id"), "error": str(exc) or exc.__class__.__name__}
+            args = message.get("args")
+            value = await call_tool(str(message.get("tool")), args if isinstance(args, dict) else {})
+            # Only JSON crosses: a value that is not (NaN, a Python object) is an internal error, never a repr.
+            json.dumps(value, allow_nan=False)
+            reply["value"] = value
+        except ToolCallError as exc:
+            reply["error"] = {"code": exc.code, "message": _bounded(exc.message)}
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - no host exception text reaches the code
+            reply["error"] = {"code": "internal", "message": "the tool call failed inside the portal"}
         with contextlib.suppress(Exception):
             await worker.send(reply)
 
@@ -195,6 +379,30 @@ class SandboxPool:
         return ExecuteResult(None, [], error, round((time.perf_counter() - started) * 1000, 2))
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for waiter in self._waiting:
+            waiter.future.cancel()
         for worker in list(self._workers):
-            await worker.kill()
+            await worker.stop()
         self._workers.clear()
+        self._idle.clear()
+
+
+async def _quietly(task: asyncio.Task) -> None:
+    with contextlib.suppress(BaseException):
+        await task
+
+
+def _bounded(text: Any) -> str | None:
+    if text is None:
+        return None
+    data = str(text).encode("utf-8", "replace")[:MAX_ERROR_MESSAGE_BYTES]
+    return data.decode("utf-8", "ignore")
+
+
+def _duration(value: Any, started: float) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e9:
+        return float(value)
+    return round((time.perf_counter() - started) * 1000, 2)
