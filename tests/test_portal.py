@@ -42,7 +42,7 @@ class PortalProcess:
         config = root / "aiplane.toml"
         config.write_text(f"""
 [portal]
-restart_backoff_seconds = 2
+{"" if "restart_backoff_seconds" in extra_toml else "restart_backoff_seconds = 2"}
 {extra_toml}
 [portal.sandbox]
 workers = 2
@@ -320,15 +320,15 @@ def test_resources_and_prompts_pass_through(portal):
         http, client = session(portal, portal.token())
         async with http, client:
             resources = (await client.list_resources()).resources
-            content = await client.read_resource("crashy://status")
+            content = await client.read_resource("aiplane://crashy/crashy://status")
             prompts = (await client.list_prompts()).prompts
             prompt = await client.get_prompt("crashy__greet", {"name": "Ada"})
         return resources, content, prompts, prompt
 
     resources, content, prompts, prompt = run(go())
     listed = {(str(r.uri), r.name) for r in resources}
-    assert {("crashy://status", "crashy__status"), ("memory://knowledge-graph", "memory__knowledge-graph")} <= listed
-    assert content.contents[0].text == "up"
+    assert {("aiplane://crashy/crashy://status", "crashy__status")} <= listed
+    assert content.contents[0].text == "up" and content.contents[0].uri == "aiplane://crashy/crashy://status"
     assert "crashy__greet" in {p.name for p in prompts}
     assert "Say hello to Ada." in prompt.messages[0].content.text
 
@@ -398,7 +398,7 @@ def test_oversized_code_is_refused_before_the_sandbox(portal):
         async with http, client:
             return json.loads((await client.call_tool("execute", {"code": "//" + "x" * 200_000})).content[0].text)
 
-    assert run(go())["error"] == "code longer than 100000 characters"
+    assert run(go())["error"] == "code larger than 100000 bytes"
 
 
 def test_a_huge_mcp_body_is_refused_before_the_transport_reads_it(portal):

@@ -12,6 +12,7 @@ import contextlib
 import fnmatch
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,17 +25,30 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aiplane.config import PortalSettings
 from aiplane.frontmatter import split_frontmatter
 from aiplane.logs import log_fields
-from aiplane.portal.sandbox import SandboxPool
+from aiplane.portal.limits import per_upstream, within_bytes
+from aiplane.portal.naming import SEPARATOR, exposed, map_names, safe_suffix
+from aiplane.portal.sandbox import SandboxPool, ToolCallError
 from aiplane.portal.signatures import declaration
 from aiplane.portal.toolsearch import ToolSearch, is_browse, overview
 from aiplane.portal.upstream import Upstream, UpstreamError
 from aiplane.store.schema import portal_calls
 
 log = logging.getLogger("aiplane.portal")
-SEPARATOR = "__"
 MAX_AUDITED_ARGUMENT_BYTES = 4096
-MAX_CODE_CHARS = 100_000
-TOOL_LIST_TTL_SECONDS = 10.0
+MAX_CODE_BYTES = 100_000
+# Resources are namespaced by server: `aiplane://<server>/<the upstream's own URI>`, so two
+# upstreams that list the same URI stay apart, and a read goes to the server it names.
+RESOURCE_SCHEME = "aiplane://"
+MAX_URI_BYTES = 2048
+_URI_UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+# What code in execute may read when a tool call fails: a code and a message we wrote. The
+# portal's own errors (host paths, exception names) never reach the sandbox.
+CALL_ERRORS = {
+    "unknown_tool": "no such tool",
+    "denied": "you are not allowed to use this tool",
+    "unavailable": "the tool's server is unavailable right now; try again later",
+    "timeout": "the tool's server did not answer in time",
+}
 AUDIT_BATCH = 200
 AUDIT_FLUSH_SECONDS = 0.25
 AUDIT_BACKLOG_MAX = 100_000
@@ -48,7 +62,11 @@ class Caller:
 
 
 class PortalError(Exception):
-    """A refusal or failure the client sees as a tool error."""
+    """A refusal or failure the client sees as a tool error; `code` is what execute's code sees."""
+
+    def __init__(self, message: str, code: str = "unavailable") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _load_codemode_tools() -> list[types.Tool]:
@@ -69,10 +87,13 @@ class Portal:
         self.settings = settings
         self.engine = engine
         self.upstreams = {
-            name: Upstream(name, upstream, settings.restart_backoff_seconds, settings.restart_backoff_max_seconds)
+            name: Upstream(name, upstream, settings.restart_backoff_seconds, settings.restart_backoff_max_seconds,
+                           max_items=settings.max_tools_per_upstream)
             for name, upstream in settings.upstreams.items()
             if upstream.enabled
         }
+        # Per upstream: the listing it was built from, exposed suffix → tool, exposed suffix → upstream name.
+        self._tables: dict[str, tuple[list[Any], dict[str, types.Tool], dict[str, str]]] = {}
         self.sandbox = SandboxPool(settings.sandbox)
         self.codemode_tools = _load_codemode_tools()
         self.tool_search = ToolSearch(SEPARATOR)
@@ -119,35 +140,54 @@ class Portal:
 
     # -- tools -------------------------------------------------------------------------------
 
+    async def _tool_table(self, server: str, restart: bool = False) -> tuple[dict[str, types.Tool], dict[str, str]]:
+        """The upstream's tools under their exposed names, validated and bounded (cached per listing)."""
+        items = await self.upstreams[server].listing("tools", self.settings.listing_ttl_seconds, restart)
+        cached = self._tables.get(server)
+        if cached is not None and cached[0] is items:
+            return cached[1], cached[2]
+        tools = [t for t in items if isinstance(t, types.Tool)]
+        mapping, refused = map_names(server, [t.name for t in tools])
+        if refused:
+            log.warning("upstream tool names refused", extra=log_fields(upstream=server, count=len(refused)))
+        by_name: dict[str, types.Tool] = {}
+        for tool in tools:
+            by_name.setdefault(tool.name, tool)
+        renamed = [by_name[original].model_copy(update={"name": suffix}) for suffix, original in mapping.items()]
+        kept = per_upstream(server, renamed, self.settings.max_tools_per_upstream, self.settings.max_tool_bytes, "tools")
+        table = {t.name: t for t in kept}
+        mapping = {suffix: mapping[suffix] for suffix in table}
+        self._tables[server] = (items, table, mapping)
+        return table, mapping
+
     async def upstream_tools(self, caller: Caller) -> list[tuple[str, types.Tool]]:
-        """Every permitted tool of every reachable upstream; an unreachable one contributes none."""
+        """Every permitted tool of every reachable upstream, named by its exposed suffix; an
+        unreachable upstream contributes none and (served from the cache, or marked down) costs no wait."""
         servers = [name for name in self.upstreams if self.allowed(caller, name)]
 
         async def one(name: str) -> list[tuple[str, types.Tool]]:
             try:
-                # Cached for TOOL_LIST_TTL_SECONDS: a search or an execute must not cost one
-                # tools/list round trip per upstream.
-                tools = await self.upstreams[name].tools(TOOL_LIST_TTL_SECONDS)
+                table, _mapping = await self._tool_table(name)
             except UpstreamError as exc:
                 log.warning("upstream tools unavailable", extra=log_fields(upstream=name, error=str(exc)))
                 return []
-            return [(name, tool) for tool in tools if self.allowed(caller, name, tool.name)]
+            return [(name, tool) for suffix, tool in table.items() if self.allowed(caller, name, suffix)]
 
         found = await asyncio.gather(*(one(name) for name in servers))
         return [pair for group in found for pair in group]
 
     async def aggregated_tools(self, caller: Caller) -> list[types.Tool]:
-        tools = [
-            tool.model_copy(update={"name": f"{server}{SEPARATOR}{tool.name}"})
-            for server, tool in await self.upstream_tools(caller)
-        ]
+        groups: dict[str, list[types.Tool]] = {}
+        for server, tool in await self.upstream_tools(caller):
+            groups.setdefault(server, []).append(tool.model_copy(update={"name": exposed(server, tool.name)}))
+        tools = within_bytes(list(groups.values()), self.settings.max_listing_bytes, "tools")
         self.schemas.update({t.name: t.input_schema for t in tools})
         return tools
 
     def _split(self, name: str) -> tuple[str, str]:
         server, sep, tool = name.partition(SEPARATOR)
         if not sep or server not in self.upstreams or not tool:
-            raise PortalError(f"unknown tool '{name}'; tools are named <server>{SEPARATOR}<tool>")
+            raise PortalError(f"unknown tool '{name[:100]}'; tools are named <server>{SEPARATOR}<tool>", "unknown_tool")
         return server, tool
 
     async def call(self, caller: Caller, name: str, arguments: dict[str, Any], via: str = "direct") -> types.CallToolResult:
@@ -159,12 +199,18 @@ class Portal:
             server, tool = self._split(name)
             if not self.allowed(caller, server, tool):
                 status = "denied"
-                raise PortalError(f"you are not allowed to use '{name}'")
-            result = await self.upstreams[server].call("call_tool", tool, arguments)
+                raise PortalError(f"you are not allowed to use '{name}'", "denied")
+            _table, mapping = await self._tool_table(server, restart=True)
+            if tool not in mapping:
+                raise PortalError(f"unknown tool '{name[:100]}'", "unknown_tool")
+            result = await self.upstreams[server].call("call_tool", mapping[tool], arguments)
             status = "error" if result.is_error else "ok"
             return result
         except UpstreamError as exc:
-            raise PortalError(str(exc)) from None
+            raise PortalError(str(exc), "timeout" if "did not answer" in str(exc) else "unavailable") from None
+        except asyncio.CancelledError:
+            status = "cancelled"  # the execute it belonged to ended; the upstream request was cancelled too
+            raise
         finally:
             await self._audit(caller, server, name, via, (time.perf_counter() - started) * 1000, status, arguments)
 
@@ -217,8 +263,8 @@ class Portal:
         return "\n".join(lines)
 
     async def execute(self, caller: Caller, code: str) -> dict[str, Any]:
-        if len(code) > MAX_CODE_CHARS:
-            return {"result": None, "logs": [], "error": f"code longer than {MAX_CODE_CHARS} characters", "duration_ms": 0.0}
+        if len(code.encode("utf-8", "replace")) > MAX_CODE_BYTES:
+            return {"result": None, "logs": [], "error": f"code larger than {MAX_CODE_BYTES} bytes", "duration_ms": 0.0}
         listed = await self.upstream_tools(caller)
         names = [f"{server}{SEPARATOR}{tool.name}" for server, tool in listed]
         # A model that executes before it searches: index (and embed, in the background) now.
@@ -229,49 +275,106 @@ class Portal:
             try:
                 result = await self.call(caller, name, arguments, via="execute")
             except PortalError as exc:
-                raise RuntimeError(str(exc)) from None
+                code = exc.code if exc.code in CALL_ERRORS else "unavailable"
+                raise ToolCallError(code, f"{name[:100]}: {CALL_ERRORS[code]}") from None
             if result.is_error:
-                raise RuntimeError(_text(result) or f"{name} failed")
+                # The tool's own error text: what a direct call shows the client too.
+                raise ToolCallError("tool_error", _text(result) or f"{name[:100]} failed")
             return _value(result)
 
-        return (await self.sandbox.execute(code, names, call_tool)).to_json()
+        return (await self.sandbox.execute(code, names, call_tool, caller.user_id)).to_json()
 
-    # -- resources and prompts (aggregation mode) --------------------------------------------
+    # -- resources, templates and prompts (aggregation mode) -----------------------------------
 
-    async def _listings(self, caller: Caller, method: str) -> list[tuple[str, Any]]:
-        """`list_resources` or `list_prompts` of every permitted, reachable upstream."""
-        found = []
-        for name, upstream in self.upstreams.items():
-            if self.allowed(caller, name):
-                try:
-                    found.append((name, await upstream.call(method)))
-                except UpstreamError:
-                    continue  # a down upstream contributes nothing; the others still answer
-        return found
+    async def _listed(self, caller: Caller, kind: str) -> list[tuple[str, list[Any]]]:
+        """One listing kind from every permitted, reachable upstream (down ones contribute nothing)."""
+        servers = [name for name in self.upstreams if self.allowed(caller, name)]
+
+        async def one(name: str) -> tuple[str, list[Any]]:
+            try:
+                return name, await self.upstreams[name].listing(kind, self.settings.listing_ttl_seconds)
+            except UpstreamError:
+                return name, []
+
+        return list(await asyncio.gather(*(one(name) for name in servers)))
+
+    def _bounded(self, server: str, items: list[Any], kind: str) -> list[Any]:
+        return per_upstream(server, items, self.settings.max_tools_per_upstream, self.settings.max_tool_bytes, kind)
 
     async def resources(self, caller: Caller) -> list[types.Resource]:
-        return [r.model_copy(update={"name": f"{name}{SEPARATOR}{r.name}"})
-                for name, listed in await self._listings(caller, "list_resources") for r in listed.resources]
+        groups = []
+        for server, items in await self._listed(caller, "resources"):
+            groups.append(found := [])
+            for resource in self._bounded(server, [r for r in items if isinstance(r, types.Resource)], "resources"):
+                suffix = safe_suffix(server, resource.name)
+                if _safe_uri(resource.uri) and self.allowed(caller, server, suffix):
+                    found.append(resource.model_copy(update={"name": exposed(server, suffix),
+                                                             "uri": _namespaced(server, resource.uri)}))
+        return within_bytes(groups, self.settings.max_listing_bytes, "resources")
+
+    async def resource_templates(self, caller: Caller) -> list[types.ResourceTemplate]:
+        groups = []
+        for server, items in await self._listed(caller, "templates"):
+            groups.append(found := [])
+            for template in self._bounded(server, [t for t in items if isinstance(t, types.ResourceTemplate)], "templates"):
+                suffix = safe_suffix(server, template.name)
+                if _safe_uri(template.uri_template) and self.allowed(caller, server, suffix):
+                    found.append(template.model_copy(update={"name": exposed(server, suffix),
+                                                             "uri_template": _namespaced(server, template.uri_template)}))
+        return within_bytes(groups, self.settings.max_listing_bytes, "templates")
 
     async def read_resource(self, caller: Caller, uri: str) -> types.ReadResourceResult:
-        for name, listed in await self._listings(caller, "list_resources"):
-            if any(str(r.uri) == uri for r in listed.resources):
-                try:
-                    return await self.upstreams[name].call("read_resource", uri)
-                except UpstreamError as exc:
-                    raise PortalError(str(exc)) from None
-        raise PortalError(f"no permitted upstream offers resource {uri}")
+        server, original = _split_uri(uri)
+        refused = PortalError(f"no permitted upstream offers resource {uri[:200]}", "denied")
+        if server not in self.upstreams or not self.allowed(caller, server):
+            raise refused
+        try:
+            name = await self._resource_name(server, original)
+            # Checked under the same policy as tools: `<server>__<resource or template name>`.
+            if name is None or not self.allowed(caller, server, name):
+                raise refused
+            result = await self.upstreams[server].call("read_resource", original)
+        except UpstreamError as exc:
+            raise PortalError(str(exc)) from None
+        contents = [c.model_copy(update={"uri": _namespaced(server, str(c.uri))}) if _safe_uri(str(c.uri)) else c
+                    for c in result.contents]
+        return result.model_copy(update={"contents": contents})
+
+    async def _resource_name(self, server: str, uri: str) -> str | None:
+        """The name a URI is listed under: a resource's, else the first template's that matches it."""
+        ttl = self.settings.listing_ttl_seconds
+        for resource in self._bounded(server, await self.upstreams[server].listing("resources", ttl), "resources"):
+            if isinstance(resource, types.Resource) and resource.uri == uri:
+                return safe_suffix(server, resource.name)
+        for template in self._bounded(server, await self.upstreams[server].listing("templates", ttl), "templates"):
+            if isinstance(template, types.ResourceTemplate) and _template_matches(template.uri_template, uri):
+                return safe_suffix(server, template.name)
+        return None
+
+    async def _prompt_table(self, server: str, items: list[Any]) -> dict[str, types.Prompt]:
+        prompts = [p for p in self._bounded(server, items, "prompts") if isinstance(p, types.Prompt)]
+        mapping, _refused = map_names(server, [p.name for p in prompts])
+        by_name = {p.name: p for p in reversed(prompts)}
+        return {suffix: by_name[original] for suffix, original in mapping.items()}
 
     async def prompts(self, caller: Caller) -> list[types.Prompt]:
-        return [p.model_copy(update={"name": f"{name}{SEPARATOR}{p.name}"})
-                for name, listed in await self._listings(caller, "list_prompts") for p in listed.prompts]
+        groups = []
+        for server, items in await self._listed(caller, "prompts"):
+            groups.append(found := [])
+            for suffix, prompt in (await self._prompt_table(server, items)).items():
+                if self.allowed(caller, server, suffix):
+                    found.append(prompt.model_copy(update={"name": exposed(server, suffix)}))
+        return within_bytes(groups, self.settings.max_listing_bytes, "prompts")
 
     async def get_prompt(self, caller: Caller, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
-        server, prompt = self._split(name)
-        if not self.allowed(caller, server):
-            raise PortalError(f"you are not allowed to use '{name}'")
+        server, suffix = self._split(name)
+        if not self.allowed(caller, server, suffix):
+            raise PortalError(f"you are not allowed to use '{name}'", "denied")
         try:
-            return await self.upstreams[server].call("get_prompt", prompt, arguments or {})
+            table = await self._prompt_table(server, await self.upstreams[server].listing("prompts", self.settings.listing_ttl_seconds))
+            if suffix not in table:
+                raise PortalError(f"unknown prompt '{name[:100]}'", "unknown_tool")
+            return await self.upstreams[server].call("get_prompt", table[suffix].name, arguments or {})
         except UpstreamError as exc:
             raise PortalError(str(exc)) from None
 
@@ -293,3 +396,44 @@ def _value(result: types.CallToolResult) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _safe_uri(uri: Any) -> bool:
+    return isinstance(uri, str) and 0 < len(uri.encode()) <= MAX_URI_BYTES and not _URI_UNSAFE.search(uri)
+
+
+def _namespaced(server: str, uri: str) -> str:
+    return f"{RESOURCE_SCHEME}{server}/{uri}"
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    server, sep, original = uri.removeprefix(RESOURCE_SCHEME).partition("/")
+    if not uri.startswith(RESOURCE_SCHEME) or not sep or not original or not _safe_uri(original):
+        raise PortalError(f"resources are named {RESOURCE_SCHEME}<server>/<uri>; '{uri[:200]}' is not", "unknown_tool")
+    return server, original
+
+
+def _template_matches(template: str, uri: str) -> bool:
+    """Whether `uri` is an expansion of an RFC 6570 template. Simple expressions (`{x}`) match
+    within one path segment, operator ones (`{+x}`, `{/x}`, ...) anything. Matched by scanning,
+    not by a backtracking regular expression: both strings come from outside."""
+    if not _safe_uri(template) or template.count("{") > 20:
+        return False
+    parts = re.split(r"(\{[^}]*\})", template)  # literal, expression, literal, ...
+    position = 0
+    for index in range(0, len(parts), 2):
+        literal = parts[index]
+        if index == 0:
+            if not uri.startswith(literal):
+                return False
+            position = len(literal)
+            continue
+        expression = parts[index - 1]
+        simple = expression[1:2].isalnum() or expression[1:2] == "_"
+        end = uri.find(literal, position) if literal else len(uri)
+        if index == len(parts) - 1 and literal:
+            end = len(uri) - len(literal) if uri.endswith(literal) and len(uri) - len(literal) >= position else -1
+        if end < 0 or (simple and re.search(r"[/?#]", uri[position:end])):
+            return False
+        position = end + len(literal)
+    return position == len(uri)

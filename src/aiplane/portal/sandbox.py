@@ -43,6 +43,8 @@ GRACE_SECONDS = 1.0
 REUSABLE = frozenset({"ok", "error", "too_large"})
 MAX_ERROR_MESSAGE_BYTES = 2000
 WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
+# One tool result handed to the code (it may filter a large one down; it may not flood the worker).
+MAX_REPLY_BYTES = 8 * 1024 * 1024
 
 ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -363,7 +365,8 @@ class SandboxPool:
             args = message.get("args")
             value = await call_tool(str(message.get("tool")), args if isinstance(args, dict) else {})
             # Only JSON crosses: a value that is not (NaN, a Python object) is an internal error, never a repr.
-            json.dumps(value, allow_nan=False)
+            if len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode()) > MAX_REPLY_BYTES:
+                raise ToolCallError("too_large", f"the tool's result is larger than {MAX_REPLY_BYTES} bytes")
             reply["value"] = value
         except ToolCallError as exc:
             reply["error"] = {"code": exc.code, "message": _bounded(exc.message)}

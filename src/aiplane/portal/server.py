@@ -69,6 +69,11 @@ def build_mcp_server(portal: Portal) -> Server:
         caller, mode = _caller_and_mode(ctx, default_mode)
         return types.ListResourcesResult(resources=[] if mode == "codemode" else await portal.resources(caller))
 
+    async def list_resource_templates(ctx: Any, _params: Any) -> types.ListResourceTemplatesResult:
+        caller, mode = _caller_and_mode(ctx, default_mode)
+        return types.ListResourceTemplatesResult(
+            resource_templates=[] if mode == "codemode" else await portal.resource_templates(caller))
+
     async def read_resource(ctx: Any, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
         caller, _mode = _caller_and_mode(ctx, default_mode)
         try:
@@ -90,7 +95,7 @@ def build_mcp_server(portal: Portal) -> Server:
     return Server(
         "aiplane-portal", instructions=INSTRUCTIONS, get_tool_input_schema=portal.schemas.get,
         on_list_tools=list_tools, on_call_tool=call_tool,
-        on_list_resources=list_resources, on_read_resource=read_resource,
+        on_list_resources=list_resources, on_list_resource_templates=list_resource_templates, on_read_resource=read_resource,
         on_list_prompts=list_prompts, on_get_prompt=get_prompt,
     )
 

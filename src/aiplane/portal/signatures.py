@@ -3,32 +3,48 @@
 `execute` runs JavaScript, so signatures are TypeScript: one line per tool, the input's
 properties (optional ones marked `?`), the output's shape when the tool declares one, and the
 description cut short. Deep or exotic schemas degrade to `unknown` rather than growing.
+
+Everything here comes from upstream servers, so every string is cleaned (`naming.clean_text`):
+one line, no `*/`, bounded. Property names and enum values are capped in length and number,
+and the whole line in length, so a schema cannot carry more text than a description may.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
+
+from aiplane.portal.naming import accessor, clean_text, quoted_key
 
 MAX_DEPTH = 3
 MAX_DESCRIPTION = 160
-_IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+MAX_PROPERTIES = 24
+MAX_ENUM_VALUES = 12
+MAX_LITERAL = 40
+MAX_DECLARATION = 1200
 
 
-def ts_type(schema: Any, depth: int = 0) -> str:
-    if not isinstance(schema, dict) or depth > MAX_DEPTH:
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(clean_text(value, MAX_LITERAL))
+    if isinstance(value, bool) or value is None or (isinstance(value, (int, float)) and abs(value) < 1e15):
+        return json.dumps(value)
+    return "unknown"
+
+
+def ts_type(schema: Any, depth: int = 0, max_depth: int = MAX_DEPTH) -> str:
+    if not isinstance(schema, dict) or depth > max_depth:
         return "unknown"
     if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
-        return " | ".join(json.dumps(v) for v in schema["enum"][:12])
+        return " | ".join(dict.fromkeys(_literal(v) for v in schema["enum"][:MAX_ENUM_VALUES]))
     if "const" in schema:
-        return json.dumps(schema["const"])
+        return _literal(schema["const"])
     for key in ("anyOf", "oneOf"):
         if isinstance(schema.get(key), list):
-            return " | ".join(dict.fromkeys(ts_type(s, depth + 1) for s in schema[key][:8])) or "unknown"
+            return " | ".join(dict.fromkeys(ts_type(s, depth + 1, max_depth) for s in schema[key][:8])) or "unknown"
     kind = schema.get("type")
     if isinstance(kind, list):
-        return " | ".join(dict.fromkeys(ts_type({**schema, "type": k}, depth) for k in kind))
+        return " | ".join(dict.fromkeys(ts_type({**schema, "type": k}, depth, max_depth) for k in kind[:8] if isinstance(k, str))) or "unknown"
     if kind == "string":
         return "string"
     if kind in ("number", "integer"):
@@ -38,30 +54,36 @@ def ts_type(schema: Any, depth: int = 0) -> str:
     if kind == "null":
         return "null"
     if kind == "array":
-        inner = ts_type(schema.get("items"), depth + 1)
+        inner = ts_type(schema.get("items"), depth + 1, max_depth)
         return f"({inner})[]" if "|" in inner else f"{inner}[]"
     if kind == "object" or "properties" in schema:
-        return _object(schema, depth)
+        return _object(schema, depth, max_depth)
     return "unknown"
 
 
-def _object(schema: dict[str, Any], depth: int) -> str:
+def _object(schema: dict[str, Any], depth: int, max_depth: int) -> str:
     properties = schema.get("properties")
     if not isinstance(properties, dict) or not properties:
         return "Record<string, unknown>"
-    required = set(schema.get("required") or [])
+    required = schema.get("required")
+    required = set(r for r in required if isinstance(r, str)) if isinstance(required, list) else set()
     fields = []
-    for name, sub in properties.items():
-        key = name if _IDENT.match(name) else json.dumps(name)
-        fields.append(f"{key}{'' if name in required else '?'}: {ts_type(sub, depth + 1)}")
+    for name, sub in list(properties.items())[:MAX_PROPERTIES]:
+        fields.append(f"{quoted_key(str(name))}{'' if name in required else '?'}: {ts_type(sub, depth + 1, max_depth)}")
+    if len(properties) > MAX_PROPERTIES:
+        fields.append("[more: string]: unknown")
     return "{ " + "; ".join(fields) + " }"
 
 
 def declaration(name: str, description: str | None, input_schema: Any, output_schema: Any = None) -> str:
-    """`/** description */ name(args: {...}): Promise<...>` on one line."""
-    text = " ".join((description or "").split())
-    if len(text) > MAX_DESCRIPTION:
-        text = text[: MAX_DESCRIPTION - 1].rstrip() + "…"
-    returns = ts_type(output_schema) if output_schema else "unknown"
+    """`/** description */ tools.name(args: {...}): Promise<...>` on one line, at most MAX_DECLARATION characters."""
+    name = name.removeprefix("tools.")  # callers may pass the accessor or the bare name
+    text = clean_text(description or "", MAX_DESCRIPTION)
     doc = f"/** {text} */ " if text else ""
-    return f"{doc}{name}(args: {ts_type(input_schema)}): Promise<{returns}>"
+    for max_depth in (MAX_DEPTH, 1, -1):
+        args = ts_type(input_schema, max_depth=max_depth) if max_depth >= 0 else "Record<string, unknown>"
+        returns = (ts_type(output_schema, max_depth=max_depth) if output_schema else "unknown") if max_depth >= 0 else "unknown"
+        line = f"{doc}{accessor(name)}(args: {args}): Promise<{returns}>"
+        if len(line) <= MAX_DECLARATION:
+            return line
+    return line

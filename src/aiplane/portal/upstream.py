@@ -3,6 +3,17 @@
 The connection lives in its own task (the SDK's transports are anyio context managers that must
 be entered and left in one task); requests from any task use the session it holds. A dead
 upstream fails only its own calls, with a message naming it; the portal stays up.
+
+A hostile or wedged server must not hold anyone else up:
+
+- `initialize` and each listing have their own short limits (`initialize_timeout_seconds`,
+  `list_timeout_seconds`); a server that runs past either is marked down and its connection
+  closed, so nobody else waits for it until its backoff has passed;
+- listings are served from a cache; once stale they are refreshed in the background (one
+  refresh at a time) while callers get the cached copy;
+- stopping a stdio server always runs the SDK's escalation to the end: close stdin, wait,
+  SIGTERM to its process group, wait, SIGKILL. It is never cut short by a task cancellation
+  (which would leave the process running); only anyio cancel scopes are used here.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx2
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -24,10 +36,26 @@ from aiplane.logs import log_fields
 
 log = logging.getLogger("aiplane.portal")
 _PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+# What each listing is called on the client and in its result.
+LISTINGS = {
+    "tools": ("list_tools", "tools"),
+    "resources": ("list_resources", "resources"),
+    "templates": ("list_resource_templates", "resource_templates"),
+    "prompts": ("list_prompts", "prompts"),
+}
+MAX_PAGES = 50
+# The SDK's stop sequence takes at most about 7 s (flush, stdin grace, SIGTERM grace, reap).
+STOP_SECONDS = 10.0
 
 
 class UpstreamError(Exception):
     """The upstream cannot serve a call right now; the message is safe for clients."""
+
+
+@dataclass
+class Listing:
+    items: list[Any]
+    listed_at: float
 
 
 @dataclass
@@ -37,57 +65,71 @@ class UpstreamState:
     restarts: int = 0
     next_attempt: float = 0.0
     backoff: float = 0.0
-    tools: list[Any] = field(default_factory=list)
-    tools_listed_at: float = float("-inf")
+    listings: dict[str, Listing] = field(default_factory=dict)
 
 
 class Upstream:
-    def __init__(self, name: str, settings: UpstreamSettings, backoff: float = 1.0, backoff_max: float = 60.0) -> None:
+    def __init__(self, name: str, settings: UpstreamSettings, backoff: float = 1.0, backoff_max: float = 60.0,
+                 max_items: int = 10_000) -> None:
         self.name = name
         self.settings = settings
         self.state = UpstreamState()
+        self.max_items = max_items
         self._backoff_initial = backoff
         self._backoff_max = backoff_max
         self._client: Client | None = None
         self._task: asyncio.Task | None = None
+        self._scope: anyio.CancelScope | None = None
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._refreshing: dict[str, asyncio.Task] = {}
+        self._generation = 0
 
-    def _server(self) -> Any:
+    def _server(self) -> tuple[Any, httpx2.AsyncClient | None]:
         settings = self.settings
         if settings.command is not None:
             env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
             env.update({k: v.get_secret_value() for k, v in settings.env.items()})
-            return StdioServerParameters(command=settings.command, args=settings.args, env=env)
+            return StdioServerParameters(command=settings.command, args=settings.args, env=env), None
         headers = {k: v.get_secret_value() for k, v in settings.headers.items()}
         http = httpx2.AsyncClient(headers=headers, timeout=settings.timeout_seconds)
-        return streamable_http_client(str(settings.url), http_client=http)
+        return streamable_http_client(str(settings.url), http_client=http), http
 
-    async def _hold(self) -> None:
+    async def _hold(self, generation: int) -> None:
         """Open the connection, publish it, and keep it until asked to stop or it breaks."""
+        http = None
         try:
-            async with Client(self._server(), read_timeout_seconds=self.settings.timeout_seconds) as client:
-                listed = await client.list_tools()
-                self.state.tools, self.state.tools_listed_at = list(listed.tools), time.monotonic()
-                self._client = client
-                self.state.status, self.state.last_error, self.state.backoff = "ready", None, 0.0
-                self._ready.set()
-                await self._stop.wait()
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                server, http = self._server()
+                # No client-side response cache: the portal keeps its own, with its own limits.
+                async with Client(server, read_timeout_seconds=self.settings.timeout_seconds, cache=None) as client:
+                    if generation == self._generation:
+                        self._client = client
+                        self.state.status, self.state.last_error, self.state.backoff = "ready", None, 0.0
+                        self._ready.set()
+                        await self._stop.wait()
+            if scope.cancelled_caught and generation == self._generation and self.state.status != "failed":
+                self._mark_failed(TimeoutError("stopped"))
         except Exception as exc:  # noqa: BLE001 - any transport failure marks this upstream down
-            self._mark_failed_once(exc)
+            self._mark_failed_once(exc, generation)
         except BaseException as exc:  # anyio wraps child-process deaths in exception groups
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
-            self._mark_failed_once(exc)
+            self._mark_failed_once(exc, generation)
         finally:
-            self._client = None
-            self._ready.set()  # wake waiters; they look at the status
+            if http is not None:
+                with anyio.CancelScope(shield=True):
+                    await http.aclose()
+            if generation == self._generation:
+                self._client = None
+                self._ready.set()  # wake waiters; they look at the status
 
-    def _mark_failed_once(self, exc: BaseException) -> None:
+    def _mark_failed_once(self, exc: BaseException, generation: int) -> None:
         # A call that saw the break has already marked it; closing the dead connection must not
         # count as a second failure (that would double the backoff).
-        if self.state.status != "failed":
+        if generation == self._generation and self.state.status != "failed":
             self._mark_failed(exc)
 
     def _mark_failed(self, exc: BaseException) -> None:
@@ -97,6 +139,10 @@ class Upstream:
         self.state.next_attempt = time.monotonic() + self.state.backoff
         log.warning("upstream down", extra=log_fields(upstream=self.name, error=message, retry_in_s=self.state.backoff))
 
+    def _down(self) -> UpstreamError:
+        wait = max(self.state.next_attempt - time.monotonic(), 0)
+        return UpstreamError(f"upstream '{self.name}' is down ({self.state.last_error}); next restart in {wait:.0f} s")
+
     async def client(self) -> Client:
         """The live session, (re)starting the upstream when allowed by the backoff."""
         if self._client is not None and self.state.status == "ready":
@@ -105,20 +151,23 @@ class Upstream:
             if self._client is not None and self.state.status == "ready":
                 return self._client
             if self.state.status == "failed" and time.monotonic() < self.state.next_attempt:
-                wait = self.state.next_attempt - time.monotonic()
-                raise UpstreamError(f"upstream '{self.name}' is down ({self.state.last_error}); next restart in {wait:.0f} s")
+                raise self._down()
             if self.state.status == "failed":
                 self.state.restarts += 1
             self.state.status = "starting"
+            self.state.listings.clear()
+            self._generation += 1
             self._ready = asyncio.Event()
             self._stop = asyncio.Event()
-            self._task = asyncio.create_task(self._hold(), name=f"mcp-upstream-{self.name}")
+            self._task = asyncio.create_task(self._hold(self._generation), name=f"mcp-upstream-{self.name}")
+            limit = self.settings.initialize_timeout_seconds
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout=self.settings.timeout_seconds)
+                await asyncio.wait_for(self._ready.wait(), timeout=limit)
             except TimeoutError:
-                self._task.cancel()
-                self._mark_failed(TimeoutError(f"no answer within {self.settings.timeout_seconds:.0f} s"))
-            if self._client is None:
+                # Marked down now; the holder winds the process down in the background.
+                self._mark_failed(TimeoutError(f"no answer to initialize within {limit:g} s"))
+                self._disconnect()
+            if self._client is None or self.state.status != "ready":
                 raise UpstreamError(f"upstream '{self.name}' is down ({self.state.last_error})")
             return self._client
 
@@ -127,11 +176,11 @@ class Upstream:
         try:
             return await asyncio.wait_for(getattr(client, method)(*args, **kwargs), timeout=self.settings.timeout_seconds)
         except TimeoutError:
-            raise UpstreamError(f"upstream '{self.name}' did not answer within {self.settings.timeout_seconds:.0f} s") from None
+            raise UpstreamError(f"upstream '{self.name}' did not answer within {self.settings.timeout_seconds:g} s") from None
         except MCPError as exc:
             if exc.code != CONNECTION_CLOSED:
                 # The server answered with a protocol error (unknown tool, bad params): it is alive.
-                raise UpstreamError(f"upstream '{self.name}': {exc.message}") from None
+                raise UpstreamError(f"upstream '{self.name}': {str(exc.message)[:300]}") from None
             self._broken(exc)
             raise UpstreamError(f"upstream '{self.name}' failed: the connection closed (the server exited)") from None
         except Exception as exc:  # noqa: BLE001 - the connection broke mid-call: restart it later
@@ -139,26 +188,109 @@ class Upstream:
             raise UpstreamError(f"upstream '{self.name}' failed: {_describe(exc)}") from None
 
     def _broken(self, exc: BaseException) -> None:
-        """The connection is gone: mark it down and let the holder task end; the next call restarts it."""
-        self._mark_failed(exc)
+        """The connection is gone or wedged: mark it down and let the holder wind it down."""
+        if self.state.status != "failed":
+            self._mark_failed(exc)
+        self._disconnect()
+
+    def _disconnect(self) -> None:
         self._client = None
         self._stop.set()
+        # Cancels only what the holder is waiting on (initialize, say); the SDK's shielded stop
+        # sequence still runs to the end, so the process is always terminated and reaped.
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # -- listings -----------------------------------------------------------------------------
+
+    async def listing(self, kind: str, max_age: float, restart: bool = False) -> list[Any]:
+        """The upstream's tools, resources, templates or prompts, served stale while revalidating.
+
+        The first listing after a (re)start waits, up to `list_timeout_seconds`; later ones get the
+        cached copy at once and, when it is older than `max_age`, start one background refresh.
+        A server that is down contributes nothing and costs no wait: once its backoff has passed it
+        is restarted in the background, unless `restart` asks to wait for it (a call to one of
+        its own tools does).
+        """
+        if self.state.status == "failed" and not restart:
+            if time.monotonic() >= self.state.next_attempt:
+                self._refresh_in_background("restart")
+            raise self._down()
+        await self.client()
+        cached = self.state.listings.get(kind)
+        if cached is None:
+            return await self._refresh(kind)
+        if time.monotonic() - cached.listed_at > max_age:
+            self._refresh_in_background(kind)
+        return cached.items
+
+    def _refresh_in_background(self, kind: str) -> None:
+        running = self._refreshing.get(kind)
+        if running is not None and not running.done():
+            return
+        work = self.client() if kind == "restart" else self._refresh(kind)
+        task = asyncio.create_task(_swallow(work), name=f"mcp-upstream-{self.name}-{kind}")
+        self._refreshing[kind] = task
+
+    async def _refresh(self, kind: str) -> list[Any]:
+        client = await self.client()
+        method, attribute = LISTINGS[kind]
+        limit = self.settings.list_timeout_seconds
+        try:
+            with anyio.fail_after(limit):
+                items = await self._pages(client, method, attribute)
+        except TimeoutError:
+            # A server that hangs on a listing is wedged: down, and its process stopped.
+            self._broken(TimeoutError(f"no answer to {kind} listing within {limit:g} s"))
+            raise UpstreamError(f"upstream '{self.name}' is down (no answer to its {kind} listing within {limit:g} s)") from None
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:
+                self._broken(exc)
+                raise UpstreamError(f"upstream '{self.name}' failed: the connection closed (the server exited)") from None
+            items = []  # alive, but does not offer this kind (method not found): an empty listing
+        except Exception as exc:  # noqa: BLE001 - the connection broke: restart it later
+            self._broken(exc)
+            raise UpstreamError(f"upstream '{self.name}' failed: {_describe(exc)}") from None
+        self.state.listings[kind] = Listing(items, time.monotonic())
+        return items
+
+    async def _pages(self, client: Client, method: str, attribute: str) -> list[Any]:
+        items: list[Any] = []
+        cursor = None
+        for _ in range(MAX_PAGES):
+            page = await getattr(client, method)(cursor=cursor)
+            items.extend(getattr(page, attribute) or [])
+            cursor = page.next_cursor
+            if cursor is None or len(items) >= self.max_items:
+                break
+        if len(items) > self.max_items:
+            log.warning("upstream lists too many items, the rest left out",
+                        extra=log_fields(upstream=self.name, method=method, listed=len(items), kept=self.max_items))
+        return items[: self.max_items]
 
     async def tools(self, max_age: float) -> list[Any]:
-        """The upstream's tools, re-listed when older than `max_age` seconds (a (re)start lists them)."""
-        await self.client()
-        if time.monotonic() - self.state.tools_listed_at > max_age:
-            listed = await self.call("list_tools")
-            self.state.tools, self.state.tools_listed_at = list(listed.tools), time.monotonic()
-        return self.state.tools
+        return await self.listing("tools", max_age)
 
     async def close(self) -> None:
+        for task in self._refreshing.values():
+            task.cancel()
         self._stop.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
-            except (TimeoutError, Exception):  # noqa: BLE001 - shutting down regardless
-                self._task.cancel()
+        task = self._task
+        if task is None:
+            return
+        # Wait for the SDK to stop the process (it escalates to SIGKILL); a task cancel here
+        # would abandon a process that ignores EOF and SIGTERM.
+        done, _ = await asyncio.wait({task}, timeout=STOP_SECONDS)
+        if not done and self._scope is not None:
+            self._scope.cancel()
+            await asyncio.wait({task}, timeout=STOP_SECONDS)
+
+
+async def _swallow(work: Any) -> None:
+    try:
+        await work
+    except UpstreamError:
+        pass  # already marked and logged
 
 
 def _describe(exc: BaseException) -> str:

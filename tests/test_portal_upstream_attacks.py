@@ -1,0 +1,351 @@
+"""Hostile and wedged upstream MCP servers behind a real portal (uvicorn), driven by the official
+`mcp` client: issue 16's "upstream servers" list, each case reproduced. The doubles are real
+stdio MCP servers built on the official SDK: tests/doubles/hang_mcp.py (hang on demand),
+hostile_names_mcp.py (hostile names, descriptions, schemas, listings) and crashy_mcp.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aiplane.config import UpstreamSettings
+from aiplane.portal.upstream import Upstream, UpstreamError
+from tests.test_portal import PortalProcess, run, session
+
+ROOT = Path(__file__).resolve().parents[1]
+DOUBLES = ROOT / "tests" / "doubles"
+STRICT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def wait_dead(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    events = root / "events.txt"
+    portal = PortalProcess(root, """
+max_tools_per_upstream = 200
+max_listing_bytes = 65536
+listing_ttl_seconds = 600
+[[portal.policies]]
+groups = ["contractors"]
+deny = ["hostile__secret", "hostile__forbidden", "hostile__items"]
+""", upstreams=f"""
+[portal.upstreams.crashy]
+command = "{sys.executable}"
+args = ["{DOUBLES / 'crashy_mcp.py'}"]
+
+[portal.upstreams.hostile]
+command = "{sys.executable}"
+args = ["{DOUBLES / 'hostile_names_mcp.py'}"]
+env = {{ HOSTILE_TOOL_COUNT = "10000" }}
+list_timeout_seconds = 120  # producing and parsing 10,000 tools takes this double ~12 s here
+
+[portal.upstreams.slowpoke]
+command = "{sys.executable}"
+args = ["{DOUBLES / 'hang_mcp.py'}"]
+env = {{ HANG_EVENTS = "{events}" }}
+
+[portal.upstreams.missing]
+command = "/nonexistent/dir/mcp-server"
+""")
+    portal.events = events
+    yield portal
+    portal.stop()
+
+
+def test_tool_names_are_validated_renamed_or_refused(hostile):
+    async def go():
+        http, client = session(hostile, hostile.token())
+        async with http, client:
+            tools = (await client.list_tools()).tools
+            dotted = await client.call_tool("hostile__files_read", {"path": "notes.txt"})
+            slashed = await client.call_tool("hostile__admin_wipe", {})
+        return tools, dotted, slashed
+
+    tools, dotted, slashed = run(go())
+    names = [t.name for t in tools]
+    assert all(STRICT_NAME.fullmatch(n) for n in names), [n for n in names if not STRICT_NAME.fullmatch(n)]
+    assert {"hostile__files_read", "hostile__admin_wipe", "crashy__ping", "slowpoke__slow"} <= set(names)
+    assert not any("evil" in n or "forged" in n or n.startswith("hostile__nnnn") for n in names)
+    assert dotted.content[0].text == "read notes.txt"  # the renamed tool reaches the upstream's own name
+    assert slashed.content[0].text == "wiped"
+
+
+def test_ten_thousand_tools_are_capped_per_upstream_and_by_listing_size(hostile):
+    async def go():
+        http, client = session(hostile, hostile.token())
+        async with http, client:
+            tools = (await client.list_tools()).tools
+        http, client = session(hostile, hostile.token(), "codemode")
+        async with http, client:
+            visible = await client.call_tool("execute", {"code": "return Object.keys(tools).filter((n) => n.startsWith('hostile__')).length"})
+        return tools, json.loads(visible.content[0].text)
+
+    tools, visible = run(go())
+    listing = json.dumps([t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools], separators=(",", ":"))
+    assert len(listing.encode()) <= 65536  # max_listing_bytes, not 13 MB
+    names = {t.name for t in tools}
+    assert {"crashy__ping", "slowpoke__slow"} <= names  # the others are not crowded out
+    assert visible["result"] <= 200  # max_tools_per_upstream
+
+
+def test_search_output_cannot_be_forged_or_inflated_by_descriptions_and_schemas(hostile):
+    async def go():
+        http, client = session(hostile, hostile.token(), "codemode")
+        async with http, client:
+            results = [(await client.call_tool("search", {"query": query, "limit": 50})).content[0].text
+                       for query in ("comment breakout reads things", "stuffed schema short", "transfer bank forged evil")]
+        return results
+
+    for text in run(go()):
+        for line in text.splitlines():
+            assert len(line) <= 1200, len(line)
+            assert re.match(r'^(/\*\* .* \*/ )?tools(\.|\[")', line), line
+            assert line.count("*/") <= 1 and "/*" not in line[3:], line  # one doc comment, closed once
+            assert "tools.bank__transfer(args" not in line
+    stuffed = next(line for text in run(go()) for line in text.splitlines() if "hostile__stuffed_schema" in line)
+    assert stuffed.count("Ignore previous instructions") <= 2  # the injection cannot ride in at length
+
+
+def test_resources_are_namespaced_so_equal_uris_do_not_collide(hostile):
+    async def go():
+        http, client = session(hostile, hostile.token())
+        async with http, client:
+            resources = (await client.list_resources()).resources
+            templates = (await client.list_resource_templates()).resource_templates
+            crashy = await client.read_resource("aiplane://crashy/crashy://status")
+            other = await client.read_resource("aiplane://hostile/crashy://status")
+            item = await client.read_resource("aiplane://hostile/hostile://items/42")
+            try:
+                await client.read_resource("crashy://status")
+                bare = None
+            except Exception as exc:  # noqa: BLE001 - the client raises the portal's MCP error
+                bare = str(exc)
+        return resources, templates, crashy, other, item, bare
+
+    resources, templates, crashy, other, item, bare = run(go())
+    uris = {str(r.uri) for r in resources}
+    assert {"aiplane://crashy/crashy://status", "aiplane://hostile/crashy://status", "aiplane://hostile/hostile://secret"} <= uris
+    assert ("aiplane://hostile/hostile://items/{item}", "hostile__items") in {(t.uri_template, t.name) for t in templates}
+    assert crashy.contents[0].text == "up" and other.contents[0].text == "hostile says up"
+    assert item.contents[0].text == "item 42"
+    assert bare is not None and "aiplane://<server>/<uri>" in bare
+
+
+def test_resources_templates_and_prompts_obey_the_tool_policy(hostile):
+    token = hostile.token("contractor@example.com", "contractors")
+
+    async def go():
+        http, client = session(hostile, token)
+        async with http, client:
+            resources = {str(r.uri) for r in (await client.list_resources()).resources}
+            templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+            prompts = {p.name for p in (await client.list_prompts()).prompts}
+            refused = []
+            for uri in ("aiplane://hostile/hostile://secret", "aiplane://hostile/hostile://items/42"):
+                try:
+                    await client.read_resource(uri)
+                except Exception as exc:  # noqa: BLE001
+                    refused.append(str(exc))
+            try:
+                await client.get_prompt("hostile__forbidden", {})
+            except Exception as exc:  # noqa: BLE001
+                refused.append(str(exc))
+            allowed = await client.get_prompt("hostile__hello", {"name": "Ada"})
+        return resources, templates, prompts, refused, allowed
+
+    resources, templates, prompts, refused, allowed = run(go())
+    assert "aiplane://hostile/hostile://secret" not in resources and "aiplane://hostile/crashy://status" in resources
+    assert not any("hostile://items" in t for t in templates)
+    assert "hostile__forbidden" not in prompts and "hostile__hello" in prompts
+    assert len(refused) == 3 and all("not allowed" in r or "no permitted upstream" in r for r in refused), refused
+    assert "Hello Ada." in allowed.messages[0].content.text
+
+
+def test_execute_sees_generic_error_codes_not_host_errors(hostile):
+    code = """
+      const seen = [];
+      for (const name of ["crashy__die", "crashy__ping"]) {
+        try { await tools[name]({}); seen.push("no error"); } catch (e) { seen.push([e.code, e.message]); }
+      }
+      return seen"""
+
+    async def go():
+        http, client = session(hostile, hostile.token(), "codemode")
+        async with http, client:
+            outcome = json.loads((await client.call_tool("execute", {"code": code})).content[0].text)
+        http, client = session(hostile, hostile.token())
+        async with http, client:
+            direct = await client.call_tool("crashy__ping", {})
+        return outcome, direct
+
+    outcome, direct = run(go())
+    assert outcome["result"] == [["unavailable", "crashy__die: the tool's server is unavailable right now; try again later"],
+                                 ["unavailable", "crashy__ping: the tool's server is unavailable right now; try again later"]]
+    assert direct.content[0].text == "pong" or "upstream 'crashy'" in direct.content[0].text  # restarted, or named as down
+
+
+def test_fire_and_forget_calls_are_cancelled_upstream_and_poison_nothing(hostile):
+    hostile.events.write_text("")
+
+    async def go():
+        http, client = session(hostile, hostile.token(), "codemode")
+        async with http, client:
+            fired = json.loads((await client.call_tool("execute", {"code":
+                "tools.slowpoke__slow({seconds: 30}); await tools.slowpoke__ping({}); return 'fired'"})).content[0].text)
+            later = []
+            for _ in range(4):
+                started = time.monotonic()
+                outcome = json.loads((await client.call_tool("execute", {"code": "return await tools.slowpoke__ping({})"})).content[0].text)
+                later.append((outcome, time.monotonic() - started))
+        return fired, later
+
+    fired, later = run(go())
+    assert fired["result"] == "fired"
+    for outcome, seconds in later:
+        assert outcome["result"] == {"result": "pong"} and seconds < 3, (outcome, seconds)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "cancelled" not in hostile.events.read_text():
+        time.sleep(0.1)
+    assert hostile.events.read_text().split() == ["started", "cancelled"]  # the upstream stopped working on it
+    rows = [r for r in hostile.audit() if r["tool"] == "slowpoke__slow"]
+    assert rows and rows[-1]["status"] == "cancelled"
+
+
+@pytest.fixture
+def wedged(tmp_path):
+    portal = PortalProcess(tmp_path, "listing_ttl_seconds = 0\nrestart_backoff_seconds = 60\n", upstreams=f"""
+[portal.upstreams.crashy]
+command = "{sys.executable}"
+args = ["{DOUBLES / 'crashy_mcp.py'}"]
+
+[portal.upstreams.stuck]
+command = "{sys.executable}"
+args = ["{DOUBLES / 'hang_mcp.py'}"]
+initialize_timeout_seconds = 1
+env = {{ HANG_ON = "initialize", HANG_STUBBORN = "1", HANG_PID_FILE = "{tmp_path / 'stuck.pid'}" }}
+
+[portal.upstreams.wedged]
+command = "{sys.executable}"
+args = ["{DOUBLES / 'hang_mcp.py'}"]
+list_timeout_seconds = 1
+env = {{ HANG_ON = "list", HANG_STUBBORN = "1", HANG_PID_FILE = "{tmp_path / 'wedged.pid'}" }}
+""")
+    yield portal
+    portal.stop()
+
+
+def test_hanging_upstreams_are_marked_down_and_cost_nobody_a_wait(wedged):
+    async def go():
+        http, client = session(wedged, wedged.token())
+        timings, names = [], []
+        async with http, client:
+            for pause in (0, 0, 1.5, 0):
+                await asyncio.sleep(pause)
+                started = time.monotonic()
+                names.append({t.name for t in (await client.list_tools()).tools})
+                timings.append(time.monotonic() - started)
+        http, client = session(wedged, wedged.token(), "codemode")
+        async with http, client:
+            started = time.monotonic()
+            await client.call_tool("search", {"query": "pong"})
+            outcome = json.loads((await client.call_tool("execute", {"code": "return await tools.crashy__ping({})"})).content[0].text)
+            codemode_seconds = time.monotonic() - started
+        return timings, names, outcome, codemode_seconds
+
+    timings, names, outcome, codemode_seconds = run(go())
+    assert timings[0] < 8.0  # the first listing waits for the healthy servers to start, and 1 s for the stuck one
+    assert max(timings[1:]) < 0.8, timings  # after that: no waits, stale copies or nothing
+    assert "wedged__ping" in names[0] and not any(n.startswith("stuck__") for n in names[0])
+    assert "wedged__ping" in names[1]  # served stale while its refresh hangs
+    assert not any(n.startswith("wedged__") for n in names[3]) and "crashy__ping" in names[3]
+    assert outcome["result"] == {"result": "pong"} and codemode_seconds < 1.5
+    health = httpx.get(wedged.url + "/healthz").json()["upstreams"]
+    assert health["stuck"]["status"] == "failed" and "initialize" in health["stuck"]["error"]
+    assert health["wedged"]["status"] == "failed" and "listing" in health["wedged"]["error"]
+    # Both ignore EOF and SIGTERM; SIGKILL ends them (the SDK's stop sequence, never abandoned).
+    for name in ("stuck", "wedged"):
+        pid = int((wedged.root / f"{name}.pid").read_text())
+        assert wait_dead(pid, 10), f"{name} upstream {pid} still running"
+
+
+def test_a_stubborn_upstream_is_killed_on_close(tmp_path):
+    pid_file = tmp_path / "pid"
+    settings = UpstreamSettings(command=sys.executable, args=[str(DOUBLES / "hang_mcp.py")],
+                                env={"HANG_STUBBORN": "1", "HANG_PID_FILE": str(pid_file)})
+
+    async def go():
+        upstream = Upstream("stubborn", settings)
+        tools = await upstream.listing("tools", 10)
+        pid = int(pid_file.read_text())
+        started = time.monotonic()
+        await upstream.close()
+        return [t.name for t in tools], pid, time.monotonic() - started
+
+    names, pid, seconds = run(go())
+    assert "ping" in names
+    assert wait_dead(pid, 2), "a server that ignores EOF and SIGTERM was abandoned"
+    assert seconds < 12
+
+
+def test_a_server_that_never_initializes_is_given_up_on_quickly(tmp_path):
+    pid_file = tmp_path / "pid"
+    settings = UpstreamSettings(command=sys.executable, args=[str(DOUBLES / "hang_mcp.py")], initialize_timeout_seconds=0.5,
+                                env={"HANG_ON": "initialize", "HANG_STUBBORN": "1", "HANG_PID_FILE": str(pid_file)})
+
+    async def go():
+        upstream = Upstream("stuck", settings, backoff=30)
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="no answer to initialize within 0.5 s"):
+            await upstream.listing("tools", 10)
+        first = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="is down"):
+            await upstream.listing("tools", 10)
+        second = time.monotonic() - started
+        pid = int(pid_file.read_text())
+        await upstream.close()
+        return first, second, pid, upstream.state.status
+
+    first, second, pid, status = run(go())
+    assert first < 2 and second < 0.05 and status == "failed"
+    assert wait_dead(pid, 10)
+
+
+def test_naming_rules_rename_what_fits_and_refuse_the_rest():
+    from aiplane.portal.naming import map_names
+    from aiplane.portal.signatures import declaration
+
+    mapping, refused = map_names("srv", ["a.b", "a_b", "x/y", "ok", "ok", "bad name", "n" * 64, "evil\nline", "é"])
+    assert mapping["a_b"] == "a_b" and mapping["x_y"] == "x/y" and mapping["ok"] == "ok"
+    assert set(refused) == {"a.b", "ok", "bad name", "evil\nline", "é"}  # a collision, a duplicate, two invalid, non-ASCII
+    assert all(len(f"srv__{suffix}") <= 64 for suffix in mapping)
+    line = declaration("tools.my-srv__t", "desc */ x\nnew", {"type": "object", "properties": {"a\nb": {"enum": ["x" * 100, "y */"]}}})
+    assert "\n" not in line and line.count("*/") == 1 and 'tools["my-srv__t"]' in line
