@@ -18,7 +18,10 @@ T = TypeVar("T")
 
 
 def json_size(item: Any) -> int:
-    return len(item.model_dump_json(by_alias=True, exclude_none=True).encode())
+    try:
+        return len(item.model_dump_json(by_alias=True, exclude_none=True).encode())
+    except (ValueError, RecursionError):  # a schema nested past what serialisation allows: too large
+        return 1 << 62
 
 
 def per_upstream(server: str, items: list[T], max_items: int, max_item_bytes: int, kind: str) -> list[T]:

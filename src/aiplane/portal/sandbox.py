@@ -45,6 +45,8 @@ MAX_ERROR_MESSAGE_BYTES = 2000
 WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
 # One tool result handed to the code (it may filter a large one down; it may not flood the worker).
 MAX_REPLY_BYTES = 8 * 1024 * 1024
+# Tool calls of one execute in flight at once (more wait their turn): bounds what the portal holds for it.
+MAX_CALLS_IN_FLIGHT = 8
 
 ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -295,6 +297,7 @@ class SandboxPool:
                "max_tool_calls": settings.max_tool_calls}
         killed: list[str] = []  # why the portal killed the worker, if it did
         calls: set[asyncio.Task] = set()
+        in_flight = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
         loop = asyncio.get_running_loop()
 
         def kill(reason: str) -> None:
@@ -316,7 +319,7 @@ class SandboxPool:
                         kill("misbehaved")  # the worker counts calls itself; one that does not is not ours
                         break
                     # Each call runs as its own task, so Promise.all in the code gets real concurrency.
-                    task = asyncio.create_task(self._answer(worker, job_id, message, call_tool))
+                    task = asyncio.create_task(self._answer(worker, job_id, message, call_tool, in_flight))
                     calls.add(task)
                 elif kind == "done" and message.get("job") == job_id:
                     status = message.get("status")
@@ -359,11 +362,13 @@ class SandboxPool:
                 kill("memory")
                 return
 
-    async def _answer(self, worker: Worker, job_id: int, message: dict[str, Any], call_tool: ToolCaller) -> None:
+    async def _answer(self, worker: Worker, job_id: int, message: dict[str, Any], call_tool: ToolCaller,
+                      in_flight: asyncio.Semaphore) -> None:
         reply: dict[str, Any] = {"type": "reply", "job": job_id, "id": message.get("id")}
         try:
             args = message.get("args")
-            value = await call_tool(str(message.get("tool")), args if isinstance(args, dict) else {})
+            async with in_flight:
+                value = await call_tool(str(message.get("tool")), args if isinstance(args, dict) else {})
             # Only JSON crosses: a value that is not (NaN, a Python object) is an internal error, never a repr.
             if len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode()) > MAX_REPLY_BYTES:
                 raise ToolCallError("too_large", f"the tool's result is larger than {MAX_REPLY_BYTES} bytes")

@@ -212,10 +212,14 @@ class Upstream:
         is restarted in the background, unless `restart` asks to wait for it (a call to one of
         its own tools does).
         """
-        if self.state.status == "failed" and not restart:
-            if time.monotonic() >= self.state.next_attempt:
-                self._refresh_in_background("restart")
-            raise self._down()
+        if not restart:
+            if self.state.status == "failed":
+                if time.monotonic() >= self.state.next_attempt:
+                    self._refresh_in_background("restart")
+                raise self._down()
+            restarting = self._refreshing.get("restart")
+            if restarting is not None and not restarting.done():
+                raise UpstreamError(f"upstream '{self.name}' is restarting")
         await self.client()
         cached = self.state.listings.get(kind)
         if cached is None:
