@@ -91,7 +91,9 @@ def start_portal(root: Path, upstream: Path) -> tuple[subprocess.Popen, str, str
         [portal.sandbox]
         workers = 1
         """))
-    env = {"AIPLANE_DATA_DIR": str(root / "data"), "AIPLANE_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
+    # This checkout's sources, not whatever the console script was installed from.
+    env = {"AIPLANE_DATA_DIR": str(root / "data"), "AIPLANE_CONFIG": str(config), "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen([AIPLANE, "portal", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     token = subprocess.run([AIPLANE, "gateway", "token", "create", "--user", "bench@example.com"], env=env,
                            capture_output=True, text=True, check=True).stdout.strip()
