@@ -282,6 +282,8 @@ class Upstream:
         task = self._task
         if task is None:
             return
+        if self._client is None and self._scope is not None:
+            self._scope.cancel()  # still starting: stop waiting for initialize (the stop sequence still runs)
         # Wait for the SDK to stop the process (it escalates to SIGKILL); a task cancel here
         # would abandon a process that ignores EOF and SIGTERM.
         done, _ = await asyncio.wait({task}, timeout=STOP_SECONDS)
