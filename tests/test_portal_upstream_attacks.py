@@ -353,3 +353,15 @@ def test_naming_rules_rename_what_fits_and_refuse_the_rest():
     assert all(len(f"srv__{suffix}") <= 64 for suffix in mapping)
     line = declaration("tools.my-srv__t", "desc */ x\nnew", {"type": "object", "properties": {"a\nb": {"enum": ["x" * 100, "y */"]}}})
     assert "\n" not in line and line.count("*/") == 1 and 'tools["my-srv__t"]' in line
+
+
+def test_upstream_failures_name_no_host_paths(hostile):
+    async def go():
+        http, client = session(hostile, hostile.token())
+        async with http, client:
+            return await client.call_tool("missing__anything", {})
+
+    direct = run(go())
+    health = httpx.get(hostile.url + "/healthz").text
+    assert direct.is_error and "upstream 'missing' is down (FileNotFoundError: No such file or directory)" in direct.content[0].text
+    assert "/nonexistent" not in direct.content[0].text and "/nonexistent" not in health

@@ -300,7 +300,17 @@ async def _swallow(work: Any) -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    """What went wrong, for clients, /healthz and logs: the exception's class and only text that
+    cannot carry host paths, URLs or secrets (an OS error's reason without its file name, the
+    portal's own timeout texts, an MCP error's message)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+    name = exc.__class__.__name__
+    if isinstance(exc, TimeoutError) or isinstance(exc, MCPError):
+        text = str(exc.message if isinstance(exc, MCPError) else exc).strip()
+    elif isinstance(exc, OSError):
+        text = exc.strerror or ""
+    else:
+        text = ""
+    text = " ".join(text.split())[:200]
+    return f"{name}: {text}" if text else name
