@@ -360,7 +360,7 @@ class SandboxSettings(Strict):
     # A worker's resident memory is read on this timer, whatever it is doing; past memory_mb +
     # rss_headroom_mb (V8 itself, Python, ArrayBuffers, Wasm memory) it is killed.
     memory_poll_seconds: float = Field(default=0.02, ge=0.005, le=1)
-    rss_headroom_mb: int = Field(default=256, ge=64, le=16384)
+    rss_headroom_mb: int = Field(default=256, ge=128, le=16384)  # an idle worker alone is about 70 MB
 
 
 class PortalSettings(Strict):

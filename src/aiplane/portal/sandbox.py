@@ -27,7 +27,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +152,7 @@ class SandboxPool:
         self._background: set[asyncio.Task] = set()
         self.replaced = 0
         # The resident set a worker had when the memory timer killed it (for tests and logs).
-        self.killed_at_rss_mb: list[float] = []
+        self.killed_at_rss_mb: deque[float] = deque(maxlen=32)
 
     @property
     def line_limit(self) -> int:
@@ -259,7 +259,7 @@ class SandboxPool:
                 with contextlib.suppress(ValueError):
                     self._waiting.remove(waiter)
         if not waiter.future.done() or waiter.future.cancelled():
-            raise SandboxBusy(f"no sandbox worker was free within {settings.queue_timeout_seconds:.0f} s; try again later")
+            raise SandboxBusy(f"no sandbox worker was free within {settings.queue_timeout_seconds:g} s; try again later")
         return waiter.future.result()
 
     def _release(self, user: str, worker: Worker, healthy: bool) -> None:
