@@ -365,3 +365,27 @@ def test_upstream_failures_name_no_host_paths(hostile):
     health = httpx.get(hostile.url + "/healthz").text
     assert direct.is_error and "upstream 'missing' is down (FileNotFoundError: No such file or directory)" in direct.content[0].text
     assert "/nonexistent" not in direct.content[0].text and "/nonexistent" not in health
+
+
+def test_one_users_runaway_executes_do_not_hold_up_another_user_through_the_portal(hostile):
+    """Two workers, wall time 2 s: mallory's two endless loops take one worker in turn, not both."""
+
+    async def execute(token: str, code: str) -> tuple[dict, float]:
+        http, client = session(hostile, token, "codemode")
+        async with http, client:
+            started = time.monotonic()
+            outcome = json.loads((await client.call_tool("execute", {"code": code})).content[0].text)
+            return outcome, time.monotonic() - started
+
+    async def go():
+        mallory, bob = hostile.token("mallory@example.com"), hostile.token("bob@example.com")
+        await execute(bob, "return 1")  # the first execute waits for the upstreams' first listings
+        runaway = [asyncio.create_task(execute(mallory, "while (true) {}")) for _ in range(2)]
+        await asyncio.sleep(0.5)
+        other = await execute(bob, "return 'bob ran'")
+        return other, await asyncio.gather(*runaway)
+
+    (outcome, seconds), runaway = run(go())
+    assert outcome["result"] == "bob ran" and seconds < 1.5, (outcome, seconds)
+    assert all("time limit of 2.0 s exceeded" in r["error"] for r, _seconds in runaway)
+    assert max(s for _r, s in runaway) > 3.5  # the second waited for the first: one worker for mallory
