@@ -4,7 +4,7 @@ Untrusted code never runs in the portal process. Each job gets a fresh V8 isolat
 pre-started worker. Around each job the portal keeps its own guards, none of which depends on
 the worker's messages:
 
-- a deadline timer (wall time plus a grace period) and a memory timer that reads the worker's
+- a deadline timer (wall time plus a grace period) and a memory thread that reads the worker's
   resident set every `memory_poll_seconds` (so ArrayBuffer and Wasm memory, which V8's heap
   limit does not see, count too); either kills the worker;
 - the job's tool calls are tasks owned by the job: when it ends or is killed they are
@@ -24,8 +24,11 @@ import contextlib
 import itertools
 import json
 import logging
+import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -121,8 +124,6 @@ class Worker:
 
 
 def _page_mb() -> float:
-    import os
-
     return os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
 
@@ -153,6 +154,10 @@ class SandboxPool:
         self.replaced = 0
         # The resident set a worker had when the memory timer killed it (for tests and logs).
         self.killed_at_rss_mb: deque[float] = deque(maxlen=32)
+        # Busy workers, and why the portal killed each (empty while it has not).
+        self._watched: dict[Worker, list[str]] = {}
+        self._closing = threading.Event()
+        self._memory_thread: threading.Thread | None = None
 
     @property
     def line_limit(self) -> int:
@@ -163,6 +168,8 @@ class SandboxPool:
         if self._started:
             return
         self._started = True
+        self._memory_thread = threading.Thread(target=self._watch_memory, name="sandbox-memory", daemon=True)
+        self._memory_thread.start()
         workers = await asyncio.gather(*(self._spawn() for _ in range(self.settings.workers)), return_exceptions=True)
         for worker in workers:
             if isinstance(worker, Worker):
@@ -306,7 +313,7 @@ class SandboxPool:
             worker.kill()
 
         deadline = loop.call_later(settings.wall_time_seconds + GRACE_SECONDS, kill, "timeout")
-        watchdog = asyncio.create_task(self._watch_memory(worker, kill))
+        self._watched[worker] = killed  # the memory thread reads it from now on
         try:
             await worker.send(job)
             while True:
@@ -334,7 +341,7 @@ class SandboxPool:
             pass
         finally:
             deadline.cancel()
-            watchdog.cancel()
+            self._watched.pop(worker, None)
             # The execute is over: its tool calls (and the upstream requests behind them) stop too.
             for task in calls:
                 if not task.done():
@@ -351,16 +358,21 @@ class SandboxPool:
             error = "the sandbox stopped unexpectedly"
         return self._failed(started, error), False
 
-    async def _watch_memory(self, worker: Worker, kill: Callable[[str], None]) -> None:
+    def _watch_memory(self) -> None:
+        """A thread: every `memory_poll_seconds`, the resident set of each busy worker. A thread,
+        so that neither the worker's messages nor a busy portal event loop can delay it."""
         limit = self.settings.memory_mb + self.settings.rss_headroom_mb
-        while True:
-            await asyncio.sleep(self.settings.memory_poll_seconds)
-            rss = worker.rss_mb()
-            if rss > limit:
-                self.killed_at_rss_mb.append(rss)
-                log.warning("sandbox worker over its memory limit", extra=log_fields(rss_mb=round(rss), limit_mb=limit))
-                kill("memory")
-                return
+        while not self._closing.wait(self.settings.memory_poll_seconds):
+            for worker, killed in list(self._watched.items()):
+                if worker.process.returncode is not None:
+                    continue
+                rss = worker.rss_mb()
+                if rss > limit and not killed:
+                    killed.append("memory")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.process.pid, signal.SIGKILL)
+                    self.killed_at_rss_mb.append(rss)
+                    log.warning("sandbox worker over its memory limit", extra=log_fields(rss_mb=round(rss), limit_mb=limit))
 
     async def _answer(self, worker: Worker, job_id: int, message: dict[str, Any], call_tool: ToolCaller,
                       in_flight: asyncio.Semaphore) -> None:
@@ -387,6 +399,7 @@ class SandboxPool:
         return ExecuteResult(None, [], error, round((time.perf_counter() - started) * 1000, 2))
 
     async def close(self) -> None:
+        self._closing.set()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
