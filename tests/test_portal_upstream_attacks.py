@@ -334,12 +334,21 @@ def test_a_server_that_never_initializes_is_given_up_on_quickly(tmp_path):
             with pytest.raises(UpstreamError, match="is down|is restarting"):
                 await upstream.listing("tools", 10)
             waits.append(time.monotonic() - started)
+        await asyncio.sleep(3.0)  # past the doubled backoff: a call to one of its tools restarts it and waits
+        calling = asyncio.create_task(upstream.listing("tools", 10, restart=True))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="is restarting"):
+            await upstream.listing("tools", 10)  # while that call waits, listings do not
+        waits.append(time.monotonic() - started)
+        with pytest.raises(UpstreamError, match="no answer to initialize"):
+            await calling
         await upstream.close()
         return first, waits, pid, upstream.state
 
     first, waits, pid, state = run(go())
     assert first < 2 and max(waits) < 0.05, waits
-    assert state.status == "failed" and state.restarts == 1
+    assert state.status == "failed" and state.restarts == 2
     assert wait_dead(pid, 10)
 
 

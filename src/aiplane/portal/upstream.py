@@ -217,8 +217,9 @@ class Upstream:
                 if time.monotonic() >= self.state.next_attempt:
                     self._refresh_in_background("restart")
                 raise self._down()
-            restarting = self._refreshing.get("restart")
-            if restarting is not None and not restarting.done():
+            if self.state.status == "starting" and self.state.restarts > 0:
+                # Restarting after a failure (in the background, or for a call to one of its
+                # tools): listings do not wait for it; only the very first start is waited for.
                 raise UpstreamError(f"upstream '{self.name}' is restarting")
         await self.client()
         cached = self.state.listings.get(kind)
