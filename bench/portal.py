@@ -113,7 +113,24 @@ async def surface(url: str, token: str, mode: str) -> list:
             return list((await client.list_tools()).tools)
 
 
-async def end_to_end_overhead(url: str, token: str, tool: str, calls: int = 50) -> tuple[float, float]:
+def wait_until_idle(pid: int, limit_seconds: float = 60) -> None:
+    """Until the portal process uses (almost) no CPU: its search model loads and embeds the tools in
+    background threads after start, which would otherwise be measured as per-call overhead."""
+    def ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    deadline = time.monotonic() + limit_seconds
+    last = ticks()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = ticks()
+        if now - last <= 2:  # at most 20 ms of CPU in half a second
+            return
+        last = now
+
+
+async def end_to_end_overhead(url: str, token: str, tool: str, pid: int, calls: int = 50) -> tuple[float, float]:
     code = f"for (let i = 0; i < {calls}; i++) await tools.gl__{tool}({{project_id: 'a', iid: i}}); return {calls}"
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
         async with Client(streamable_http_client(f"{url}/mcp?mode=aggregate", http_client=http)) as direct:
@@ -124,9 +141,15 @@ async def end_to_end_overhead(url: str, token: str, tool: str, calls: int = 50) 
             direct_ms = (time.perf_counter() - started) * 1000 / calls
         async with Client(streamable_http_client(f"{url}/mcp?mode=codemode", http_client=http)) as coded:
             await coded.call_tool("execute", {"code": "return 1"})
-            outcome = json.loads((await coded.call_tool("execute", {"code": code})).content[0].text)
-            assert outcome["error"] is None, outcome
-            inside_ms = outcome["duration_ms"] / calls
+            await coded.call_tool("search", {"query": "list issues in a project"})
+            await asyncio.to_thread(wait_until_idle, pid)
+            # The median of three, measured once the portal's background work is done.
+            runs = []
+            for _ in range(3):
+                outcome = json.loads((await coded.call_tool("execute", {"code": code})).content[0].text)
+                assert outcome["error"] is None, outcome
+                runs.append(outcome["duration_ms"] / calls)
+            inside_ms = statistics.median(runs)
     return direct_ms, inside_ms
 
 
@@ -324,7 +347,7 @@ def main() -> None:
             try:
                 aggregate = tokens(asyncio.run(surface(url, token, "aggregate")))
                 codemode = tokens(asyncio.run(surface(url, token, "codemode")))
-                direct_ms, inside_ms = asyncio.run(end_to_end_overhead(url, token, f"{VERBS[0]}_{NOUNS[0]}_0"))
+                direct_ms, inside_ms = asyncio.run(end_to_end_overhead(url, token, f"{VERBS[0]}_{NOUNS[0]}_0", proc.pid))
             finally:
                 proc.terminate()
                 proc.wait(timeout=20)
