@@ -408,6 +408,85 @@ class DatabaseSettings(Strict):
     auto_migrate: bool = True
 
 
+QuotaScope = Literal["user", "group", "model", "provider"]
+# Every limit a quota rule may set, with the window it counts over (docs/quotas.md).
+QUOTA_LIMITS = {
+    "requests_per_minute": "minute",
+    "tokens_per_minute": "minute",
+    "tokens_per_day": "day",
+    "usd_per_day": "day",
+    "usd_per_month": "month",
+    "max_concurrent": "in flight",
+}
+
+
+class QuotaRule(Strict):
+    """Limits for one user, group (from the token's groups claim), model or provider."""
+
+    scope: QuotaScope
+    # A user's subject (email or sub) or anonymous id, "*" for every user; a group name; a model
+    # name (or provider/model); a provider name.
+    subject: str = Field(min_length=1, max_length=320)
+    # Group, model and provider rules count everyone together unless this gives each user their own counter.
+    per_user: bool = False
+    requests_per_minute: int | None = Field(default=None, ge=0, le=10**9)
+    tokens_per_minute: int | None = Field(default=None, ge=0, le=10**12)
+    tokens_per_day: int | None = Field(default=None, ge=0, le=10**12)
+    usd_per_day: float | None = Field(default=None, ge=0, le=1e12, allow_inf_nan=False)
+    usd_per_month: float | None = Field(default=None, ge=0, le=1e12, allow_inf_nan=False)
+    max_concurrent: int | None = Field(default=None, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> QuotaRule:
+        self.subject = self.subject.strip()
+        if not self.subject or any(ord(c) < 32 or ord(c) == 127 for c in self.subject):
+            raise ValueError("subject must be printable text")
+        if self.subject == "*" and self.scope != "user":
+            raise ValueError("subject '*' (every user) is only for scope 'user'; use per_user for groups, models, providers")
+        if self.scope == "user":
+            self.per_user = False  # a user's counters are that user's already
+        if all(getattr(self, name) is None for name in QUOTA_LIMITS):
+            raise ValueError(f"set at least one limit: {', '.join(QUOTA_LIMITS)}")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str, bool]:
+        return (self.scope, self.subject, self.per_user)
+
+
+class QuotaSettings(Strict):
+    rules: list[QuotaRule] = Field(default_factory=list, max_length=10_000)
+    # When the counter store (Redis) fails: "open" lets requests through (with a metric and a log
+    # line), "closed" refuses them with 503.
+    on_backend_error: Literal["open", "closed"] = "open"
+    # Send x-aiplane-quota-remaining-* headers on answers that a quota applies to.
+    remaining_headers: bool = False
+    # Log a warning when a budget's consumption crosses this share of its limit.
+    warn_ratio: float = Field(default=0.8, gt=0, le=1)
+    # How often runtime rules (admin API, `aiplane quota set`) are re-read, and embedded counters saved.
+    reload_seconds: float = Field(default=5.0, ge=0.5, le=3600)
+    # A concurrency slot older than this is counted as leaked (a replica died holding it).
+    lease_seconds: float = Field(default=3600.0, ge=10, le=86400)
+
+
+def _redis_url(value: SecretStr | None) -> SecretStr | None:
+    if value is None or not value.get_secret_value().strip():
+        return None
+    if urlsplit(value.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+class RedisSettings(Strict):
+    # redis://[:password@]host:port/db; shared quota counters and job locks across processes and replicas.
+    url: Annotated[SecretStr | None, AfterValidator(_redis_url)] = None
+    # Each Redis call's deadline; past it the call counts as failed (see quotas.on_backend_error).
+    timeout_seconds: float = Field(default=0.25, gt=0, le=30)
+    # After a failure, Redis is not asked again for this long (requests are not slowed by a dead Redis).
+    retry_seconds: float = Field(default=1.0, ge=0, le=300)
+    key_prefix: str = Field(default="aiplane:", max_length=64, pattern=r"^[A-Za-z0-9:_.-]*$")
+
+
 class LogSettings(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -440,6 +519,8 @@ class Settings(BaseSettings):
     codex: CodexSettings = Field(default_factory=CodexSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     @model_validator(mode="after")

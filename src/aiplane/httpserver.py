@@ -105,12 +105,19 @@ def _raise_file_limit() -> None:
             pass
 
 
-def run(app: Any, host: str, port: int, head_timeout: float = HEAD_TIMEOUT_SECONDS, max_head_bytes: int = MAX_HEAD_BYTES,
-        max_connections: int = MAX_CONNECTIONS, **options: Any) -> None:
-    import uvicorn
-
+def configure(head_timeout: float, max_head_bytes: int, max_connections: int) -> None:
+    """Set this process's limits (each worker process of ``run(..., workers=N)`` calls it for itself)."""
     global HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES, MAX_CONNECTIONS
     HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES, MAX_CONNECTIONS = head_timeout, max_head_bytes, max_connections
+
+
+def run(app: Any, host: str, port: int, head_timeout: float = HEAD_TIMEOUT_SECONDS, max_head_bytes: int = MAX_HEAD_BYTES,
+        max_connections: int = MAX_CONNECTIONS, **options: Any) -> None:
+    """Serve `app`; with ``workers=N`` (N > 1), `app` is the import string of a factory that each worker
+    process calls, and the workers share one listening socket (uvicorn's supervisor restarts dead ones)."""
+    import uvicorn
+
+    configure(head_timeout, max_head_bytes, max_connections)
     _raise_file_limit()
     uvicorn.run(app, host=host, port=port, http=BoundedHttpToolsProtocol, log_config=None, access_log=False,
                 server_header=False, **options)

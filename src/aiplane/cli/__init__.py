@@ -18,14 +18,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-gateway_app = typer.Typer(help="The LLM gateway.", no_args_is_help=True)
-token_app = typer.Typer(help="Dev-mode tokens for a gateway without an SSO provider.", no_args_is_help=True)
 usage_app = typer.Typer(help="Usage and cost reports.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 codex_app = typer.Typer(help="The Engineering Codex: rules with IDs, as a skill, in reviews and audits.", no_args_is_help=True)
 models_app = typer.Typer(help="The model catalog (models.dev format) behind pricing and discovery.", no_args_is_help=True)
-app.add_typer(gateway_app, name="gateway")
-gateway_app.add_typer(token_app, name="token")
 app.add_typer(usage_app, name="usage")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
@@ -47,60 +43,6 @@ from aiplane.cli.common import (  # noqa: E402 - shared by every command group
 def version() -> None:
     """Print the aiplane version."""
     out.print(__version__)
-
-
-@gateway_app.command("serve")
-def gateway_serve(
-    config: ConfigOption = None,
-    host: Annotated[Optional[str], typer.Option(help="Bind address (default from settings: 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default from settings: 8787).")] = None,
-) -> None:
-    """Run the gateway under uvicorn."""
-
-    from aiplane.gateway.app import create_app
-    from aiplane.gateway.discovery import OrgConfigError
-    from aiplane.logs import configure_logging
-    from aiplane.store.database import DatabaseError
-
-    settings = _settings(config)
-    configure_logging(settings.log.level)
-    try:
-        application = create_app(settings)
-    except OrgConfigError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
-        raise _fail(f"discovery.config_source is invalid: {exc}", EXIT_CONFIG) from None
-    except (DatabaseError, ValueError, OSError) as exc:
-        raise _fail(f"cannot start the gateway: {exc}", EXIT_CONFIG) from None
-    from aiplane import httpserver
-
-    gateway = settings.gateway
-    httpserver.run(application, host or gateway.host, port or gateway.port, gateway.head_timeout_seconds,
-                   gateway.max_head_bytes, gateway.max_connections, timeout_graceful_shutdown=30, timeout_keep_alive=30)
-
-
-@token_app.command("create")
-def token_create(
-    user: Annotated[str, typer.Option(help="The user's email or subject.")],
-    ttl: Annotated[str, typer.Option(help="Lifetime, for example 30m, 12h or 7d.")] = "12h",
-    admin: Annotated[bool, typer.Option(help="Put the user in the admin group (usage reports).")] = False,
-    group: Annotated[Optional[list[str]], typer.Option("--group", help="A group for the token (repeatable), e.g. for MCP portal policies.")] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Print a dev-mode token signed by the gateway's local key."""
-    from aiplane.gateway import devkeys
-
-    settings = _settings(config)
-    if settings.auth.mode != "dev":
-        raise _fail("dev tokens need auth.mode = 'dev'; this gateway verifies SSO tokens", EXIT_CONFIG)
-    if not user.strip():
-        raise _fail("--user must not be empty", EXIT_CONFIG)
-    lifetime = _seconds(ttl)
-    admin_group = settings.auth.admin_values[0] if (admin and settings.auth.admin_values) else None
-    token = devkeys.issue_token(
-        settings.data_dir, user.strip(), lifetime, admin_claim=settings.auth.admin_claim, admin_value=admin_group, groups=group
-    )
-    typer.echo(token)
 
 
 @app.command()
@@ -423,12 +365,16 @@ def db_upgrade(config: ConfigOption = None) -> None:
 from aiplane.cli import agentsmd as _agentsmd  # noqa: E402 - the agents-md command group
 from aiplane.cli import catalog as _catalog  # noqa: E402 - registers the catalog command group
 from aiplane.cli import config as _config  # noqa: E402 - registers the config command group
+from aiplane.cli import gateway as _gateway  # noqa: E402 - registers the gateway command group
 from aiplane.cli import portal as _portal  # noqa: E402 - registers the portal command group
+from aiplane.cli import quota as _quota  # noqa: E402 - registers the quota command group
 from aiplane.cli import review as _review  # noqa: E402 - registers the review command groups
 from aiplane.cli import review_eval as _review_eval  # noqa: E402, F401 - registers review eval and eval-prepare
 
 app.add_typer(_catalog.catalog_app, name="catalog")
 app.add_typer(_config.config_app, name="config")
+app.add_typer(_gateway.gateway_app, name="gateway")
+app.add_typer(_quota.quota_app, name="quota")
 app.add_typer(_portal.portal_app, name="portal")
 app.add_typer(_review.review_app, name="review")
 app.add_typer(_review.review_config_app, name="review-config")

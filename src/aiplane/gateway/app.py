@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -27,6 +28,8 @@ from aiplane.gateway.auth import AuthError, Identity, TokenVerifier, make_verifi
 from aiplane.gateway.discovery import DiscoveryService
 from aiplane.gateway.metering import TokenMeter
 from aiplane.gateway.metrics import GatewayMetrics
+from aiplane.gateway.quotas import QuotaService, Ticket
+from aiplane.gateway.quotas import admin_routes as quota_routes
 from aiplane.gateway.relay import (
     STREAM_HEADERS,
     Finish,
@@ -55,7 +58,7 @@ from aiplane.modelcatalog.pricing import PriceTable
 from aiplane.portal.core import Portal
 from aiplane.portal.oauth import ProtectedResource
 from aiplane.portal.server import PortalEndpoint, authenticator
-from aiplane.store import reviewconfig
+from aiplane.store import jobs, reviewconfig
 from aiplane.store.database import create_engine, migrate
 from aiplane.store.identities import IdentityMap
 from aiplane.store.usage import UsageRecord, UsageWriter, aggregate, parse_since
@@ -78,6 +81,7 @@ class Gateway:
         self.catalog: CatalogRefresher | None = None
         self.engine = create_engine(settings.database_url)
         self.identities = IdentityMap(self.engine)
+        self.quotas = QuotaService(settings, self.engine, self.metrics)
         self.usage = UsageWriter(
             self.engine,
             spool_path=settings.data_dir / "usage-spool.jsonl",
@@ -137,6 +141,7 @@ class Gateway:
         if self.settings.database.auto_migrate:
             await migrate(self.engine)
         await self.usage.start()
+        await self.quotas.start()
         catalog = self.settings.catalog
         self.catalog = CatalogRefresher(
             self.engine,
@@ -145,6 +150,7 @@ class Gateway:
             catalog.refresh_interval_seconds,
             catalog.timeout_seconds,
             catalog.min_keep_ratio,
+            claim=functools.partial(jobs.claim, self.engine),
         )
         self.catalog.on_change(self.discovery.invalidate)
         await self.catalog.start()
@@ -167,6 +173,7 @@ class Gateway:
         finally:
             await self.catalog_sync.stop()
             await self.catalog.stop()
+            await self.quotas.stop()
             await self.usage.close()
             await self._session.close()
             await self.engine.dispose()
@@ -215,7 +222,7 @@ class Gateway:
                                   f"gateway.max_inflight_per_user = {limit}); retry when one finishes", request_id,
                                   {"retry-after": "1"})
         try:
-            return await self._proxy(request, request_id, prefix, path, user_id, started, lease, identity.groups)
+            return await self._proxy(request, request_id, prefix, path, user_id, started, lease, identity)
         except BaseException:
             lease.release()
             raise
@@ -231,15 +238,28 @@ class Gateway:
         return Lease(self, user_id)
 
     async def _proxy(self, request: Request, request_id: str, prefix: str, path: str, user_id: str, started: float,
-                     lease: Lease, identity_groups: tuple[str, ...]) -> Response:
+                     lease: Lease, identity: Identity) -> Response:
         try:
             body = await self._read_body(request)
-            target = resolve(self.settings, prefix, request.method, path, body, user_id, identity_groups,
+            target = resolve(self.settings, prefix, request.method, path, body, user_id, identity.groups,
                              request.headers.get("content-type", ""))
         except ClientDisconnect:
             return Response(status_code=499)
         except RouteError as exc:
             return error_response(exc.status, exc.kind, exc.message, request_id)
+        # Quotas (gateway/quotas.py): checked before the upstream call, charged when the request ends.
+        admitted = await self.quotas.admit(identity.subject, user_id, identity.groups, target.provider, target.model,
+                                           request_id)
+        if isinstance(admitted, Response):
+            return admitted
+        lease.quota = admitted
+        response = await self._call_upstream(request, request_id, prefix, user_id, started, lease, target)
+        if admitted is not None and self.quotas.headers:
+            response.headers.update(admitted.remaining_headers())
+        return response
+
+    async def _call_upstream(self, request: Request, request_id: str, prefix: str, user_id: str, started: float,
+                             lease: Lease, target: Target) -> Response:
         headers = self._upstream_headers(request, target, user_id)
         url = target.url + upstream_query(request.scope, prefix)
         timeout = aiohttp.ClientTimeout(
@@ -365,7 +385,7 @@ class Gateway:
         meter: TokenMeter,
         error: str | None,
         first_byte: float | None,
-    ) -> None:
+    ) -> float | None:
         elapsed = time.perf_counter() - started
         tokens = meter.counts
         model = (target.model if target.model != "unknown" else (meter.response_model or "unknown"))[:200]
@@ -412,6 +432,7 @@ class Gateway:
                 error=error,
             ),
         )
+        return cost
 
     # -- admin and operations ---------------------------------------------------------------
 
@@ -530,11 +551,12 @@ async def _until_disconnect(request: Request) -> None:
 class Lease:
     """One request's hold on the gateway: its user's in-flight slot and, once granted, a pool slot."""
 
-    __slots__ = ("gateway", "user_id", "pooled", "handed_off", "released")
+    __slots__ = ("gateway", "user_id", "pooled", "handed_off", "released", "quota")
 
     def __init__(self, gateway: Gateway, user_id: str) -> None:
         self.gateway, self.user_id = gateway, user_id
         self.pooled = self.handed_off = self.released = False
+        self.quota: Ticket | None = None
 
     def release(self) -> None:
         if self.released:
@@ -548,6 +570,8 @@ class Lease:
             inflight.pop(self.user_id, None)
         if self.pooled:
             self.gateway._pool.release()
+        if self.quota is not None:
+            self.gateway.quotas.finish(self.quota)
 
     def settle(self) -> None:
         """End of the handler: release now, unless a streamed answer still holds the slots."""
@@ -570,7 +594,11 @@ class Exchange:
             self.recorded = True
             if error is None and status >= 400:
                 error = f"http_{status}"
-            self.gateway._record(self.request_id, self.user_id, self.target, status, self.started, meter, error, first_byte)
+            cost = self.gateway._record(self.request_id, self.user_id, self.target, status, self.started, meter, error,
+                                        first_byte)
+            if self.lease.quota is not None:
+                counts = meter.counts
+                self.lease.quota.charge(counts.input + counts.output, cost)
         self.lease.release()
 
     def abandon(self) -> None:
@@ -615,6 +643,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/anthropic/{path:path}", _prefixed("anthropic", gateway), methods=PROXY_METHODS),
         Route("/google-ai-studio/{path:path}", _prefixed("google", gateway), methods=PROXY_METHODS),
         Route("/compat/{path:path}", _prefixed("compat", gateway), methods=PROXY_METHODS),
+        *quota_routes(gateway.quotas, gateway._admin, gateway.identities.find, gateway.identities.user_id),
         Mount("/api/catalog", routes=catalog_routes(gateway.catalog_index, gateway.authorize_user, gateway.authorize_admin,
                                                      gateway.catalog_sync.refresh)),
         Mount("/ui", routes=ui_routes(gateway.dashboard())),

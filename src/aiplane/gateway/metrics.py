@@ -50,5 +50,14 @@ class GatewayMetrics:
             "aiplane_gateway_usage_pending", "Usage records waiting to be written", registry=self.registry
         )
 
+        self.quota_refusals = Counter(
+            "aiplane_gateway_quota_refusals", "Requests refused by a quota", ["scope", "limit"], registry=self.registry
+        )
+        self.quota_backend_errors = Counter(
+            "aiplane_gateway_quota_backend_errors",
+            "Quota counter store (Redis) failures; see quotas.on_backend_error",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -176,7 +176,9 @@ class CatalogRefresher:
         interval_seconds: float,
         timeout_seconds: float,
         min_keep_ratio: float,
+        claim=None,  # noqa: ANN001 - async (job name, interval) -> bool; None: always this process
     ) -> None:
+        self._claim = claim
         self._engine = engine
         self._session = session
         self._url = url
@@ -204,8 +206,36 @@ class CatalogRefresher:
 
     async def _run(self) -> None:
         while True:
-            await self.refresh()
+            if await self._my_turn():
+                await self.refresh()
+            else:
+                await self.adopt_stored()
             await asyncio.sleep(self._interval)
+
+    async def _my_turn(self) -> bool:
+        """Whether this process fetches this interval; across processes and replicas one does (store/jobs.py)."""
+        if self._claim is None:
+            return True
+        try:
+            return await self._claim("catalog-refresh", self._interval)
+        except Exception as exc:  # noqa: BLE001 - without the database to agree on, fetch ourselves
+            log.warning("catalog refresh claim failed; refreshing here", extra=log_fields(error_type=exc.__class__.__name__))
+            return True
+
+    async def adopt_stored(self) -> None:
+        """Take the copy another replica fetched, when it is newer than ours."""
+        try:
+            stored = await load_last_good(self._engine)
+        except Exception as exc:  # noqa: BLE001 - keep serving the current copy
+            log.warning("stored catalog not readable", extra=log_fields(error_type=exc.__class__.__name__))
+            return
+        def aware(when: datetime) -> datetime:  # SQLite hands back naive UTC times
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+        if stored is not None and stored.fetched_at is not None and (
+            self.current.fetched_at is None or aware(stored.fetched_at) > aware(self.current.fetched_at)
+        ):
+            self._set(stored)
 
     async def refresh(self) -> bool:
         """Fetch once; on success store and swap in the new catalog. Never raises."""

@@ -203,3 +203,39 @@ portal_calls = Table(
     Column("arguments", Text, nullable=True),
     Index("ix_portal_calls_ts", "ts"),
 )
+
+# Quota rules set at runtime (admin API, `aiplane quota set`); rules in settings are not stored.
+# A NULL limit is "no limit"; every gateway re-reads this table every quotas.reload_seconds.
+quota_rules = Table(
+    "quota_rules",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("subject", String(320), primary_key=True),
+    Column("per_user", Integer, primary_key=True),
+    Column("requests_per_minute", BigInteger, nullable=True),
+    Column("tokens_per_minute", BigInteger, nullable=True),
+    Column("tokens_per_day", BigInteger, nullable=True),
+    Column("usd_per_day", Float, nullable=True),
+    Column("usd_per_month", Float, nullable=True),
+    Column("max_concurrent", Integer, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+)
+
+# The embedded (no Redis) counter store's day and month counters, saved so a restart keeps budgets.
+quota_counters = Table(
+    "quota_counters",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("used", Float, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Background jobs run once per interval across every gateway process and replica: the one whose
+# conditional UPDATE moves last_run_at forward runs the job (store/jobs.py).
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_run_at", DateTime(timezone=True), nullable=False),
+)

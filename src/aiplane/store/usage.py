@@ -280,7 +280,10 @@ class UsageWriter:
         if not self._spool_path.exists():
             return
         replaying = self._replaying_path
-        self._spool_path.replace(replaying)
+        try:
+            self._spool_path.replace(replaying)
+        except FileNotFoundError:
+            return  # another process on this data dir (gateway serve --workers N) took it first
         try:
             records = self._read_spool(replaying)
         except OSError:
