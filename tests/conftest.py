@@ -38,7 +38,8 @@ def upstream() -> Iterator[tuple[ServerThread, DoubleState]]:
 
 
 class GatewayProcess:
-    def __init__(self, data_dir: Path, env: dict[str, str], umask: int = -1) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], umask: int = -1, serve_args: tuple[str, ...] = ()) -> None:
+        self.serve_args = serve_args  # e.g. ("--workers", "2")
         self.data_dir = data_dir
         self.env = env
         self.umask = umask  # -1 keeps the test runner's
@@ -51,7 +52,7 @@ class GatewayProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [AIPLANE, "gateway", "serve", "--port", str(self.port)],
+            [AIPLANE, "gateway", "serve", "--port", str(self.port), *self.serve_args],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -147,9 +148,9 @@ def make_gateway(tmp_path, upstream):
     server, _state = upstream
     started: list[GatewayProcess] = []
 
-    def factory(name: str = "gw", **extra: str) -> GatewayProcess:
+    def factory(name: str = "gw", serve_args: tuple[str, ...] = (), **extra: str) -> GatewayProcess:
         data_dir = tmp_path / name
-        gw = GatewayProcess(data_dir, gateway_env(data_dir, server.url, **extra))
+        gw = GatewayProcess(data_dir, gateway_env(data_dir, server.url, **extra), serve_args=serve_args)
         started.append(gw.start())
         return gw
 
