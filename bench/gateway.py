@@ -1,6 +1,11 @@
 """Gateway overhead, measured against the same loopback upstream called directly, and LiteLLM.
 
     .venv/bin/python bench/gateway.py [--litellm PATH_TO_litellm_BINARY] [--quick]
+    .venv/bin/python bench/gateway.py --scale [--quick]
+
+``--scale`` measures quotas and scale-out instead: the quota limiter's added latency (the same
+gateway with and without a rule of every limit kind, counters in Redis on loopback, measured in
+alternating rounds), and throughput with ``--workers 1`` and ``--workers 2`` on PostgreSQL, as a ratio.
 
 Three targets get the same requests from the same load generator (raw asyncio HTTP/1.1 with
 keep-alive, so client cost stays small and equal): the upstream directly, the aiplane gateway
@@ -153,7 +158,11 @@ def main() -> None:
     parser.add_argument("--litellm", help="path to a pinned litellm proxy binary, to measure it as the peer")
     parser.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
     parser.add_argument("--soak", type=int, default=50_000, help="requests for the throughput/RSS run")
+    parser.add_argument("--scale", action="store_true", help="quota limiter latency and --workers 1 vs 2 throughput")
     args = parser.parse_args()
+    if args.scale:
+        scale_bench(args.quick)
+        return
     scale = 0.1 if args.quick else 1.0
     counts = {1: int(2000 * scale), 16: int(8000 * scale), 64: int(8000 * scale)}
     soak = int(args.soak * scale)
@@ -248,6 +257,92 @@ def main() -> None:
         for proc in reversed(procs):
             stop(proc)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _gateway(env: dict[str, str], work: Path, name: str, *serve_args: str) -> tuple[subprocess.Popen, int, str]:
+    port = free_port()
+    data = work / "gw"
+    env = {**env, "AIPLANE_DATA_DIR": str(data)}
+    proc = start([AIPLANE, "gateway", "serve", "--port", str(port), *serve_args], env, work / f"{name}.log")
+    wait_http(port, "/healthz", timeout=180)
+    token = subprocess.run([AIPLANE, "gateway", "token", "create", "--user", "bench@example.com"],
+                           env=env, capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+    return proc, port, token
+
+
+def scale_bench(quick: bool) -> None:
+    from tests.postgres_cluster import throwaway_postgres
+    from tests.redis_server import throwaway_redis
+
+    rounds, per_round = (2, 500) if quick else (5, 2000)
+    soak = 3000 if quick else 20000
+    work = Path(tempfile.mkdtemp(prefix="aiplane-bench-scale-"))
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLANE_")}
+    up_port = free_port()
+    upstream = start([sys.executable, "-m", "tests.doubles.fast_openai", "--port", str(up_port)], base_env, work / "upstream.log")
+    procs: list[subprocess.Popen] = [upstream]
+    try:
+        wait_http(up_port, "/")
+        with throwaway_redis() as redis_url, throwaway_postgres() as pg_url:
+            env = {
+                **base_env,
+                "AIPLANE_PROVIDERS__OPENAI__BASE_URL": f"http://127.0.0.1:{up_port}/v1",
+                "AIPLANE_PROVIDERS__OPENAI__API_KEY": "sk-bench-upstream",
+                "AIPLANE_CATALOG__URL": "",
+                "AIPLANE_DATABASE__URL": pg_url,
+            }
+            # Every counter kind, limits never reached: the cost of counting, not of refusing.
+            rule = json.dumps([{"scope": "user", "subject": "*", "requests_per_minute": 10**9, "tokens_per_minute": 10**12,
+                                "tokens_per_day": 10**12, "usd_per_day": 1e9, "usd_per_month": 1e9, "max_concurrent": 100000}])
+            plain, plain_port, token = _gateway(env, work, "plain")
+            procs.append(plain)
+            quota, quota_port, _ = _gateway({**env, "AIPLANE_QUOTAS__RULES": rule, "AIPLANE_REDIS__URL": redis_url}, work, "quota")
+            procs.append(quota)
+            headers = {"authorization": f"Bearer {token}"}
+            latency: dict[tuple[str, int], list[dict]] = {}
+            for _ in range(rounds):
+                for concurrency in (1, 16):
+                    for name, port in (("no quotas", plain_port), ("quotas, Redis", quota_port)):
+                        result = asyncio.run(load(port, "/openai/chat/completions", headers, concurrency, per_round))
+                        latency.setdefault((name, concurrency), []).append(result)
+            for proc in (plain, quota):
+                stop(proc)
+            procs = [upstream]
+
+            throughput: dict[int, list[float]] = {}
+            for workers in (1, 2):
+                proc, port, token = _gateway(env, work, f"workers{workers}", "--workers", str(workers))
+                procs.append(proc)
+                for _ in range(2):
+                    result = asyncio.run(load(port, "/openai/chat/completions", {"authorization": f"Bearer {token}"}, 64, soak))
+                    throughput.setdefault(workers, []).append(result["rps"])
+                stop(proc)
+                procs.remove(proc)
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+    def median(values: list[float]) -> float:
+        values = sorted(values)
+        return values[len(values) // 2]
+
+    print(f"# gateway scale bench ({'quick' if quick else 'full'}), {os.cpu_count()} cores, PostgreSQL and Redis on loopback")
+    print(f"\n## Quota limiter, added latency (median of {rounds} alternating rounds of {per_round} requests)\n")
+    print("| concurrency | target | p50 ms | p99 ms | added p50 | added p99 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for concurrency in (1, 16):
+        base50 = median([r["p50_ms"] for r in latency[("no quotas", concurrency)]])
+        base99 = median([r["p99_ms"] for r in latency[("no quotas", concurrency)]])
+        for name in ("no quotas", "quotas, Redis"):
+            p50 = median([r["p50_ms"] for r in latency[(name, concurrency)]])
+            p99 = median([r["p99_ms"] for r in latency[(name, concurrency)]])
+            print(f"| {concurrency} | {name} | {p50:.2f} | {p99:.2f} | {p50 - base50:+.2f} | {p99 - base99:+.2f} |")
+    one, two = median(throughput[1]), median(throughput[2])
+    print(f"\n## Workers, {soak:,} requests at concurrency 64 (median of 2 rounds)\n")
+    print(f"- --workers 1: {one:.0f} req/s")
+    print(f"- --workers 2: {two:.0f} req/s")
+    print(f"- ratio 2/1: {two / one:.2f}x")
 
 
 if __name__ == "__main__":

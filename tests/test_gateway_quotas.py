@@ -157,3 +157,49 @@ def test_bad_quota_settings_and_workers_refusals_exit_2(tmp_path):
     assert bad.returncode == 2 and "redis.url" in bad.stderr
     sqlite = serve("--workers", "2")
     assert sqlite.returncode == 2 and "postgresql+asyncpg" in sqlite.stderr and "Traceback" not in sqlite.stderr
+
+
+def test_job_claims_once_per_interval_on_sqlite(tmp_path):
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from aiplane.store.database import create_engine, migrate
+    from aiplane.store.jobs import claim
+
+    async def run() -> list[bool]:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}")
+        try:
+            await migrate(engine)
+            t = datetime.now(UTC)
+            offsets = (0, 5, 9.6, 12, 19.5)  # 5% slack: 9.6 s counts as the next 10 s interval
+            return [await claim(engine, "job", 10, t + timedelta(seconds=s)) for s in offsets]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(run()) == [True, False, True, False, True]
+
+
+def test_embedded_counters_bucket_window_and_slots():
+    import asyncio
+
+    from aiplane.store.counters import Counter, MemoryCounters
+
+    async def run() -> None:
+        store = MemoryCounters()
+        rpm = Counter("q:u:x:rpm", "rate", 3)
+        budget = Counter("q:u:x:usdd:20261202", "window", 1.0, reset_seconds=3600)
+        slots = Counter("q:u:x:conc", "slots", 2)
+        both = [rpm, budget, slots]
+        admitted = [await store.admit(both, [1, 0, 1], f"lease{i}", 60) for i in range(3)]
+        assert [a.admitted for a in admitted] == [True, True, False]
+        assert admitted[2].refused_index == 2 and admitted[2].retry_after == 1.0  # two slots held
+        await store.settle([slots, budget], [0, 0.6], "lease0")
+        await store.settle([slots, budget], [0, 0.6], "lease1")  # crosses the budget: 1.2 of 1.0
+        refused = await store.admit(both, [1, 0, 1], "lease3", 60)
+        assert not refused.admitted and refused.refused_index == 1 and refused.retry_after == 3600
+        only_rate = await store.admit([rpm], [1], "lease4", 60)
+        assert only_rate.admitted and only_rate.levels[0] > 2.9
+        over = await store.admit([rpm], [1], "lease5", 60)
+        assert not over.admitted and 15 < over.retry_after <= 20  # a third of a minute drains one request
+
+    asyncio.run(run())

@@ -15,6 +15,9 @@ token_app = typer.Typer(help="Dev-mode tokens for a gateway without an SSO provi
 gateway_app.add_typer(token_app, name="token")
 
 MAX_WORKERS = 64
+# uvicorn kills a worker that does not answer its supervisor's ping within this time (its default, 5 s,
+# kills busy workers on a loaded machine, and with them their requests in flight).
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 @gateway_app.command("serve")
@@ -68,7 +71,7 @@ def gateway_serve(
     if config is not None:
         os.environ["AIPLANE_CONFIG"] = str(Path(config).resolve())  # what each worker loads
     httpserver.run("aiplane.gateway.worker:app", host or gateway.host, port or gateway.port, *limits,
-                   factory=True, workers=workers, **options)
+                   factory=True, workers=workers, timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS, **options)
 
 
 @token_app.command("create")

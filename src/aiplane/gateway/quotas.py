@@ -348,6 +348,8 @@ def admin_routes(service: QuotaService, admin, find_user, actor_id) -> list[Rout
             return who
         if request.method == "GET":
             user = request.query_params.get("user")
+            if user is not None and not 0 < len(user) <= 320:
+                return error_response(400, "invalid_request", "user must be 1 to 320 characters", request_id)
             user_id = await find_user(user) if user else None
             if user and user_id is None:
                 return error_response(404, "not_found", "no such user has used the gateway", request_id)
