@@ -59,7 +59,8 @@ class GatewayProcess:
             cwd=self.data_dir,
             umask=self.umask,
         )
-        deadline = time.monotonic() + 30
+        # Worker processes re-import everything themselves: slow on a busy machine.
+        deadline = time.monotonic() + (120 if "--workers" in self.serve_args else 30)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.logs()}")
