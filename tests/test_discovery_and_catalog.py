@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -153,8 +154,12 @@ def test_catalog_refresh_feeds_prices_and_survives_restart(make_gateway, upstrea
     assert listed["source"].endswith("/catalog/api.json") and len(listed["models"]) == 30
     gateway.stop()
 
-    # The catalog URL now serves garbage: a restarted gateway keeps the stored good copy.
+    # The catalog URL now serves garbage: a restarted gateway keeps the stored good copy. (Within
+    # the refresh interval a restart would not fetch at all: the refresh runs once per interval
+    # across processes, store/jobs.py; forget the last run so this start fetches.)
     state.catalog_mode = "garbage"
+    with sqlite3.connect(gateway.data_dir / "aiplane.db") as db:
+        db.execute("DELETE FROM job_runs")
     again = _catalog_gateway(make_gateway, upstream, "cat-ok")  # same data dir, new process
     assert _chat_cost(again) == pytest.approx((100 * 10 + 20 * 1.0 + 30 * 20) / 1e6)
     assert "catalog refresh failed" in again.logs()
