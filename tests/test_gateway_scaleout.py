@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import AIPLANE
 from tests.postgres_cluster import PostgresUnavailable, throwaway_postgres
 from tests.redis_server import RedisUnavailable, throwaway_redis
 
@@ -113,6 +115,12 @@ def test_requests_per_minute_hold_exactly_across_two_gateways(make_gateway, data
     # Sequential, alternating gateways: still refused (the bucket drains one request per 6 s).
     assert httpx.post(b.url + "/openai/chat/completions", headers={"authorization": f"Bearer {token}"},
                       json={"model": "gpt-4o", "messages": []}).status_code == 429
+    # The CLI report reads the same shared counters.
+    report = subprocess.run([AIPLANE, "quota", "report", "--json", "--user", "ten@example.com"], env=a.env,
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    (rule,) = json.loads(report.stdout)["rules"]
+    assert rule["source"] == "settings" and 9 < rule["usage"]["requests_per_minute"]["used"] <= 10
 
 
 def test_monthly_budget_stops_within_one_request(make_gateway, database, redis_url):
