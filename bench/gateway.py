@@ -270,6 +270,28 @@ def _gateway(env: dict[str, str], work: Path, name: str, *serve_args: str) -> tu
     return proc, port, token
 
 
+async def limiter_alone(redis_url: str | None, count: int) -> dict:
+    """One request's limiter work, without the gateway around it: admission, then the charge and the
+    slot given back, for a rule with every limit kind (in-process store, or Redis on loopback)."""
+    from aiplane.store.counters import Counter, MemoryCounters, RedisCounters
+
+    store = RedisCounters(redis_url, "bench:", 1, 1) if redis_url else MemoryCounters()
+    counters = [Counter("q:u:b:rpm", "rate", 1e9), Counter("q:u:b:tpm", "rate", 1e12),
+                Counter("q:u:b:tpd:1", "window", 1e12, 100), Counter("q:u:b:usdd:1", "window", 1e9, 100),
+                Counter("q:u:b:usdm:1", "window", 1e9, 100), Counter("q:u:b:conc", "slots", 1e5)]
+    costs = [1, 0, 0, 0, 0, 1]
+    latencies = []
+    for i in range(count + 200):
+        started = time.perf_counter()
+        await store.admit(counters, costs, f"lease{i}", 60)
+        await store.settle(counters[1:], [150, 150, 0.001, 0.001, 0], f"lease{i}")
+        if i >= 200:  # the first ones warm up the connection and load the script
+            latencies.append(time.perf_counter() - started)
+    await store.close()
+    latencies.sort()
+    return {"p50_ms": latencies[len(latencies) // 2] * 1000, "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000}
+
+
 def scale_bench(quick: bool) -> None:
     from tests.postgres_cluster import throwaway_postgres
     from tests.redis_server import throwaway_redis
@@ -294,6 +316,8 @@ def scale_bench(quick: bool) -> None:
             # Every counter kind, limits never reached: the cost of counting, not of refusing.
             rule = json.dumps([{"scope": "user", "subject": "*", "requests_per_minute": 10**9, "tokens_per_minute": 10**12,
                                 "tokens_per_day": 10**12, "usd_per_day": 1e9, "usd_per_month": 1e9, "max_concurrent": 100000}])
+            alone = {name: asyncio.run(limiter_alone(url, per_round * rounds))
+                     for name, url in (("in process", None), ("Redis", redis_url))}
             plain, plain_port, token = _gateway(env, work, "plain")
             procs.append(plain)
             quota, quota_port, _ = _gateway({**env, "AIPLANE_QUOTAS__RULES": rule, "AIPLANE_REDIS__URL": redis_url}, work, "quota")
@@ -328,7 +352,12 @@ def scale_bench(quick: bool) -> None:
         return values[len(values) // 2]
 
     print(f"# gateway scale bench ({'quick' if quick else 'full'}), {os.cpu_count()} cores, PostgreSQL and Redis on loopback")
-    print(f"\n## Quota limiter, added latency (median of {rounds} alternating rounds of {per_round} requests)\n")
+    print(f"\n## Quota limiter alone: admission + charge per request, every limit kind ({rounds * per_round:,} requests)\n")
+    print("| counters | p50 ms | p99 ms |")
+    print("| --- | --- | --- |")
+    for name, r in alone.items():
+        print(f"| {name} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |")
+    print(f"\n## Quota limiter, added latency through the gateway (median of {rounds} alternating rounds of {per_round} requests)\n")
     print("| concurrency | target | p50 ms | p99 ms | added p50 | added p99 |")
     print("| --- | --- | --- | --- | --- | --- |")
     for concurrency in (1, 16):
