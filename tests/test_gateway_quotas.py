@@ -157,6 +157,10 @@ def test_bad_quota_settings_and_workers_refusals_exit_2(tmp_path):
     assert bad.returncode == 2 and "redis.url" in bad.stderr
     sqlite = serve("--workers", "2")
     assert sqlite.returncode == 2 and "postgresql+asyncpg" in sqlite.stderr and "Traceback" not in sqlite.stderr
+    no_redis = serve("--workers", "2", AIPLANE_DATABASE__URL=f"postgresql+asyncpg://a@127.0.0.1:{free_port()}/a",
+                     AIPLANE_QUOTAS__RULES=rules({"scope": "user", "subject": "*", "requests_per_minute": 5}))
+    assert no_redis.returncode == 2 and "redis.url" in no_redis.stderr
+    assert serve("--workers", "0").returncode == 2
 
 
 def test_job_claims_once_per_interval_on_sqlite(tmp_path):
