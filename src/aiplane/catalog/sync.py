@@ -213,7 +213,10 @@ class SyncScheduler:
     """The gateway's periodic pull; a failed run logs and keeps the last good copy."""
 
     def __init__(self, engine, settings: BackstageSettings, live: LiveIndex,  # noqa: ANN001
-                 loader_settings: CatalogLoaderSettings | None = None) -> None:
+                 loader_settings: CatalogLoaderSettings | None = None, claim=None) -> None:  # noqa: ANN001
+        # claim: async (job name, interval) -> bool, so one process of many pulls each interval
+        # (store/jobs.py); the others see the result through their LiveIndex. None: always this one.
+        self._claim = claim
         self._engine = engine
         self._settings = settings
         self._live = live
@@ -231,8 +234,18 @@ class SyncScheduler:
 
     async def _loop(self) -> None:
         while True:
-            await self.run_once()
+            if await self._my_turn():
+                await self.run_once()
             await asyncio.sleep(self._settings.sync_interval_seconds)
+
+    async def _my_turn(self) -> bool:
+        if self._claim is None:
+            return True
+        try:
+            return await self._claim("backstage-sync", self._settings.sync_interval_seconds)
+        except Exception as exc:  # noqa: BLE001 - without the database to agree on, pull here
+            log.warning("backstage sync claim failed; syncing here", extra=log_fields(error_type=exc.__class__.__name__))
+            return True
 
     async def run_once(self) -> bool:
         """One pull; never raises."""

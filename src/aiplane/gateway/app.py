@@ -95,7 +95,8 @@ class Gateway:
         self._pool = asyncio.Semaphore(settings.gateway.upstream_pool_size)
         self.verifier = self._make_verifier()
         self.catalog_index = LiveIndex(self.engine)
-        self.catalog_sync = SyncScheduler(self.engine, settings.backstage, self.catalog_index, settings.catalog_loader)
+        self.catalog_sync = SyncScheduler(self.engine, settings.backstage, self.catalog_index, settings.catalog_loader,
+                                          claim=functools.partial(jobs.claim, self.engine))
         self.discovery = DiscoveryService(settings, lambda: self.models.data)
         self.discovery.load()
         self._metadata_header = settings.gateway.metadata_header.lower()
