@@ -20,6 +20,19 @@ The change under review cannot waive it:
 - binary content is still scanned: UTF-16/UTF-32 text is decoded, other binaries by their
   printable strings; a file too big to scan at all is a warning finding, never silence;
 - file names and symlink targets are scanned too.
+
+Precision (docs/review.md, "Secret scan: what is critical"): a finding's severity follows what
+was found and where, never what the change says about itself:
+
+- a real-format credential (every detector but the keyword one: AWS `AKIA...`, GitHub `ghp_...`,
+  private key blocks, Slack, Stripe, JWT, ...) is critical wherever it is, test folders included;
+  only a value that spells out a placeholder word (`AKIAIOSFODNN7EXAMPLE`) is a warning;
+- a keyword hit (`password = "..."`, `API_KEY: ...`) whose value is an obvious placeholder
+  (`dummy`, `example`, `changeme`, `xxx`, `test`, `fake`, `<...>`, `${...}`, one repeated
+  character, ...) is dropped;
+- any other keyword hit in a test file (a `test`/`tests`/`spec`/`fixtures`/`testdata` folder, or
+  a `test_*` / `*_test.*` / `*.test.*` / `*.spec.*` / `conftest.py` file) is a warning; elsewhere,
+  config files included, it stays critical.
 """
 
 from __future__ import annotations
@@ -61,6 +74,39 @@ BEGIN_KEY = re.compile(r"BEGIN[ A-Z0-9]*PRIVATE KEY")
 KEYWORD_HINT = re.compile(DENYLIST_REGEX, re.IGNORECASE)
 ALLOWLIST_FILTER = "detect_secrets.filters.allowlist.is_line_allowlisted"
 PRIVATE_KEY = "Private Key"
+KEYWORD_TYPE = "Secret Keyword"
+# Words no real credential spells out: a value holding one is a placeholder.
+PLACEHOLDER_WORDS = re.compile(
+    r"dummy|example|changeme|change_me|change-me|placeholder|sample|fake|mock|xxx|test|redacted|your[_-]|"
+    r"insert|replace|secret_here|password_here|todo|foobar|lorem", re.IGNORECASE)
+# Real-format keys are random: only these words (not "test": Stripe's sk_test_ keys are real) mark an example.
+EXAMPLE_WORDS = re.compile(r"example|dummy|placeholder|fake|changeme|x{6,}", re.IGNORECASE)
+TEMPLATE = re.compile(r"^[<{\[(].*[>}\])]$|^\$\{?[A-Za-z_]|^%\(?[A-Za-z_]|^\*+$|^\.+$")
+TEST_DIR = re.compile(r"(^|/)(tests?|__tests__|spec|specs|testdata|test_data|test-data|fixtures?|__fixtures__|__mocks__|mocks?)/",
+                      re.IGNORECASE)
+TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test\.[A-Za-z0-9]+|[^/]*\.(test|spec)\.[A-Za-z0-9]+|conftest\.py)$", re.IGNORECASE)
+
+
+def is_placeholder(value: str | None) -> bool:
+    """A keyword hit's value that cannot be a real credential (the rule in docs/review.md)."""
+    if value is None:
+        return False
+    text = value.strip().strip("\"'`")
+    return (not text or len(set(text.lower())) <= 3 or PLACEHOLDER_WORDS.search(text) is not None
+            or TEMPLATE.search(text) is not None)
+
+
+def in_tests(path: str) -> bool:
+    return TEST_DIR.search(path) is not None or TEST_FILE.search(path) is not None
+
+
+def severity_for(kind: str, path: str, value: str | None) -> str | None:
+    """critical, warning, or None (dropped): the documented precision rule."""
+    if kind != KEYWORD_TYPE:
+        return "warning" if value is not None and EXAMPLE_WORDS.search(value) else "critical"
+    if is_placeholder(value):
+        return None
+    return "warning" if in_tests(path) else "critical"
 
 
 @dataclass
@@ -178,7 +224,7 @@ def scan(change: ChangeSet, keyword_seconds: float = DEFAULT_KEYWORD_SECONDS) ->
     # A private key is told apart by its block (every RSA key's BEGIN line reads alike).
     blocks = {(hit[0], hit[1]): hit[3] for hit in key_blocks}
     for hit in key_blocks + hits + keyword_hits:
-        path, number, kind, secret_hash, line = hit
+        path, number, kind, secret_hash, line, value = hit
         if kind == PRIVATE_KEY:
             secret_hash = blocks.get((path, number), secret_hash)
         if (path, number, kind) in seen or (path, -1, secret_hash) in seen:
@@ -186,11 +232,14 @@ def scan(change: ChangeSet, keyword_seconds: float = DEFAULT_KEYWORD_SECONDS) ->
         if _allowlisted_in_base(path, line, base.get(path)):
             continue
         seen.update({(path, number, kind), (path, -1, secret_hash)})
-        findings.append(_finding(path, number, kind, secret_hash))
+        severity = severity_for(kind, path, value)
+        if severity is not None:
+            findings.append(_finding(path, number, kind, secret_hash, severity))
     return findings, notices
 
 
-Hit = tuple[str, int, str, str, _Line]  # path, line, type, what tells this secret apart, the line scanned
+# path, line, type, what tells this secret apart, the line scanned, the value found (kept in memory only)
+Hit = tuple[str, int, str, str, _Line, str | None]
 
 
 def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None) -> tuple[list[Hit], bool]:
@@ -226,11 +275,11 @@ def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None) -> tuple[l
                 if secret.type in NOISY_TYPES or not 1 <= secret.line_number <= len(chunk):
                     continue
                 line = lines.origin[owners[start + secret.line_number - 1]]
-                hits.append((line.path, line.number, secret.type, secret.secret_hash, line))
+                hits.append((line.path, line.number, secret.type, secret.secret_hash, line, secret.secret_value))
     get_filters.cache_clear()
     if not keyword:
         # Private keys detect-secrets does not list (PKCS#8 "ENCRYPTED PRIVATE KEY" and the like).
-        hits += [(line.path, line.number, PRIVATE_KEY, hashlib.sha1(line.text.encode()).hexdigest(), line)
+        hits += [(line.path, line.number, PRIVATE_KEY, hashlib.sha1(line.text.encode()).hexdigest(), line, None)
                  for line in lines.origin if BEGIN_KEY.search(line.text)]
     return hits, True
 
@@ -254,7 +303,8 @@ def _key_blocks(text: str | None, changed: ChangedFile, added: set[int]) -> list
             block = "\n".join(lines[index - 1 : end])
             digest = hashlib.sha1(block.encode()).hexdigest()
             hits.append((changed.path, first_added, PRIVATE_KEY, digest,
-                         _Line(changed.path, first_added, lines[first_added - 1], lines[first_added - 2] if first_added > 1 else None)))
+                         _Line(changed.path, first_added, lines[first_added - 1], lines[first_added - 2] if first_added > 1 else None),
+                         None))
     return hits
 
 
@@ -280,8 +330,18 @@ def _allowlisted_in_base(path: str, line: _Line, base_text: str | None) -> bool:
     return False
 
 
-def _finding(path: str, line: int, kind: str, secret_hash: str) -> Finding:
+def _finding(path: str, line: int, kind: str, secret_hash: str, severity: str = "critical") -> Finding:
     where = f"Line {line} adds" if line else "This file's name or symlink target holds"
+    if severity != "critical":
+        why = ("in a test file, so it is likely a fixture" if kind == KEYWORD_TYPE
+               else "but its value reads like a documentation example")
+        return Finding(
+            file=path, start_line=max(line, 1), end_line=max(line, 1), category="security", severity=severity,
+            title=f"Possible {kind.lower()} committed",
+            explanation=f"{where} what detect-secrets takes for a credential ({kind}), {why}. Check it is not a real one.",
+            suggestion="If it is real, remove and rotate it; load credentials from the environment.",
+            confidence=0.5, rule_id=None, source="secret-scan", discriminator=secret_hash[:16],
+        )
     return Finding(
         file=path,
         start_line=max(line, 1),
