@@ -115,6 +115,7 @@ def build_model_app(state: ModelState) -> Starlette:
         message = json.loads(response.body)["choices"][0]["message"]
         call["answer"] = "".join(c["function"]["arguments"] for c in message["tool_calls"]) if message.get("tool_calls") else message.get("content") or ""
         call["handled_s"] = time.perf_counter() - started
+        call["arrived"], call["answered"] = started, time.perf_counter()
         return response
 
     async def answer(request: Request) -> JSONResponse:

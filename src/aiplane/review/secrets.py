@@ -21,18 +21,19 @@ The change under review cannot waive it:
   printable strings; a file too big to scan at all is a warning finding, never silence;
 - file names and symlink targets are scanned too.
 
-Precision (docs/review.md, "Secret scan: what is critical"): a finding's severity follows what
-was found and where, never what the change says about itself:
+Precision (docs/review.md, "What is critical"): a finding's severity follows what was found and
+where, never what the change says about itself:
 
-- a real-format credential (every detector but the keyword one: AWS `AKIA...`, GitHub `ghp_...`,
-  private key blocks, Slack, Stripe, JWT, ...) is critical wherever it is, test folders included;
-  only a value that spells out a placeholder word (`AKIAIOSFODNN7EXAMPLE`) is a warning;
-- a keyword hit (`password = "..."`, `API_KEY: ...`) whose value is an obvious placeholder
-  (`dummy`, `example`, `changeme`, `xxx`, `test`, `fake`, `<...>`, `${...}`, one repeated
-  character, ...) is dropped;
-- any other keyword hit in a test file (a `test`/`tests`/`spec`/`fixtures`/`testdata` folder, or
-  a `test_*` / `*_test.*` / `*.test.*` / `*.spec.*` / `conftest.py` file) is a warning; elsewhere,
-  config files included, it stays critical.
+- a real-format credential (every detector but the keyword and basic-auth ones: AWS `AKIA...`,
+  GitHub `ghp_...`, private key blocks, Slack, Stripe, JWT, ...) is critical wherever it is, test
+  folders included; only a value that spells out an example (`AKIAIOSFODNN7EXAMPLE`, a key body
+  cut short with `...`) is a warning;
+- a keyword or basic-auth hit (`password = "..."`, `API_KEY: ...`, `user:pass@host`) whose value
+  is an obvious placeholder (`dummy`, `example`, `changeme`, `xxx`, `test`, `fake`, `<...>`,
+  `${...}`, just `password`, three distinct characters or fewer, ...) is dropped;
+- any other such hit in a test file or a documentation file is a warning; elsewhere, config
+  files included (read as config, so `password: value` and `KEY=value` count unquoted), it stays
+  critical.
 """
 
 from __future__ import annotations
@@ -75,6 +76,13 @@ KEYWORD_HINT = re.compile(DENYLIST_REGEX, re.IGNORECASE)
 ALLOWLIST_FILTER = "detect_secrets.filters.allowlist.is_line_allowlisted"
 PRIVATE_KEY = "Private Key"
 KEYWORD_TYPE = "Secret Keyword"
+# Detectors that judge a value by what names it (a keyword, a URL's user:password), not by its format.
+KEYWORD_LIKE = {KEYWORD_TYPE, "Basic Auth Credentials"}
+CONFIG_FILE = re.compile(r"\.(ya?ml|ini|cfg|conf|cnf|properties|toml|env)$|(^|/)\.env(\.[^/]*)?$", re.IGNORECASE)
+DOC_FILE = re.compile(r"\.(md|markdown|rst|adoc|txt)$|(^|/)docs?/", re.IGNORECASE)
+# A value that is just the name of what it stands for.
+NAME_ONLY = re.compile(r"^(password|passwd|pass|pwd|secret|token|key|apikey|api_key|api-key|credentials?|none|null|true|false)$",
+                       re.IGNORECASE)
 # Words no real credential spells out: a value holding one is a placeholder.
 PLACEHOLDER_WORDS = re.compile(
     r"dummy|example|changeme|change_me|change-me|placeholder|sample|fake|mock|xxx|test|redacted|your[_-]|"
@@ -93,7 +101,11 @@ def is_placeholder(value: str | None) -> bool:
         return False
     text = value.strip().strip("\"'`")
     return (not text or len(set(text.lower())) <= 3 or PLACEHOLDER_WORDS.search(text) is not None
-            or TEMPLATE.search(text) is not None)
+            or TEMPLATE.search(text) is not None or NAME_ONLY.search(text) is not None)
+
+
+def is_config(path: str) -> bool:
+    return CONFIG_FILE.search(path) is not None
 
 
 def in_tests(path: str) -> bool:
@@ -102,11 +114,12 @@ def in_tests(path: str) -> bool:
 
 def severity_for(kind: str, path: str, value: str | None) -> str | None:
     """critical, warning, or None (dropped): the documented precision rule."""
-    if kind != KEYWORD_TYPE:
-        return "warning" if value is not None and EXAMPLE_WORDS.search(value) else "critical"
+    if kind not in KEYWORD_LIKE:
+        example = value is not None and (EXAMPLE_WORDS.search(value) is not None or "..." in value or "\u2026" in value)
+        return "warning" if example else "critical"
     if is_placeholder(value):
         return None
-    return "warning" if in_tests(path) else "critical"
+    return "warning" if in_tests(path) or DOC_FILE.search(path) else "critical"
 
 
 @dataclass
@@ -215,7 +228,11 @@ def scan(change: ChangeSet, keyword_seconds: float = DEFAULT_KEYWORD_SECONDS) ->
         if changed.is_symlink:
             lines.add(changed.path, 0, change.head_tree.symlink_target(changed.path) or "")
     hits, _ = _scan_lines(lines, keyword=False, deadline=None)
-    keyword_hits, finished = _scan_lines(lines, keyword=True, deadline=time.monotonic() + keyword_seconds)
+    deadline = time.monotonic() + keyword_seconds
+    keyword_hits, finished = _scan_lines(lines, keyword=True, deadline=deadline)
+    if finished:
+        config_hits, finished = _scan_lines(lines, keyword=True, deadline=deadline, config=True)
+        keyword_hits += config_hits
     if not finished:
         findings.append(_unscanned(
             "", f"the keyword check (\"password = ...\") did not finish within {keyword_seconds:g} s; the specific "
@@ -223,10 +240,12 @@ def scan(change: ChangeSet, keyword_seconds: float = DEFAULT_KEYWORD_SECONDS) ->
     seen: set[tuple[str, int, str]] = set()
     # A private key is told apart by its block (every RSA key's BEGIN line reads alike).
     blocks = {(hit[0], hit[1]): hit[3] for hit in key_blocks}
+    block_texts = {(hit[0], hit[1]): hit[5] for hit in key_blocks}
     for hit in key_blocks + hits + keyword_hits:
         path, number, kind, secret_hash, line, value = hit
         if kind == PRIVATE_KEY:
             secret_hash = blocks.get((path, number), secret_hash)
+            value = block_texts.get((path, number), value)
         if (path, number, kind) in seen or (path, -1, secret_hash) in seen:
             continue
         if _allowlisted_in_base(path, line, base.get(path)):
@@ -242,12 +261,15 @@ def scan(change: ChangeSet, keyword_seconds: float = DEFAULT_KEYWORD_SECONDS) ->
 Hit = tuple[str, int, str, str, _Line, str | None]
 
 
-def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None) -> tuple[list[Hit], bool]:
+def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None, config: bool = False) -> tuple[list[Hit], bool]:
     """Added lines as one synthetic diff through detect-secrets' own diff scanner, so each line is
     read as plain text. `keyword` runs only the keyword detector, on lines that name a keyword,
-    the change's reviewed files before its noise, in batches until `deadline`."""
+    the change's reviewed files before its noise, in batches until `deadline`. With `config`, only
+    config files' lines, read as config (`password: value` and `KEY=value` need no quotes there)."""
+    name = "scan.ini" if config else "scan.txt"
     if keyword:
-        texts_, owners = lines.pieces(KEYWORD_PIECE, lambda line: KEYWORD_HINT.search(line.text) is not None)
+        texts_, owners = lines.pieces(KEYWORD_PIECE, lambda line: KEYWORD_HINT.search(line.text) is not None
+                                      and (not config or is_config(line.path)))
         order = sorted(range(len(texts_)), key=lambda i: lines.origin[owners[i]].noise)
         texts_, owners = [texts_[i] for i in order], [owners[i] for i in order]
     else:
@@ -271,7 +293,7 @@ def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None) -> tuple[l
                 return hits, False
             chunk = texts_[start : start + batch]
             body = "".join(f"+{text}\n" for text in chunk)
-            for secret in scan_diff(f"--- a/scan.txt\n+++ b/scan.txt\n@@ -0,0 +1,{len(chunk)} @@\n{body}"):
+            for secret in scan_diff(f"--- a/{name}\n+++ b/{name}\n@@ -0,0 +1,{len(chunk)} @@\n{body}"):
                 if secret.type in NOISY_TYPES or not 1 <= secret.line_number <= len(chunk):
                     continue
                 line = lines.origin[owners[start + secret.line_number - 1]]
@@ -296,15 +318,17 @@ def _key_blocks(text: str | None, changed: ChangedFile, added: set[int]) -> list
     for index, line in enumerate(lines, start=1):
         if not BEGIN_KEY.search(line):
             continue
-        end = next((n for n in range(index + 1, min(len(lines), index + 200) + 1)
-                    if "PRIVATE KEY" in lines[n - 1] and "END" in lines[n - 1]), min(len(lines), index + 200))
+        # A whole key on one line (a JSON string with "\n" escapes) ends where it starts.
+        same_line = "END" in line[BEGIN_KEY.search(line).end():]  # type: ignore[union-attr]
+        end = index if same_line else next((n for n in range(index + 1, min(len(lines), index + 200) + 1)
+                                            if "PRIVATE KEY" in lines[n - 1] and "END" in lines[n - 1]), min(len(lines), index + 200))
         first_added = next((n for n in range(index, end + 1) if n in added), None)
         if first_added is not None:
             block = "\n".join(lines[index - 1 : end])
             digest = hashlib.sha1(block.encode()).hexdigest()
             hits.append((changed.path, first_added, PRIVATE_KEY, digest,
                          _Line(changed.path, first_added, lines[first_added - 1], lines[first_added - 2] if first_added > 1 else None),
-                         None))
+                         block))
     return hits
 
 

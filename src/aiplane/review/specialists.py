@@ -81,6 +81,8 @@ class Workspace:
     allowed: frozenset[str] = frozenset(ALL_TOOLS)
     # Past its budget a reviewer's tools are withdrawn and it must answer.
     budget: ReviewerBudget | None = None
+    # Changed files whose whole patch is in the shared prefix: read_file does not repeat its lines.
+    inlined: frozenset[str] = frozenset()
 
     @property
     def tree(self) -> GitTree:
@@ -96,7 +98,7 @@ class Workspace:
 
     def scoped(self, paths: list[str], allowed: frozenset[str] | None = None, budget: ReviewerBudget | None = None) -> Workspace:
         return Workspace(self.repo, self.head, {p: self.patches[p] for p in paths}, self._tree,
-                         self.allowed if allowed is None else allowed, budget)
+                         self.allowed if allowed is None else allowed, budget, self.inlined)
 
     def hunks(self, path: str) -> list[tuple[int, int]]:
         """The head-side line ranges of a changed file's hunks (a pure deletion: the line it sits at)."""
@@ -205,10 +207,21 @@ def read_file(ctx: RunContext[Workspace], path: str, start: int | None = None, e
     total = len(lines)
     hunks = ctx.deps.hunks(clean) if start is None and end is None else []
     if hunks:
+        # The lines of a patch already in the prompt are not sent again: only what surrounds them.
+        skip = hunks if ctx.deps.changed(clean) in ctx.deps.inlined else []
         parts = []
         for low, high in windows(hunks, total):
-            parts.append("\n".join(_lines(lines, low, high)))
-        shown = f"({safe_path(clean)}: {total} lines; 40 lines around each changed hunk, gaps marked ...)\n" + "\n...\n".join(parts)
+            keep = [n for n in range(low, high + 1) if not any(a <= n <= b for a, b in skip)]
+            runs: list[list[int]] = []
+            for n in keep:
+                if runs and n == runs[-1][-1] + 1:
+                    runs[-1].append(n)
+                else:
+                    runs.append([n])
+            parts += ["\n".join(_lines(lines, run[0], run[-1])) for run in runs]
+        note = "; the lines of its hunks are in the patch above and not repeated" if skip else ""
+        head = f"({safe_path(clean)}: {total} lines; 40 lines around each changed hunk{note}; gaps marked ...)"
+        shown = head + "\n" + ("\n...\n".join(parts) if parts else "(nothing beyond the patch above)")
     else:
         first = max(start or 1, 1)
         last = min(max(end or first + DEFAULT_READ_LINES - 1, first), total)

@@ -132,7 +132,7 @@ async def work(job: dict[str, Any]) -> None:
     patches = job.get("patches") or {
         path: Path(file).read_text(encoding="utf-8") for path, file in job.get("patch_files", {}).items()
     }
-    workspace = Workspace(repo, job["head"], patches)
+    workspace = Workspace(repo, job["head"], patches, inlined=frozenset(job.get("inlined") or ()))
     limit = asyncio.Semaphore(max(int(job.get("max_concurrency", 4)), 1))
     router = Router(job)
     review_budget = ReviewBudget(int((job.get("budgets") or {}).get("review_input_tokens") or 0))
@@ -151,8 +151,24 @@ async def work(job: dict[str, Any]) -> None:
     await asyncio.gather(*(_review_one(spec, job, router, workspace, limit, review_budget) for spec in selected))
 
 
+def _preload() -> None:
+    """A pre-started worker imports its model SDK while the parent is still reading the change."""
+    import os
+
+    kind = os.environ.get("AIPLANE_REVIEW_WORKER_PRELOAD")
+    if kind == "openai":
+        import pydantic_ai.models.openai  # noqa: F401
+        import pydantic_ai.providers.openai  # noqa: F401
+    elif kind == "anthropic":
+        import pydantic_ai.models.anthropic  # noqa: F401
+        import pydantic_ai.providers.anthropic  # noqa: F401
+
+
 def main() -> None:
+    _preload()
     raw = sys.stdin.buffer.read()
+    if not raw:
+        return  # a pre-started worker nobody needed
     try:
         job = json.loads(raw)
     except ValueError:
