@@ -11,9 +11,12 @@ $AIPLANE_BENCH_CORPUS (default: ~/.cache/aiplane-bench/corpus), from local mirro
 $AIPLANE_BENCH_MIRRORS (`owner+name/repo`, as the `fetch` tool leaves them) when present, else from
 GitHub. Nothing of it is committed.
 
-`cost` reviews each of PR-Agent's four measured commits at each tier (`--tier`) through the real
-engine and worker against the scripted OpenAI double from tests/ in "diligent" mode: every
-reviewer reads each of its files with read_file (one turn of parallel calls), then answers.
+`cost` reviews each of PR-Agent's four measured commits at each tier (`aiplane review --tier`,
+the real command line, engine and worker) against the scripted OpenAI double from tests/ in two modes. "diligent": every
+reviewer reads each of its files with read_file (one turn of parallel calls) unless the prompt
+already shows the lines around that file's hunks, then answers. "strict": it reads every file all
+the same (what a model that ignores the prompt's context would cost). A trivial review has no
+tools, so both modes are one call.
 Input tokens are the requests as sent, rendered (tool schemas as JSON, then each message's text
 and tool calls) and counted with tiktoken's cl100k_base (offline encoding). A request's
 cache-eligible tokens are its longest common prefix with an earlier request of the same review,
@@ -119,9 +122,17 @@ def measure(calls: list[dict], count) -> dict:  # noqa: ANN001 - the tokenizer's
 
 # -- cost ------------------------------------------------------------------------------------
 
+def _cli_env(tmp: str, server_url: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("AIPLANE_")} | {
+        "AIPLANE_DATA_DIR": str(Path(tmp) / "data"),
+        "AIPLANE_LLM__MODELS__SPECIALIST__BASE_URL": server_url + "/v1",
+        "AIPLANE_LLM__MODELS__SPECIALIST__MODEL": "gpt-4o",
+        "AIPLANE_LLM__MODELS__SPECIALIST__API_KEY": "sk-bench",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+
+
 def cost() -> list[dict]:
-    from aiplane.config import load_settings
-    from aiplane.review.engine import ReviewRequest, run
     from tests.doubles.reviewer_model import ModelState, build_model_app
     from tests.doubles.server import ServerThread
 
@@ -133,38 +144,44 @@ def cost() -> list[dict]:
 
     state = ModelState(diligent=True)
     rows = []
+    modes = [("diligent", False), ("strict", True)]
+    aiplane = Path(sys.executable).with_name("aiplane")
     with tempfile.TemporaryDirectory() as tmp, ServerThread(build_model_app(state)) as server:
-        os.environ.update(
-            AIPLANE_DATA_DIR=str(Path(tmp) / "data"),
-            AIPLANE_LLM__MODELS__SPECIALIST__BASE_URL=server.url + "/v1",
-            AIPLANE_LLM__MODELS__SPECIALIST__MODEL="gpt-4o",
-            AIPLANE_LLM__MODELS__SPECIALIST__API_KEY="sk-bench",
-        )
-        settings = load_settings()
+        env = _cli_env(tmp, server.url)
         for commit, (lines, pa_review, pa_trio) in PR_AGENT_COMMITS.items():
             for tier in TIERS:
-                before = len(state.calls)
-                review = run(ReviewRequest(repo=repo, base=f"{commit}^", head=commit, settings=settings, tier=tier))
-                figures = measure(state.calls[before:], count)
-                rows.append({"commit": commit, "lines": lines, "tier": tier, "reviewers": len(review.agents), **figures,
-                             "pr_agent_review": pa_review, "pr_agent_trio": pa_trio,
-                             "cut": [n for n in review.notices if n.startswith("Token budget")]})
+                for mode, strict in modes[:1] if tier == "trivial" else modes:
+                    state.strict = strict
+                    # A fresh data folder each time: no memory of an earlier review of the same commit.
+                    env["AIPLANE_DATA_DIR"] = str(Path(tmp) / f"data-{commit}-{tier}-{mode}")
+                    before, arrivals = len(state.calls), len(state.arrivals)
+                    started = time.perf_counter()
+                    out = subprocess.run([str(aiplane), "review", "--repo", str(repo), "--base", f"{commit}^", "--head", commit,
+                                          "--tier", tier, "--format", "json"], env=env, cwd=tmp, capture_output=True, text=True)
+                    review = json.loads(out.stdout)
+                    figures = measure(state.calls[before:], count)
+                    rows.append({"commit": commit, "lines": lines, "tier": tier, "mode": mode, "reviewers": len(review["agents"]),
+                                 **figures, "pr_agent_review": pa_review, "pr_agent_trio": pa_trio,
+                                 "first_request_s": state.arrivals[arrivals] - started,
+                                 "cut": [n for n in review["notices"] if n.startswith("Token budget")]})
     print("\n## cost: PR-Agent's four commits, diligent reads, tokens by cl100k_base\n")
-    print("| commit | lines | tier | reviewers | calls | input tok | cache-eligible | PR-Agent review | PR-Agent trio | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| commit | lines | tier | reads | reviewers | calls | input tok | cache-eligible | first request s | PR-Agent review | PR-Agent trio | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         peer = r["pr_agent_review"] if r["tier"] == "trivial" else r["pr_agent_trio"]
         ratio = f"{r['input'] / peer:.2f}× {'review' if r['tier'] == 'trivial' else 'trio'}" if r["tier"] != "full" else "—"
-        print(f"| {r['commit']} | {r['lines']} | {r['tier']} | {r['reviewers']} | {r['calls']} | {r['input']:,} | "
-              f"{r['eligible'] / max(r['input'], 1):.0%} | {r['pr_agent_review']:,} | {r['pr_agent_trio']:,} | {ratio} |")
-    full = [r for r in rows if r["tier"] == "full"]
-    summary = {
-        "trivial_max_ratio_to_review": round(max(r["input"] / r["pr_agent_review"] for r in rows if r["tier"] == "trivial"), 2),
-        "lite_max_ratio_to_trio": round(max(r["input"] / r["pr_agent_trio"] for r in rows if r["tier"] == "lite"), 2),
-        "full_median_input": statistics.median(r["input"] for r in full),
-        "full_cache_eligible_share": round(sum(r["eligible"] for r in full) / sum(r["input"] for r in full), 3),
-        "budget_cuts": sum(1 for r in rows if r["cut"]),
-    }
+        print(f"| {r['commit']} | {r['lines']} | {r['tier']} | {r['mode']} | {r['reviewers']} | {r['calls']} | {r['input']:,} | "
+              f"{r['eligible'] / max(r['input'], 1):.0%} | {r['first_request_s']:.2f} | {r['pr_agent_review']:,} | {r['pr_agent_trio']:,} | {ratio} |")
+    summary = {"trivial_max_ratio_to_review": round(max(r["input"] / r["pr_agent_review"] for r in rows if r["tier"] == "trivial"), 2)}
+    for mode, _strict in modes:
+        full = [r for r in rows if r["tier"] == "full" and r["mode"] == mode]
+        summary[mode] = {
+            "lite_max_ratio_to_trio": round(max(r["input"] / r["pr_agent_trio"] for r in rows if r["tier"] == "lite" and r["mode"] == mode), 2),
+            "full_median_input": statistics.median(r["input"] for r in full),
+            "full_cache_eligible_share": round(sum(r["eligible"] for r in full) / sum(r["input"] for r in full), 3),
+            "budget_cuts": sum(1 for r in rows if r["cut"] and r["mode"] == mode),
+        }
+    summary["median_first_request_s"] = round(statistics.median(r["first_request_s"] for r in rows), 2)
     print("\n" + json.dumps(summary))
     return rows
 
@@ -204,14 +221,9 @@ def start(rounds: int = 5) -> dict:
     times = []
     with tempfile.TemporaryDirectory() as tmp, ServerThread(build_model_app(state)) as server:
         repo = synthetic_repo(Path(tmp), 50)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLANE_")} | {
-            "AIPLANE_DATA_DIR": str(Path(tmp) / "data"),
-            "AIPLANE_LLM__MODELS__SPECIALIST__BASE_URL": server.url + "/v1",
-            "AIPLANE_LLM__MODELS__SPECIALIST__MODEL": "gpt-4o",
-            "AIPLANE_LLM__MODELS__SPECIALIST__API_KEY": "sk-bench",
-            "PYTHONPATH": str(ROOT / "src"),
-        }
-        for _ in range(rounds):
+        env = _cli_env(tmp, server.url)
+        for index in range(rounds):
+            env["AIPLANE_DATA_DIR"] = str(Path(tmp) / f"data-{index}")
             before = len(state.arrivals)
             started = time.perf_counter()
             subprocess.run([str(aiplane), "review", "--repo", str(repo), "--format", "json"], env=env, cwd=tmp,

@@ -129,19 +129,16 @@ def test_anthropic_requests_carry_a_cache_breakpoint_after_the_shared_part(repo,
     assert sum(u["cached_tokens"] for u in review["usage"]) > 0
 
 
-def test_read_file_defaults_to_windows_around_the_hunks(repo, model):
-    server, state = model
+def _two_far_hunks(repo: Repo) -> None:
     repo.write({"big.py": _lines(900)})
     repo.commit("big file")
     text = (repo.path / "big.py").read_text().replace("value_463 = 463\n", "value_463 = 0  # MODEL:READ:big.py\n")
     text = text.replace("value_771 = 771\n", "value_771 = -1\n")
     repo.write({"big.py": text})
     repo.commit("two hunks far apart")
-    before = len(state.calls)
-    _review(repo, server, "--tier", "trivial", "--base", "HEAD~1")
-    calls = state.calls[before:]
-    (tool_result,) = [m for m in json.loads(calls[-1]["raw"])["messages"] if m["role"] == "tool"]
-    shown = tool_result["content"]
+
+
+def _around_the_hunks(shown: str) -> None:
     # Hunks at 461-467 and 769-775 (three lines of context each): 40 lines either side of each,
     # without the hunks' own lines, which the patch in the prompt already shows.
     assert "421: value_420" in shown and "460: value_459" in shown and "468: value_467" in shown and "507: value_506" in shown
@@ -150,17 +147,64 @@ def test_read_file_defaults_to_windows_around_the_hunks(repo, model):
         assert absent not in shown
 
 
-def test_reviewer_budget_withdraws_tools_and_the_comment_says_so(repo, model):
+def test_the_lines_around_the_hunks_are_in_the_shared_prefix_once(repo, model):
     server, state = model
-    repo.write({"app.py": "def main():\n    return 2  # MODEL:READ:README.md\n"})
+    _two_far_hunks(repo)
+    before = len(state.calls)
+    _review(repo, server, "--tier", "lite", "--base", "HEAD~1")
+    calls = state.calls[before:]
+    first = json.loads(calls[0]["raw"])["messages"][1]["content"][0]["text"]
+    _around_the_hunks(first.split("The changed files around their hunks", 1)[1])
+    # A read of the file without a range says where its surroundings are instead of resending them.
+    results = [m["content"] for c in calls for m in json.loads(c["raw"])["messages"] if m["role"] == "tool"]
+    assert results and all("are in the first message already" in r for r in results)
+
+
+def test_read_file_defaults_to_windows_around_the_hunks(repo, model):
+    server, state = model
+    _two_far_hunks(repo)
+    before = len(state.calls)
+    _review(repo, server, "--tier", "lite", "--base", "HEAD~1", AIPLANE_REVIEW__SHARED_CONTEXT_TOKENS="0")
+    calls = state.calls[before:]
+    first = json.loads(calls[0]["raw"])["messages"][1]["content"][0]["text"]
+    assert "The changed files around their hunks" not in first
+    results = [m["content"] for c in calls for m in json.loads(c["raw"])["messages"] if m["role"] == "tool"]
+    assert results
+    for shown in results:
+        _around_the_hunks(shown)
+
+
+def test_trivial_is_one_call_without_tools_or_conventions(repo, model):
+    server, state = model
+    repo.write({"AGENTS.md": "# Conventions\nKeep functions short.\n"})
+    repo.commit("conventions")
+    repo.git("branch", "-f", "main", "HEAD")
+    repo.write({"app.py": "def main():\n    return 2\n"})
     repo.commit("tweak")
     before = len(state.calls)
-    result = _review(repo, server, "--tier", "trivial", AIPLANE_REVIEW__REVIEWER_INPUT_TOKENS="50")
+    review = json.loads(_review(repo, server).stdout)
+    (call,) = state.calls[before:]
+    body = json.loads(call["raw"])
+    assert review["tier"] == "trivial" and [t["function"]["name"] for t in body["tools"]] == ["final_result"]
+    assert "Keep functions short" not in call["text"] and "+    return 2" in call["text"]
+
+
+def test_reviewer_budget_withdraws_tools_and_the_comment_says_so(repo, model):
+    server, state = model
+    repo.write({"app.py": "def main():\n    return 2  # MODEL:READ:README.md\n" + _lines(30)})
+    repo.commit("tweak")
+    before = len(state.calls)
+    result = _review(repo, server, "--tier", "lite", AIPLANE_REVIEW__REVIEWER_INPUT_TOKENS="50")
     review = json.loads(result.stdout)
     calls = state.calls[before:]
-    assert len(calls) == 2 and "read_file" in calls[0]["tools"]
-    assert calls[1]["tools"] == [t for t in calls[1]["tools"] if t.startswith("final_result")]
-    assert any("Token budget: generalist reached its own input-token budget" in n for n in review["notices"])
+    by_agent: dict[str, list[dict]] = {}
+    for call in calls:
+        by_agent.setdefault(call["agent"], []).append(call)
+    assert set(by_agent) == set(review["agents"])
+    for agent_calls in by_agent.values():
+        assert len(agent_calls) == 2 and "read_file" in agent_calls[0]["tools"]
+        assert all(t.startswith("final_result") for t in agent_calls[1]["tools"])
+    assert any("reached its own input-token budget and answered" in n for n in review["notices"])
 
 
 def test_review_budget_skips_later_reviewers_with_a_note_in_the_comment(repo, model):

@@ -312,6 +312,8 @@ class ReviewSettings(Strict):
     # Patches put into the prefix every reviewer shares, estimated at 4 characters a token; what
     # does not fit is read with read_patch.
     shared_patch_tokens: int = Field(default=12_000, ge=0, le=200_000)
+    # The head lines around each hunk, in the same shared prefix (lite and full reviews).
+    shared_context_tokens: int = Field(default=8_000, ge=0, le=200_000)
     # Input tokens one reviewer may send before its tools are withdrawn and it must answer, and
     # the whole review's; 0 turns a budget off. A cut is noted on the review.
     reviewer_input_tokens: int = Field(default=40_000, ge=0)

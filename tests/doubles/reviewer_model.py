@@ -16,7 +16,9 @@ Prompt caching is answered the way providers report it: a request's cached token
 common prefix (tools, then messages, as sent) with an earlier request under the same
 ``prompt_cache_key``, counted at 4 characters a token, in 128-token steps from 1024 tokens
 (OpenAI's rule), in ``usage.prompt_tokens_details.cached_tokens``. With ``state.diligent`` every
-reviewer reads each of its files with ``read_file`` in one turn of parallel tool calls, then answers.
+reviewer reads each of its files with ``read_file`` in one turn of parallel tool calls, then
+answers; a file whose surrounding lines the prompt already shows counts as read, unless
+``state.strict`` (then it reads every file all the same).
 ``/v1/messages`` answers in Anthropic's format (an empty review, ``cache_read_input_tokens``).
 """
 
@@ -79,6 +81,7 @@ class ModelState:
     audit_calls: dict[str, int] = field(default_factory=dict)
     prefixes: dict[str, list[str]] = field(default_factory=dict)
     diligent: bool = False
+    strict: bool = False
     # When each request arrived (time.perf_counter()), for time-to-first-request measurements.
     arrivals: list[float] = field(default_factory=list)
 
@@ -176,7 +179,10 @@ def build_model_app(state: ModelState) -> Starlette:
         files = [line[2:] for line in listed.group(1).splitlines()] if listed else []
         if files and not read_any and "read_patch" in tools:
             unseen = [f.removesuffix(NOT_SHOWN).strip() for f in files if f.endswith(NOT_SHOWN)]
-            reads = [("read_file", json.dumps({"path": f.removesuffix(NOT_SHOWN).strip()})) for f in files] if state.diligent else []
+            shown = text.split("The changed files around their hunks", 1)[1] if "The changed files around their hunks" in text else ""
+            wanted = [f.removesuffix(NOT_SHOWN).strip() for f in files]
+            wanted = [f for f in wanted if state.strict or f"--- {f}\n" not in shown]
+            reads = [("read_file", json.dumps({"path": f})) for f in wanted] if state.diligent else []
             reads += [("read_patch", json.dumps({"path": f})) for f in unseen[:1 if not state.diligent else None]]
             if reads:
                 return _reply(_tool_calls(reads), "tool_calls", prompt_tokens)

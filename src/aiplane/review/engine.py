@@ -20,6 +20,7 @@ from aiplane.repository.tree import RepoTree, TreeBase
 from aiplane.review import secrets
 from aiplane.review.agents import AgentError, AgentSet, AgentSpec, load_agents, select
 from aiplane.review.changes import ChangeSet, analyze, git
+from aiplane.review.hunks import around_hunks, hunk_ranges
 from aiplane.review.judge import consolidate, supported
 from aiplane.review.repo_settings import RepoReviewSettings
 from aiplane.review.report import Finding, Review
@@ -31,8 +32,6 @@ MAX_CONTEXT_DOC_BYTES = 8 * 1024
 MAX_AGENTS_MD_READ_BYTES = 1024 * 1024
 # Token counts in the engine are estimates (the product ships no tokenizer): characters / 4.
 CHARS_PER_TOKEN = 4
-# Lines either side of a hunk when file context fills the shared prefix up to a cacheable length.
-FILL_CONTEXT_LINES = 40
 MAX_FILL_FILE_BYTES = 512 * 1024
 
 NO_MODEL_NOTICE = (
@@ -199,13 +198,25 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
+@dataclass
+class SharedPrefix:
+    text: str  # the first part of every reviewer's first user turn
+    inlined: set[str]  # changed files whose patch it holds
+    surroundings: set[str]  # changed files whose lines around the hunks it holds
+    context: str  # the change context alone (title, files, conventions), without patches
+
+
 def shared_prefix(request: ReviewRequest, change: ChangeSet, tier: str, reviewers: int,
-                  settings: Settings | None) -> tuple[str, set[str], str]:
-    """The first part of every reviewer's first user turn, byte-identical across reviewers: the
-    change context, then the patches within `review.shared_patch_tokens`, then (when that is
-    shorter than the provider caches and several reviewers share it) the head lines around the
-    hunks. Returns the text, the paths whose patch it holds, and the context alone."""
-    context = shared_context(request, change, with_conventions=tier != "trivial")
+                  settings: Settings | None) -> SharedPrefix:
+    """The first part of every reviewer's first user turn, byte-identical across reviewers.
+
+    The change context (with the base commit's AGENTS.md on full reviews only), then the patches
+    within `review.shared_patch_tokens`, then, when reviewers are several, the head lines around
+    each hunk (what a careful reviewer reads first) within `review.shared_context_tokens`: sent
+    once into the cached prefix instead of once per reviewer in tool results. A trivial review is
+    one call with the patch alone.
+    """
+    context = shared_context(request, change, with_conventions=tier == "full")
     review_settings = settings.review if settings is not None else None
     budget = (review_settings.shared_patch_tokens if review_settings else 12_000) * CHARS_PER_TOKEN
     inlined: list[str] = []
@@ -221,46 +232,50 @@ def shared_prefix(request: ReviewRequest, change: ChangeSet, tier: str, reviewer
     text = context
     if pieces:
         text += "\n\nThe patches:\n<mr_input>\n" + "".join(p if p.endswith("\n") else p + "\n" for p in pieces) + "</mr_input>"
-    endpoint = settings.llm.models.get("specialist") if settings is not None else None
-    floor = min_cacheable_tokens(endpoint)
-    if reviewers > 1 and estimate_tokens(text) < floor + 256:
-        filled = _hunk_context(change, (floor + 256) * CHARS_PER_TOKEN - len(text), budget)
+    shown: set[str] = set()
+    if reviewers > 1:
+        limit = (review_settings.shared_context_tokens if review_settings else 8_000) * CHARS_PER_TOKEN
+        filled, shown = _hunk_context(change, set(inlined), limit)
         if filled:
-            text += "\n\nThe changed files around their hunks (head version):\n<mr_input>\n" + filled + "</mr_input>"
-    return text, set(inlined), context
+            text += ("\n\nThe changed files around their hunks (head version, 40 lines either side; the hunks' own "
+                     "lines are in the patches above):\n<mr_input>\n" + filled + "</mr_input>")
+    return SharedPrefix(text, set(inlined), shown, context)
 
 
-def _hunk_context(change: ChangeSet, wanted: int, limit: int) -> str:
-    """Head lines around each hunk of the changed files, numbered, up to `wanted` characters."""
-    from aiplane.review.specialists import HUNK_HEADER, windows
-
+def _hunk_context(change: ChangeSet, inlined: set[str], limit: int) -> tuple[str, set[str]]:
+    """Head lines around each hunk of the changed files whose patch is inlined, numbered, up to
+    `limit` characters; and which files are shown."""
     out: list[str] = []
+    shown: set[str] = set()
     size = 0
     for changed in change.reviewable:
-        if size >= wanted or changed.binary or changed.is_symlink or changed.status == "deleted":
+        if changed.path not in inlined or changed.binary or changed.is_symlink or changed.status == "deleted":
             continue
         data = change.head_tree.read_bytes(changed.path, MAX_FILL_FILE_BYTES)
         if data is None:
             continue
-        lines = data.decode("utf-8", "replace").splitlines()
-        ranges = [(int(m.group(1)), int(m.group(1)) + max(int(m.group(2) or 1) - 1, 0)) for m in HUNK_HEADER.finditer(changed.patch)]
-        shown = "\n...\n".join("\n".join(f"{i}: {lines[i - 1]}" for i in range(low, high + 1))
-                                for low, high in windows(ranges, len(lines), FILL_CONTEXT_LINES))
-        piece = strip_boundary_tags(f"--- {safe_path(changed.path)}\n{shown}\n")
+        runs = around_hunks(data.decode("utf-8", "replace").splitlines(), hunk_ranges(changed.patch), skip_hunks=True)
+        piece = strip_boundary_tags(f"--- {safe_path(changed.path)}\n" + ("\n...\n".join(runs) or "(all of it is in the patch)") + "\n")
         if size + len(piece) > limit:
             continue
         out.append(piece)
+        shown.add(changed.path)
         size += len(piece)
-    return "".join(out)
+    return "".join(out), shown
 
 
 def build_job(request: ReviewRequest, change: ChangeSet, review: Review, settings: Settings, run_dir: Path) -> dict:
     """Everything the worker needs, sent over stdin (keys included: never argv, never logs)."""
-    shared, inlined, context = shared_prefix(request, change, review.tier, len(review.agents), settings)
+    shared = shared_prefix(request, change, review.tier, len(review.agents), settings)
     specs = request.agent_set().agents
     return {
-        "shared_tokens_estimate": estimate_tokens(shared),
-        "inlined": sorted(inlined),
+        # For the log: the shared part's size against the shortest prefix the provider caches.
+        "shared_tokens_estimate": estimate_tokens(shared.text),
+        "cache_floor_tokens": min_cacheable_tokens(settings.llm.models.get("specialist")),
+        "inlined": sorted(shared.inlined),
+        "surroundings": sorted(shared.surroundings),
+        # One call with the patch alone: no tools on a trivial review.
+        "single_call": review.tier == "trivial",
         # One key per review: OpenAI routes requests with the same key to the same prompt cache.
         "cache_key": f"aiplane-review-{_random.token_hex(8)}",
         "warmup": settings.review.warmup,
@@ -272,8 +287,8 @@ def build_job(request: ReviewRequest, change: ChangeSet, review: Review, setting
         "agents": review.agents,
         "agent_specs": [specs[name].model_dump() for name in review.agents],
         "routing": request.routing,
-        "context": shared,
-        "patch_files": write_run_files(run_dir, context, change),
+        "context": shared.text,
+        "patch_files": write_run_files(run_dir, shared.context, change),
         "models": {tier: _endpoint_json(e) for tier, e in settings.llm.models.items()},
         "failback": {tier: [_endpoint_json(e) for e in chain] for tier, chain in settings.llm.failback.items()},
         "max_concurrency": settings.review.max_concurrency,

@@ -14,7 +14,6 @@ this reviewer's own part: its role, what to flag and not, its files.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,6 +31,7 @@ from aiplane.llm.client import ModelHandle
 from aiplane.repository import git
 from aiplane.repository.tree import GitTree, clean_path
 from aiplane.review.agents import AgentSpec
+from aiplane.review.hunks import around_hunks, hunk_ranges
 from aiplane.review.report import Finding
 from aiplane.review.sanitize import safe_path, strip_boundary_tags
 
@@ -42,11 +42,8 @@ MAX_GREP_MATCHES = 50
 MAX_GREP_OUTPUT = 2 * 1024 * 1024
 OUTPUT_RULES = resources.files("aiplane.review").joinpath("prompts/output-rules.md").read_text(encoding="utf-8")
 ALL_TOOLS = ("read_patch", "read_file", "grep", "list_dir")
-# read_file without a range shows this many lines either side of each changed hunk.
-HUNK_CONTEXT_LINES = 40
 # read_file on an unchanged file without a range: its first lines.
 DEFAULT_READ_LINES = 200
-HUNK_HEADER = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@", re.MULTILINE)
 
 
 class FindingOut(BaseModel):
@@ -83,6 +80,8 @@ class Workspace:
     budget: ReviewerBudget | None = None
     # Changed files whose whole patch is in the shared prefix: read_file does not repeat its lines.
     inlined: frozenset[str] = frozenset()
+    # Changed files whose lines around the hunks are in the shared prefix too.
+    surroundings: frozenset[str] = frozenset()
 
     @property
     def tree(self) -> GitTree:
@@ -98,18 +97,12 @@ class Workspace:
 
     def scoped(self, paths: list[str], allowed: frozenset[str] | None = None, budget: ReviewerBudget | None = None) -> Workspace:
         return Workspace(self.repo, self.head, {p: self.patches[p] for p in paths}, self._tree,
-                         self.allowed if allowed is None else allowed, budget, self.inlined)
+                         self.allowed if allowed is None else allowed, budget, self.inlined, self.surroundings)
 
     def hunks(self, path: str) -> list[tuple[int, int]]:
-        """The head-side line ranges of a changed file's hunks (a pure deletion: the line it sits at)."""
+        """The head-side line ranges of a changed file's hunks."""
         found = self.changed(path)
-        if found is None:
-            return []
-        ranges = []
-        for match in HUNK_HEADER.finditer(self.patches[found]):
-            start, count = int(match.group(1)), int(match.group(2) or 1)
-            ranges.append((max(start, 1), max(start + count - 1, start, 1)))
-        return ranges
+        return hunk_ranges(self.patches[found]) if found is not None else []
 
 
 @dataclass
@@ -147,20 +140,6 @@ class ReviewerBudget:
         if self.cut and self.review is not None:
             self.review.cut.add(self.agent)
         return self.cut is None
-
-
-def windows(ranges: list[tuple[int, int]], total: int, around: int = HUNK_CONTEXT_LINES) -> list[tuple[int, int]]:
-    """Line windows of `around` lines either side of each range, merged where they touch."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        low, high = max(start - around, 1), min(end + around, total)
-        if low > high:
-            continue
-        if merged and low <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
-        else:
-            merged.append((low, high))
-    return merged
 
 
 def _clean(path: str) -> str:
@@ -206,19 +185,14 @@ def read_file(ctx: RunContext[Workspace], path: str, start: int | None = None, e
     lines = data.decode("utf-8", "replace").splitlines()
     total = len(lines)
     hunks = ctx.deps.hunks(clean) if start is None and end is None else []
-    if hunks:
+    found = ctx.deps.changed(clean)
+    if hunks and found in ctx.deps.surroundings and found in ctx.deps.inlined:
+        shown = (f"({safe_path(clean)}: {total} lines. Its patch and the 40 lines around each hunk are in the first "
+                 "message already; give start and end to read other lines.)")
+    elif hunks:
         # The lines of a patch already in the prompt are not sent again: only what surrounds them.
-        skip = hunks if ctx.deps.changed(clean) in ctx.deps.inlined else []
-        parts = []
-        for low, high in windows(hunks, total):
-            keep = [n for n in range(low, high + 1) if not any(a <= n <= b for a, b in skip)]
-            runs: list[list[int]] = []
-            for n in keep:
-                if runs and n == runs[-1][-1] + 1:
-                    runs[-1].append(n)
-                else:
-                    runs.append([n])
-            parts += ["\n".join(_lines(lines, run[0], run[-1])) for run in runs]
+        skip = found in ctx.deps.inlined
+        parts = around_hunks(lines, hunks, skip)
         note = "; the lines of its hunks are in the patch above and not repeated" if skip else ""
         head = f"({safe_path(clean)}: {total} lines; 40 lines around each changed hunk{note}; gaps marked ...)"
         shown = head + "\n" + ("\n...\n".join(parts) if parts else "(nothing beyond the patch above)")
@@ -274,12 +248,12 @@ def instructions() -> str:
     return OUTPUT_RULES
 
 
-def reviewer_part(spec: AgentSpec, files: list[str], inlined: set[str], notes: str = "") -> str:
+def reviewer_part(spec: AgentSpec, files: list[str], inlined: set[str], notes: str = "", with_tools: bool = True) -> str:
     """This reviewer's own part of the first user turn, after the shared prefix: trusted text (ours,
     the operator's or the base commit's), never the change's."""
     listed = "\n".join(f"- {safe_path(p)}" + ("" if p in inlined else " (patch not shown above: read it with read_patch)")
                        for p in files)
-    usable = ", ".join(t for t in ALL_TOOLS if t in spec.tools) or "none: answer from the patches above"
+    usable = (", ".join(t for t in ALL_TOOLS if t in spec.tools) if with_tools else "") or "none: answer from the patches above"
     extra = f"\n\n{notes}" if notes else ""
     return (f"<reviewer_role>\nYou are the {spec.name} reviewer: {spec.description}\n\n{spec.prompt.strip()}{extra}\n\n"
             f"Tools you may use: {usable}.\nYour files (review only these):\n{listed}\n</reviewer_role>")
@@ -319,6 +293,7 @@ async def run_specialist(
     cache_key: str | None = None,
     budget: ReviewerBudget | None = None,
     on_first_response: Callable[[], None] | None = None,
+    with_tools: bool = True,
 ) -> AgentRun:
     """One agent run. A truncated or malformed answer is retried with a larger budget, then dropped.
 
@@ -326,15 +301,16 @@ async def run_specialist(
     `inlined`). `inline_patches` is the older way to ask for every patch in the prompt: this
     reviewer's patches that the shared part does not hold are then appended to its own part.
     `on_first_response` is called once, when the first model response has arrived (the warm-up).
+    Without `with_tools` (a trivial review) the reviewer answers in one call from what it was given.
     """
     mine = sorted(p for p in workspace.patches if spec.matches(p))
     inlined = set(inlined or ())
-    own = reviewer_part(spec, mine, inlined | (set(mine) if inline_patches else set()), notes)
+    own = reviewer_part(spec, mine, inlined | (set(mine) if inline_patches else set()), notes, with_tools)
     if inline_patches and (missing := [p for p in mine if p not in inlined]):
         # Patches were stripped whole when written, so nothing here was cut after stripping.
         own = "Your patches:\n<mr_input>\n" + "\n".join(workspace.patches[p] for p in missing) + "\n</mr_input>\n\n" + own
     prompt = [shared_context, CachePoint(), own]
-    allowed = frozenset(t for t in spec.tools if t in ALL_TOOLS)
+    allowed = frozenset(t for t in spec.tools if t in ALL_TOOLS) if with_tools else frozenset()
     scoped = workspace.scoped(mine, allowed, budget)
     max_tokens = handle.endpoint.max_output_tokens
     last_error = None
@@ -347,7 +323,7 @@ async def run_specialist(
             handle.model,
             output_type=ReviewerOutput,
             instructions=instructions(),
-            tools=tools(),
+            tools=tools() if with_tools else [],
             retries={"tools": 2, "output": 0},
             name=spec.name,
         )

@@ -103,6 +103,7 @@ async def _review_one(spec: AgentSpec, job: dict[str, Any], router: Router, work
                     inline_patches=job["tier"] == "trivial", notes=job.get("agent_notes", {}).get(spec.name, ""),
                     inlined=set(job.get("inlined") or ()), cache_key=job.get("cache_key"), budget=budget,
                     on_first_response=first_response.set if first_response is not None else None,
+                    with_tools=not job.get("single_call", False),
                 )
                 error = result.error
             except Exception as exc:  # noqa: BLE001 - classified below; the worker keeps going
@@ -132,7 +133,8 @@ async def work(job: dict[str, Any]) -> None:
     patches = job.get("patches") or {
         path: Path(file).read_text(encoding="utf-8") for path, file in job.get("patch_files", {}).items()
     }
-    workspace = Workspace(repo, job["head"], patches, inlined=frozenset(job.get("inlined") or ()))
+    workspace = Workspace(repo, job["head"], patches, inlined=frozenset(job.get("inlined") or ()),
+                          surroundings=frozenset(job.get("surroundings") or ()))
     limit = asyncio.Semaphore(max(int(job.get("max_concurrency", 4)), 1))
     router = Router(job)
     review_budget = ReviewBudget(int((job.get("budgets") or {}).get("review_input_tokens") or 0))
