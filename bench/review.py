@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import statistics
 import string
 import subprocess
@@ -154,6 +155,7 @@ def cost() -> list[dict]:
                     state.strict = strict
                     # A fresh data folder each time: no memory of an earlier review of the same commit.
                     env["AIPLANE_DATA_DIR"] = str(Path(tmp) / f"data-{commit}-{tier}-{mode}")
+                    shutil.rmtree(repo / ".aiplane" / "state", ignore_errors=True)  # nor a local round's memory
                     before, arrivals = len(state.calls), len(state.arrivals)
                     started = time.perf_counter()
                     out = subprocess.run([str(aiplane), "review", "--repo", str(repo), "--base", f"{commit}^", "--head", commit,
@@ -218,19 +220,25 @@ def start(rounds: int = 5) -> dict:
 
     state = ModelState()
     aiplane = Path(sys.executable).with_name("aiplane")
-    times = []
+    times: dict[str, list[float]] = {"pre-started worker": [], "worker started after planning": []}
     with tempfile.TemporaryDirectory() as tmp, ServerThread(build_model_app(state)) as server:
         repo = synthetic_repo(Path(tmp), 50)
         env = _cli_env(tmp, server.url)
         for index in range(rounds):
-            env["AIPLANE_DATA_DIR"] = str(Path(tmp) / f"data-{index}")
-            before = len(state.arrivals)
-            started = time.perf_counter()
-            subprocess.run([str(aiplane), "review", "--repo", str(repo), "--format", "json"], env=env, cwd=tmp,
-                           check=False, capture_output=True)
-            times.append(state.arrivals[before] - started)
-    result = {"files": 50, "rounds": rounds, "median_s": round(statistics.median(times), 3),
-              "min_s": round(min(times), 3), "max_s": round(max(times), 3)}
+            for label, prestart in (("pre-started worker", "1"), ("worker started after planning", "0")):
+                env["AIPLANE_DATA_DIR"] = str(Path(tmp) / f"data-{index}-{prestart}")
+                env["AIPLANE_REVIEW__PRESTART"] = "true" if prestart == "1" else "false"
+                shutil.rmtree(repo / ".aiplane" / "state", ignore_errors=True)
+                before = len(state.arrivals)
+                started = time.perf_counter()
+                subprocess.run([str(aiplane), "review", "--repo", str(repo), "--format", "json"], env=env, cwd=tmp,
+                               check=False, capture_output=True)
+                times[label].append(state.arrivals[before] - started)
+    result = {"files": 50, "rounds": rounds, "load_average_1m": os.getloadavg()[0], "cpus": os.cpu_count()}
+    for label, values in times.items():
+        result[label] = {"median_s": round(statistics.median(values), 3), "min_s": round(min(values), 3), "max_s": round(max(values), 3)}
+    pre, post = result["pre-started worker"]["median_s"], result["worker started after planning"]["median_s"]
+    result["ratio_pre_started_to_late"] = round(pre / post, 2)
     print("\n## start: `aiplane review` to the first model request, 50-file change\n")
     print(json.dumps(result))
     return result

@@ -309,6 +309,9 @@ class ReviewSettings(Strict):
     # Start one reviewer first and the others once its first response is back, so they read the
     # shared prefix from the provider's cache instead of each writing it.
     warmup: bool = True
+    # `aiplane review` starts its model worker before reading settings (from the environment only:
+    # AIPLANE_REVIEW__PRESTART=false turns it off; a settings file cannot, it is read later).
+    prestart: bool = True
     # Patches put into the prefix every reviewer shares, estimated at 4 characters a token; what
     # does not fit is read with read_patch.
     shared_patch_tokens: int = Field(default=12_000, ge=0, le=200_000)

@@ -18,6 +18,8 @@ def wants_worker(args: list[str], environ: dict[str, str] | os._Environ) -> bool
     a settings file, which may name one) in sight. A wrong guess costs a killed process, nothing more."""
     if any(a in NO_WORKER_FLAGS for a in args) or (args and args[0] in SUBCOMMANDS):
         return False
+    if environ.get("AIPLANE_REVIEW__PRESTART", "").lower() in ("0", "false", "no", "off"):  # review.prestart = false
+        return False
     if any(k.startswith(MODEL_ENV_PREFIXES) for k in environ):
         return True
     return bool(environ.get("AIPLANE_CONFIG")) or "--config" in args or any(a.startswith("--config=") for a in args) \

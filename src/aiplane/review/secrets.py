@@ -87,8 +87,9 @@ NAME_ONLY = re.compile(r"^(password|passwd|pass|pwd|secret|token|key|apikey|api_
 PLACEHOLDER_WORDS = re.compile(
     r"dummy|example|changeme|change_me|change-me|placeholder|sample|fake|mock|xxx|test|redacted|your[_-]|"
     r"insert|replace|secret_here|password_here|todo|foobar|lorem", re.IGNORECASE)
-# Real-format keys are random: only these words (not "test": Stripe's sk_test_ keys are real) mark an example.
-EXAMPLE_WORDS = re.compile(r"example|dummy|placeholder|fake|changeme|x{6,}", re.IGNORECASE)
+# Real-format keys are random: only these (not "test": Stripe's sk_test_ keys are real) mark an
+# example: a value ending in EXAMPLE / EXAMPLEKEY, as AWS's documented keys do, or a placeholder word.
+EXAMPLE_WORDS = re.compile(r"example(key)?$|dummy|placeholder|changeme|x{6,}", re.IGNORECASE)
 TEMPLATE = re.compile(r"^[<{\[(].*[>}\])]$|^\$\{?[A-Za-z_]|^%\(?[A-Za-z_]|^\*+$|^\.+$")
 TEST_DIR = re.compile(r"(^|/)(tests?|__tests__|spec|specs|testdata|test_data|test-data|fixtures?|__fixtures__|__mocks__|mocks?)/",
                       re.IGNORECASE)
