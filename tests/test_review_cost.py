@@ -224,7 +224,7 @@ def test_forced_tier(repo, model):
     repo.write({"app.py": "def main():\n    return 2\n"})
     repo.commit("tweak")
     review = json.loads(_review(repo, server, "--tier", "full").stdout)
-    assert review["tier"] == "full" and review["tier_reasons"][0] == "forced to full (decided: trivial)"
+    assert review["tier"] == "full" and review["tier_reasons"][0] == "tier forced to full (decided: trivial)"
     assert "generalist" not in review["agents"] and "security" in review["agents"]
     bad = _review(repo, server, "--tier", "huge")
     assert bad.returncode == 2 and "--tier must be trivial, lite or full" in bad.stderr
