@@ -352,8 +352,12 @@ def test_a_symlinked_codex_folder_cannot_switch_the_rules_off(repo, github, mode
 
 
 def _user_turns(calls: list[dict]) -> list[str]:
-    return [m["content"] for c in calls for m in json.loads(c["raw"])["messages"]
-            if m.get("role") == "user" and isinstance(m.get("content"), str)]
+    # A user turn is one string, or text parts (the shared prefix, then the reviewer's own part).
+    def text(content) -> str:  # noqa: ANN001
+        return content if isinstance(content, str) else "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+
+    return [text(m["content"]) for c in calls for m in json.loads(c["raw"])["messages"]
+            if m.get("role") == "user" and isinstance(m.get("content"), (str, list))]
 
 
 def test_no_half_tag_is_left_by_a_cut_and_odd_spellings_are_stripped(repo, github, model):  # noqa: F811

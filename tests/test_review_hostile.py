@@ -220,7 +220,8 @@ def test_pull_request_cannot_replace_reviewers_or_silence_the_secret_scan(repo, 
     assert result.returncode == 0, result.stderr
     calls = _new_calls(model, before)
     security = [c for c in calls if c["agent"] == "security"]
-    assert security and all(SECURITY_PROMPT in c["system"] for c in security)
+    # The shipped security reviewer's own instructions (after the change's data, in its role part).
+    assert security and all(SECURITY_PROMPT in c["text"].rsplit("<reviewer_role>", 1)[1] for c in security)
     assert not any("PWNED-PROMPT" in c["system"] for c in calls)
     (summary,) = state.bot_summaries()
     assert "AWS Access Key committed" in summary["body"] and "Request changes" in summary["body"]

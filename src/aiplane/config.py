@@ -306,6 +306,21 @@ class ReviewSettings(Strict):
     secret_scan_seconds: float = Field(default=60, gt=0, le=3600)
     # Where SARIF rules without a link of their own point for help (docs/review.md, "Findings in SARIF").
     docs_url: HttpUrl | None = None
+    # Start one reviewer first and the others once its first response is back, so they read the
+    # shared prefix from the provider's cache instead of each writing it.
+    warmup: bool = True
+    # `aiplane review` starts its model worker before reading settings (from the environment only:
+    # AIPLANE_REVIEW__PRESTART=false turns it off; a settings file cannot, it is read later).
+    prestart: bool = True
+    # Patches put into the prefix every reviewer shares, estimated at 4 characters a token; what
+    # does not fit is read with read_patch.
+    shared_patch_tokens: int = Field(default=12_000, ge=0, le=200_000)
+    # The head lines around each hunk, in the same shared prefix (lite and full reviews).
+    shared_context_tokens: int = Field(default=8_000, ge=0, le=200_000)
+    # Input tokens one reviewer may send before its tools are withdrawn and it must answer, and
+    # the whole review's; 0 turns a budget off. A cut is noted on the review.
+    reviewer_input_tokens: int = Field(default=40_000, ge=0)
+    review_input_tokens: int = Field(default=150_000, ge=0)
     # Who may break glass and dismiss findings.
     authority: ReviewAuthority = Field(default_factory=ReviewAuthority)
 

@@ -11,6 +11,15 @@ cuts the first answer off at the token limit, ``MODEL:MALFORMED`` always answers
 docs reviewers wait 1.5 s before answering.
 The eval judge answers "same issue" when the golden comment's ``MATCH:<word>`` appears in the
 finding; the eval baseline reports one finding per ``MODEL:FLAG``.
+
+Prompt caching is answered the way providers report it: a request's cached tokens are its longest
+common prefix (tools, then messages, as sent) with an earlier request under the same
+``prompt_cache_key``, counted at 4 characters a token, in 128-token steps from 1024 tokens
+(OpenAI's rule), in ``usage.prompt_tokens_details.cached_tokens``. With ``state.diligent`` every
+reviewer reads each of its files with ``read_file`` in one turn of parallel tool calls, then
+answers; a file whose surrounding lines the prompt already shows counts as read, unless
+``state.strict`` (then it reads every file all the same).
+``/v1/messages`` answers in Anthropic's format (an empty review, ``cache_read_input_tokens``).
 """
 
 from __future__ import annotations
@@ -27,8 +36,41 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-AGENT = re.compile(r"You are the ([a-z0-9-]+) reviewer")
-PATCH_LIST = re.compile(r"Your patches \(read them with read_patch\):\n((?:- .+\n?)+)")
+AGENT = re.compile(r"<reviewer_role>\nYou are the ([a-z0-9-]+) reviewer|You are the ([a-z0-9-]+) reviewer")
+FILE_LIST = re.compile(r"Your files \(review only these\):\n((?:- .+\n?)+)")
+NOT_SHOWN = " (patch not shown above: read it with read_patch)"
+MIN_CACHED = 1024
+
+
+def _agent(text: str) -> str:
+    found = list(AGENT.finditer(text))
+    if not found:
+        return "unknown"
+    last = found[-1]  # our role part comes after the change's text
+    return last.group(1) or last.group(2)
+
+
+def _content(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(part.get("text", "") if isinstance(part, dict) and part.get("type") == "text" else json.dumps(part)
+                         for part in content)
+    return json.dumps(content)
+
+
+def _cached(state: "ModelState", key: str, prefix: str) -> int:
+    seen = state.prefixes.setdefault(key, [])
+    best = 0
+    for earlier in seen:
+        n = 0
+        limit = min(len(earlier), len(prefix))
+        while n < limit and earlier[n] == prefix[n]:
+            n += 1
+        best = max(best, n)
+    seen.append(prefix)
+    tokens = best // 4
+    return (tokens // 128) * 128 if tokens >= MIN_CACHED else 0
 
 
 @dataclass
@@ -37,9 +79,14 @@ class ModelState:
     truncated: set[str] = field(default_factory=set)
     previous_reviews: int = 0
     audit_calls: dict[str, int] = field(default_factory=dict)
+    prefixes: dict[str, list[str]] = field(default_factory=dict)
+    diligent: bool = False
+    strict: bool = False
+    # When each request arrived (time.perf_counter()), for time-to-first-request measurements.
+    arrivals: list[float] = field(default_factory=list)
 
 
-def _reply(message: dict[str, Any], finish: str, prompt_tokens: int) -> JSONResponse:
+def _answer(message: dict[str, Any], finish: str, prompt_tokens: int, cached: int = 0) -> JSONResponse:
     return JSONResponse(
         {
             "id": f"chatcmpl-{time.monotonic_ns()}",
@@ -47,13 +94,20 @@ def _reply(message: dict[str, Any], finish: str, prompt_tokens: int) -> JSONResp
             "created": int(time.time()),
             "model": "review-double",
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 50, "total_tokens": prompt_tokens + 50},
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 50, "total_tokens": prompt_tokens + 50,
+                      "prompt_tokens_details": {"cached_tokens": cached}},
         }
     )
 
 
 def _tool_call(name: str, arguments: str) -> dict[str, Any]:
-    return {"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{time.monotonic_ns()}", "type": "function", "function": {"name": name, "arguments": arguments}}]}
+    return _tool_calls([(name, arguments)])
+
+
+def _tool_calls(calls: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"role": "assistant", "content": None,
+            "tool_calls": [{"id": f"call_{time.monotonic_ns()}_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+                           for i, (name, arguments) in enumerate(calls)]}
 
 
 def build_model_app(state: ModelState) -> Starlette:
@@ -62,25 +116,34 @@ def build_model_app(state: ModelState) -> Starlette:
         response = await answer(request)
         call = state.calls[-1]
         message = json.loads(response.body)["choices"][0]["message"]
-        call["answer"] = message["tool_calls"][0]["function"]["arguments"] if message.get("tool_calls") else message.get("content") or ""
+        call["answer"] = "".join(c["function"]["arguments"] for c in message["tool_calls"]) if message.get("tool_calls") else message.get("content") or ""
         call["handled_s"] = time.perf_counter() - started
+        call["arrived"], call["answered"] = started, time.perf_counter()
         return response
 
     async def answer(request: Request) -> JSONResponse:
+        state.arrivals.append(time.perf_counter())
         raw = (await request.body()).decode("utf-8", "replace")
         body = json.loads(raw)
         messages = body.get("messages", [])
-        text = "\n".join(m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content")) for m in messages)
+        text = "\n".join(_content(m.get("content")) for m in messages)
         # Markers quoted from an earlier round (the previous review, its diff) do not script this one.
         state.previous_reviews += text.count("<previous_review>")
         text = re.sub(r"<previous_review>.*?</previous_review>", "", text, flags=re.DOTALL)
-        agent = (AGENT.search(text) or [None, "unknown"])[1]
+        agent = _agent(text)
         tools = {t["function"]["name"] for t in body.get("tools", [])}
         output_tool = next((t for t in tools if t.startswith("final_result")), "final_result")
         system = "\n".join(m["content"] for m in messages if m.get("role") == "system" and isinstance(m.get("content"), str))
         state.calls.append({"agent": agent, "model": body.get("model"), "tools": sorted(tools), "messages": len(messages), "max_tokens": body.get("max_tokens") or body.get("max_completion_tokens"), "text": text,
-                            "raw": raw, "system": system})
-        prompt_tokens = len(text) // 4
+                            "raw": raw, "system": system, "cache_key": body.get("prompt_cache_key")})
+        prefix = json.dumps(body.get("tools", []), sort_keys=True) + json.dumps(messages, sort_keys=True)
+        cached = _cached(state, str(body.get("prompt_cache_key")), prefix)
+        prompt_tokens = max(len(prefix) // 4, cached)
+        state.calls[-1]["cached"] = cached
+
+        def _reply(message: dict[str, Any], finish: str, prompt_tokens: int) -> JSONResponse:
+            return _answer(message, finish, prompt_tokens, cached)
+
         if "MODEL:SLEEP" in text and agent in ("generalist", "docs"):
             await asyncio.sleep(1.5)  # counted as model time, not orchestration
         if not tools and "Improve the wording of this AGENTS.md" in text:
@@ -112,10 +175,17 @@ def build_model_app(state: ModelState) -> Starlette:
             if scripted and tool in tools and tool not in called:
                 return _reply(_tool_call(tool, json.dumps({argument: scripted.group(1)})), "tool_calls", prompt_tokens)
         read_any = any(m.get("role") == "tool" for m in messages)
-        listed = PATCH_LIST.search(text)
-        if listed and not read_any and "read_patch" in tools:
-            first = listed.group(1).splitlines()[0][2:].strip()
-            return _reply(_tool_call("read_patch", json.dumps({"path": first})), "tool_calls", prompt_tokens)
+        listed = FILE_LIST.search(text)
+        files = [line[2:] for line in listed.group(1).splitlines()] if listed else []
+        if files and not read_any and "read_patch" in tools:
+            unseen = [f.removesuffix(NOT_SHOWN).strip() for f in files if f.endswith(NOT_SHOWN)]
+            shown = text.split("The changed files around their hunks", 1)[1] if "The changed files around their hunks" in text else ""
+            wanted = [f.removesuffix(NOT_SHOWN).strip() for f in files]
+            wanted = [f for f in wanted if state.strict or f"--- {f}\n" not in shown]
+            reads = [("read_file", json.dumps({"path": f})) for f in wanted] if state.diligent else []
+            reads += [("read_patch", json.dumps({"path": f})) for f in unseen[:1 if not state.diligent else None]]
+            if reads:
+                return _reply(_tool_calls(reads), "tool_calls", prompt_tokens)
         if "MODEL:MALFORMED" in text:
             return _reply(_tool_call(output_tool, '{"findings": [{"file": "app.py", "start_line": '), "tool_calls", prompt_tokens)
         if "MODEL:TRUNCATE" in text and agent not in state.truncated:
@@ -146,7 +216,34 @@ def build_model_app(state: ModelState) -> Starlette:
                              "explanation": "A line that does not exist.", "confidence": 0.95})
         return _reply(_tool_call(output_tool, json.dumps({"findings": findings})), "tool_calls", prompt_tokens)
 
-    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    async def messages(request: Request) -> JSONResponse:
+        state.arrivals.append(time.perf_counter())
+        raw = (await request.body()).decode("utf-8", "replace")
+        body = json.loads(raw)
+        text = "\n".join(_content(m.get("content")) for m in body.get("messages", []))
+        state.calls.append({"agent": _agent(text), "model": body.get("model"), "tools": sorted(t["name"] for t in body.get("tools", [])),
+                            "messages": len(body.get("messages", [])), "text": text, "raw": raw, "answer": "", "handled_s": 0.0,
+                            "system": _content(body.get("system", "")), "cache_key": None})
+        # Anthropic caches what precedes a cache_control breakpoint: tools, system, then messages.
+        blocks = json.dumps(body.get("tools", []), sort_keys=True) + json.dumps(body.get("system", ""), sort_keys=True)
+        marked = ""
+        for message in body.get("messages", []):
+            content = message.get("content")
+            for block in content if isinstance(content, list) else []:
+                blocks += json.dumps(block, sort_keys=True)
+                if isinstance(block, dict) and block.get("cache_control"):
+                    marked = blocks
+        cached = _cached(state, "anthropic", marked) if marked else 0
+        output = next((t["name"] for t in body.get("tools", []) if t["name"].startswith("final_result")), "final_result")
+        return JSONResponse({
+            "id": f"msg_{time.monotonic_ns()}", "type": "message", "role": "assistant", "model": body.get("model"),
+            "content": [{"type": "tool_use", "id": f"toolu_{time.monotonic_ns()}", "name": output, "input": {"findings": []}}],
+            "stop_reason": "tool_use", "stop_sequence": None,
+            "usage": {"input_tokens": max(len(blocks) // 4 - cached, 1), "output_tokens": 20, "cache_read_input_tokens": cached,
+                      "cache_creation_input_tokens": 0 if cached else len(marked) // 4},
+        })
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/messages", messages, methods=["POST"])])
 
 
 def reviewer_model():

@@ -32,6 +32,7 @@ def review(
     fmt: Annotated[str, typer.Option("--format", help="markdown, json or sarif.")] = "markdown",
     output: Annotated[Optional[Path], typer.Option(help="Write the review here instead of stdout.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the tier and reviewers; review and publish nothing.")] = False,
+    tier: Annotated[Optional[str], typer.Option(help="Force the risk tier: trivial, lite or full (default: decided from the change).")] = None,
     strict: Annotated[bool, typer.Option(help="Fail (exit 1) on the reviewer's own errors instead of failing small.")] = False,
     fail_on_request_changes: Annotated[
         bool, typer.Option(help=f"Exit {EXIT_REQUEST_CHANGES} when the verdict is request changes.")
@@ -60,6 +61,8 @@ def review(
 
     if fmt not in ("markdown", "json", "sarif"):
         raise _fail("--format must be markdown, json or sarif", EXIT_CONFIG)
+    if tier is not None and tier not in ("trivial", "lite", "full"):
+        raise _fail("--tier must be trivial, lite or full", EXIT_CONFIG)
     if vcs not in ("local", "github", "gitlab") and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", vcs):
         raise _fail("--vcs must be local, github, gitlab or a VCS plugin's name", EXIT_CONFIG)
     # In CI the checkout is the change under review: nothing in it may configure the review.
@@ -70,7 +73,7 @@ def review(
                   "review (see docs/review.md, Threat model)", markup=False)
     settings = _settings(config, checkout)
     options = ReviewOptions(
-        vcs=vcs, repo=repo.resolve(), base=base, head=head, change=change, dry_run=dry_run,
+        vcs=vcs, repo=repo.resolve(), base=base, head=head, change=change, dry_run=dry_run, tier=tier,
         max_inline=settings.review.max_inline_comments if max_inline is None else max_inline,
     )
     ci_outputs = CiOutputs(outputs, dotenv)

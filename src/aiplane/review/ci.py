@@ -184,7 +184,7 @@ def _request(options: ReviewOptions, settings: Settings, config: RunConfig, ctx:
         repo=repo, base=base, head=head, settings=settings, title=title, body=body,
         extra_agents=config.agents, extra_context=list(config.prompt_sections), prepare=prepare,
         routing=routing, worker_env=config.env, config_tree=trusted, repo_settings=repo_settings,
-        setting_notices=problems,
+        setting_notices=problems, force_tier=options.tier,
     )
     return request, change_request
 

@@ -7,6 +7,7 @@ Without a model, a review says plainly that the AI reviewers did not run and nev
 from __future__ import annotations
 
 import dataclasses
+import secrets as _random
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from aiplane.repository.tree import RepoTree, TreeBase
 from aiplane.review import secrets
 from aiplane.review.agents import AgentError, AgentSet, AgentSpec, load_agents, select
 from aiplane.review.changes import ChangeSet, analyze, git
+from aiplane.review.hunks import around_hunks, hunk_ranges
 from aiplane.review.judge import consolidate, supported
 from aiplane.review.repo_settings import RepoReviewSettings
 from aiplane.review.report import Finding, Review
@@ -28,6 +30,9 @@ from aiplane.review.tiering import TierRule, decide
 
 MAX_CONTEXT_DOC_BYTES = 8 * 1024
 MAX_AGENTS_MD_READ_BYTES = 1024 * 1024
+# Token counts in the engine are estimates (the product ships no tokenizer): characters / 4.
+CHARS_PER_TOKEN = 4
+MAX_FILL_FILE_BYTES = 512 * 1024
 
 NO_MODEL_NOTICE = (
     "AI reviewers did not run: no model is configured. Deterministic checks ran: risk tier, "
@@ -176,19 +181,114 @@ def write_run_files(run_dir: Path, context: str, change: ChangeSet) -> dict[str,
     return files
 
 
+def min_cacheable_tokens(endpoint: ModelEndpoint | None) -> int:
+    """The shortest prefix a provider caches (Anthropic per model; OpenAI 1024)."""
+    if endpoint is None:
+        return 1024
+    model = endpoint.model.lower()
+    if endpoint.kind == "anthropic":
+        if any(name in model for name in ("opus-4-5", "opus-4-6", "haiku-4-5")):
+            return 4096
+        if "haiku" in model or "sonnet-4-6" in model:
+            return 2048
+    return 1024
+
+
+def estimate_tokens(text: str) -> int:
+    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+
+
+@dataclass
+class SharedPrefix:
+    text: str  # the first part of every reviewer's first user turn
+    inlined: set[str]  # changed files whose patch it holds
+    surroundings: set[str]  # changed files whose lines around the hunks it holds
+    context: str  # the change context alone (title, files, conventions), without patches
+
+
+def shared_prefix(request: ReviewRequest, change: ChangeSet, tier: str, reviewers: int,
+                  settings: Settings | None) -> SharedPrefix:
+    """The first part of every reviewer's first user turn, byte-identical across reviewers.
+
+    The change context (with the base commit's AGENTS.md on full reviews only), then the patches
+    within `review.shared_patch_tokens`, then, when reviewers are several, the head lines around
+    each hunk (what a careful reviewer reads first) within `review.shared_context_tokens`: sent
+    once into the cached prefix instead of once per reviewer in tool results. A trivial review is
+    one call with the patch alone.
+    """
+    context = shared_context(request, change, with_conventions=tier == "full")
+    review_settings = settings.review if settings is not None else None
+    budget = (review_settings.shared_patch_tokens if review_settings else 12_000) * CHARS_PER_TOKEN
+    inlined: list[str] = []
+    pieces: list[str] = []
+    used = 0
+    for changed in change.reviewable:
+        patch = strip_boundary_tags(changed.patch)
+        if used + len(patch) > budget:
+            continue
+        used += len(patch)
+        inlined.append(changed.path)
+        pieces.append(patch)
+    text = context
+    if pieces:
+        text += "\n\nThe patches:\n<mr_input>\n" + "".join(p if p.endswith("\n") else p + "\n" for p in pieces) + "</mr_input>"
+    shown: set[str] = set()
+    if reviewers > 1:
+        limit = (review_settings.shared_context_tokens if review_settings else 8_000) * CHARS_PER_TOKEN
+        filled, shown = _hunk_context(change, set(inlined), limit)
+        if filled:
+            text += ("\n\nThe changed files around their hunks (head version, 40 lines either side; the hunks' own "
+                     "lines are in the patches above):\n<mr_input>\n" + filled + "</mr_input>")
+    return SharedPrefix(text, set(inlined), shown, context)
+
+
+def _hunk_context(change: ChangeSet, inlined: set[str], limit: int) -> tuple[str, set[str]]:
+    """Head lines around each hunk of the changed files whose patch is inlined, numbered, up to
+    `limit` characters; and which files are shown."""
+    out: list[str] = []
+    shown: set[str] = set()
+    size = 0
+    for changed in change.reviewable:
+        if changed.path not in inlined or changed.binary or changed.is_symlink or changed.status == "deleted":
+            continue
+        data = change.head_tree.read_bytes(changed.path, MAX_FILL_FILE_BYTES)
+        if data is None:
+            continue
+        runs = around_hunks(data.decode("utf-8", "replace").splitlines(), hunk_ranges(changed.patch), skip_hunks=True)
+        piece = strip_boundary_tags(f"--- {safe_path(changed.path)}\n" + ("\n...\n".join(runs) or "(all of it is in the patch)") + "\n")
+        if size + len(piece) > limit:
+            continue
+        out.append(piece)
+        shown.add(changed.path)
+        size += len(piece)
+    return "".join(out), shown
+
+
 def build_job(request: ReviewRequest, change: ChangeSet, review: Review, settings: Settings, run_dir: Path) -> dict:
     """Everything the worker needs, sent over stdin (keys included: never argv, never logs)."""
-    context = shared_context(request, change)
+    shared = shared_prefix(request, change, review.tier, len(review.agents), settings)
     specs = request.agent_set().agents
     return {
+        # For the log: the shared part's size against the shortest prefix the provider caches.
+        "shared_tokens_estimate": estimate_tokens(shared.text),
+        "cache_floor_tokens": min_cacheable_tokens(settings.llm.models.get("specialist")),
+        "inlined": sorted(shared.inlined),
+        "surroundings": sorted(shared.surroundings),
+        # One call with the patch alone: no tools on a trivial review.
+        "single_call": review.tier == "trivial",
+        # One key per review: OpenAI routes requests with the same key to the same prompt cache.
+        "cache_key": f"aiplane-review-{_random.token_hex(8)}",
+        "warmup": settings.review.warmup,
+        "budgets": {"reviewer_input_tokens": settings.review.reviewer_input_tokens,
+                    "review_input_tokens": settings.review.review_input_tokens},
         "repo": str(change.repo),
         "head": change.head,
         "tier": review.tier,
         "agents": review.agents,
         "agent_specs": [specs[name].model_dump() for name in review.agents],
         "routing": request.routing,
-        "context": context,
-        "patch_files": write_run_files(run_dir, context, change),
+        "context": shared.text,
+        "patch_files": write_run_files(run_dir, shared.context, change),
         "models": {tier: _endpoint_json(e) for tier, e in settings.llm.models.items()},
         "failback": {tier: [_endpoint_json(e) for e in chain] for tier, chain in settings.llm.failback.items()},
         "max_concurrency": settings.review.max_concurrency,
@@ -244,6 +344,7 @@ def _apply_events(review: Review, result: WorkerResult) -> list[Finding]:
     prices = bundled().prices
     findings: list[Finding] = []
     usage: dict[str, dict] = {}
+    cuts: dict[str, list[tuple[str, str]]] = {}
     finished_ok = set()
     for event in result.events:
         kind = event.get("type")
@@ -267,8 +368,20 @@ def _apply_events(review: Review, result: WorkerResult) -> list[Finding]:
                 review.notices.append(f"The {event['agent']} reviewer failed on {event.get('model')} ({event.get('message')}); trying the next model.")
             else:
                 review.notices.append(f"The {event['agent']} reviewer produced no usable answer ({event.get('message')}); its part was skipped.")
+        elif kind == "budget" and event.get("agent"):
+            cuts.setdefault(str(event.get("scope")), []).append((str(event["agent"]), str(event.get("action"))))
         elif kind == "step_finish" and event.get("status") == "ok":
             finished_ok.add(event["agent"])
+    for scope, agents in sorted(cuts.items()):
+        what = "this review's" if scope == "review" else "its own"
+        skipped = [a for a, action in agents if action == "skipped"]
+        early = [a for a, action in agents if action != "skipped"]
+        if early:
+            review.notices.append(f"Token budget: {', '.join(early)} reached {what} input-token budget and answered "
+                                  "before reading everything it asked for; its review may be incomplete.")
+        if skipped:
+            review.notices.append(f"Token budget: {', '.join(skipped)} did not run: this review's input-token budget "
+                                  "was spent by the reviewers before it (review.review_input_tokens).")
     if result.malformed_lines:
         review.notices.append(f"The review worker wrote {result.malformed_lines} unreadable line(s); they were skipped.")
     review.usage = list(usage.values())
@@ -281,7 +394,7 @@ def _apply_events(review: Review, result: WorkerResult) -> list[Finding]:
     return findings
 
 
-def shared_context(request: ReviewRequest, change: ChangeSet) -> str:
+def shared_context(request: ReviewRequest, change: ChangeSet, with_conventions: bool = True) -> str:
     """The change as the reviewers' user turn: everything in it is data written by the change's author.
 
     It never goes into the system message. Every piece is stripped of boundary tags and sits inside
@@ -301,7 +414,8 @@ def shared_context(request: ReviewRequest, change: ChangeSet) -> str:
         parts.append(f"<previous_review>\n{strip_boundary_tags(request.previous_review)}\n</previous_review>")
     # The conventions in force are the base commit's: the change may rewrite AGENTS.md, and that
     # rewrite is reviewed in the diff, not obeyed.
-    agents_md = change.base_tree.read_text("AGENTS.md", MAX_AGENTS_MD_READ_BYTES, errors="replace")
+    # A trivial change gets one reviewer and one call; conventions cost more than they help there.
+    agents_md = change.base_tree.read_text("AGENTS.md", MAX_AGENTS_MD_READ_BYTES, errors="replace") if with_conventions else None
     if agents_md:
         text = strip_boundary_tags(agents_md[:MAX_CONTEXT_DOC_BYTES])
         parts.append(f"Repository conventions (AGENTS.md):\n<mr_input>\n{text}\n</mr_input>")
@@ -336,6 +450,8 @@ async def record_run(settings: Settings, review: Review, duration_s: float, brea
                     duration_s=duration_s,
                     break_glass=int(break_glass),
                     break_glass_by=review.break_glass_by[:200] if break_glass and review.break_glass_by else None,
+                    input_tokens=sum(int(u.get("input_tokens") or 0) for u in review.usage) if review.usage else None,
+                    cached_tokens=sum(int(u.get("cached_tokens") or 0) for u in review.usage) if review.usage else None,
                 )
             )
     finally:

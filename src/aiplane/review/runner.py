@@ -5,6 +5,7 @@ The worker runs with a memory cap (RLIMIT_AS). If it dies, every event it emitte
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -34,6 +35,72 @@ def worker_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**env, **(extra or {}), "PYTHONUNBUFFERED": "1"}
 LOG_FLUSH_LINES = 100
 LOG_FLUSH_SECONDS = 0.05
+# Tells a pre-started worker which model SDK to import while it waits for its job.
+PRELOAD_ENV = "AIPLANE_REVIEW_WORKER_PRELOAD"
+
+
+def _command() -> list[str]:
+    # -P: the working directory is not on sys.path. The review runs inside a checkout the change
+    # controls, and a planted `aiplane/` or `json.py` there must never be imported.
+    return [sys.executable, "-P", "-m", "aiplane.review.worker"]
+
+
+@dataclass
+class _Prestarted:
+    process: subprocess.Popen
+    memory_cap_bytes: int
+
+
+_prestarted: _Prestarted | None = None
+
+
+def prestart(memory_cap_bytes: int = DEFAULT_MEMORY_CAP, preload: str = "openai") -> None:
+    """Start a review worker now, before there is a job for it: importing pydantic-ai and a model
+    SDK takes one to two seconds, and this way it happens while the parent reads the change.
+
+    The worker is started exactly as `run_worker` starts one (allowlisted environment, memory cap,
+    `-P`, a working directory outside the checkout); `run_worker` uses it only when it would have
+    started the same process (no extra environment, the same memory cap), else discards it. An
+    unused worker gets an empty stdin and exits.
+    """
+    global _prestarted
+    if _prestarted is not None:
+        return
+    try:
+        process = subprocess.Popen(
+            _command(), cwd=tempfile.gettempdir(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            preexec_fn=_cap_memory(memory_cap_bytes) if memory_cap_bytes > 0 else None,  # noqa: PLW1509
+            env=worker_environment({PRELOAD_ENV: preload}),
+        )
+    except OSError:
+        return  # run_worker starts one when it needs it
+    _prestarted = _Prestarted(process, memory_cap_bytes)
+    atexit.register(discard_prestarted)
+
+
+def discard_prestarted() -> None:
+    global _prestarted
+    found, _prestarted = _prestarted, None
+    if found is None:
+        return
+    # It has done nothing but import; stopping it at once keeps an unused one from delaying exit.
+    found.process.kill()
+    found.process.wait()
+    for stream in (found.process.stdin, found.process.stdout):
+        if stream is not None:
+            stream.close()
+
+
+def _take_prestarted(env: dict[str, str] | None, memory_cap_bytes: int) -> subprocess.Popen | None:
+    global _prestarted
+    found = _prestarted
+    if found is None:
+        return None
+    if env or found.memory_cap_bytes != memory_cap_bytes or found.process.poll() is not None:
+        discard_prestarted()
+        return None
+    _prestarted = None
+    return found.process
 
 
 @dataclass
@@ -94,18 +161,19 @@ def run_worker(
     cwd: Path | None = None,
 ) -> WorkerResult:
     payload = json.dumps(job).encode()
-    worker_stderr = log_path.with_suffix(".stderr").open("ab") if log_path else None
-    process = subprocess.Popen(
-        # -P: the working directory is not on sys.path. The review runs inside a checkout the change
-        # controls, and a planted `aiplane/` or `json.py` there must never be imported.
-        [sys.executable, "-P", "-m", "aiplane.review.worker"],
-        cwd=cwd or tempfile.gettempdir(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=worker_stderr or subprocess.DEVNULL,
-        preexec_fn=_cap_memory(memory_cap_bytes) if memory_cap_bytes > 0 else None,  # noqa: PLW1509
-        env=worker_environment(env),
-    )
+    # A pre-started worker has no stderr log (it started before the log's path was known).
+    process = _take_prestarted(env, memory_cap_bytes)
+    worker_stderr = log_path.with_suffix(".stderr").open("ab") if log_path and process is None else None
+    if process is None:
+        process = subprocess.Popen(
+            _command(),
+            cwd=cwd or tempfile.gettempdir(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=worker_stderr or subprocess.DEVNULL,
+            preexec_fn=_cap_memory(memory_cap_bytes) if memory_cap_bytes > 0 else None,  # noqa: PLW1509
+            env=worker_environment(env),
+        )
     assert process.stdin is not None and process.stdout is not None
 
     def feed() -> None:

@@ -16,7 +16,7 @@ from html.entities import html5
 from importlib import resources
 
 BOUNDARY_TAGS = ("mr_input", "mr_body", "mr_details", "mr_comments", "changed_files", "previous_review",
-                 "golden_comment", "review_finding")
+                 "golden_comment", "review_finding", "reviewer_role")
 
 # A tag name letter also matches its ASCII look-alikes: TR39 draws l, I (casefolded to i), 1 and | alike, O and 0,
 # and m and rn.

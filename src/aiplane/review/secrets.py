@@ -20,6 +20,20 @@ The change under review cannot waive it:
 - binary content is still scanned: UTF-16/UTF-32 text is decoded, other binaries by their
   printable strings; a file too big to scan at all is a warning finding, never silence;
 - file names and symlink targets are scanned too.
+
+Precision (docs/review.md, "What is critical"): a finding's severity follows what was found and
+where, never what the change says about itself:
+
+- a real-format credential (every detector but the keyword and basic-auth ones: AWS `AKIA...`,
+  GitHub `ghp_...`, private key blocks, Slack, Stripe, JWT, ...) is critical wherever it is, test
+  folders included; only a value that spells out an example (`AKIAIOSFODNN7EXAMPLE`, a key body
+  cut short with `...`) is a warning;
+- a keyword or basic-auth hit (`password = "..."`, `API_KEY: ...`, `user:pass@host`) whose value
+  is an obvious placeholder (`dummy`, `example`, `changeme`, `xxx`, `test`, `fake`, `<...>`,
+  `${...}`, just `password`, three distinct characters or fewer, ...) is dropped;
+- any other such hit in a test file or a documentation file is a warning; elsewhere, config
+  files included (read as config, so `password: value` and `KEY=value` count unquoted), it stays
+  critical.
 """
 
 from __future__ import annotations
@@ -61,6 +75,52 @@ BEGIN_KEY = re.compile(r"BEGIN[ A-Z0-9]*PRIVATE KEY")
 KEYWORD_HINT = re.compile(DENYLIST_REGEX, re.IGNORECASE)
 ALLOWLIST_FILTER = "detect_secrets.filters.allowlist.is_line_allowlisted"
 PRIVATE_KEY = "Private Key"
+KEYWORD_TYPE = "Secret Keyword"
+# Detectors that judge a value by what names it (a keyword, a URL's user:password), not by its format.
+KEYWORD_LIKE = {KEYWORD_TYPE, "Basic Auth Credentials"}
+CONFIG_FILE = re.compile(r"\.(ya?ml|ini|cfg|conf|cnf|properties|toml|env)$|(^|/)\.env(\.[^/]*)?$", re.IGNORECASE)
+DOC_FILE = re.compile(r"\.(md|markdown|rst|adoc|txt)$|(^|/)docs?/", re.IGNORECASE)
+# A value that is just the name of what it stands for.
+NAME_ONLY = re.compile(r"^(password|passwd|pass|pwd|secret|token|key|apikey|api_key|api-key|credentials?|none|null|true|false)$",
+                       re.IGNORECASE)
+# Words no real credential spells out: a value holding one is a placeholder.
+PLACEHOLDER_WORDS = re.compile(
+    r"dummy|example|changeme|change_me|change-me|placeholder|sample|fake|mock|xxx|test|redacted|your[_-]|"
+    r"insert|replace|secret_here|password_here|todo|foobar|lorem", re.IGNORECASE)
+# Real-format keys are random: only these (not "test": Stripe's sk_test_ keys are real) mark an
+# example: a value ending in EXAMPLE / EXAMPLEKEY, as AWS's documented keys do, or a placeholder word.
+EXAMPLE_WORDS = re.compile(r"example(key)?$|dummy|placeholder|changeme|x{6,}", re.IGNORECASE)
+TEMPLATE = re.compile(r"^[<{\[(].*[>}\])]$|^\$\{?[A-Za-z_]|^%\(?[A-Za-z_]|^\*+$|^\.+$")
+TEST_DIR = re.compile(r"(^|/)(tests?|__tests__|spec|specs|testdata|test_data|test-data|fixtures?|__fixtures__|__mocks__|mocks?)/",
+                      re.IGNORECASE)
+TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test\.[A-Za-z0-9]+|[^/]*\.(test|spec)\.[A-Za-z0-9]+|conftest\.py)$", re.IGNORECASE)
+
+
+def is_placeholder(value: str | None) -> bool:
+    """A keyword hit's value that cannot be a real credential (the rule in docs/review.md)."""
+    if value is None:
+        return False
+    text = value.strip().strip("\"'`")
+    return (not text or len(set(text.lower())) <= 3 or PLACEHOLDER_WORDS.search(text) is not None
+            or TEMPLATE.search(text) is not None or NAME_ONLY.search(text) is not None)
+
+
+def is_config(path: str) -> bool:
+    return CONFIG_FILE.search(path) is not None
+
+
+def in_tests(path: str) -> bool:
+    return TEST_DIR.search(path) is not None or TEST_FILE.search(path) is not None
+
+
+def severity_for(kind: str, path: str, value: str | None) -> str | None:
+    """critical, warning, or None (dropped): the documented precision rule."""
+    if kind not in KEYWORD_LIKE:
+        example = value is not None and (EXAMPLE_WORDS.search(value) is not None or "..." in value or "\u2026" in value)
+        return "warning" if example else "critical"
+    if is_placeholder(value):
+        return None
+    return "warning" if in_tests(path) or DOC_FILE.search(path) else "critical"
 
 
 @dataclass
@@ -169,7 +229,11 @@ def scan(change: ChangeSet, keyword_seconds: float = DEFAULT_KEYWORD_SECONDS) ->
         if changed.is_symlink:
             lines.add(changed.path, 0, change.head_tree.symlink_target(changed.path) or "")
     hits, _ = _scan_lines(lines, keyword=False, deadline=None)
-    keyword_hits, finished = _scan_lines(lines, keyword=True, deadline=time.monotonic() + keyword_seconds)
+    deadline = time.monotonic() + keyword_seconds
+    keyword_hits, finished = _scan_lines(lines, keyword=True, deadline=deadline)
+    if finished:
+        config_hits, finished = _scan_lines(lines, keyword=True, deadline=deadline, config=True)
+        keyword_hits += config_hits
     if not finished:
         findings.append(_unscanned(
             "", f"the keyword check (\"password = ...\") did not finish within {keyword_seconds:g} s; the specific "
@@ -177,28 +241,36 @@ def scan(change: ChangeSet, keyword_seconds: float = DEFAULT_KEYWORD_SECONDS) ->
     seen: set[tuple[str, int, str]] = set()
     # A private key is told apart by its block (every RSA key's BEGIN line reads alike).
     blocks = {(hit[0], hit[1]): hit[3] for hit in key_blocks}
+    block_texts = {(hit[0], hit[1]): hit[5] for hit in key_blocks}
     for hit in key_blocks + hits + keyword_hits:
-        path, number, kind, secret_hash, line = hit
+        path, number, kind, secret_hash, line, value = hit
         if kind == PRIVATE_KEY:
             secret_hash = blocks.get((path, number), secret_hash)
+            value = block_texts.get((path, number), value)
         if (path, number, kind) in seen or (path, -1, secret_hash) in seen:
             continue
         if _allowlisted_in_base(path, line, base.get(path)):
             continue
         seen.update({(path, number, kind), (path, -1, secret_hash)})
-        findings.append(_finding(path, number, kind, secret_hash))
+        severity = severity_for(kind, path, value)
+        if severity is not None:
+            findings.append(_finding(path, number, kind, secret_hash, severity))
     return findings, notices
 
 
-Hit = tuple[str, int, str, str, _Line]  # path, line, type, what tells this secret apart, the line scanned
+# path, line, type, what tells this secret apart, the line scanned, the value found (kept in memory only)
+Hit = tuple[str, int, str, str, _Line, str | None]
 
 
-def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None) -> tuple[list[Hit], bool]:
+def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None, config: bool = False) -> tuple[list[Hit], bool]:
     """Added lines as one synthetic diff through detect-secrets' own diff scanner, so each line is
     read as plain text. `keyword` runs only the keyword detector, on lines that name a keyword,
-    the change's reviewed files before its noise, in batches until `deadline`."""
+    the change's reviewed files before its noise, in batches until `deadline`. With `config`, only
+    config files' lines, read as config (`password: value` and `KEY=value` need no quotes there)."""
+    name = "scan.ini" if config else "scan.txt"
     if keyword:
-        texts_, owners = lines.pieces(KEYWORD_PIECE, lambda line: KEYWORD_HINT.search(line.text) is not None)
+        texts_, owners = lines.pieces(KEYWORD_PIECE, lambda line: KEYWORD_HINT.search(line.text) is not None
+                                      and (not config or is_config(line.path)))
         order = sorted(range(len(texts_)), key=lambda i: lines.origin[owners[i]].noise)
         texts_, owners = [texts_[i] for i in order], [owners[i] for i in order]
     else:
@@ -222,15 +294,15 @@ def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None) -> tuple[l
                 return hits, False
             chunk = texts_[start : start + batch]
             body = "".join(f"+{text}\n" for text in chunk)
-            for secret in scan_diff(f"--- a/scan.txt\n+++ b/scan.txt\n@@ -0,0 +1,{len(chunk)} @@\n{body}"):
+            for secret in scan_diff(f"--- a/{name}\n+++ b/{name}\n@@ -0,0 +1,{len(chunk)} @@\n{body}"):
                 if secret.type in NOISY_TYPES or not 1 <= secret.line_number <= len(chunk):
                     continue
                 line = lines.origin[owners[start + secret.line_number - 1]]
-                hits.append((line.path, line.number, secret.type, secret.secret_hash, line))
+                hits.append((line.path, line.number, secret.type, secret.secret_hash, line, secret.secret_value))
     get_filters.cache_clear()
     if not keyword:
         # Private keys detect-secrets does not list (PKCS#8 "ENCRYPTED PRIVATE KEY" and the like).
-        hits += [(line.path, line.number, PRIVATE_KEY, hashlib.sha1(line.text.encode()).hexdigest(), line)
+        hits += [(line.path, line.number, PRIVATE_KEY, hashlib.sha1(line.text.encode()).hexdigest(), line, None)
                  for line in lines.origin if BEGIN_KEY.search(line.text)]
     return hits, True
 
@@ -247,14 +319,17 @@ def _key_blocks(text: str | None, changed: ChangedFile, added: set[int]) -> list
     for index, line in enumerate(lines, start=1):
         if not BEGIN_KEY.search(line):
             continue
-        end = next((n for n in range(index + 1, min(len(lines), index + 200) + 1)
-                    if "PRIVATE KEY" in lines[n - 1] and "END" in lines[n - 1]), min(len(lines), index + 200))
+        # A whole key on one line (a JSON string with "\n" escapes) ends where it starts.
+        same_line = "END" in line[BEGIN_KEY.search(line).end():]  # type: ignore[union-attr]
+        end = index if same_line else next((n for n in range(index + 1, min(len(lines), index + 200) + 1)
+                                            if "PRIVATE KEY" in lines[n - 1] and "END" in lines[n - 1]), min(len(lines), index + 200))
         first_added = next((n for n in range(index, end + 1) if n in added), None)
         if first_added is not None:
             block = "\n".join(lines[index - 1 : end])
             digest = hashlib.sha1(block.encode()).hexdigest()
             hits.append((changed.path, first_added, PRIVATE_KEY, digest,
-                         _Line(changed.path, first_added, lines[first_added - 1], lines[first_added - 2] if first_added > 1 else None)))
+                         _Line(changed.path, first_added, lines[first_added - 1], lines[first_added - 2] if first_added > 1 else None),
+                         block))
     return hits
 
 
@@ -280,8 +355,18 @@ def _allowlisted_in_base(path: str, line: _Line, base_text: str | None) -> bool:
     return False
 
 
-def _finding(path: str, line: int, kind: str, secret_hash: str) -> Finding:
+def _finding(path: str, line: int, kind: str, secret_hash: str, severity: str = "critical") -> Finding:
     where = f"Line {line} adds" if line else "This file's name or symlink target holds"
+    if severity != "critical":
+        why = ("in a test file, so it is likely a fixture" if kind == KEYWORD_TYPE
+               else "but its value reads like a documentation example")
+        return Finding(
+            file=path, start_line=max(line, 1), end_line=max(line, 1), category="security", severity=severity,
+            title=f"Possible {kind.lower()} committed",
+            explanation=f"{where} what detect-secrets takes for a credential ({kind}), {why}. Check it is not a real one.",
+            suggestion="If it is real, remove and rotate it; load credentials from the environment.",
+            confidence=0.5, rule_id=None, source="secret-scan", discriminator=secret_hash[:16],
+        )
     return Finding(
         file=path,
         start_line=max(line, 1),

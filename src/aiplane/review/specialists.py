@@ -1,21 +1,37 @@
-"""Running one reviewer agent: read-only tools confined to the checkout, structured findings out."""
+"""Running one reviewer agent: read-only tools confined to the checkout, structured findings out.
+
+Every reviewer of one review sends the same prefix, byte for byte, so a provider's prompt cache
+serves it once and every later reviewer reads it at the cached rate:
+
+1. the tool list: every reviewer gets all four tools; which ones a reviewer may use is checked
+   inside each tool, never by leaving tools out (that would change the prefix);
+2. the system message: the output rules, nothing else (never the change's text);
+3. the first part of the first user turn: the change and its patches, as data inside boundary tags.
+
+Then a cache breakpoint (Anthropic `cache_control`; OpenAI routes by `prompt_cache_key`), then
+this reviewer's own part: its role, what to flag and not, its files.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai import Agent, ModelRetry, RunContext, Tool
 from pydantic_ai.exceptions import UnexpectedModelBehavior
+from pydantic_ai.messages import CachePoint
+from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.usage import UsageLimits
 
 from aiplane.llm.client import ModelHandle
 from aiplane.repository import git
 from aiplane.repository.tree import GitTree, clean_path
 from aiplane.review.agents import AgentSpec
+from aiplane.review.hunks import around_hunks, hunk_ranges
 from aiplane.review.report import Finding
 from aiplane.review.sanitize import safe_path, strip_boundary_tags
 
@@ -25,6 +41,9 @@ MAX_FILE_READ_BYTES = 4 * 1024 * 1024
 MAX_GREP_MATCHES = 50
 MAX_GREP_OUTPUT = 2 * 1024 * 1024
 OUTPUT_RULES = resources.files("aiplane.review").joinpath("prompts/output-rules.md").read_text(encoding="utf-8")
+ALL_TOOLS = ("read_patch", "read_file", "grep", "list_dir")
+# read_file on an unchanged file without a range: its first lines.
+DEFAULT_READ_LINES = 200
 
 
 class FindingOut(BaseModel):
@@ -55,6 +74,14 @@ class Workspace:
     head: str
     patches: dict[str, str]
     _tree: GitTree | None = field(default=None, repr=False)
+    # The tools this reviewer may use (all are offered, so every reviewer's tool list is the same).
+    allowed: frozenset[str] = frozenset(ALL_TOOLS)
+    # Past its budget a reviewer's tools are withdrawn and it must answer.
+    budget: ReviewerBudget | None = None
+    # Changed files whose whole patch is in the shared prefix: read_file does not repeat its lines.
+    inlined: frozenset[str] = frozenset()
+    # Changed files whose lines around the hunks are in the shared prefix too.
+    surroundings: frozenset[str] = frozenset()
 
     @property
     def tree(self) -> GitTree:
@@ -68,8 +95,51 @@ class Workspace:
             return path
         return next((p for p in self.patches if safe_path(p) == path), None)
 
-    def scoped(self, paths: list[str]) -> Workspace:
-        return Workspace(self.repo, self.head, {p: self.patches[p] for p in paths}, self._tree)
+    def scoped(self, paths: list[str], allowed: frozenset[str] | None = None, budget: ReviewerBudget | None = None) -> Workspace:
+        return Workspace(self.repo, self.head, {p: self.patches[p] for p in paths}, self._tree,
+                         self.allowed if allowed is None else allowed, budget, self.inlined, self.surroundings)
+
+    def hunks(self, path: str) -> list[tuple[int, int]]:
+        """The head-side line ranges of a changed file's hunks."""
+        found = self.changed(path)
+        return hunk_ranges(self.patches[found]) if found is not None else []
+
+
+@dataclass
+class ReviewBudget:
+    """Input tokens of the whole review, shared by its reviewers (one worker, one event loop)."""
+
+    limit: int = 0  # 0: no limit
+    spent: dict[str, int] = field(default_factory=dict)
+    cut: set[str] = field(default_factory=set)
+
+    @property
+    def total(self) -> int:
+        return sum(self.spent.values())
+
+    def exhausted(self) -> bool:
+        return bool(self.limit) and self.total >= self.limit
+
+
+@dataclass
+class ReviewerBudget:
+    agent: str
+    limit: int = 0  # 0: no limit
+    review: ReviewBudget | None = None
+    cut: str | None = None  # "reviewer" or "review" once the budget made this reviewer answer early
+    base: int = 0  # what this reviewer spent on models tried before this one
+
+    def allows_more(self, input_tokens: int) -> bool:
+        """Whether another tool round fits, given the input tokens this run has sent so far."""
+        if self.review is not None:
+            self.review.spent[self.agent] = self.base + input_tokens
+        if self.limit and input_tokens >= self.limit:
+            self.cut = self.cut or "reviewer"
+        elif self.review is not None and self.review.exhausted():
+            self.cut = self.cut or "review"
+        if self.cut and self.review is not None:
+            self.review.cut.add(self.agent)
+        return self.cut is None
 
 
 def _clean(path: str) -> str:
@@ -79,60 +149,114 @@ def _clean(path: str) -> str:
     return clean
 
 
-def _tools(spec: AgentSpec):  # noqa: ANN202 - pydantic-ai tool callables
-    def read_patch(ctx: RunContext[Workspace], path: str) -> str:
-        """The unified diff of one changed file you were given."""
-        found = ctx.deps.changed(path)
-        if found is None:
-            raise ModelRetry(f"no patch for {safe_path(path)}; yours are: {', '.join(sorted(safe_path(p) for p in ctx.deps.patches))}")
-        return strip_boundary_tags(ctx.deps.patches[found][:MAX_READ_BYTES])  # cut, then strip: no half tags
-
-    def read_file(ctx: RunContext[Workspace], path: str, start: int = 1, end: int = 400) -> str:
-        """Lines start..end (1-based) of a file at the reviewed commit."""
-        clean, tree = _clean(path), ctx.deps.tree
-        kind = tree.kind(clean)
-        if kind == "symlink":
-            target = tree.symlink_target(clean) or "?"
-            return f"{safe_path(clean)} is a symbolic link to {safe_path(target)!r}; links are not followed."
-        if kind != "file":
-            raise ModelRetry(f"{safe_path(clean)} is {'a directory' if kind == 'dir' else 'not a file'} at the reviewed commit")
-        data = tree.read_bytes(clean, MAX_FILE_READ_BYTES)
-        if data is None:
-            raise ModelRetry(f"{safe_path(clean)} is larger than {MAX_FILE_READ_BYTES // (1024 * 1024)} MiB; use grep on it")
-        lines = data.decode("utf-8", "replace").splitlines()
-        first = max(start, 1)
-        chunk = lines[first - 1 : max(end, first)]
-        text = "\n".join(f"{i}: {line}" for i, line in enumerate(chunk, start=first))[:MAX_READ_BYTES]
-        return strip_boundary_tags(text)
-
-    def grep(ctx: RunContext[Workspace], pattern: str, path_glob: str = "*") -> str:
-        """Lines matching a regular expression in the reviewed commit's files (at most 50)."""
-        head = ctx.deps.head
-        try:
-            out = git.run(ctx.deps.repo, "grep", "-n", "-I", "-E", "--full-name", "-e", pattern, head, "--", path_glob,
-                          timeout=20, max_output=MAX_GREP_OUTPUT, truncate=True, check=False)
-        except git.GitError as exc:
-            raise ModelRetry(f"grep failed ({exc}); use a narrower pattern or path_glob") from None
-        lines = [line.removeprefix(f"{head}:") for line in out.decode("utf-8", "replace").splitlines()]
-        shown = "\n".join(lines[:MAX_GREP_MATCHES]) + (f"\n... {len(lines) - MAX_GREP_MATCHES} more" if len(lines) > MAX_GREP_MATCHES else "")
-        return strip_boundary_tags(shown)
-
-    def list_dir(ctx: RunContext[Workspace], path: str = ".") -> str:
-        """Entries of a directory at the reviewed commit."""
-        clean, tree = _clean(path), ctx.deps.tree
-        if tree.kind(clean) != "dir":
-            raise ModelRetry(f"{safe_path(clean)} is not a directory at the reviewed commit")
-        suffix = {"dir": "/", "symlink": " (symbolic link, not followed)", "submodule": " (submodule)"}
-        return "\n".join(safe_path(e.name) + suffix.get(e.kind, "") for e in tree.list_dir(clean))
-
-    available = {"read_patch": read_patch, "read_file": read_file, "grep": grep, "list_dir": list_dir}
-    return [available[name] for name in spec.tools]
+def _permitted(ctx: RunContext[Workspace], tool: str) -> None:
+    if tool not in ctx.deps.allowed:
+        raise ModelRetry(f"{tool} is not available to you; use {', '.join(sorted(ctx.deps.allowed)) or 'no tool'} or answer")
 
 
-def instructions(spec: AgentSpec, notes: str = "") -> str:
-    """The system message: only what we wrote or the operator/base commit trusts; never the change's text."""
+def _lines(numbered: list[str], first: int, last: int) -> list[str]:
+    return [f"{i}: {numbered[i - 1]}" for i in range(first, last + 1)]
+
+
+def read_patch(ctx: RunContext[Workspace], path: str) -> str:
+    """The unified diff of one changed file you were given (the patches above may be cut short)."""
+    _permitted(ctx, "read_patch")
+    found = ctx.deps.changed(path)
+    if found is None:
+        raise ModelRetry(f"no patch for {safe_path(path)}; yours are: {', '.join(sorted(safe_path(p) for p in ctx.deps.patches))}")
+    return strip_boundary_tags(ctx.deps.patches[found][:MAX_READ_BYTES])  # cut, then strip: no half tags
+
+
+def read_file(ctx: RunContext[Workspace], path: str, start: int | None = None, end: int | None = None) -> str:
+    """Lines of a file at the reviewed commit, numbered. Without start and end, a changed file shows
+    40 lines either side of each changed hunk, any other file its first 200 lines; give start and
+    end (1-based, inclusive) for other lines."""
+    _permitted(ctx, "read_file")
+    clean, tree = _clean(path), ctx.deps.tree
+    kind = tree.kind(clean)
+    if kind == "symlink":
+        target = tree.symlink_target(clean) or "?"
+        return f"{safe_path(clean)} is a symbolic link to {safe_path(target)!r}; links are not followed."
+    if kind != "file":
+        raise ModelRetry(f"{safe_path(clean)} is {'a directory' if kind == 'dir' else 'not a file'} at the reviewed commit")
+    data = tree.read_bytes(clean, MAX_FILE_READ_BYTES)
+    if data is None:
+        raise ModelRetry(f"{safe_path(clean)} is larger than {MAX_FILE_READ_BYTES // (1024 * 1024)} MiB; use grep on it")
+    lines = data.decode("utf-8", "replace").splitlines()
+    total = len(lines)
+    hunks = ctx.deps.hunks(clean) if start is None and end is None else []
+    found = ctx.deps.changed(clean)
+    if hunks and found in ctx.deps.surroundings and found in ctx.deps.inlined:
+        shown = (f"({safe_path(clean)}: {total} lines. Its patch and the 40 lines around each hunk are in the first "
+                 "message already; give start and end to read other lines.)")
+    elif hunks:
+        # The lines of a patch already in the prompt are not sent again: only what surrounds them.
+        skip = found in ctx.deps.inlined
+        parts = around_hunks(lines, hunks, skip)
+        note = "; the lines of its hunks are in the patch above and not repeated" if skip else ""
+        head = f"({safe_path(clean)}: {total} lines; 40 lines around each changed hunk{note}; gaps marked ...)"
+        shown = head + "\n" + ("\n...\n".join(parts) if parts else "(nothing beyond the patch above)")
+    else:
+        first = max(start or 1, 1)
+        last = min(max(end or first + DEFAULT_READ_LINES - 1, first), total)
+        shown = "\n".join(_lines(lines, first, last)) if first <= total else f"({safe_path(clean)} has {total} lines)"
+        if last < total and end is None:
+            shown += f"\n... ({total} lines in all; ask for start and end to read more)"
+    return strip_boundary_tags(shown[:MAX_READ_BYTES])
+
+
+def grep(ctx: RunContext[Workspace], pattern: str, path_glob: str = "*") -> str:
+    """Lines matching a regular expression in the reviewed commit's files (at most 50)."""
+    _permitted(ctx, "grep")
+    head = ctx.deps.head
+    try:
+        out = git.run(ctx.deps.repo, "grep", "-n", "-I", "-E", "--full-name", "-e", pattern, head, "--", path_glob,
+                      timeout=20, max_output=MAX_GREP_OUTPUT, truncate=True, check=False)
+    except git.GitError as exc:
+        raise ModelRetry(f"grep failed ({exc}); use a narrower pattern or path_glob") from None
+    lines = [line.removeprefix(f"{head}:") for line in out.decode("utf-8", "replace").splitlines()]
+    shown = "\n".join(lines[:MAX_GREP_MATCHES]) + (f"\n... {len(lines) - MAX_GREP_MATCHES} more" if len(lines) > MAX_GREP_MATCHES else "")
+    return strip_boundary_tags(shown)
+
+
+def list_dir(ctx: RunContext[Workspace], path: str = ".") -> str:
+    """Entries of a directory at the reviewed commit."""
+    _permitted(ctx, "list_dir")
+    clean, tree = _clean(path), ctx.deps.tree
+    if tree.kind(clean) != "dir":
+        raise ModelRetry(f"{safe_path(clean)} is not a directory at the reviewed commit")
+    suffix = {"dir": "/", "symlink": " (symbolic link, not followed)", "submodule": " (submodule)"}
+    return "\n".join(safe_path(e.name) + suffix.get(e.kind, "") for e in tree.list_dir(clean))
+
+
+async def _within_budget(ctx: RunContext[Workspace], tool_def: ToolDefinition) -> ToolDefinition | None:
+    """Withdraws the tools once the reviewer's or the review's input-token budget is spent, so the
+    next answer must be the findings (the output tool is all that is left)."""
+    budget = ctx.deps.budget
+    if budget is None or budget.allows_more(ctx.usage.input_tokens):
+        return tool_def
+    return None
+
+
+def tools() -> list[Tool]:
+    """The same tools, in the same order, for every reviewer: part of the shared, cached prefix."""
+    return [Tool(fn, prepare=_within_budget) for fn in (read_patch, read_file, grep, list_dir)]
+
+
+def instructions() -> str:
+    """The system message: only what we wrote; the same for every reviewer; never the change's text."""
+    return OUTPUT_RULES
+
+
+def reviewer_part(spec: AgentSpec, files: list[str], inlined: set[str], notes: str = "", with_tools: bool = True) -> str:
+    """This reviewer's own part of the first user turn, after the shared prefix: trusted text (ours,
+    the operator's or the base commit's), never the change's."""
+    listed = "\n".join(f"- {safe_path(p)}" + ("" if p in inlined else " (patch not shown above: read it with read_patch)")
+                       for p in files)
+    usable = (", ".join(t for t in ALL_TOOLS if t in spec.tools) if with_tools else "") or "none: answer from the patches above"
     extra = f"\n\n{notes}" if notes else ""
-    return f"{OUTPUT_RULES}\nYou are the {spec.name} reviewer: {spec.description}\n\n{spec.prompt}{extra}"
+    return (f"<reviewer_role>\nYou are the {spec.name} reviewer: {spec.description}\n\n{spec.prompt.strip()}{extra}\n\n"
+            f"Tools you may use: {usable}.\nYour files (review only these):\n{listed}\n</reviewer_role>")
 
 
 @dataclass
@@ -145,6 +269,16 @@ class AgentRun:
     cached_tokens: int = 0
     requests: int = 0
     error: str | None = None
+    budget_cut: str | None = None
+
+
+def cache_settings(handle: ModelHandle, cache_key: str | None) -> dict:
+    """Provider prompt caching: OpenAI routes requests with one key to the same cache; Anthropic
+    caches what precedes its breakpoints (the `CachePoint` after the shared part, and the last
+    message block, so a reviewer's later turns reuse its own earlier ones)."""
+    if handle.endpoint.kind == "anthropic":
+        return {"anthropic_cache_messages": True}
+    return {"openai_prompt_cache_key": cache_key} if cache_key else {}
 
 
 async def run_specialist(
@@ -154,53 +288,72 @@ async def run_specialist(
     workspace: Workspace,
     inline_patches: bool = False,
     notes: str = "",
+    *,
+    inlined: set[str] | None = None,
+    cache_key: str | None = None,
+    budget: ReviewerBudget | None = None,
+    on_first_response: Callable[[], None] | None = None,
+    with_tools: bool = True,
 ) -> AgentRun:
     """One agent run. A truncated or malformed answer is retried with a larger budget, then dropped.
 
-    With `inline_patches` (trivial changes) the patches go into the prompt, so one model call suffices.
+    `shared_context` is the shared first part of the user turn (the change, and the patches named in
+    `inlined`). `inline_patches` is the older way to ask for every patch in the prompt: this
+    reviewer's patches that the shared part does not hold are then appended to its own part.
+    `on_first_response` is called once, when the first model response has arrived (the warm-up).
+    Without `with_tools` (a trivial review) the reviewer answers in one call from what it was given.
     """
     mine = sorted(p for p in workspace.patches if spec.matches(p))
-    # The change (shared by every reviewer, so it is a common prefix) then this reviewer's patches:
-    # all of it in the user turn, as data.
-    if inline_patches:
-        own = "The patches:\n<mr_input>\n" + "\n".join(workspace.patches[p] for p in mine) + "\n</mr_input>"
+    inlined = set(inlined or ())
+    own = reviewer_part(spec, mine, inlined | (set(mine) if inline_patches else set()), notes, with_tools)
+    if inline_patches and (missing := [p for p in mine if p not in inlined]):
         # Patches were stripped whole when written, so nothing here was cut after stripping.
-    else:
-        own = "Your patches (read them with read_patch):\n" + "\n".join(f"- {safe_path(p)}" for p in mine)
-    prompt = f"{shared_context}\n\n{own}"
-    scoped = workspace.scoped(mine)
-    budget = handle.endpoint.max_output_tokens
+        own = "Your patches:\n<mr_input>\n" + "\n".join(workspace.patches[p] for p in missing) + "\n</mr_input>\n\n" + own
+    prompt = [shared_context, CachePoint(), own]
+    allowed = frozenset(t for t in spec.tools if t in ALL_TOOLS) if with_tools else frozenset()
+    scoped = workspace.scoped(mine, allowed, budget)
+    max_tokens = handle.endpoint.max_output_tokens
     last_error = None
     usage_total = AgentRun(spec.name, handle.label, [])
+    notify = on_first_response
     for attempt in range(2):
         # No in-run output repair: a cut-off or broken answer ends the run, and the retry below
         # asks again with twice the token budget, which is what a truncation needs.
         agent = Agent(
             handle.model,
             output_type=ReviewerOutput,
-            instructions=instructions(spec, notes),
-            tools=_tools(spec),
+            instructions=instructions(),
+            tools=tools() if with_tools else [],
             retries={"tools": 2, "output": 0},
             name=spec.name,
         )
+        settings = {"max_tokens": max_tokens * (2**attempt), "temperature": 0, "timeout": handle.endpoint.timeout_seconds,
+                    **cache_settings(handle, cache_key)}
         try:
-            result = await agent.run(
-                prompt,
-                deps=scoped,
-                model_settings={"max_tokens": budget * (2**attempt), "temperature": 0, "timeout": handle.endpoint.timeout_seconds},
-                usage_limits=UsageLimits(request_limit=25),
-            )
+            async with agent.iter(prompt, deps=scoped, model_settings=settings, usage_limits=UsageLimits(request_limit=25)) as run:
+                async for node in run:
+                    if notify is not None and Agent.is_call_tools_node(node):
+                        notify()
+                        notify = None
+                result = run.result
         except UnexpectedModelBehavior as exc:
             last_error = f"unusable model output ({exc.message[:120]})"
             continue
+        finally:
+            if notify is not None:
+                notify()  # a failed first call releases the warm-up all the same
+                notify = None
+        assert result is not None
         usage = result.usage()
         usage_total.input_tokens += usage.input_tokens
         usage_total.output_tokens += usage.output_tokens
         usage_total.cached_tokens += usage.cache_read_tokens
         usage_total.requests += usage.requests
         usage_total.findings = [_to_finding(f, spec, path) for f in result.output.findings if (path := scoped.changed(f.file))]
+        usage_total.budget_cut = budget.cut if budget is not None else None
         return usage_total
     usage_total.error = last_error
+    usage_total.budget_cut = budget.cut if budget is not None else None
     return usage_total
 
 

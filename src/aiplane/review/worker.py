@@ -19,7 +19,7 @@ from aiplane.config import ModelEndpoint
 from aiplane.llm.client import ModelHandle, build
 from aiplane.llm.routing import RemoteRouting, endpoint_for
 from aiplane.review.agents import AgentSpec
-from aiplane.review.specialists import Workspace, run_specialist
+from aiplane.review.specialists import ReviewBudget, ReviewerBudget, Workspace, run_specialist
 
 _lock = threading.Lock()
 
@@ -69,9 +69,18 @@ def _label(endpoint: ModelEndpoint) -> str:
     return f"{endpoint.kind}:{endpoint.model}@{endpoint.base_url}"
 
 
-async def _review_one(spec: AgentSpec, job: dict[str, Any], router: Router, workspace: Workspace, limit: asyncio.Semaphore) -> None:
+async def _review_one(spec: AgentSpec, job: dict[str, Any], router: Router, workspace: Workspace, limit: asyncio.Semaphore,
+                      review_budget: ReviewBudget, first_response: asyncio.Event | None = None) -> None:
     tier = "light" if spec.model_tier == "light" else "specialist"
+    budgets = job.get("budgets") or {}
     async with limit:
+        if review_budget.exhausted():
+            # The review's budget went to the reviewers before this one: say so, never skip silently.
+            emit({"type": "budget", "agent": spec.name, "scope": "review", "action": "skipped"})
+            emit({"type": "step_finish", "agent": spec.name, "status": "skipped"})
+            if first_response is not None:
+                first_response.set()
+            return
         emit({"type": "step_start", "agent": spec.name})
         tried: set[str] = set()
         while True:
@@ -80,23 +89,35 @@ async def _review_one(spec: AgentSpec, job: dict[str, Any], router: Router, work
                 if not tried:
                     emit({"type": "error", "agent": spec.name, "model": None, "kind": "abort", "message": "no enabled model"})
                 emit({"type": "step_finish", "agent": spec.name, "status": "failed"})
+                if first_response is not None:
+                    first_response.set()
                 return
             endpoint = remaining[0]
             tried.add(_label(endpoint))
             handle = ModelHandle(tier, endpoint, build(endpoint))
+            budget = ReviewerBudget(spec.name, int(budgets.get("reviewer_input_tokens") or 0), review_budget,
+                                    base=review_budget.spent.get(spec.name, 0))
             try:
                 result = await run_specialist(
                     spec, handle, job["context"], workspace,
                     inline_patches=job["tier"] == "trivial", notes=job.get("agent_notes", {}).get(spec.name, ""),
+                    inlined=set(job.get("inlined") or ()), cache_key=job.get("cache_key"), budget=budget,
+                    on_first_response=first_response.set if first_response is not None else None,
+                    with_tools=not job.get("single_call", False),
                 )
                 error = result.error
             except Exception as exc:  # noqa: BLE001 - classified below; the worker keeps going
                 result, error = None, exc.__class__.__name__
+                if first_response is not None:
+                    first_response.set()
+            review_budget.spent[spec.name] = budget.base + (result.input_tokens if result is not None else 0)
             if result is not None:
                 emit({"type": "usage", "agent": spec.name, "model": handle.label, "requests": result.requests,
                       "catalog_id": handle.endpoint.catalog_id or handle.endpoint.kind,
                       "input_tokens": result.input_tokens, "output_tokens": result.output_tokens,
                       "cached_tokens": result.cached_tokens})
+                if result.budget_cut:
+                    emit({"type": "budget", "agent": spec.name, "scope": result.budget_cut, "action": "answered early"})
             if error is None and result is not None:
                 for finding in result.findings:
                     emit({"type": "finding", "agent": spec.name, **asdict(finding)})
@@ -112,14 +133,44 @@ async def work(job: dict[str, Any]) -> None:
     patches = job.get("patches") or {
         path: Path(file).read_text(encoding="utf-8") for path, file in job.get("patch_files", {}).items()
     }
-    workspace = Workspace(repo, job["head"], patches)
+    workspace = Workspace(repo, job["head"], patches, inlined=frozenset(job.get("inlined") or ()),
+                          surroundings=frozenset(job.get("surroundings") or ()))
     limit = asyncio.Semaphore(max(int(job.get("max_concurrency", 4)), 1))
     router = Router(job)
-    await asyncio.gather(*(_review_one(spec, job, router, workspace, limit) for spec in selected))
+    review_budget = ReviewBudget(int((job.get("budgets") or {}).get("review_input_tokens") or 0))
+    if not selected:
+        return
+    if job.get("warmup", True) and len(selected) > 1:
+        # The first reviewer writes the shared prefix into the provider's cache; the others start
+        # once its first response is back, so they read that cache instead of each writing it.
+        first_response = asyncio.Event()
+        first = asyncio.ensure_future(_review_one(selected[0], job, router, workspace, limit, review_budget, first_response))
+        waiter = asyncio.ensure_future(first_response.wait())
+        await asyncio.wait({first, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        await asyncio.gather(first, *(_review_one(spec, job, router, workspace, limit, review_budget) for spec in selected[1:]))
+        return
+    await asyncio.gather(*(_review_one(spec, job, router, workspace, limit, review_budget) for spec in selected))
+
+
+def _preload() -> None:
+    """A pre-started worker imports its model SDK while the parent is still reading the change."""
+    import os
+
+    kind = os.environ.get("AIPLANE_REVIEW_WORKER_PRELOAD")
+    if kind == "openai":
+        import pydantic_ai.models.openai  # noqa: F401
+        import pydantic_ai.providers.openai  # noqa: F401
+    elif kind == "anthropic":
+        import pydantic_ai.models.anthropic  # noqa: F401
+        import pydantic_ai.providers.anthropic  # noqa: F401
 
 
 def main() -> None:
+    _preload()
     raw = sys.stdin.buffer.read()
+    if not raw:
+        return  # a pre-started worker nobody needed
     try:
         job = json.loads(raw)
     except ValueError:

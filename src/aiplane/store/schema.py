@@ -138,6 +138,9 @@ review_runs = Table(
     Column("break_glass", Integer, nullable=False),
     # Who broke glass (their user name on the code host), when someone did.
     Column("break_glass_by", String(200), nullable=True),
+    # Input tokens of the review, and how many of them providers served from their prompt caches.
+    Column("input_tokens", BigInteger, nullable=True),
+    Column("cached_tokens", BigInteger, nullable=True),
     Index("ix_review_runs_ts", "ts"),
 )
 

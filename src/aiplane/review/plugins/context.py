@@ -41,6 +41,8 @@ class ReviewOptions:
     change: str | None = None
     max_inline: int = 10
     dry_run: bool = False
+    # trivial, lite or full: forced instead of decided from the change.
+    tier: str | None = None
 
 
 @dataclass(frozen=True)
