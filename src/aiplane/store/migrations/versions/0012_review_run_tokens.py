@@ -1,7 +1,7 @@
 """input and cached input tokens per review
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02
 
 How much of a review's input the providers served from their prompt caches (priced at cached
@@ -11,8 +11,8 @@ rates); empty for reviews recorded before.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
