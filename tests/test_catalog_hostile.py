@@ -807,6 +807,12 @@ def test_a_directory_named_many_times_is_walked_once(tmp_path, monkeypatch):
     assert len(result.entities) == 201 and not result.errors
     assert walks == ["sub"]
 
+    # Targets that lead nowhere still cost work: a run follows at most 4 x max_files of them.
+    many = write(tmp_path / "many", {"loc.yaml": location("many", *(f"./missing-{i}.yaml" for i in range(100)))})
+    capped = load_all([str(many / "loc.yaml")], follow_remote=False, settings=CatalogLoaderSettings(max_files=10))
+    assert "more than 40 Location targets in one run" in messages(capped)
+    assert sum("does not exist" in p.message for p in capped.problems) == 40
+
 
 def test_names_and_kinds_match_whole_strings(tmp_path):
     evil = (
@@ -843,10 +849,17 @@ def test_api_definitions_are_text_and_placeholder_keys_are_parsed_keys(tmp_path)
 
 
 def test_get_entity_answers_are_capped_whole(tmp_path):
-    from aiplane.catalog.index import CatalogIndex
-    from aiplane.catalog.tools import MAX_RESULT_BYTES, get_entity
+    """A valid entity far over 32 KiB outside spec.definition: the MCP answer is still capped."""
+    from aiplane.catalog.tools import MAX_RESULT_BYTES
 
-    entity = {"apiVersion": "backstage.io/v1alpha1", "kind": "Component", "metadata": {"name": "big", "annotations": {f"a{i}": "v" * 1000 for i in range(100)}},
-              "spec": {"type": "service", "lifecycle": "production", "owner": "team-a", "blob": ["y" * 1000] * 100}}
-    answer = get_entity(CatalogIndex([entity]), "component:default/big")
-    assert len(json.dumps(answer)) <= MAX_RESULT_BYTES and answer["metadata"]["name"] == "big" and "truncated" in answer
+    annotations = "".join(f"    example.com/a{i}: {'v' * 1000}\n" for i in range(100))
+    big = COMPONENT.format(name="big").replace("  name: big\n", "  name: big\n  annotations:\n" + annotations)
+    tree = write(tmp_path / "repo", {"big.yaml": big})
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    run = subprocess.run([AIPLANE, "catalog", "ingest", str(tree), "--no-remote"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    answer = json.loads(_mcp_get(env, "component:default/big"))
+    [content] = answer["content"]
+    assert len(content["text"].encode()) <= MAX_RESULT_BYTES
+    served = json.loads(content["text"])
+    assert served["metadata"]["name"] == "big" and "truncated" in served

@@ -148,36 +148,42 @@ def check_values(entity: Any, max_chars: int = MAX_ENTITY_CHARS) -> bool:
     found = False
     while stack:
         value = stack.pop()
-        if isinstance(value, str):
-            size += len(value) + 2
-            if _SURROGATE.search(value):
-                raise EntityError("value", "text holds an unpaired surrogate (not valid Unicode)")
-        elif isinstance(value, dict):
+        kind = type(value)
+        if kind is dict:
             size += 2
             if len(value) == 1 and next(iter(value)) in PLACEHOLDERS:
                 found = True
             for key, child in value.items():
-                if not isinstance(key, str):
+                if type(key) is not str:
                     raise EntityError("value", f"mapping keys must be strings, found a {type(key).__name__} key (quote it)")
-                if _SURROGATE.search(key):
+                if not key.isascii() and _SURROGATE.search(key):
                     raise EntityError("value", "a key holds an unpaired surrogate (not valid Unicode)")
                 size += len(key) + 4
-                stack.append(child)
-        elif isinstance(value, list):
+                if type(child) is str:  # the common leaf, checked here rather than stacked
+                    size += len(child) + 2
+                    if not child.isascii() and _SURROGATE.search(child):
+                        raise EntityError("value", "text holds an unpaired surrogate (not valid Unicode)")
+                else:
+                    stack.append(child)
+        elif kind is list:
             size += 2
             stack.extend(value)
-        elif value is None or isinstance(value, bool):
+        elif kind is str:
+            size += len(value) + 2
+            if not value.isascii() and _SURROGATE.search(value):
+                raise EntityError("value", "text holds an unpaired surrogate (not valid Unicode)")
+        elif value is None or kind is bool:
             size += 5
-        elif isinstance(value, int):
+        elif kind is int:
             if value.bit_length() > MAX_INT_BITS:
                 raise EntityError("value", f"an integer does not fit in {MAX_INT_BITS + 1} bits (quote it)")
             size += 20
-        elif isinstance(value, float):
+        elif kind is float:
             if not math.isfinite(value):
                 raise EntityError("value", "NaN and infinite numbers are not JSON (quote them)")
             size += 24
         else:
-            raise EntityError("value", f"a {type(value).__name__} value is not JSON data (quote it)")
+            raise EntityError("value", f"a {kind.__name__} value is not JSON data (quote it)")
         if size > max_chars:
             raise EntityError("size", f"the entity is larger than {max_chars} characters once aliases and placeholders are expanded")
     return found
