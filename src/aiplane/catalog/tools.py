@@ -186,6 +186,7 @@ def get_entity(index: CatalogIndex, ref: str) -> dict[str, Any]:
                 "apiVersion": entity.get("apiVersion"),
                 "kind": entity.get("kind"),
                 "metadata": {k: v[:300] for k, v in kept.items()},
+                "relations": [],
                 "truncated": f"the entity is larger than {MAX_RESULT_BYTES} bytes; only its identity is shown",
             }
     return entity
