@@ -102,6 +102,27 @@ def parse_peer(path: Path, runs: int = 5) -> tuple[float, float]:
     return statistics.median(bounded), statistics.median(plain)
 
 
+def value_check_peer(path: Path, runs: int = 3) -> tuple[float, float]:
+    """Whole `load_all` with the plain-JSON value check against the same run with it switched off
+    (its peer: the loader as it was before the check), alternating, same file."""
+    import aiplane.catalog.loader as loader_module
+
+    checked, unchecked = [], []
+    real = loader_module.check_values
+    for _ in range(runs):
+        started = time.perf_counter()
+        load_all([str(path)], follow_remote=False)
+        checked.append(time.perf_counter() - started)
+        loader_module.check_values = lambda document, max_chars: False  # noqa: E731 - the peer skips the check
+        try:
+            started = time.perf_counter()
+            load_all([str(path)], follow_remote=False)
+            unchecked.append(time.perf_counter() - started)
+        finally:
+            loader_module.check_values = real
+    return statistics.median(checked), statistics.median(unchecked)
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     samples = sorted(samples)
     return statistics.median(samples), samples[max(int(len(samples) * 0.99) - 1, 0)]
@@ -197,6 +218,8 @@ def main() -> None:
         print(f"ingest: {parse_s + store_s + index_s:.2f} s total (parse+validate {parse_s:.2f} s, store {store_s:.2f} s, index {index_s:.2f} s)\n")
         bounded, plain = parse_peer(work / "catalog-info.yaml")
         print(f"YAML parse only: bounded loader {bounded:.2f} s vs plain libyaml safe loader {plain:.2f} s (ratio {bounded / plain:.2f}, median of 5)\n")
+        checked, unchecked = value_check_peer(work / "catalog-info.yaml")
+        print(f"load_all: with value checks {checked:.2f} s vs without {unchecked:.2f} s (ratio {checked / unchecked:.2f}, median of 3)\n")
 
         index, local = asyncio.run(in_process(db_url, rng, args.repeat))
         print("| query | where | p50 (ms) | p99 (ms) |")

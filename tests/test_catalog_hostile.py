@@ -238,6 +238,10 @@ class Host:
                 return RedirectResponse(f"http://localhost:{port}/files/svc.yaml", status_code=302)
             if path == "/redirect/file":
                 return RedirectResponse("file:///etc/passwd", status_code=302)
+            if path == "/redirect/malformed":
+                return Response(status_code=302, headers={"location": "//[oops/x"})
+            if path.startswith("/redirect/to-port/"):  # http on an allowed port -> https on another
+                return RedirectResponse(f"https://127.0.0.1:{path.rsplit('/', 1)[1]}/secret", status_code=302)
             if path == "/redirect/loop":
                 return RedirectResponse("/redirect/loop", status_code=302)
             if path == "/huge":
@@ -633,7 +637,8 @@ def test_a_run_reads_a_bounded_number_of_files(tmp_path):
     "address",
     ["169.254.169.254", "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "0.0.0.0", "224.0.0.1",
      "255.255.255.255", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe",
-     "2002:7f00:1::1", "::"],
+     "2002:7f00:1::1", "::", "::7f00:1", "::a9fe:a9fe", "::ffff:0:a9fe:a9fe", "64:ff9b::808:808", "64:ff9b:1::a00:1",
+     "fec0::1"],
 )
 def test_non_public_addresses_are_refused(address):
     """Cloud metadata, loopback, private, shared, link-local and multicast: also when IPv4 hides inside IPv6."""
@@ -681,3 +686,180 @@ def test_redirect_rules():
     assert _redirect_problem(origin, "https://u:p@git.corp.example/b.yaml") == "redirect to a URL with credentials refused"
     assert _redirect_problem(origin, "https://169.254.169.254/latest/meta-data") == "redirect to another host (169.254.169.254) refused"
     assert _redirect_problem(origin, "gopher://git.corp.example/x") == "redirect to a 'gopher:' URL refused"
+
+
+# ---------------------------------------------------------------------------------------------
+# Second round: values that pass parsing but break storage or serving, and bounded work
+
+
+def test_malformed_urls_are_problems_of_one_document(tmp_path, host):
+    """`//[bad` in a remote Location target, a remote $text, or a redirect header: never a traceback."""
+    host.files["loc.yaml"] = (
+        location("remote-loc", "//[bad/x", "./svc.yaml")
+        + "---\n"
+        + api("remote-api", "$text", "//[bad/x")
+        + "---\n"
+        + location("via-redirect", "/redirect/malformed")
+    )
+    tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", f"{host.url}/files/loc.yaml") + "---\n" + COMPONENT.format(name="local")})
+    result = load_all([str(tree)], settings=loopback(host.server.port))
+    assert {"component:default/local", "component:default/remote-svc", "api:default/remote-api", "location:default/via-redirect"} <= set(result.entities)
+    text = messages(result)
+    assert "target (malformed URL) is not a valid URL" in text
+    assert "spec.definition: $text (malformed URL): not a valid URL" in text
+    assert "redirect to a malformed URL" in text
+
+
+def test_a_redirect_target_must_pass_the_allowlist_on_any_scheme(tmp_path, host):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    listener.setblocking(False)
+    other = listener.getsockname()[1]
+    try:
+        tree = write(tmp_path / "repo", {"catalog-info.yaml": location("root", f"{host.url}/redirect/to-port/{other}")})
+        result = load_all([str(tree)], settings=loopback(host.server.port))
+        assert f"host 127.0.0.1:{other} is not in catalog_loader.allowed_hosts" in messages(result)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nothing ever connected to the unlisted port
+    finally:
+        listener.close()
+
+
+def test_values_that_are_not_json_data_are_refused_at_ingest(tmp_path):
+    """Non-string keys, huge integers, NaN/inf, non-string descriptions, a name that is not UTF-8:
+    each is one rejected document (or skipped file); the rest is stored and served, never a traceback."""
+    bad = {
+        "int-key": "  extra: {1: x}\n",
+        "binary-key": "  extra: {? !!binary aGVsbG8= : x}\n",
+        "set-value": "  extra: !!set {a, b}\n",
+        "hex-int": "  n: 0x" + "f" * 5000 + "\n",
+        "octal-int": "  n: 0" + "7" * 5000 + "\n",
+        "nan": "  score: .nan\n",
+        "inf": "  score: -.inf\n",
+        "date-value": "  d: !!timestamp 2020-01-01\n",
+        "surrogate": '  s: "\\udcff"\n',
+    }
+    files = {f"{name}.yaml": COMPONENT.format(name=name) + extra for name, extra in bad.items()}
+    files["desc.yaml"] = COMPONENT.format(name="desc").replace("  name: desc\n", "  name: desc\n  description: {a: 1}\n")
+    files["title.yaml"] = COMPONENT.format(name="title").replace("  name: title\n", "  name: title\n  title: 5\n")
+    # YAML 1.2, as Backstage reads it: a date-looking key or a base-60 number is text, and kept.
+    files["datekey.yaml"] = COMPONENT.format(name="datekey") + "  extra: {2020-01-01: x, t: 1:30:00}\n"
+    files["good.yaml"] = COMPONENT.format(name="good")
+    tree = write(tmp_path / "repo", files)
+    (tree / os.fsdecode(b"\xff-bad.yaml")).write_text(COMPONENT.format(name="badname"))
+    result = load_all([str(tree)], follow_remote=False)
+    assert set(result.entities) == {"component:default/good", "component:default/datekey"}
+    assert result.entities["component:default/datekey"][0]["spec"]["extra"] == {"2020-01-01": "x", "t": "1:30:00"}
+    text = messages(result)
+    assert "\\udcff-bad.yaml: error: file name is not valid UTF-8" in text
+    assert len(result.errors) == len(bad) + 3
+
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    for command in ("ingest", "validate"):
+        run = subprocess.run([AIPLANE, "catalog", command, str(tree), "--no-remote"], env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert set(_rows(tmp_path / "data")) == {"component:default/good", "component:default/datekey"}
+
+
+def test_yaml_construction_is_bounded(tmp_path):
+    from aiplane.catalog.yamlsafe import iter_documents
+
+    started = time.monotonic()
+    [(_, sexagesimal)] = iter_documents("a: 1" + ":59" * 320_000 + "\n")  # 960 KB: a minute in YAML 1.1
+    assert isinstance(sexagesimal["a"], str)
+    [(_, explicit)] = iter_documents("a: !!int 1" + ":59" * 320_000 + "\n")
+    assert "base-60" in explicit.message
+    [(_, merged)] = iter_documents("a: {" + ", ".join(["<<: {}"] * 100_000) + "}\n")
+    assert "merge keys" in merged.message
+    [(_, listed)] = iter_documents("a: {<<: [" + ", ".join(["{}"] * 100_000) + "]}\n")
+    assert "mappings merged" in listed.message
+    [(_, ordinary)] = iter_documents("base: &b {x: 1}\na: {<<: *b, y: 2}\n")
+    assert ordinary["a"] == {"x": 1, "y": 2}
+    assert time.monotonic() - started < 20
+
+
+def test_placeholders_shared_through_aliases_count_once_per_use(tmp_path):
+    big = "x" * (512 * 1024)
+    doc = COMPONENT.format(name="mult") + "  a: &x [{$text: ./big.txt}]\n  b: [" + ", ".join(["*x"] * 40) + "]\n"
+    tree = write(tmp_path / "repo", {"big.txt": big, "mult.yaml": doc, "ok.yaml": COMPONENT.format(name="ok") + "  a: &y [{$text: ./big.txt}]\n  b: [*y]\n"})
+    result = load_all([str(tree)], follow_remote=False)
+    assert set(result.entities) == {"component:default/ok"}
+    assert "after placeholders: the entity is larger than 8388608 characters" in messages(result)
+    assert len(dump(result)) < 2 * len(big) + 10_000
+
+
+def test_a_directory_named_many_times_is_walked_once(tmp_path, monkeypatch):
+    from aiplane.catalog.confine import Tree
+
+    files = {f"sub/f{i}.yaml": COMPONENT.format(name=f"f{i}") for i in range(200)}
+    files["catalog-info.yaml"] = location("loc", *(["./sub", "./sub/", " ./sub", "./sub/../sub"] * 250))
+    tree = write(tmp_path / "repo", files)
+    walks: list[str] = []
+    real = Tree.walk
+
+    def counted(self, relative, limit):
+        walks.append(relative)
+        return real(self, relative, limit)
+
+    monkeypatch.setattr(Tree, "walk", counted)
+    result = load_all([str(tree / "catalog-info.yaml")], follow_remote=False)
+    assert len(result.entities) == 201 and not result.errors
+    assert walks == ["sub"]
+
+    # Targets that lead nowhere still cost work: a run follows at most 4 x max_files of them.
+    many = write(tmp_path / "many", {"loc.yaml": location("many", *(f"./missing-{i}.yaml" for i in range(100)))})
+    capped = load_all([str(many / "loc.yaml")], follow_remote=False, settings=CatalogLoaderSettings(max_files=10))
+    assert "more than 40 Location targets in one run" in messages(capped)
+    assert sum("does not exist" in p.message for p in capped.problems) == 40
+
+
+def test_names_and_kinds_match_whole_strings(tmp_path):
+    evil = (
+        'apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: "payments\\n"}\nspec: {type: service, lifecycle: production, owner: x}\n---\n'
+        'apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: p, namespace: "default\\n"}\nspec: {type: service, lifecycle: production, owner: x}\n---\n'
+        'apiVersion: backstage.io/v1alpha1\nkind: "Component\\n"\nmetadata: {name: payments}\nspec: {type: service, lifecycle: production, owner: x}\n---\n'
+        'apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: q, tags: ["a\\n"], labels: {"k\\n": v}}\nspec: {type: service, lifecycle: production, owner: x}\n'
+    )
+    tree = write(tmp_path / "repo", {"a.yaml": COMPONENT.format(name="payments"), "b.yaml": evil})
+    result = load_all([str(tree)], follow_remote=False)
+    assert set(result.entities) == {"component:default/payments"}
+    assert [p.index for p in result.errors] == [0, 1, 2, 3]
+
+
+def test_references_with_control_characters_cannot_forge_warnings(tmp_path):
+    owner = "group:default/x\\u001b[31mRED\\nerror: /etc/shadow[0]: forged\\u202e"
+    tree = write(tmp_path / "repo", {"c.yaml": COMPONENT.format(name="termx").replace("owner: team-a", f'owner: "{owner}"'), "ok.yaml": COMPONENT.format(name="ok")})
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    run = subprocess.run([AIPLANE, "catalog", "validate", str(tree), "--no-remote"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "\x1b" not in run.stdout + run.stderr and "\u202e" not in run.stdout + run.stderr
+    assert "\nerror: /etc/shadow" not in run.stderr and "control or bidi characters" in run.stderr
+
+
+def test_api_definitions_are_text_and_placeholder_keys_are_parsed_keys(tmp_path):
+    as_mapping = api("dictdef", "openapi", '"3.0.0"')
+    escaped = COMPONENT.format(name="esc") + '  x: {"\\x24text": ./inner.txt}\n'
+    tree = write(tmp_path / "repo", {"inner.txt": "inner", "a.yaml": as_mapping, "b.yaml": escaped})
+    result = load_all([str(tree)], follow_remote=False)
+    assert "spec.definition must be text" in messages(result)
+    # The escaped spelling is the key `$text` once parsed, as Backstage reads it: resolved
+    # whether or not a literal `$text` appears elsewhere in the file.
+    assert result.entities["component:default/esc"][0]["spec"]["x"] == "inner"
+
+
+def test_get_entity_answers_are_capped_whole(tmp_path):
+    """A valid entity far over 32 KiB outside spec.definition: the MCP answer is still capped."""
+    from aiplane.catalog.tools import MAX_RESULT_BYTES
+
+    annotations = "".join(f"    example.com/a{i}: {'v' * 1000}\n" for i in range(100))
+    big = COMPONENT.format(name="big").replace("  name: big\n", "  name: big\n  annotations:\n" + annotations)
+    tree = write(tmp_path / "repo", {"big.yaml": big})
+    env = clean_env(AIPLANE_DATA_DIR=str(tmp_path / "data"))
+    run = subprocess.run([AIPLANE, "catalog", "ingest", str(tree), "--no-remote"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    answer = json.loads(_mcp_get(env, "component:default/big"))
+    [content] = answer["content"]
+    assert len(content["text"].encode()) <= MAX_RESULT_BYTES
+    served = json.loads(content["text"])
+    assert served["metadata"]["name"] == "big" and "truncated" in served

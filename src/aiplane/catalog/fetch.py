@@ -35,6 +35,18 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 ranges that embed or translate to IPv4 addresses, or are deprecated site-local: what they
+# reach depends on the network, so they count as non-public unless `allowed_networks` names them.
+_NOT_PUBLIC_V6 = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "::/96",  # IPv4-compatible (::7f00:1 is 127.0.0.1 on some stacks)
+        "::ffff:0:0:0/96",  # SIIT IPv4-translated
+        "64:ff9b::/96",  # NAT64 well-known prefix
+        "64:ff9b:1::/48",  # NAT64 local-use prefix
+        "fec0::/10",  # site-local (deprecated, still routed internally)
+    )
+)
 _USER_AGENT = "aiplane-catalog"
 # getaddrinfo has no timeout of its own; a small pool lets a fetch stop waiting for it.
 _RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog-dns")
@@ -81,6 +93,8 @@ class RemotePolicy:
                 candidates.append(embedded)
         if any(c in network for c in candidates for network in self.allowed_networks if c.version == network.version):
             return True
+        if isinstance(address, ipaddress.IPv6Address) and any(address in network for network in _NOT_PUBLIC_V6):
+            return False
         return all(c.is_global and not c.is_multicast for c in candidates)
 
 
@@ -287,8 +301,15 @@ class Fetcher:
             if status in (301, 302, 303, 307, 308):
                 if not location:
                     raise FetchRefused(f"HTTP {status} without a Location")
-                target = urljoin(current, location)
+                try:
+                    target = urljoin(current, location)
+                except ValueError:
+                    raise FetchRefused("redirect to a malformed URL") from None
                 why = _redirect_problem(origin, target)
+                if why is None and _port(target) != _port(current):
+                    # A new port must pass the allowlist as any URL does, whatever the scheme:
+                    # an allowed http port must not lead to an unlisted https port.
+                    why = self.check(target)
                 if why is not None:
                     raise FetchRefused(why)
                 current = target
@@ -353,6 +374,11 @@ def _request_url(url: str) -> httpcore.URL:
         port=parts.port,
         target=(path + (f"?{query}" if query else "")).encode("ascii"),
     )
+
+
+def _port(url: str) -> int | None:
+    parts = urlsplit(url)
+    return parts.port or DEFAULT_PORTS.get(parts.scheme)
 
 
 def _redirect_problem(origin: Any, target: str) -> str | None:

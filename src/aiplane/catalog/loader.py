@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 from aiplane.catalog.confine import YAML_SUFFIXES, Refused, Tree
 from aiplane.catalog.fetch import Fetcher, FetchRefused, RemotePolicy, redact
-from aiplane.catalog.model import EntityError, entity_ref, validate
+from aiplane.catalog.model import PLACEHOLDERS, EntityError, check_values, entity_ref, validate
 from aiplane.catalog.yamlsafe import BadDocument, DocumentRefused, YamlLimits, iter_documents, load_json, load_one
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 MAX_TARGETS_PER_LOCATION = 1000
 MAX_PLACEHOLDERS_PER_DOCUMENT = 100
 MAX_PROBLEMS_PER_SOURCE = 100
-PLACEHOLDERS = ("$text", "$json", "$yaml")
 # The column that stores an entity's source is this long; ownership compares what is stored.
 SOURCE_CHARS = 2000
 
@@ -57,7 +56,9 @@ class CatalogProblem:
         return f"{printable(where)}: {level}: {printable(self.message)} (rule: {self.rule})"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Control, bidi and lone-surrogate characters (a file name that is not UTF-8 decodes to the latter).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 MAX_MESSAGE_CHARS = 1000
 
 
@@ -126,6 +127,16 @@ class _Unresolved(Exception):
         self.warning = warning
 
 
+def _join(base: str, target: str) -> str | None:
+    """`target` resolved against the URL `base`, or None when either is malformed (`//[bad`)."""
+    try:
+        joined = urljoin(base, target)
+        urlsplit(joined).port  # noqa: B018 - raises on a malformed authority or port
+    except ValueError:
+        return None
+    return joined
+
+
 def _scheme(target: str) -> str:
     try:
         scheme = urlsplit(target).scheme
@@ -176,6 +187,9 @@ class Loader:
         self._incomplete: set[str] = set()  # sources with a document that could not be read or validated
         self._remote_seconds = 0.0
         self._over_budget = 0
+        self._walked: set[str] = set()
+        self._listed = 0
+        self._targets = 0
 
     # ------------------------------------------------------------------ entry points
 
@@ -250,7 +264,22 @@ class Loader:
         return True
 
     def _walk(self, tree: Tree, relative: str) -> None:
-        for item in tree.walk(relative, self.limits.max_files):
+        # A directory is walked once per run however many targets name it, and every entry a
+        # walk lists is charged to the run (a Location naming a big directory a thousand times,
+        # or each of its subdirectories, must not list it a thousand times).
+        walked = str(tree.absolute(relative))
+        if walked in self._walked:
+            return
+        self._walked.add(walked)
+        left = self.limits.max_files * 4 - self._listed
+        if left <= 0:
+            self._over_budget += 1
+            if self._over_budget == 1:
+                self._problem(walked, None, "limit", f"more than {self.limits.max_files * 4} directory entries listed in one run; this and later directories are not read")
+            return
+        items = list(tree.walk(relative, min(left, self.limits.max_files)))
+        self._listed += len(items)
+        for item in items:
             if item.relative is None:
                 self._problem(item.shown, None, item.rule, item.problem or "not read")
             else:
@@ -262,6 +291,10 @@ class Loader:
         if source in self._seen:
             return
         self._seen.add(source)
+        if _SURROGATE.search(source):
+            # Stored sources are UTF-8 text; this name cannot be one (shown escaped).
+            self._problem(source, None, "read", "file name is not valid UTF-8; not read")
+            return
         try:
             raw = tree.read(relative, self.limits.max_document_bytes)
         except Refused as exc:
@@ -307,9 +340,6 @@ class Loader:
         self._load_text(text, source, _Remote(url), explicit=True)
 
     def _load_text(self, text: str, source: str, origin: _Origin, explicit: bool = True) -> None:
-        # Walking every entity for placeholders costs as much as validating it; a text that
-        # never spells one out has none worth resolving (an escaped spelling is left as is).
-        placeholders = any(name in text for name in PLACEHOLDERS)
         for index, document in iter_documents(text, self.limits.yaml):
             if isinstance(document, BadDocument):
                 self._problem(source, None if document.fatal else index, document.rule, document.message)
@@ -322,7 +352,10 @@ class Loader:
                 self._problem(source, index, "envelope", "not a catalog descriptor; skipped", warning=True)
                 continue
             try:
-                entity = validate(document)
+                # Plain JSON data of bounded size first (the same walk finds placeholders, which
+                # are recognised by their parsed key, however the YAML spelled it, as in Backstage).
+                placeholders = check_values(document, self.limits.max_document_bytes)
+                entity = validate(document, max_chars=None)
             except EntityError as exc:
                 self._problem(source, index, exc.rule, exc.message)
                 self._incomplete.add(source)
@@ -335,6 +368,14 @@ class Loader:
                 continue
             if placeholders:
                 entity = self._resolve_placeholders(entity, origin, source, index)
+                try:
+                    # What placeholders brought ($json numbers, text shared through aliases,
+                    # which is serialised once per use) meets the same rules and size bound.
+                    check_values(entity, self.limits.max_document_bytes)
+                except EntityError as exc:
+                    self._problem(source, index, exc.rule, f"after placeholders: {exc.message}")
+                    self._incomplete.add(source)
+                    continue
             self._claim(entity, source, index, origin)
 
     # ------------------------------------------------------------------ ownership
@@ -400,10 +441,27 @@ class Loader:
             targets += spec["targets"]
         if spec.get("target") is not None:
             targets.append(spec["target"])
+        # The same target twice is followed once (compared as written, after trimming).
+        written: set[str] = set()
+        unique: list[Any] = []
+        for target in targets:
+            if isinstance(target, str):
+                if target.strip() in written:
+                    continue
+                written.add(target.strip())
+            unique.append(target)
+        targets = unique
         if len(targets) > MAX_TARGETS_PER_LOCATION:
             self._problem(source, index, "limit", f"more than {MAX_TARGETS_PER_LOCATION} targets; only the first are followed")
             targets = targets[:MAX_TARGETS_PER_LOCATION]
         for target in targets:
+            # Each target costs path resolution or a URL check even when it leads nowhere; a
+            # run follows at most `4 × max_files` of them.
+            self._targets += 1
+            if self._targets > self.limits.max_files * 4:
+                if self._targets == self.limits.max_files * 4 + 1:
+                    self._problem(source, index, "limit", f"more than {self.limits.max_files * 4} Location targets in one run; the rest are not followed")
+                return
             if not isinstance(target, str) or not target.strip():
                 self._problem(source, index, "location", "location targets must be non-empty strings")
                 continue
@@ -412,7 +470,10 @@ class Loader:
     def _follow_one(self, target: str, origin: _Origin, source: str, index: int) -> None:
         scheme = _scheme(target)
         if isinstance(origin, _Remote):
-            absolute = urljoin(origin.url, target)
+            absolute = _join(origin.url, target)
+            if absolute is None:
+                self._problem(source, index, "location", f"target {redact_target(target)} is not a valid URL")
+                return
             if _scheme(absolute) not in ("http", "https"):
                 self._problem(source, index, "confinement", f"target {redact_target(target)} refused: a remote document cannot point at local files")
                 return
@@ -497,7 +558,9 @@ class Loader:
 
     def _read_placeholder(self, target: str, origin: _Origin) -> str:
         if isinstance(origin, _Remote):
-            absolute = urljoin(origin.url, target)
+            absolute = _join(origin.url, target)
+            if absolute is None:
+                raise _Unresolved("not a valid URL", "malformed URL")
             if _scheme(absolute) not in ("http", "https"):
                 raise _Unresolved("refused: a remote document cannot read local files", "refused")
             return self._read_remote(absolute)

@@ -177,6 +177,18 @@ def get_entity(index: CatalogIndex, ref: str) -> dict[str, Any]:
         if isinstance(spec.get("definition"), str):
             spec["definition"] = spec["definition"][:2000] + "… (truncated)"
         entity["spec"] = spec
+        if len(json.dumps(entity, default=str)) > MAX_RESULT_BYTES:
+            # Still too large (a big spec or metadata elsewhere): the identity and a note, so
+            # the whole answer stays within the cap a model context can take.
+            metadata = entity.get("metadata") or {}
+            kept = {k: metadata[k] for k in ("name", "namespace", "title") if isinstance(metadata.get(k), str)}
+            entity = {
+                "apiVersion": entity.get("apiVersion"),
+                "kind": entity.get("kind"),
+                "metadata": {k: v[:300] for k, v in kept.items()},
+                "relations": [],
+                "truncated": f"the entity is larger than {MAX_RESULT_BYTES} bytes; only its identity is shown",
+            }
     return entity
 
 

@@ -19,6 +19,7 @@ syntax error ends the stream (libyaml cannot resynchronise), keeping the documen
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 
 import yaml
 from yaml.composer import Composer, ComposerError
-from yaml.constructor import SafeConstructor
+from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import (
     AliasEvent,
     DocumentEndEvent,
@@ -95,13 +96,43 @@ class BadDocument:
     fatal: bool = False  # the stream ends here (a syntax error)
 
 
-class _BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):
+class _CatalogResolver(Resolver):
+    """PyYAML's YAML 1.1 implicit types minus timestamps and base-60 numbers.
+
+    Backstage reads YAML 1.2, where `2020-01-01` and `1:30:00` are strings; YAML 1.1 would build
+    a date (not JSON data) and a base-60 integer (whose conversion is quadratic in its length:
+    a 960 KB scalar took a minute).
+    """
+
+    yaml_implicit_resolvers: dict[Any, list[tuple[str, Any]]] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+        for first, resolvers in Resolver.yaml_implicit_resolvers.items()
+    }
+
+
+_CatalogResolver.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_CatalogResolver.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+# Merge keys in one mapping: PyYAML flattens them in quadratic time (400k took 41 s).
+MAX_MERGE_KEYS = 64
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _BoundedLoader(Composer, _Parser, SafeConstructor, _CatalogResolver):
     def __init__(self, text: str, limits: YamlLimits) -> None:
         _Parser.__init__(self, text)
         Composer.__init__(self)
         SafeConstructor.__init__(self)
-        Resolver.__init__(self)
+        _CatalogResolver.__init__(self)
         self.limits = limits
+        self._built = 0
         self._depth = 0
         self._expanded = 0
         self._open: set[str] = set()
@@ -168,8 +199,13 @@ class _BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):
             self.anchors[anchor] = node
         items = node.value
         if mapping:
+            merges = 0
             while self.peek_event().__class__ is not MappingEndEvent:
                 key = self.compose_node(node, None)
+                if key.tag == _MERGE:
+                    merges += 1
+                    if merges > MAX_MERGE_KEYS:
+                        raise DocumentRefused("yaml", f"more than {MAX_MERGE_KEYS} merge keys (<<) in one mapping")
                 items.append((key, self.compose_node(node, key)))
         else:
             position = 0
@@ -192,6 +228,30 @@ class _BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):
         if self._depth + height > self.limits.max_depth:
             raise DocumentRefused("yaml", f"nesting deeper than {self.limits.max_depth} levels (through alias *{anchor})")
         return self.anchors[anchor]
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        # Construction is bounded by the same wall clock as parsing.
+        self._built += 1
+        if not self._built & 1023 and time.monotonic() > self._deadline:
+            raise OutOfTime
+        return super().construct_object(node, deep)
+
+    def flatten_mapping(self, node: MappingNode) -> None:
+        # `<<: [*a, *b, ...]` lists as many mappings as it likes in one merge key.
+        for key, value in node.value:
+            if key.tag == _MERGE and isinstance(value, SequenceNode) and len(value.value) > MAX_MERGE_KEYS:
+                raise ConstructorError(None, None, f"more than {MAX_MERGE_KEYS} mappings merged into one", key.start_mark)
+        super().flatten_mapping(node)
+
+    def construct_yaml_int(self, node: ScalarNode) -> int:
+        if ":" in str(node.value):  # an explicit !!int in base 60
+            raise ConstructorError(None, None, "base-60 integers are not read", node.start_mark)
+        return super().construct_yaml_int(node)
+
+    def construct_yaml_float(self, node: ScalarNode) -> float:
+        if ":" in str(node.value):
+            raise ConstructorError(None, None, "base-60 numbers are not read", node.start_mark)
+        return super().construct_yaml_float(node)
 
     def skip_document(self) -> None:
         """After a refusal mid-document: drop its remaining events and any half-built state.
@@ -218,6 +278,10 @@ class _BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):
         self.constructed_objects = {}
         self.recursive_objects = {}
         self.state_generators = []
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:float", _BoundedLoader.construct_yaml_float)
 
 
 def _measure(node: Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
@@ -291,6 +355,9 @@ def iter_documents(text: str, limits: YamlLimits = YamlLimits()) -> Iterator[tup
                 return
             try:
                 document = loader.construct_document(node)
+            except OutOfTime:
+                yield index, BadDocument("yaml", f"reading took longer than {limits.max_seconds:g} s; the rest of this file is not read", fatal=True)
+                return
             except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
                 # A value the constructor cannot build (an int past Python's digit limit, a bad
                 # timestamp, an unhashable key): this document only; its events are all read.

@@ -32,6 +32,7 @@ def catalog_ingest(
     Exits 1 when any document was rejected (after storing the valid ones).
     """
     from aiplane.catalog.index import CatalogIndex
+    from aiplane.catalog.loader import printable
     from aiplane.catalog.store import load_index, owners, upsert
 
     settings = _settings(config)
@@ -45,7 +46,7 @@ def catalog_ingest(
     stored, index = _run_with_db(settings, work)
     assert isinstance(index, CatalogIndex)
     for source, relation, target in index.dangling:
-        err.print(f"warning: {source} {relation} {target}, which is not in the catalog (rule: reference)", highlight=False, markup=False)
+        err.print(f"warning: {printable(f'{source} {relation} {target}')}, which is not in the catalog (rule: reference)", highlight=False, markup=False)
     errors = len(result.errors)
     out.print(
         f"ingested {stored} entities ({errors} rejected); catalog now holds {len(index.entities)} entities, "
@@ -63,11 +64,12 @@ def catalog_validate(
 ) -> None:
     """Check descriptors against Backstage's rules without writing anything."""
     from aiplane.catalog.index import CatalogIndex
+    from aiplane.catalog.loader import printable
 
     result = _load_catalog(targets, remote, _settings(config))
     index = CatalogIndex(entity for entity, _ in result.entities.values())
     for source, relation, target in index.dangling:
-        err.print(f"warning: {source} {relation} {target}, which is not in these files (rule: reference)", highlight=False, markup=False)
+        err.print(f"warning: {printable(f'{source} {relation} {target}')}, which is not in these files (rule: reference)", highlight=False, markup=False)
     errors = len(result.errors)
     out.print(f"{len(result.entities)} valid entities, {errors} rejected, {len(index.relations)} relations")
     if errors:
