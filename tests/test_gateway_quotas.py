@@ -207,3 +207,45 @@ def test_embedded_counters_bucket_window_and_slots():
         assert not over.admitted and 15 < over.retry_after <= 20  # a third of a minute drains one request
 
     asyncio.run(run())
+
+
+def test_a_model_rule_meets_every_spelling_the_gateway_prices_as_that_model(make_gateway):
+    gateway = make_gateway(AIPLANE_QUOTAS__RULES=rules({"scope": "model", "subject": "openai/GPT-4o", "requests_per_minute": 1}))
+    token = gateway.token()
+    assert chat(gateway, token).status_code == 200
+    for spelling in ("GPT-4o", "gpt-4o-2024-08-06", "models/gpt-4o", " gpt-4o", "gpt-4o-anything"):
+        assert chat(gateway, token, model=spelling).status_code == 429, spelling
+    compat = httpx.post(gateway.url + "/compat/chat/completions", headers={"authorization": f"Bearer {token}"},
+                        json={"model": "openai/gpt-4o-2024-08-06", "messages": []}, timeout=30)
+    assert compat.status_code == 429
+    assert chat(gateway, token, model="gpt-4o-mini").status_code == 200  # another catalogued model
+
+
+def test_leaving_a_stream_before_its_usage_chunk_is_charged_an_estimate(make_gateway):
+    gateway = make_gateway(AIPLANE_QUOTAS__RULES=rules({"scope": "user", "subject": "*", "tokens_per_day": 1000}))
+    token = gateway.token()
+    with httpx.stream("POST", gateway.url + "/openai/chat/completions", headers={"authorization": f"Bearer {token}"},
+                      json={"model": "slow-stream", "stream": True, "max_tokens": 2000, "messages": []}) as response:
+        next(response.iter_bytes())  # read the first chunk, then leave
+    deadline = time.monotonic() + 10
+    while (again := chat(gateway, token)).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert again.status_code == 429 and again.json()["error"]["limit"] == "tokens_per_day"
+
+
+def test_legacy_completions_streams_always_ask_for_usage(make_gateway, upstream):
+    _server, state = upstream
+    gateway = make_gateway()
+    before = len(state.requests)
+    httpx.post(gateway.url + "/openai/completions", headers={"authorization": f"Bearer {gateway.token()}"},
+               json={"model": "gpt-3.5-turbo-instruct", "prompt": "hi", "stream": True}, timeout=30)
+    sent = [r for r in state.requests[before:] if r.path == "/v1/completions"]
+    assert sent and sent[-1].json()["stream_options"] == {"include_usage": True}
+
+
+def test_a_token_with_more_groups_than_the_gateway_reads_is_refused(make_gateway):
+    gateway = make_gateway()
+    groups = [arg for n in range(1001) for arg in ("--group", f"g{n}")]
+    answer = chat(gateway, gateway.token("many@example.com", *groups))
+    assert answer.status_code == 401
+    assert chat(gateway, gateway.token("few@example.com", *groups[:400])).status_code == 200

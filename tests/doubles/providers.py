@@ -349,6 +349,7 @@ def build_app(state: DoubleState) -> Starlette:
             Route("/v1/chat/completions", openai_chat, methods=["POST"]),
             Route("/v1/messages", anthropic_messages, methods=["POST"]),
             Route("/v1/responses", openai_other, methods=["POST"]),
+            Route("/v1/completions", openai_other, methods=["POST"]),
             Route("/v1/embeddings", openai_other, methods=["POST"]),
             Route("/v1/audio/transcriptions", openai_media, methods=["POST"]),
             Route("/v1/images/{kind}", openai_media, methods=["POST"]),

@@ -28,7 +28,7 @@ from aiplane.gateway.auth import AuthError, Identity, TokenVerifier, make_verifi
 from aiplane.gateway.discovery import DiscoveryService
 from aiplane.gateway.metering import TokenMeter
 from aiplane.gateway.metrics import GatewayMetrics
-from aiplane.gateway.quotas import QuotaService, Ticket
+from aiplane.gateway.quotas import QuotaService, Ticket, estimate_charge
 from aiplane.gateway.quotas import admin_routes as quota_routes
 from aiplane.gateway.relay import (
     STREAM_HEADERS,
@@ -250,7 +250,8 @@ class Gateway:
             return error_response(exc.status, exc.kind, exc.message, request_id)
         # Quotas (gateway/quotas.py): checked before the upstream call, charged when the request ends.
         admitted = await self.quotas.admit(identity.subject, user_id, identity.groups, target.provider, target.model,
-                                           request_id)
+                                           request_id, self.prices.canonical(target.catalog_id, target.model)
+                                           if self.quotas.rules else None)
         if isinstance(admitted, Response):
             return admitted
         lease.quota = admitted
@@ -599,7 +600,13 @@ class Exchange:
                                         first_byte)
             if self.lease.quota is not None:
                 counts = meter.counts
-                self.lease.quota.charge(counts.input + counts.output, cost)
+                tokens = counts.input + counts.output
+                if tokens == 0 and (200 <= status < 300 or status == 499):
+                    # No usage report reached us (the client left a stream before its last chunk, or
+                    # the upstream sends none): quotas are charged an estimate, so leaving early is
+                    # not free. The usage row keeps what was observed.
+                    tokens, cost = estimate_charge(self.target, self.gateway.prices)
+                self.lease.quota.charge(tokens, cost)
         self.lease.release()
 
     def abandon(self) -> None:

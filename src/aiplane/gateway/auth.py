@@ -22,6 +22,7 @@ log = logging.getLogger("aiplane.auth")
 
 
 # The identities table's key width: an email address's maximum length.
+MAX_GROUPS = 1000
 MAX_SUBJECT_LENGTH = 320
 
 
@@ -166,8 +167,11 @@ class TokenVerifier:
         if len(subject) > MAX_SUBJECT_LENGTH:
             raise AuthError("subject claim too long")
         raw_groups = claims.get(self._settings.admin_claim)
-        groups = tuple(g for g in raw_groups if isinstance(g, str))[:200] if isinstance(raw_groups, list) else (
+        groups = tuple(g for g in raw_groups if isinstance(g, str)) if isinstance(raw_groups, list) else (
             (raw_groups,) if isinstance(raw_groups, str) else ())
+        if len(groups) > MAX_GROUPS:
+            # Never cut the list: group rules (quotas, endpoint families) would silently miss the rest.
+            raise AuthError(f"token lists more than {MAX_GROUPS} groups")
         return Identity(subject=subject, is_admin=self._is_admin(claims), expires_at=float(claims["exp"]), groups=groups)
 
     def _is_admin(self, claims: dict[str, Any]) -> bool:

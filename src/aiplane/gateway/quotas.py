@@ -53,6 +53,34 @@ _COUNTERS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+# What a request that ends without a usage report is charged to quotas: its input at about four bytes
+# a token, plus the output it asked for (this when it asked for no limit).
+UNREPORTED_OUTPUT_TOKENS = 4096
+_MAX_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def estimate_charge(target: Any, prices: Any) -> tuple[int, float | None]:
+    """(tokens, usd) for a request whose usage we never saw, from its own body."""
+    from aiplane.modelcatalog.pricing import TokenCounts
+
+    body = target.body or b""
+    input_tokens = len(body) // 4
+    output_tokens = UNREPORTED_OUTPUT_TOKENS
+    try:
+        payload = json.loads(body) if body[:1] in (b"{", b"\xef") else None
+    except (ValueError, RecursionError):
+        payload = None
+    if isinstance(payload, dict):
+        config = payload.get("generationConfig")
+        asked = [payload.get(name) for name in _MAX_OUTPUT_FIELDS]
+        asked.append(config.get("maxOutputTokens") if isinstance(config, dict) else None)
+        numbers = [int(v) for v in asked if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+        if numbers:
+            output_tokens = min(min(numbers), 1_000_000)
+    cost = prices.cost(target.catalog_id, target.model, TokenCounts(input_tokens, output_tokens, 0, 0))
+    return input_tokens + output_tokens, cost
+
+
 def _digest(text: str) -> str:
     # Keys never carry subjects (emails) and stay short whatever the rule names.
     return hashlib.sha256(text.encode()).hexdigest()[:20]
@@ -78,21 +106,32 @@ class RuleSet:
                 else:
                     self.users[rule.subject] = rule
             else:
-                self.others.setdefault((rule.scope, rule.subject), []).append(rule)
+                # Model and provider names compare as the gateway prices them: case-insensitively.
+                subject = rule.subject.strip().lower() if rule.scope in ("model", "provider") else rule.subject
+                self.others.setdefault((rule.scope, subject), []).append(rule)
 
     def __bool__(self) -> bool:
         return bool(self.entries)
 
-    def matching(self, subject: str, user_id: str, groups: tuple[str, ...], provider: str, model: str) -> list[QuotaRule]:
+    def matching(self, subject: str, user_id: str, groups: tuple[str, ...], provider: str, model: str,
+                 canonical: str | None = None) -> list[QuotaRule]:
+        """Rules for this request. A model rule matches the name as sent, normalised (case, spaces, a
+        `models/` prefix) and the catalogued model it is priced as (`canonical`), with or without the
+        provider, so `GPT-4o`, `gpt-4o-2024-08-06` and `openai/gpt-4o` all meet a rule on `openai/gpt-4o`."""
         found: list[QuotaRule] = []
         user_rule = self.users.get(subject) or self.users.get(user_id) or self.every_user
         if user_rule is not None:
             found.append(user_rule)
         if self.others:
-            wanted = [("provider", provider), ("model", model), ("model", f"{provider}/{model}")]
+            plain = model.strip().lower().removeprefix("models/")
+            names = dict.fromkeys(n for n in (model.strip().lower(), plain, canonical) if n)
+            wanted = [("provider", provider.lower())]
+            wanted += [("model", n) for n in names] + [("model", f"{provider.lower()}/{n}") for n in names]
             wanted += [("group", g) for g in groups]
-            for key in wanted:
-                found += self.others.get(key, ())
+            for key in dict.fromkeys(wanted):
+                for rule in self.others.get(key, ()):
+                    if rule not in found:
+                        found.append(rule)
         return found
 
 
@@ -208,11 +247,11 @@ class QuotaService:
     # -- enforcement -------------------------------------------------------------------------
 
     async def admit(self, subject: str, user_id: str, groups: tuple[str, ...], provider: str, model: str,
-                    request_id: str) -> Ticket | Response | None:
+                    request_id: str, canonical: str | None = None) -> Ticket | Response | None:
         """None when no quota applies (or the store failed open); a Ticket when admitted; else the refusal."""
         if not self.rules:
             return None
-        rules = self.rules.matching(subject, user_id, groups, provider, model)
+        rules = self.rules.matching(subject, user_id, groups, provider, model, canonical)
         if not rules:
             return None
         windows = window_ids()

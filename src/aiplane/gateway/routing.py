@@ -370,10 +370,16 @@ def _openai_rewrites(path: str, payload: dict[str, Any], zero_retention: bool, u
     asked for no usage chunk in a chat stream (the relay then drops it)."""
     strip = False
     tail = path.rstrip("/")
-    if payload.get("stream") is True and tail.endswith("chat/completions"):
+    # Chat and legacy completions streams both report usage only when asked: we always ask, so a
+    # client cannot stream unmetered (and uncharged against quotas) by leaving the option out.
+    legacy = tail.rsplit("/", 1)[-1] == "completions" and not tail.endswith("chat/completions")
+    if payload.get("stream") is True and (tail.endswith("chat/completions") or legacy):
         options = payload.get("stream_options")
         options = dict(options) if isinstance(options, dict) else {}
-        strip = options.get("include_usage") is not True and "include_usage" in options
+        asked = options.get("include_usage") is True
+        # A chat client that left the option out has always got the chunk; a legacy completions client
+        # that did not ask for it never did, so there the chunk is dropped unless asked for.
+        strip = not asked and ("include_usage" in options or legacy)
         options["include_usage"] = True
         payload["stream_options"] = options
     if zero_retention and (tail.endswith("chat/completions") or tail.endswith("responses")):

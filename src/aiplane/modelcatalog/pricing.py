@@ -53,6 +53,7 @@ class PriceTable:
                     continue
             self._prices[provider_id] = table
         self._memo: dict[tuple[str, str], Price | None] = {}
+        self._canonical: dict[tuple[str, str], str | None] = {}
 
     def __len__(self) -> int:
         return sum(len(models) for models in self._prices.values())
@@ -66,19 +67,33 @@ class PriceTable:
         return self._memo[key]
 
     def _find(self, provider_id: str, model: str) -> Price | None:
+        found = self._resolve(provider_id, model)
+        return self._prices[provider_id][found] if found is not None else None
+
+    def canonical(self, provider_id: str, model: str) -> str | None:
+        """The catalogued model id a requested name is priced as (`GPT-4o-2024-08-06` -> `gpt-4o`), or None.
+        Quotas match model rules on it, so a rule cannot be dodged by spelling the model another way."""
+        key = (provider_id, model)
+        if key not in self._canonical:
+            if len(self._canonical) >= MEMO_SIZE:
+                self._canonical.clear()
+            self._canonical[key] = self._resolve(provider_id, model[:MAX_MODEL_NAME].strip().lower())
+        return self._canonical[key]
+
+    def _resolve(self, provider_id: str, model: str) -> str | None:
         table = self._prices.get(provider_id)
         if not table:
             return None
         if model.startswith("models/"):
             model = model.removeprefix("models/")
         if model in table:
-            return table[model]
+            return model
         undated = _DATE_SUFFIX.sub("", model)
         if undated in table:
-            return table[undated]
+            return undated
         # Longest catalogued id that prefixes the requested one, e.g. a dated snapshot name.
         candidates = [m for m in table if model.startswith(m + "-")]
-        return table[max(candidates, key=len)] if candidates else None
+        return max(candidates, key=len) if candidates else None
 
     def cost(self, provider_id: str, model: str, tokens: TokenCounts) -> float | None:
         price = self.price(provider_id, model)
