@@ -248,3 +248,64 @@ def test_replaced_json_functions_cannot_confuse_the_bridge():
 
     outcome = run(with_pool(SandboxSettings(workers=1), work))
     assert outcome.result == {"echo": {"a": 1}}
+
+
+def test_deeply_nested_tool_arguments_are_refused_at_once():
+    """Arguments 200+ deep pass JSON but the far side's parser drops them: refused before sending."""
+    seen: list[str] = []
+
+    async def record(name: str, args: dict) -> str:
+        seen.append(name)
+        return "ok"
+
+    code = """
+      const out = {};
+      for (const n of [10, 200, 900, 5000]) {
+        const a = {}; let c = a; for (let i = 0; i < n; i++) { c.a = {}; c = c.a; }
+        try { out[n] = await tools.t(a); } catch (e) { out[n] = e.code; }
+      }
+      return out"""
+
+    async def work(pool: SandboxPool):
+        started = time.monotonic()
+        outcome = await pool.execute(code, ["t"], record, "u")
+        return outcome, time.monotonic() - started
+
+    outcome, seconds = run(with_pool(SandboxSettings(workers=1, wall_time_seconds=5), work))
+    assert outcome.error is None and outcome.result == {"10": "ok", "200": "too_deep", "900": "too_deep", "5000": "too_deep"}
+    assert seen == ["t"] and seconds < 2
+
+
+def test_log_output_is_capped_as_the_json_that_is_sent():
+    """Control characters are sent as \\u0001 (6 bytes): the cap counts that, not the raw character."""
+
+    async def work(pool: SandboxPool):
+        return await pool.execute('console.log("\\u0001".repeat(65000)); console.log("é".repeat(3000)); return 1',
+                                  [], echo, "u")
+
+    outcome = run(with_pool(SandboxSettings(workers=1, max_output_bytes=16 * 1024), work))
+    sent = json.dumps(outcome.logs, ensure_ascii=False).encode()
+    assert len(sent) <= 16 * 1024 + 200, len(sent)
+    assert outcome.logs[-1].startswith("[output truncated")
+
+
+def test_workers_that_cannot_start_fail_fast_and_are_not_respawned_in_a_loop(tmp_path, monkeypatch):
+    from aiplane.portal import sandbox
+
+    broken = tmp_path / "broken_worker.py"
+    broken.write_text("import sys\nsys.exit(3)\n")  # a real process that dies before saying ready
+    monkeypatch.setattr(sandbox, "WORKER_SCRIPT", broken)
+
+    async def work(pool: SandboxPool):
+        timings, outcomes = [], []
+        for _ in range(6):
+            started = time.monotonic()
+            outcomes.append(await pool.execute("return 1", [], echo, "u"))
+            timings.append(time.monotonic() - started)
+            await asyncio.sleep(0.3)
+        return timings, outcomes, pool.spawn_attempts
+
+    timings, outcomes, attempts = run(with_pool(SandboxSettings(workers=2, queue_timeout_seconds=30), work))
+    assert all(o.error is not None and o.error.startswith("sandbox_unavailable") for o in outcomes), outcomes
+    assert max(timings) < 3, timings  # not the 30 s queue wait
+    assert attempts <= 6, attempts  # backing off: 2 at start, then at most one per backoff period

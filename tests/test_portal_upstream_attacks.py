@@ -398,3 +398,132 @@ def test_one_users_runaway_executes_do_not_hold_up_another_user_through_the_port
     assert outcome["result"] == "bob ran" and seconds < 1.5, (outcome, seconds)
     assert all("time limit of 2.0 s exceeded" in r["error"] for r, _seconds in runaway)
     assert max(s for _r, s in runaway) > 3.5  # the second waited for the first: one worker for mallory
+
+
+@pytest.fixture(scope="module")
+def overlapping(tmp_path_factory):
+    root = tmp_path_factory.mktemp("overlap")
+    portal = PortalProcess(root, """
+max_tools_per_upstream = 20
+max_tool_bytes = 8192
+listing_ttl_seconds = 600
+[[portal.policies]]
+groups = ["contractors"]
+deny = ["overlap__secret_files", "overlap__payroll", "crowded__secret_files"]
+""", upstreams=f"""
+[portal.upstreams.overlap]
+command = "{sys.executable}"
+args = ["{DOUBLES / 'overlap_mcp.py'}"]
+env = {{ OVERLAP_STDERR_LINES = "400" }}
+
+[portal.upstreams.crowded]
+command = "{sys.executable}"
+args = ["{DOUBLES / 'overlap_mcp.py'}"]
+env = {{ OVERLAP_EXTRA_RESOURCES = "30" }}
+stderr = "discard"
+""")
+    yield portal
+    portal.stop()
+
+
+async def _read(client, uri: str) -> str:
+    try:
+        result = await client.read_resource(uri)
+    except Exception as exc:  # noqa: BLE001 - the client raises the portal's MCP error
+        return f"refused: {exc}"
+    return " | ".join(f"{c.uri} {c.text}" for c in result.contents)
+
+
+def test_a_denied_template_or_resource_is_not_read_through_a_broader_allowed_one(overlapping):
+    reads = ("aiplane://overlap/file:///data/secret/passwords.txt",  # secret_files (denied) and files (allowed) match
+             "aiplane://overlap/file:///data/payroll.csv",           # payroll (denied, too large to list) and files
+             "aiplane://overlap/file:///data/notes.txt")             # only files
+
+    async def go(token: str):
+        http, client = session(overlapping, token)
+        async with http, client:
+            listed = {str(r.uri) for r in (await client.list_resources()).resources}
+            return listed, [await _read(client, uri) for uri in reads]
+
+    listed, contractor = run(go(overlapping.token("contractor@example.com", "contractors")))
+    _listed, alice = run(go(overlapping.token()))
+    assert "aiplane://overlap/file:///data/payroll.csv" not in listed  # over max_tool_bytes: not listed
+    assert contractor[0].startswith("refused") and "SECRET" not in contractor[0]
+    assert contractor[1].startswith("refused") and "PAYROLL" not in contractor[1]
+    assert contractor[2] == "aiplane://overlap/file:///data/notes.txt file notes.txt"
+    # Without a deny, every matching entry is allowed; contents come back namespaced.
+    assert alice[0].startswith("aiplane://overlap/file:///data/secret/passwords.txt ")  # the upstream picks its template
+    assert alice[1] == "aiplane://overlap/file:///data/payroll.csv PAYROLL DATA"
+
+
+def test_reads_are_refused_when_the_listing_was_cut_and_a_policy_names_items(overlapping):
+    """crowded lists 31 resources, the portal keeps 20: an unseen one might be denied."""
+
+    async def go(token: str):
+        http, client = session(overlapping, token)
+        async with http, client:
+            return await _read(client, "aiplane://crowded/file:///data/notes.txt")
+
+    assert run(go(overlapping.token("contractor@example.com", "contractors"))).startswith("refused")
+    assert run(go(overlapping.token())) == "aiplane://crowded/file:///data/notes.txt file notes.txt"  # no item policy
+
+
+def test_a_deep_schema_is_cut_not_lost_and_deep_arguments_fail_fast(overlapping):
+    async def go():
+        http, client = session(overlapping, overlapping.token())
+        async with http, client:
+            started = time.monotonic()
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            listed = time.monotonic() - started
+            deep: dict = {}
+            current = deep
+            for _ in range(200):
+                current["a"] = {}
+                current = current["a"]
+            started = time.monotonic()
+            refused = await client.call_tool("overlap__echo", {"value": deep})
+            return tools, listed, refused, time.monotonic() - started
+
+    tools, listed, refused, seconds = run(go())
+    assert "overlap__deep_schema" in tools and "overlap__echo" in tools and listed < 5
+    health = httpx.get(overlapping.url + "/healthz").json()["upstreams"]
+    assert health["overlap"]["status"] == "ready"
+    assert refused.is_error and "nest deeper than 64" in refused.content[0].text and seconds < 2
+
+
+def test_an_upstreams_stderr_is_escaped_bounded_and_named(overlapping):
+    run(_touch(overlapping))
+    records = [json.loads(line) for line in (overlapping.root / "portal.log").read_text().splitlines()
+               if line.startswith("{")]
+    raw = [line for line in (overlapping.root / "portal.log").read_text().splitlines() if not line.startswith("{")]
+    assert not any("Traceback" in line or "filler" in line for line in raw), raw[:5]
+    stderr = [r for r in records if r.get("msg") == "upstream stderr"]
+    assert stderr and all(r["upstream"] == "overlap" for r in stderr)  # crowded's stderr is discarded
+    assert not any(r.get("logger") == "aiplane.gateway" for r in records)  # the forged record stays a field
+    assert any("FORGED" in r["line"] for r in stderr)
+    assert all("\x1b" not in r["line"] for r in stderr)
+    assert len(stderr) <= 60  # 400 lines written, a burst of 50 logged
+    assert any(r.get("msg") == "upstream stderr over its rate, dropping lines" and r["upstream"] == "overlap" for r in records)
+
+
+async def _touch(portal) -> None:
+    http, client = session(portal, portal.token())
+    async with http, client:
+        await client.list_tools()
+
+
+def test_execute_output_stays_within_its_byte_cap_as_sent(overlapping):
+    """`\\u0001` and `é` cost 6 and 12 bytes each when JSON escapes them to ASCII: 64 KB became 390 KB."""
+    code = 'console.log("\\u0001".repeat(65000)); console.log("é".repeat(30000)); return "é".repeat(30000)'
+
+    async def go():
+        http, client = session(overlapping, overlapping.token(), "codemode")
+        async with http, client:
+            return await client.call_tool("execute", {"code": code})
+
+    result = run(go())
+    text = result.content[0].text
+    cap = 64 * 1024  # max_output_bytes: the result and the logs, each
+    assert len(text.encode()) <= 2 * cap + 1024, len(text.encode())
+    outcome = json.loads(text)
+    assert outcome["result"] == "é" * 30000 and outcome["logs"][-1].startswith("[output truncated")

@@ -343,6 +343,9 @@ class UpstreamSettings(Strict):
     list_timeout_seconds: float = Field(default=5, gt=0, le=300)
     # One line on what the server is for: Code Mode's `search "*"` overview shows it, and search weighs it lightly.
     description: str = Field(default="", max_length=300)
+    # A stdio server's stderr: "log" (each line escaped into a rate-limited log record under the
+    # server's name, never raw) or "discard".
+    stderr: Literal["log", "discard"] = "log"
 
     @model_validator(mode="after")
     def _one_transport(self) -> UpstreamSettings:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aiplane.config import PortalSettings
 from aiplane.frontmatter import split_frontmatter
 from aiplane.logs import log_fields
-from aiplane.portal.limits import per_upstream, within_bytes
+from aiplane.portal.limits import json_depth, per_upstream, within_bytes
 from aiplane.portal.naming import SEPARATOR, exposed, map_names, safe_suffix
 from aiplane.portal.sandbox import SandboxPool, ToolCallError
 from aiplane.portal.signatures import declaration
@@ -36,6 +36,9 @@ from aiplane.store.schema import portal_calls
 log = logging.getLogger("aiplane.portal")
 MAX_AUDITED_ARGUMENT_BYTES = 4096
 MAX_CODE_BYTES = 100_000
+# Nesting of a tool call's arguments. The MCP SDK's JSON parser (pydantic-core) drops a message
+# nested past ~200 levels, so deeper arguments would make the call wait out its timeout.
+MAX_ARGUMENT_DEPTH = 64
 # Resources are namespaced by server: `aiplane://<server>/<the upstream's own URI>`, so two
 # upstreams that list the same URI stay apart, and a read goes to the server it names.
 RESOURCE_SCHEME = "aiplane://"
@@ -48,6 +51,7 @@ CALL_ERRORS = {
     "denied": "you are not allowed to use this tool",
     "unavailable": "the tool's server is unavailable right now; try again later",
     "timeout": "the tool's server did not answer in time",
+    "too_deep": f"the arguments nest deeper than {MAX_ARGUMENT_DEPTH} levels",
 }
 AUDIT_BATCH = 200
 AUDIT_FLUSH_SECONDS = 0.25
@@ -122,8 +126,7 @@ class Portal:
 
     def allowed(self, caller: Caller, server: str, tool: str | None = None) -> bool:
         names = [server] + ([f"{server}{SEPARATOR}{tool}"] if tool else [])
-        applicable = [p for p in self.settings.policies
-                      if (not p.users and not p.groups) or caller.subject in p.users or set(caller.groups) & set(p.groups)]
+        applicable = self._applicable(caller)
 
         def matches(patterns: list[str]) -> bool:
             return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns for name in names)
@@ -137,6 +140,10 @@ class Portal:
             # A server is visible if anything on it may be allowed.
             return any(fnmatch.fnmatchcase(server, pattern.split(SEPARATOR, 1)[0]) for p in allowing for pattern in p.allow)
         return any(matches(p.allow) for p in allowing)
+
+    def _applicable(self, caller: Caller) -> list[Any]:
+        return [p for p in self.settings.policies
+                if (not p.users and not p.groups) or caller.subject in p.users or set(caller.groups) & set(p.groups)]
 
     # -- tools -------------------------------------------------------------------------------
 
@@ -200,6 +207,8 @@ class Portal:
             if not self.allowed(caller, server, tool):
                 status = "denied"
                 raise PortalError(f"you are not allowed to use '{name}'", "denied")
+            if json_depth(arguments, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
+                raise PortalError(f"arguments nest deeper than {MAX_ARGUMENT_DEPTH} levels", "too_deep")
             _table, mapping = await self._tool_table(server, restart=True)
             if tool not in mapping:
                 raise PortalError(f"unknown tool '{name[:100]}'", "unknown_tool")
@@ -329,27 +338,43 @@ class Portal:
         if server not in self.upstreams or not self.allowed(caller, server):
             raise refused
         try:
-            name = await self._resource_name(server, original)
-            # Checked under the same policy as tools: `<server>__<resource or template name>`.
-            if name is None or not self.allowed(caller, server, name):
+            names = await self._resource_names(caller, server, original)
+            # Checked under the same policy as tools, `<server>__<resource or template name>`, for
+            # EVERY entry that matches the URI: a denied template is not bypassed through a broader
+            # allowed one. Entries the listing caps left out still count (see _resource_names).
+            if names is None or not names or not all(self.allowed(caller, server, name) for name in names):
                 raise refused
             result = await self.upstreams[server].call("read_resource", original)
         except UpstreamError as exc:
             raise PortalError(str(exc)) from None
-        contents = [c.model_copy(update={"uri": _namespaced(server, str(c.uri))}) if _safe_uri(str(c.uri)) else c
+        # Contents name their own URIs; each comes back namespaced like the listing's, and one
+        # that is unsafe to show (controls, spaces, oversized) is replaced by the URI that was read.
+        contents = [c.model_copy(update={"uri": _namespaced(server, str(c.uri) if _safe_uri(str(c.uri)) else original)})
                     for c in result.contents]
         return result.model_copy(update={"contents": contents})
 
-    async def _resource_name(self, server: str, uri: str) -> str | None:
-        """The name a URI is listed under: a resource's, else the first template's that matches it."""
+    async def _resource_names(self, caller: Caller, server: str, uri: str) -> list[str] | None:
+        """The names of every resource and template of `server` that match `uri`, from the whole
+        listing the portal holds (also entries the per-item size cap keeps out of the listing
+        clients see). None when the decision cannot be made: the upstream listed more entries than
+        the portal kept, and a policy names items of this server, so an unseen denied one might match."""
         ttl = self.settings.listing_ttl_seconds
-        for resource in self._bounded(server, await self.upstreams[server].listing("resources", ttl), "resources"):
-            if isinstance(resource, types.Resource) and resource.uri == uri:
-                return safe_suffix(server, resource.name)
-        for template in self._bounded(server, await self.upstreams[server].listing("templates", ttl), "templates"):
-            if isinstance(template, types.ResourceTemplate) and _template_matches(template.uri_template, uri):
-                return safe_suffix(server, template.name)
-        return None
+        upstream = self.upstreams[server]
+        resources = await upstream.listing("resources", ttl)
+        templates = await upstream.listing("templates", ttl)
+        if (upstream.truncated("resources") or upstream.truncated("templates")) and self._names_items(caller):
+            log.warning("resource read refused: the upstream lists more than the portal keeps",
+                        extra=log_fields(upstream=server))
+            return None
+        names = [safe_suffix(server, r.name) for r in resources if isinstance(r, types.Resource) and str(r.uri) == uri]
+        names += [safe_suffix(server, t.name) for t in templates
+                  if isinstance(t, types.ResourceTemplate) and _template_matches(t.uri_template, uri)]
+        return names
+
+    def _names_items(self, caller: Caller) -> bool:
+        """Whether a policy of the caller's could single out one item (a `server__name` pattern or a glob)."""
+        return any(SEPARATOR in pattern or any(c in pattern for c in "*?[")
+                   for policy in self._applicable(caller) for pattern in (*policy.allow, *policy.deny))
 
     async def _prompt_table(self, server: str, items: list[Any]) -> dict[str, types.Prompt]:
         prompts = [p for p in self._bounded(server, items, "prompts") if isinstance(p, types.Prompt)]

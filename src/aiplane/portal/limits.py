@@ -24,6 +24,18 @@ def json_size(item: Any) -> int:
         return 1 << 62
 
 
+def json_depth(value: Any, stop: int) -> int:
+    """How deep dicts and lists nest in `value`, counted iteratively and no further than stop + 1."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= stop:
+                stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def per_upstream(server: str, items: list[T], max_items: int, max_item_bytes: int, kind: str) -> list[T]:
     kept = []
     for item in items[:max_items]:

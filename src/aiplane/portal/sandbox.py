@@ -98,7 +98,7 @@ class Worker:
             return None
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {"type": "garbage"}
         return message if isinstance(message, dict) else {"type": "garbage"}
 
@@ -140,6 +140,13 @@ class SandboxBusy(Exception):
     """This user has too many executes running and waiting."""
 
 
+# Spawning after a worker failed to start waits this long, doubling up to the maximum: a broken
+# V8 or a full machine must not be hammered with restarts.
+SPAWN_BACKOFF_SECONDS = 0.5
+SPAWN_BACKOFF_MAX_SECONDS = 30.0
+UNAVAILABLE = "sandbox_unavailable: no sandbox worker can start right now; try again later"
+
+
 class SandboxPool:
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
@@ -158,6 +165,9 @@ class SandboxPool:
         self._watched: dict[Worker, list[str]] = {}
         self._closing = threading.Event()
         self._memory_thread: threading.Thread | None = None
+        self.spawn_attempts = 0
+        self._spawn_backoff = 0.0
+        self._next_spawn = 0.0  # monotonic time before which no worker is started
 
     @property
     def line_limit(self) -> int:
@@ -175,11 +185,27 @@ class SandboxPool:
             if isinstance(worker, Worker):
                 self._idle.append(worker)
             else:
-                log.error("sandbox worker failed to start", extra=log_fields(error=worker.__class__.__name__))
+                self._spawn_failed(worker)
         self._dispatch()
+
+    def _spawn_failed(self, exc: BaseException) -> None:
+        self._spawn_backoff = min(max(self._spawn_backoff * 2, SPAWN_BACKOFF_SECONDS), SPAWN_BACKOFF_MAX_SECONDS)
+        self._next_spawn = time.monotonic() + self._spawn_backoff
+        log.error("sandbox worker failed to start", extra=log_fields(error=exc.__class__.__name__, retry_in_s=self._spawn_backoff))
+        if not self._workers and not self._spawning:
+            # Nothing can serve the waiters: they fail now, with a clear code, not at their timeout.
+            for waiter in self._waiting:
+                if not waiter.future.done():
+                    waiter.future.set_exception(SandboxBusy(UNAVAILABLE))
+            self._waiting.clear()
+
+    def _unavailable(self) -> bool:
+        """No worker exists and none may be started yet (the last start failed)."""
+        return not self._workers and not self._spawning and time.monotonic() < self._next_spawn
 
     async def _spawn(self) -> Worker:
         self._spawning += 1
+        self.spawn_attempts += 1
         try:
             workdir = Path(tempfile.mkdtemp(prefix="aiplane-sandbox-"))
             process = await asyncio.create_subprocess_exec(
@@ -202,6 +228,7 @@ class SandboxPool:
                 await asyncio.shield(worker.stop())
                 raise
             self._workers.add(worker)
+            self._spawn_backoff = 0.0
             return worker
         finally:
             self._spawning -= 1
@@ -215,11 +242,8 @@ class SandboxPool:
         await asyncio.shield(worker.stop())
         self._workers.discard(worker)
         self.replaced += 1
-        try:
-            self._idle.append(await self._spawn())
-        except Exception as exc:  # noqa: BLE001 - the pool shrinks; the next execute spawns on demand
-            log.error("sandbox worker failed to restart", extra=log_fields(error=exc.__class__.__name__))
-        self._dispatch()
+        self._spawning += 1
+        await self._grow(reserved=True)
 
     # -- fair sharing ---------------------------------------------------------------------------
 
@@ -234,18 +258,28 @@ class SandboxPool:
             self._running[waiter.user] += 1
             waiter.future.set_result(self._idle.pop())
         if not self._idle and self._waiting and len(self._workers) + self._spawning < self.settings.workers:
-            self._in_background(self._grow())
+            self._spawning += 1  # counted now, so that dispatching again does not start a second one
+            self._in_background(self._grow(reserved=True))
 
-    async def _grow(self) -> None:
+    async def _grow(self, reserved: bool = False) -> None:
+        try:
+            wait = self._next_spawn - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # backing off after a failed start
+        finally:
+            if reserved:
+                self._spawning -= 1
         try:
             self._idle.append(await self._spawn())
-        except Exception as exc:  # noqa: BLE001 - waiters time out with a clear message
-            log.error("sandbox worker failed to start", extra=log_fields(error=exc.__class__.__name__))
+        except Exception as exc:  # noqa: BLE001 - backed off; waiters fail with UNAVAILABLE when nothing is left
+            self._spawn_failed(exc)
         self._dispatch()
 
     async def _acquire(self, user: str) -> Worker:
         await self.start()
         settings = self.settings
+        if self._unavailable():
+            raise SandboxBusy(UNAVAILABLE)
         if self._idle and self._running[user] < settings.per_user_concurrency and not self._waiting:
             self._running[user] += 1
             return self._idle.pop()
@@ -259,12 +293,14 @@ class SandboxPool:
             await asyncio.wait({waiter.future}, timeout=settings.queue_timeout_seconds)
         finally:
             if waiter.future.done() and not waiter.future.cancelled():
-                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                if waiter.future.exception() is None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
                     self._release(user, waiter.future.result(), healthy=True)
             else:
                 waiter.future.cancel()
                 with contextlib.suppress(ValueError):
                     self._waiting.remove(waiter)
+        if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is not None:
+            raise waiter.future.exception()  # type: ignore[misc]
         if not waiter.future.done() or waiter.future.cancelled():
             raise SandboxBusy(f"no sandbox worker was free within {settings.queue_timeout_seconds:g} s; try again later")
         return waiter.future.result()

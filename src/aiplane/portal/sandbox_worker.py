@@ -31,6 +31,10 @@ from typing import Any
 
 # Arguments of one tool call, as JSON: the code's own calls are bounded before they cross.
 MAX_ARGUMENT_BYTES = 1024 * 1024
+# Nesting of one call's arguments (objects and arrays). Deeper JSON passes here but the MCP
+# SDK's parser on the far side drops the message, and the call would wait out its timeout;
+# refused at once instead (the portal checks the same limit for direct calls).
+MAX_ARGUMENT_DEPTH = 64
 
 PRELUDE = """
 (() => {
@@ -171,9 +175,14 @@ async def run_job(job: dict[str, Any], reader: Reader) -> dict[str, Any]:
                 return _error("too_many_calls", f"more than {max_calls} tool calls in one execute")
             if not isinstance(args, str) or not args or len(args.encode("utf-8", "replace")) > MAX_ARGUMENT_BYTES:
                 return _error("bad_arguments", f"arguments must be a JSON object of at most {MAX_ARGUMENT_BYTES} bytes")
-            parsed = json.loads(args)
+            try:
+                parsed = json.loads(args)
+            except RecursionError:
+                return _error("too_deep", f"arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels")
             if not isinstance(parsed, dict):
                 return _error("bad_arguments", "arguments must be a JSON object")
+            if _depth(parsed) > MAX_ARGUMENT_DEPTH:
+                return _error("too_deep", f"arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels")
             call_id = next(bridge.ids)
             future = bridge.loop.create_future()
             bridge.pending[call_id] = future
@@ -189,7 +198,8 @@ async def run_job(job: dict[str, Any], reader: Reader) -> dict[str, Any]:
     async def log(text: Any) -> None:
         try:
             text = str(text)
-            size = len(text.encode("utf-8", "replace")) + 1
+            # Counted as the portal sends it: a JSON string (control characters become \uXXXX).
+            size = len(json.dumps(text, ensure_ascii=False).encode("utf-8", "replace")) + 1
             if used["bytes"] + size > max_output:
                 used["truncated"] = True
                 return
@@ -235,6 +245,18 @@ async def run_job(job: dict[str, Any], reader: Reader) -> dict[str, Any]:
         logs.append(f"[output truncated at {max_output} bytes]")
     return {"type": "done", "job": job_id, "status": status, "result": result, "logs": logs, "error": error,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in `value` (iterative: the value is the code's)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= MAX_ARGUMENT_DEPTH + 1:
+                stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _js_message(exc: BaseException) -> str:

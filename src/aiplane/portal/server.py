@@ -58,7 +58,10 @@ def build_mcp_server(portal: Portal) -> Server:
                     return _text_result(await portal.search(caller, str(arguments.get("query", "")), int(limit) if isinstance(limit, int) else 8))
                 if params.name == "execute":
                     outcome = await portal.execute(caller, str(arguments.get("code", "")))
-                    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(outcome, default=str))],
+                    # ensure_ascii off: escaping would send each non-ASCII character as 6-12 bytes,
+                    # past the byte caps the sandbox counted (it counts this same JSON form).
+                    text = json.dumps(outcome, default=str, ensure_ascii=False)
+                    return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
                                                 structured_content=outcome, is_error=outcome["error"] is not None)
                 return _text_result("Code Mode has two tools: search and execute.", error=True)
             return await portal.call(caller, params.name, arguments)

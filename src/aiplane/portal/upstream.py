@@ -19,20 +19,25 @@ A hostile or wedged server must not hold anyone else up:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import httpx2
-from mcp import Client, MCPError, StdioServerParameters
+import mcp.client.stdio as sdk_stdio
+from mcp import Client, MCPError, StdioServerParameters, types
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.message import SessionMessage
 from mcp.types import CONNECTION_CLOSED
 
 from aiplane.config import UpstreamSettings
 from aiplane.logs import log_fields
+from aiplane.portal.limits import json_depth
 
 log = logging.getLogger("aiplane.portal")
 _PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
@@ -48,6 +53,78 @@ MAX_PAGES = 50
 STOP_SECONDS = 10.0
 
 
+# The SDK parses each stdout line with pydantic-core, whose JSON parser gives up past ~200
+# levels: such a line is dropped, and the request behind it waits out its timeout (a tool
+# listing with one 120-deep schema made the whole upstream look hung). The portal reads those
+# lines itself: schemas are cut to `{}` (any value, `unknown` in signatures) past
+# SCHEMA_DEPTH, and a reply still too deep becomes an error for its request, at once.
+SCHEMA_DEPTH = 24
+MESSAGE_DEPTH = 150
+_SCHEMA_KEYS = ("inputSchema", "outputSchema")
+_sdk_parse_line = sdk_stdio._parse_line
+
+
+def _cut(value: Any, depth: int) -> Any:
+    """`value` with every object or array deeper than `depth` replaced by `{}` (iterative)."""
+    if not isinstance(value, (dict, list)):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack = [(value, root, 1)]
+    while stack:
+        source, target, level = stack.pop()
+        pairs = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, child in pairs:
+            if isinstance(child, (dict, list)):
+                if level >= depth:
+                    copied: Any = {}
+                else:
+                    copied = {} if isinstance(child, dict) else []
+                    stack.append((child, copied, level + 1))
+            else:
+                copied = child
+            if isinstance(target, dict):
+                target[key] = copied
+            else:
+                target.append(copied)
+    return root
+
+
+def _cut_schemas(message: Any) -> None:
+    result = message.get("result") if isinstance(message, dict) else None
+    tools = result.get("tools") if isinstance(result, dict) else None
+    for tool in tools if isinstance(tools, list) else []:
+        for key in _SCHEMA_KEYS:
+            if isinstance(tool, dict) and isinstance(tool.get(key), dict):
+                tool[key] = _cut(tool[key], SCHEMA_DEPTH)
+
+
+def parse_line(line: str) -> SessionMessage | Exception:
+    """One stdout line of a stdio upstream, as the SDK parses it, but deep JSON fails small."""
+    try:
+        return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+    except ValueError as exc:
+        if "recursion limit" not in str(exc):
+            return _sdk_parse_line(line)  # the SDK's own handling (and log) of a bad line
+    try:
+        data = json.loads(line)  # the stdlib parser goes deeper (and raises, never crashes, past it)
+    except (ValueError, RecursionError):
+        return _sdk_parse_line(line)
+    _cut_schemas(data)
+    if json_depth(data, MESSAGE_DEPTH) > MESSAGE_DEPTH:
+        if not (isinstance(data, dict) and "id" in data and ("result" in data or "error" in data)):
+            return _sdk_parse_line(line)
+        data = {"jsonrpc": "2.0", "id": data["id"],
+                "error": {"code": -32603, "message": f"the server's reply nests deeper than {MESSAGE_DEPTH} levels"}}
+    try:
+        return SessionMessage(types.jsonrpc_message_adapter.validate_python(data, by_name=False))
+    except ValueError:
+        return _sdk_parse_line(line)
+
+
+# The SDK's stdio transport calls this module-level function for every line it reads.
+sdk_stdio._parse_line = parse_line
+
+
 class UpstreamError(Exception):
     """The upstream cannot serve a call right now; the message is safe for clients."""
 
@@ -56,6 +133,9 @@ class UpstreamError(Exception):
 class Listing:
     items: list[Any]
     listed_at: float
+    # The upstream listed more than the portal kept (max items or pages): entries it never saw
+    # cannot take part in a policy decision, so reads that depend on them are refused.
+    truncated: bool = False
 
 
 @dataclass
@@ -86,23 +166,26 @@ class Upstream:
         self._refreshing: dict[str, asyncio.Task] = {}
         self._generation = 0
 
-    def _server(self) -> tuple[Any, httpx2.AsyncClient | None]:
+    def _server(self) -> tuple[Any, httpx2.AsyncClient | None, Any]:
+        """The transport, its HTTP client (HTTP upstreams) and the stderr pipe's write end (stdio)."""
         settings = self.settings
         if settings.command is not None:
             env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
             env.update({k: v.get_secret_value() for k, v in settings.env.items()})
-            return StdioServerParameters(command=settings.command, args=settings.args, env=env), None
+            params = StdioServerParameters(command=settings.command, args=settings.args, env=env)
+            errlog = stderr_sink(self.name, settings.stderr)
+            return sdk_stdio.stdio_client(params, errlog=errlog), None, errlog
         headers = {k: v.get_secret_value() for k, v in settings.headers.items()}
         http = httpx2.AsyncClient(headers=headers, timeout=settings.timeout_seconds)
-        return streamable_http_client(str(settings.url), http_client=http), http
+        return streamable_http_client(str(settings.url), http_client=http), http, None
 
     async def _hold(self, generation: int) -> None:
         """Open the connection, publish it, and keep it until asked to stop or it breaks."""
-        http = None
+        http = errlog = None
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
-                server, http = self._server()
+                server, http, errlog = self._server()
                 # No client-side response cache: the portal keeps its own, with its own limits.
                 async with Client(server, read_timeout_seconds=self.settings.timeout_seconds, cache=None) as client:
                     if generation == self._generation:
@@ -119,6 +202,8 @@ class Upstream:
                 raise
             self._mark_failed_once(exc, generation)
         finally:
+            if errlog is not None:
+                errlog.close()  # the process is gone: its reader sees the end of the pipe
             if http is not None:
                 with anyio.CancelScope(shield=True):
                     await http.aclose()
@@ -243,7 +328,7 @@ class Upstream:
         limit = self.settings.list_timeout_seconds
         try:
             with anyio.fail_after(limit):
-                items = await self._pages(client, method, attribute)
+                items, truncated = await self._pages(client, method, attribute)
         except TimeoutError:
             # A server that hangs on a listing is wedged: down, and its process stopped.
             self._broken(TimeoutError(f"no answer to {kind} listing within {limit:g} s"))
@@ -252,14 +337,19 @@ class Upstream:
             if exc.code == CONNECTION_CLOSED:
                 self._broken(exc)
                 raise UpstreamError(f"upstream '{self.name}' failed: the connection closed (the server exited)") from None
-            items = []  # alive, but does not offer this kind (method not found): an empty listing
+            items, truncated = [], False  # alive, but does not offer this kind (method not found): an empty listing
         except Exception as exc:  # noqa: BLE001 - the connection broke: restart it later
             self._broken(exc)
             raise UpstreamError(f"upstream '{self.name}' failed: {_describe(exc)}") from None
-        self.state.listings[kind] = Listing(items, time.monotonic())
+        self.state.listings[kind] = Listing(items, time.monotonic(), truncated)
         return items
 
-    async def _pages(self, client: Client, method: str, attribute: str) -> list[Any]:
+    def truncated(self, kind: str) -> bool:
+        """Whether the cached `kind` listing left out entries the upstream has (or has none cached)."""
+        cached = self.state.listings.get(kind)
+        return cached is None or cached.truncated
+
+    async def _pages(self, client: Client, method: str, attribute: str) -> tuple[list[Any], bool]:
         items: list[Any] = []
         cursor = None
         for _ in range(MAX_PAGES):
@@ -268,10 +358,11 @@ class Upstream:
             cursor = page.next_cursor
             if cursor is None or len(items) >= self.max_items:
                 break
-        if len(items) > self.max_items:
+        truncated = len(items) > self.max_items or cursor is not None
+        if truncated:
             log.warning("upstream lists too many items, the rest left out",
                         extra=log_fields(upstream=self.name, method=method, listed=len(items), kept=self.max_items))
-        return items[: self.max_items]
+        return items[: self.max_items], truncated
 
     async def tools(self, max_age: float) -> list[Any]:
         return await self.listing("tools", max_age)
@@ -291,6 +382,50 @@ class Upstream:
         if not done and self._scope is not None:
             self._scope.cancel()
             await asyncio.wait({task}, timeout=STOP_SECONDS)
+
+
+# A stdio upstream's stderr never reaches the portal's own output raw (it would carry host
+# paths, and lines that look like the portal's JSON logs). Each line becomes the `line` field
+# of a log record under the upstream's name: one line, no control characters, at most
+# STDERR_LINE_CHARS, and at most STDERR_BURST lines then STDERR_LINES_PER_SECOND; the rest are
+# counted and dropped.
+STDERR_LINE_CHARS = 500
+STDERR_BURST = 50
+STDERR_LINES_PER_SECOND = 5.0
+stderr_log = logging.getLogger("aiplane.portal.upstream_stderr")
+
+
+def stderr_sink(name: str, mode: str) -> Any:
+    """A file the upstream process writes its stderr to: /dev/null, or a pipe read by a thread."""
+    if mode == "discard":
+        return open(os.devnull, "w")  # noqa: SIM115 - closed by the holder when the process is gone
+    read_end, write_end = os.pipe()
+    threading.Thread(target=_read_stderr, args=(name, read_end), name=f"mcp-stderr-{name}", daemon=True).start()
+    return os.fdopen(write_end, "w")
+
+
+def _read_stderr(name: str, fd: int) -> None:
+    from aiplane.portal.naming import clean_text
+
+    tokens, last, dropped = float(STDERR_BURST), time.monotonic(), 0
+    with os.fdopen(fd, "rb") as pipe:
+        while chunk := pipe.readline(4 * STDERR_LINE_CHARS):  # bounded: a line without an end is cut in pieces
+            now = time.monotonic()
+            tokens, last = min(STDERR_BURST, tokens + (now - last) * STDERR_LINES_PER_SECOND), now
+            if tokens < 1:
+                if not dropped:  # said at once: the count follows when lines are kept again, or at the end
+                    stderr_log.warning("upstream stderr over its rate, dropping lines", extra=log_fields(upstream=name))
+                dropped += 1
+                continue
+            tokens -= 1
+            if dropped:
+                stderr_log.warning("upstream stderr lines dropped", extra=log_fields(upstream=name, dropped=dropped))
+                dropped = 0
+            line = clean_text(chunk.decode("utf-8", "replace"), STDERR_LINE_CHARS)
+            if line:
+                stderr_log.info("upstream stderr", extra=log_fields(upstream=name, line=line))
+    if dropped:
+        stderr_log.warning("upstream stderr lines dropped", extra=log_fields(upstream=name, dropped=dropped))
 
 
 async def _swallow(work: Any) -> None:
