@@ -527,3 +527,24 @@ def test_execute_output_stays_within_its_byte_cap_as_sent(overlapping):
     assert len(text.encode()) <= 2 * cap + 1024, len(text.encode())
     outcome = json.loads(text)
     assert outcome["result"] == "é" * 30000 and outcome["logs"][-1].startswith("[output truncated")
+
+
+def test_deep_replies_from_a_stdio_upstream_fail_small():
+    """The stdio line parser: a schema is cut, a deep result becomes an error for its request."""
+    from mcp import types
+
+    from aiplane.portal.upstream import parse_line
+
+    deep: dict = {}
+    current = deep
+    for _ in range(400):
+        current["a"] = {}
+        current = current["a"]
+    listing = parse_line(json.dumps({"jsonrpc": "2.0", "id": 7, "result": {"tools": [
+        {"name": "t", "inputSchema": {"type": "object", "properties": {"x": deep}}}]}}))
+    schema = listing.message.result["tools"][0]["inputSchema"]
+    assert len(json.dumps(schema)) < 200 and "a" in json.dumps(schema)
+    result = parse_line(json.dumps({"jsonrpc": "2.0", "id": 8, "result": {"content": [], "structuredContent": deep}}))
+    assert isinstance(result.message, types.JSONRPCError) and result.message.id == 8
+    assert "nests deeper than 150" in result.message.error.message
+    assert parse_line('{"jsonrpc": "2.0", "id": 9, "result": {}}').message.id == 9  # ordinary lines as the SDK parses them
