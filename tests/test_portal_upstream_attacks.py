@@ -548,3 +548,13 @@ def test_deep_replies_from_a_stdio_upstream_fail_small():
     assert isinstance(result.message, types.JSONRPCError) and result.message.id == 8
     assert "nests deeper than 150" in result.message.error.message
     assert parse_line('{"jsonrpc": "2.0", "id": 9, "result": {}}').message.id == 9  # ordinary lines as the SDK parses them
+
+
+def test_returned_contents_are_namespaced_and_unsafe_uris_replaced(overlapping):
+    async def go():
+        http, client = session(overlapping, overlapping.token())
+        async with http, client:
+            return await client.read_resource("aiplane://overlap/file:///data/weird.txt")
+
+    result = run(go())
+    assert [str(c.uri) for c in result.contents] == ["aiplane://overlap/file:///data/weird.txt", "aiplane://overlap/other://fine"]

@@ -5,6 +5,7 @@
   it must not slip through the first;
 - a resource `payroll` inside that tree whose description is over the per-item size cap: left
   out of the listing, it must still count when a read of its URI is decided;
+- `weird`, whose read returns contents naming other URIs, one with a line break;
 - ``OVERLAP_EXTRA_RESOURCES=N`` lists N more resources (more than the portal keeps);
 - a tool `deep_schema` whose input schema is nested ``OVERLAP_SCHEMA_DEPTH`` deep (120 by default);
 - ``OVERLAP_STDERR_LINES=N`` writes N lines to stderr at start: a traceback with a host path, a
@@ -32,6 +33,15 @@ def _nested(depth: int) -> dict:
 
 
 class OverlapServer(MCPServer):
+    async def _handle_read_resource(self, ctx, params):  # type: ignore[override]
+        result = await super()._handle_read_resource(ctx, params)
+        if str(params.uri) == "file:///data/weird.txt":
+            # Contents that name other URIs: one with a line break (unsafe to show), one plain.
+            first = result.contents[0]
+            result.contents = [first.model_copy(update={"uri": "evil://line\nbreak forged"}),
+                               first.model_copy(update={"uri": "other://fine"})]
+        return result
+
     async def list_tools(self):  # type: ignore[override]
         listed = await super().list_tools()
         depth = int(os.environ.get("OVERLAP_SCHEMA_DEPTH", "120"))
@@ -59,6 +69,11 @@ def secret_files(path: str) -> str:
 @server.resource("file:///data/payroll.csv", name="payroll", description="Payroll (denied). " + "x" * 40_000)
 def payroll() -> str:
     return "PAYROLL DATA"
+
+
+@server.resource("file:///data/weird.txt", name="weird", description="Contents with other URIs.")
+def weird() -> str:
+    return "weird"
 
 
 def _extra(n: int):
