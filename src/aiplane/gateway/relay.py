@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import aiohttp
 from starlette.responses import Response, StreamingResponse
@@ -66,7 +66,7 @@ class Scrubber:
     stream is delayed by nothing in practice (SSE chunks end with a blank line, no key's start).
     """
 
-    def __init__(self, secrets: list[bytes]) -> None:
+    def __init__(self, secrets: Sequence[bytes]) -> None:
         self.patterns = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
         self._pending = b""
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Table, case, func, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -366,18 +366,30 @@ async def add_to_rollup(conn: AsyncConnection, records: list[UsageRecord]) -> No
     rows = rollup_rows(records)
     if not rows:
         return
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     for table, key, batch in (
-        (usage_hourly, ["hour", "provider", "model", "user_id"], rows),
-        (usage_hourly_models, ["hour", "provider", "model"], _regroup(rows, ("hour", "provider", "model"))),
-        (usage_daily_users, ["day", "user_id"], _regroup(rows, ("hour", "user_id"), day=True)),
+        (usage_hourly, ("hour", "provider", "model", "user_id"), rows),
+        (usage_hourly_models, ("hour", "provider", "model"), _regroup(rows, ("hour", "provider", "model"))),
+        (usage_daily_users, ("day", "user_id"), _regroup(rows, ("hour", "user_id"), day=True)),
     ):
+        await conn.execute(_rollup_upsert(conn.dialect.name, table, key), batch)
+
+
+_UPSERTS: dict[tuple[str, str], Any] = {}
+
+
+def _rollup_upsert(dialect: str, table: Table, key: tuple[str, ...]) -> Any:
+    """The add-to-rollup upsert, built once per dialect and table: building it (70 summed columns)
+    took about a tenth of the gateway's CPU when it was rebuilt for every usage batch."""
+    cached = _UPSERTS.get((dialect, table.name))
+    if cached is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
         statement = insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=key,
+        cached = statement.on_conflict_do_update(
+            index_elements=list(key),
             set_={c: table.c[c] + statement.excluded[c] for c in _ROLLUP_SUMS + _BUCKET_COLUMNS},
         )
-        await conn.execute(statement, batch)
+        _UPSERTS[(dialect, table.name)] = cached
+    return cached
 
 
 _RELATIVE = re.compile(r"^(\d+)([mhdw])$")
