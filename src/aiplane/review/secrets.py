@@ -38,6 +38,7 @@ where, never what the change says about itself:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 import time
@@ -48,7 +49,7 @@ from dataclasses import dataclass, field
 from detect_secrets.core.scan import scan_diff
 from detect_secrets.filters.allowlist import is_line_allowlisted
 from detect_secrets.plugins.keyword import DENYLIST_REGEX
-from detect_secrets.settings import default_settings, get_filters, get_settings
+from detect_secrets.settings import default_settings, get_filters, get_plugins, get_settings
 from detect_secrets.util.code_snippet import CodeSnippet
 
 from aiplane.review.changes import ChangedFile, ChangeSet, texts
@@ -276,7 +277,6 @@ def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None, config: bo
     else:
         texts_, owners = lines.pieces(PIECE)
     hits: list[Hit] = []
-    batch = KEYWORD_BATCH if keyword else len(texts_) or 1
     with default_settings():
         settings = get_settings()
         others = [name for name in settings.plugins if name != "KeywordDetector"]
@@ -288,23 +288,77 @@ def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None, config: bo
             off.append("detect_secrets.filters.heuristic.is_indirect_reference")
         settings.disable_filters(*off)
         get_filters.cache_clear()
-        for start in range(0, len(texts_), batch):
+        get_plugins.cache_clear()
+        # Outside config files every detector and filter left on judges a line by its own text alone
+        # (the one filter that reads neighbouring lines, the pragma, is off), so each distinct text is
+        # scanned once and its hits go to every line that holds it.
+        groups = _distinct(texts_, owners) if not config else [(text, [owner]) for text, owner in zip(texts_, owners)]
+        if not keyword:
+            groups = [groups[i] for i in _could_match(get_plugins(), [text for text, _ in groups])]
+        batch = KEYWORD_BATCH if keyword else len(groups) or 1
+        for start in range(0, len(groups), batch):
             if deadline is not None and time.monotonic() > deadline:
                 get_filters.cache_clear()
+                get_plugins.cache_clear()
                 return hits, False
-            chunk = texts_[start : start + batch]
-            body = "".join(f"+{text}\n" for text in chunk)
+            chunk = groups[start : start + batch]
+            body = "".join(f"+{text}\n" for text, _ in chunk)
             for secret in scan_diff(f"--- a/{name}\n+++ b/{name}\n@@ -0,0 +1,{len(chunk)} @@\n{body}"):
                 if secret.type in NOISY_TYPES or not 1 <= secret.line_number <= len(chunk):
                     continue
-                line = lines.origin[owners[start + secret.line_number - 1]]
-                hits.append((line.path, line.number, secret.type, secret.secret_hash, line, secret.secret_value))
+                for owner in chunk[secret.line_number - 1][1]:
+                    line = lines.origin[owner]
+                    hits.append((line.path, line.number, secret.type, secret.secret_hash, line, secret.secret_value))
     get_filters.cache_clear()
+    get_plugins.cache_clear()
     if not keyword:
         # Private keys detect-secrets does not list (PKCS#8 "ENCRYPTED PRIVATE KEY" and the like).
         hits += [(line.path, line.number, PRIVATE_KEY, hashlib.sha1(line.text.encode()).hexdigest(), line, None)
                  for line in lines.origin if BEGIN_KEY.search(line.text)]
     return hits, True
+
+
+def _distinct(texts_: list[str], owners: list[int]) -> list[tuple[str, list[int]]]:
+    """Each distinct text once, in first-seen order, with every line that holds it."""
+    grouped: dict[str, list[int]] = {}
+    for text, owner in zip(texts_, owners):
+        grouped.setdefault(text, []).append(owner)
+    return list(grouped.items())
+
+
+# Characters Python's str.splitlines breaks at that the scanned diff might treat as line ends too:
+# searched as "\n" so that a detector's ^ and $ see the same boundaries either way.
+_LINE_BREAKS = str.maketrans({c: "\n" for c in "\x1c\x1d\x1e\u2028\u2029"})
+
+
+def _could_match(plugins: list, texts_: list[str]) -> list[int]:
+    """The indexes of the texts at least one detector could flag, found by running every enabled
+    detector's own patterns once over all texts together (a C loop) instead of detect-secrets'
+    per-line, per-plugin dispatch (about 175 us a line: a 400,000-line file took 70 s).
+
+    Sound by construction: each detector here flags a line only where one of its `denylist`
+    patterns matches the line's right-stripped text; every such match is found in the joined text
+    (searched with MULTILINE, so ^ and $ hold at each line's ends) or a match found there overlaps
+    it, and every line a match touches is kept. A detector without a `denylist` keeps every line."""
+    patterns = []
+    for plugin in plugins:
+        denylist = getattr(plugin, "denylist", None)
+        if not denylist:
+            return list(range(len(texts_)))
+        patterns += [re.compile(regex.pattern, regex.flags | re.MULTILINE) for regex in denylist]
+    stripped = [text.rstrip() for text in texts_]
+    starts, offset = [], 0
+    for text in stripped:
+        starts.append(offset)
+        offset += len(text) + 1
+    joined = "\n".join(stripped).translate(_LINE_BREAKS)
+    keep: set[int] = set()
+    for pattern in patterns:
+        for match in pattern.finditer(joined):
+            first = bisect.bisect_right(starts, match.start()) - 1
+            last = bisect.bisect_right(starts, max(match.end() - 1, match.start())) - 1
+            keep.update(range(first, last + 1))
+    return sorted(keep)
 
 
 def _key_blocks(text: str | None, changed: ChangedFile, added: set[int]) -> list[Hit]:
