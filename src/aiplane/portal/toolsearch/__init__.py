@@ -12,7 +12,13 @@ Ranking, all local and in memory (measured in bench/portal.py, tasks in tests/po
 - the action word: a tool whose name starts with the request's first word (or a relative) moves up;
 - sentence embeddings (`semantic.py`, a small model shipped inside a PyPI package, run locally):
   the query's cosine to each tool is a third ranking in the same fusion; it bridges what no
-  lexicon line does ("connect two people" / `create_relations`). Without the model: the above.
+  lexicon line does ("connect two people" / `create_relations`). A fourth: late interaction
+  (MaxSim over the same run's token vectors) among the cosine's top tools, which tells near
+  siblings apart a little better. Without the model: the above;
+- before the word rankings, the request's literals are reduced to what they are: a file name
+  or path ("server.log", "docs/index.md") counts as "file" / "path", a URL as "url", and quoted
+  text (a commit message, a value) not at all, so "the last lines of server.log" is not `git_log`.
+  The model reads the request as written.
 
 `ToolSearch` keeps an index per distinct listing, so a search costs a lookup, not a rebuild.
 """
@@ -41,6 +47,7 @@ STOP_WORDS = frozenset(
     "why can could should would will shall may might must please want need let lets just also so than then too very "
     "all any some each every up out over about as if me s t".split())
 MAX_QUERY_TERMS = 64
+MAX_QUERY_CHARS = 1000
 MAX_FIELD_CHARS = 4000
 
 # Field weights (BM25F), chosen on the dev half of tests/portal_search/tasks.json (bench/RESULTS.md):
@@ -62,6 +69,9 @@ ACTION_BONUS = 0.1
 # loads: 1.0 to 2.0 measured alike on dev (bench/RESULTS.md); only its top DENSE_DEPTH count.
 DENSE_RANK_WEIGHT = 1.5
 DENSE_DEPTH = 50
+# Late interaction (semantic.py) over the cosine's top DENSE_DEPTH tools, a fourth list:
+# 0.5 and 0.75 measured alike on dev + dev2, 1.0 lost hit@1 (bench/RESULTS.md).
+LATE_RANK_WEIGHT = 0.5
 # How long the first search of a new listing waits for its tools' embeddings (about 14 ms of
 # CPU a tool) before it ranks lexically; 50 tools need about 0.7 s of CPU.
 SEMANTIC_WAIT_SECONDS = 5.0
@@ -127,6 +137,25 @@ def _phrase(text: str) -> str:
     if text.isalpha() and text.islower():  # most entries: one plain word, no tokenising needed
         return "" if text in STOP_WORDS else stem(text)
     return " ".join(terms(text))
+
+
+_URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+", re.IGNORECASE)
+_QUOTED = re.compile(r"\"[^\"]{1,200}\"|(?<!\w)'[^']{1,200}'(?!\w)|`[^`]{1,200}`|\u201c[^\u201d]{1,200}\u201d")
+# A file name with an extension, optionally in folders: "server.log", "docs/index.md", "./a.py".
+_FILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}[\w-]{1,100}\.[A-Za-z][A-Za-z0-9]{0,5}(?![\w/])")
+# A path of folders: "a/b/c", "./src/"; not an IANA time zone ("Europe/Paris", "America/New_York").
+_PATH = re.compile(r"(?<![\w@/])(?![A-Z][a-z]+/[A-Z])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){1,20}[\w.-]{0,100}")
+_ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs)\.", re.IGNORECASE)
+
+
+def literals(query: str) -> str:
+    """The request with its literals reduced to their kind: URLs -> "url", file names -> "file",
+    folder paths -> "path", quoted text dropped (what to name or write says nothing of which tool)."""
+    query = _ABBREVIATION.sub(" ", query[:MAX_QUERY_CHARS])
+    query = _URL.sub(" url ", query)
+    query = _QUOTED.sub(" ", query)
+    query = _FILE.sub(" file ", query)
+    return _PATH.sub(" path ", query)
 
 
 class Lexicon:
@@ -221,9 +250,11 @@ class ToolIndex:
                 scores[doc] += s
         return sorted(scores.items(), key=lambda item: (-item[1], self.keys[item[0]]))
 
-    def search(self, query: str, limit: int = 8, similarity: Sequence[float] | None = None) -> list[str]:
-        """`similarity`: the query's cosine to each tool (same order as the docs), when a model is loaded."""
-        asked = list(dict.fromkeys(terms(query, self.postings)))[:MAX_QUERY_TERMS]
+    def search(self, query: str, limit: int = 8, similarity: Sequence[float] | None = None,
+               late: Mapping[int, float] | None = None) -> list[str]:
+        """`similarity`: the query's cosine to each tool (same order as the docs), and `late`: the
+        late-interaction score of some of them (by position), when a model is loaded."""
+        asked = list(dict.fromkeys(terms(literals(query), self.postings)))[:MAX_QUERY_TERMS]
         if not asked:  # only stop words: nothing to rank by, embedded or not
             return []
         literal = self._scores([{t: 1.0} for t in asked])
@@ -236,6 +267,8 @@ class ToolIndex:
         if similarity is not None and DENSE_RANK_WEIGHT:
             dense = sorted(range(len(similarity)), key=lambda doc: -similarity[doc])[:DENSE_DEPTH]
             rankings.append(([(doc, similarity[doc]) for doc in dense], DENSE_RANK_WEIGHT))
+        if late and LATE_RANK_WEIGHT:
+            rankings.append((sorted(late.items(), key=lambda item: (-item[1], item[0])), LATE_RANK_WEIGHT))
         for ranking, weight in rankings:
             for rank, (doc, _score) in enumerate(ranking):
                 fused[doc] += weight / (RRF_K + rank + 1)
@@ -273,7 +306,6 @@ def tool_docs(listing: Iterable[tuple[str, str, object]], server_descriptions: M
     return found
 
 
-MAX_QUERY_CHARS = 1000
 MAX_OVERVIEW_LINE = 1500
 MAX_OVERVIEW_CHARS = 12000
 MAX_CACHED_INDEXES = 16
@@ -332,13 +364,13 @@ class ToolSearch:
     def search(self, listing: Listing, query: str, limit: int) -> list[str]:
         index = self.index(listing)
         query = query[:MAX_QUERY_CHARS]
-        similarity = None
+        scores = None
         if index.vectors is not None:
             waited, index.waited = index.waited, True
             vectors = _semantic.result(index.vectors, 0.0 if waited else self.wait_seconds)
             if vectors is not None:
-                similarity = _semantic.similarity(vectors, query)
-        return index.search(query, limit, similarity)
+                scores = _semantic.similarity(vectors, query, DENSE_DEPTH if LATE_RANK_WEIGHT else 0)
+        return index.search(query, limit, *(scores or ()))
 
 
 def is_browse(query: str) -> bool:
