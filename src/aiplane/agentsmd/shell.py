@@ -149,6 +149,14 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
         if depth or first in _OPENERS or first in ("{", "(", "}", ")") or re.match(r"^[A-Za-z_][\w-]*\s*\(\s*\)", stripped):
             depth = max(0, depth + opens - closes)
             continue
+        checked = _output_check(stripped)
+        if checked is not None:
+            # `test -z "$(gofmt -l .)"`, `diff -u <(echo -n) <(go fmt ./...)`: the formatter, used as a check
+            simple = _simple(checked, env, cwd or "", number, False)
+            if simple is not None and simple.argv:
+                simple.diff_checked = True
+                out.append(simple)
+            continue
         substitution = _has_substitution(stripped)
         segment: list[str] = []
         pipeline: list[list[str]] = []
@@ -201,6 +209,39 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
             if simple.argv:
                 out.append(simple)
     return out, exported
+
+
+_EMPTY = r"(?:echo\s+-n|echo\s+-n\s+''|printf\s+''|printf\s+\"\"|true|:)?"
+_INNER = r"(?P<cmd>[^()`]*(?:\$\([^()`]*\)[^()`]*)?)"
+_OUTPUT_CHECKS = (
+    # diff [-u] <(echo -n) <(CMD), either order: CI fails when CMD prints anything
+    re.compile(rf"^(?:diff|cmp)(?:\s+-[A-Za-z]+)*\s+<\(\s*{_EMPTY}\s*\)\s+<\(\s*{_INNER}\s*\)$"),
+    re.compile(rf"^(?:diff|cmp)(?:\s+-[A-Za-z]+)*\s+<\(\s*{_INNER}\s*\)\s+<\(\s*{_EMPTY}\s*\)$"),
+    # test -z "$(CMD)", [ -z "$(CMD)" ], [[ -z $(CMD) ]]
+    re.compile(rf"^(?:test|\[\[?)\s+-z\s+\"?\$\(\s*{_INNER}\s*\)\"?(?:\s+\]\]?)?$"),
+)
+# `$(go list ./...)` as an argument names the same packages as the pattern itself
+_GO_LIST = re.compile(r"\$\(\s*go\s+list\s+(\./\.\.\.)\s*\)")
+
+
+def _output_check(line: str) -> list[str] | None:
+    """The words of CMD when a line only checks that CMD prints nothing (a formatter listing files it
+    would change); None for any other line. `go fmt ./...` rewrites files and prints their names, so
+    its check is `gofmt -l .`, which lists them without rewriting."""
+    for pattern in _OUTPUT_CHECKS:
+        match = pattern.match(line)
+        if not match:
+            continue
+        inner = _GO_LIST.sub(r"\1", match.group("cmd").strip())
+        if not inner or _has_substitution(inner):
+            return None
+        words = _tokens(inner)
+        if not words or any(w in _SEPARATORS or w in ("(", ")", "<", ">") for w in words):
+            return None
+        if words[:2] == ["go", "fmt"] and all(w in ("./...", ".") for w in words[2:]):
+            return ["gofmt", "-l", "."]
+        return words
+    return None
 
 
 def _change_dir(cwd: str, target: str | None) -> str | None:
@@ -268,17 +309,20 @@ def is_noise(argv: list[str]) -> bool:
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_./:=@%+,~^*-]+$")
 _QUOTABLE = re.compile(r"^[ -~]+$")  # printable ASCII
 MAX_COMMAND_CHARS = 160
+MAX_WORD_CHARS = 140  # a glob with a brace list (`--exclude-pattern=spec/{a,b,c}/*_spec.rb`) is long but one word
 MAX_WORDS = 24
 
 
 def render(argv: list[str]) -> str | None:
     """One command line from words, each checked: plain words as they are, others single-quoted when
-    they are printable ASCII without a backtick, `$` or backslash. None when anything else is in it."""
+    they are printable ASCII without a backtick, `$` or backslash. None when anything else is in it.
+    A brace or glob pattern (`spec/{a,b}/*_spec.rb`) is quoted, so the tool that takes it (rspec,
+    a test runner) reads the pattern itself."""
     if not argv or len(argv) > MAX_WORDS:
         return None
     out: list[str] = []
     for word in argv:
-        if not word or len(word) > 100 or word.startswith(("/", "~")) or re.search(r"=[/~]", word):
+        if not word or len(word) > MAX_WORD_CHARS or word.startswith(("/", "~")) or re.search(r"=[/~]", word):
             return None  # an absolute path is the CI machine's, not the reader's
         if _SAFE_WORD.match(word):
             out.append(word)
