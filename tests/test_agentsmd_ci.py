@@ -630,3 +630,84 @@ jobs:
     nox = read_nox(WorkTree(root))
     assert [e.name for e in nox.tagged("py-sqla20")] == ["tests"]
     assert nox.tagged("py-nosuchvalue") == [] and [e.name for e in nox.tagged("coverage-sqlite")] == ["coverage"]
+
+
+def test_azure_working_directory_and_a_cmake_build_folder(tmp_path):
+    pipeline = """
+trigger: [main]
+variables:
+  build_type: Debug
+jobs:
+- job: Native
+  pool: {vmImage: ubuntu-latest}
+  steps:
+  - script: mkdir build
+  - task: CMake@1
+    inputs:
+      cmakeArgs: .. -DX=ON
+  - script: cmake --build .
+    workingDirectory: build
+  - script: ctest --output-on-failure -C $(build_type)
+    workingDirectory: build
+  - script: npm run lint
+    workingDirectory: $(Build.SourcesDirectory)/web
+  - script: make outside
+    workingDirectory: /tmp/elsewhere
+"""
+    root = _write(tmp_path, {"azure-pipelines.yml": pipeline, "CMakeLists.txt": "project(x)\nenable_testing()\n",
+                             "web/package.json": '{"scripts": {"lint": "eslint ."}}'})
+    commands = [(c.cwd, " ".join(c.argv)) for c in ci.collect(WorkTree(root))]
+    assert ("build", "ctest --output-on-failure -C Debug") in commands and ("web", "npm run lint") in commands
+    assert not any("outside" in c for _cwd, c in commands)
+    assert analyze(root).test[0].value == "ctest --test-dir build --output-on-failure -C Debug"
+
+
+def test_travis_items_share_one_shell_and_make_test_in_a_cmake_build_folder_is_ctest(tmp_path):
+    travis = "language: c\nscript:\n  - mkdir build\n  - cd build\n  - cmake .. -DX=On\n  - make\n  - make test CTEST_OUTPUT_ON_FAILURE=On\n"
+    root = _write(tmp_path, {".travis.yml": travis, "CMakeLists.txt": "project(x)\nenable_testing()\n", "src/a.c": "int main(){}\n"})
+    assert [(c.cwd, " ".join(c.argv)) for c in ci.collect(WorkTree(root))][-1] == ("build", "make test CTEST_OUTPUT_ON_FAILURE=On")
+    result = analyze(root)
+    assert result.test[0].value == "ctest --test-dir build"
+    assert [f.value for f in result.build_commands] == ["cmake -B build && cmake --build build"]
+
+
+def test_if_then_branches_script_arguments_and_word_splitting():
+    from aiplane.agentsmd.shell import parse_script
+
+    folded = 'if [ latest = "latest" ] && [ true = true ]; then\n  golint ./...\nfi\nif [ a ]; then\n  make a\nelse\n  make b\nfi\n'
+    assert [s.argv for s in parse_script(folded)[0]] == [["golint", "./..."], ["make", "a"]]
+    assert [s.argv for s in parse_script("if [ -n \"$X\" ]; then pytest --cov; else pytest; fi")[0]] == [["pytest", "--cov"]]
+    script = 'set -ex\ncmd="${1:-test}"\ncargo hack "${cmd}" --each-feature\ncargo "${cmd}" --all-features\npytest "$@"\n'
+    assert [s.argv for s in parse_script(script, {"@": "test", "1": "test"})[0] if s.argv[0] != "set"] == [
+        ["cargo", "hack", "test", "--each-feature"], ["cargo", "test", "--all-features"], ["pytest", "test"]]
+    assert [s.argv for s in parse_script(script, {"@": ""})[0] if s.argv[0] != "set"][-1] == ["pytest"]
+    assert parse_script("./mvnw $ARGS verify", {"ARGS": "-B -ntp"})[0][0].argv == ["./mvnw", "-B", "-ntp", "verify"]
+    assert parse_script('./mvnw "$ARGS" verify', {"ARGS": "-B -ntp"})[0][0].argv == ["./mvnw", "-B -ntp", "verify"]
+
+
+def test_a_script_given_its_argument_and_check_spellings(tmp_path):
+    workflow = """
+on: [push, pull_request]
+jobs:
+  stable:
+    runs-on: ubuntu-latest
+    steps:
+      - run: ci/test-stable.sh test
+      - run: ci/panic-abort.sh
+  bump:
+    runs-on: ubuntu-latest
+    steps:
+      - run: prek auto-update --freeze
+  format:
+    runs-on: ubuntu-latest
+    steps:
+      - run: dotnet format --check -v:diag
+"""
+    files = {".github/workflows/ci.yml": workflow, "Cargo.toml": '[package]\nname = "b"\nversion = "0.1.0"\n', "src/lib.rs": "\n",
+             "ci/test-stable.sh": '#!/bin/bash\nset -ex\ncmd="${1:-test}"\ncargo hack "${cmd}" --each-feature --optional-deps\n'
+                                  'cargo "${cmd}" --all-features\n',
+             "ci/panic-abort.sh": "#!/bin/bash\nRUSTFLAGS=-Cpanic=abort cargo test --tests\n"}
+    root = _write(tmp_path, files)
+    result = analyze(root)
+    assert result.test[0].value == "ci/test-stable.sh test"
+    assert [f.value for f in result.lint] == ["dotnet format --check -v:diag"]  # prek auto-update updates hooks, it checks nothing

@@ -215,7 +215,13 @@ def _fold_env(argv: list[str], env: dict[str, str]) -> list[str]:
 
 def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.CiCommand]) -> list[Candidate]:
     out: list[Candidate] = []
+    cmake_root = tree.kind("CMakeLists.txt") == "file"
     for command in commands:
+        if cmake_root and command.cwd and not tree.is_dir(command.cwd) and _build_dir_test(command.argv):
+            # `make test` / `ninja test` in the build folder CMake made runs ctest there
+            command = ci_model.CiCommand(["ctest", "--test-dir", command.cwd], "", command.env, command.evidence, command.workflow,
+                                         command.job, command.job_name, command.triggers, command.platform, command.via,
+                                         command.order, command.diff_checked, command.matrix)
         resolver.tools = set()
         try:
             resolved = resolver.argv(command.argv, command.cwd, diff_checked=command.diff_checked)
@@ -245,12 +251,19 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
     return out
 
 
+def _build_dir_test(argv: list[str]) -> bool:
+    words = [a for a in argv if not re.match(r"^[A-Z_][A-Z0-9_]*=", a)]  # make's VAR=value arguments
+    return (len(words) == 2 and tool_name(words[0]) in ("make", "gmake", "ninja") and words[1] == "test") or \
+        (words[:2] == ["cmake", "--build"] and words[3:5] == ["--target", "test"] and len(words) == 5)
+
+
 def _portable(tree: TreeBase, resolver: Resolver, argv: list[str], cwd: str, resolved: Resolved) -> list[str]:
-    """`build.cmd ci` or `./build.ps1 test` (a Windows job's bootstrapper) as `./build.sh ci` when the
-    same folder has a build.sh that resolves to the same kind: the command a reader can run anywhere."""
+    """`build.cmd ci` (a Windows job's batch bootstrapper) as `./build.sh ci` when the same folder has a
+    build.sh that resolves to the same kind: the command a reader can run anywhere. (A .ps1 script
+    runs under pwsh everywhere and is kept as CI runs it.)"""
     head = argv[0].replace("\\", "/") if argv else ""
     stem, dot, suffix = head.rpartition(".")
-    if not dot or suffix.lower() not in ("cmd", "bat", "ps1") or "/" in stem.removeprefix("./"):
+    if not dot or suffix.lower() not in ("cmd", "bat") or "/" in stem.removeprefix("./"):
         return argv
     sibling = f"./{stem.removeprefix('./')}.sh"
     if tree.kind(_in(cwd, sibling[2:])) != "file":

@@ -914,7 +914,7 @@ def azure(tree: TreeBase) -> list[CiCommand]:
             for simple in simples:
                 if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
                     continue
-                out.append(CiCommand(simple.argv, simple.cwd, simple.env, f"{origin}:{_line(texts[origin], script.splitlines()[0] if script else '')}",
+                out.append(CiCommand(simple.argv, simple.cwd, simple.env, f"{origin}:{_line(texts[origin], _first_line(script))}",
                                      origin, job, job, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1, simple.diff_checked))
     return out
 
@@ -953,16 +953,31 @@ def _azure_walk(tree: TreeBase, node: Any, path: str, variables: dict[str, str],
                     defaults[spec["name"]] = _text(spec["default"])
             scope = {**variables, **{f"parameters.{k}": v for k, v in {**defaults, **params}.items()}}
             _azure_walk(tree, _template_params(included, scope), rel, variables, platform, job, found, budget, done, depth + 1)
-    for key in ("script", "bash", "pwsh", "powershell"):
-        if isinstance(node.get(key), str):
-            found.append((node[key], job, variables, platform, path))
     task = node.get("task")
     inputs = safe.as_dict(node.get("inputs"))
+    where = node.get("workingDirectory", inputs.get("workingDirectory"))
+    if isinstance(where, str) and where.strip():
+        # the step's folder: a cd before its script (the checkout root is $(Build.SourcesDirectory))
+        folder = re.sub(r"^\$\((Build\.SourcesDirectory|System\.DefaultWorkingDirectory|Build\.Repository\.LocalPath)\)/?", "", where.strip())
+        folder = _macros(folder, variables).replace("\\", "/").removeprefix("./")
+        if folder.startswith(("/", "$", "~")) or re.match(r"^[A-Za-z]:", folder) or UNKNOWN_VAR in folder or ".." in folder.split("/"):
+            prefix = None
+        elif not folder.strip("/"):
+            prefix = ""
+        else:
+            prefix = f"cd {shlex.quote(folder.strip('/'))}\n"
+    else:
+        prefix = ""
+    if prefix is None:
+        return  # a folder outside the checkout or unknown here
+    for key in ("script", "bash", "pwsh", "powershell"):
+        if isinstance(node.get(key), str):
+            found.append((prefix + node[key], job, variables, platform, path))
     if isinstance(task, str):
         name = task.split("@", 1)[0]
         command = _text(inputs.get("command", "")).lower()
         if name in ("CmdLine", "Bash", "PowerShell") and isinstance(inputs.get("script"), str) and _text(inputs.get("targetType", "inline")).lower() == "inline":
-            found.append((inputs["script"], job, variables, platform, path))
+            found.append((prefix + inputs["script"], job, variables, platform, path))
         elif name in ("Bash", "PowerShell") and isinstance(inputs.get("filePath"), str):
             found.append((f"{'bash' if name == 'Bash' else 'pwsh'} {inputs['filePath']} {_text(inputs.get('arguments', ''))}".strip(), job, variables, platform, path))
         elif name == "DotNetCoreCLI" and command in ("test", "build"):
@@ -982,6 +997,12 @@ def _azure_walk(tree: TreeBase, node: Any, path: str, variables: dict[str, str],
             continue
         if isinstance(value, (dict, list)):
             _azure_walk(tree, value, path, variables, platform, job, found, budget, done, depth + 1)
+
+
+def _first_line(script: str) -> str:
+    """The line of a step's script to point at (not the cd a workingDirectory added)."""
+    lines = [line.strip() for line in script.splitlines() if line.strip()]
+    return next((line for line in lines if not line.startswith("cd ")), lines[0] if lines else "")
 
 
 def _template_params(node: Any, scope: dict[str, str], depth: int = 0) -> Any:
@@ -1031,13 +1052,16 @@ def travis(tree: TreeBase) -> list[CiCommand]:
     seen: set[tuple[str, tuple[str, ...]]] = set()
     for job, phases, env in jobs:
         for phase in _TRAVIS_PHASES:
-            for script in _flatten(phases.get(phase))[:200]:
+            # the items of a phase run in one shell: a `cd build` item holds for the items after it
+            items = _flatten(phases.get(phase))[:200]
+            for script in ["\n".join(items)] if items else []:
                 simples, _ = parse_script(script, env)
                 for simple in simples:
                     if is_noise(simple.argv) or (simple.cwd, tuple(simple.argv)) in seen:
                         continue
                     seen.add((simple.cwd, tuple(simple.argv)))
-                    out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{_line(text, script.splitlines()[0] if script else '')}",
+                    source_line = script.splitlines()[simple.line] if simple.line < len(script.splitlines()) else ""
+                    out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{_line(text, source_line.strip())}",
                                          path, job, job, frozenset({"push", "pull_request"}), "", "run", len(out) + 1, simple.diff_checked,
                                          len(env_rows) > 1))
     return out

@@ -17,7 +17,7 @@ from posixpath import normpath
 
 from aiplane.agentsmd import entrypoints as ep
 from aiplane.agentsmd import safe
-from aiplane.agentsmd.shell import is_noise, parse_script
+from aiplane.agentsmd.shell import ARGS, is_noise, parse_script
 
 CHECK_KINDS = ("lint", "format", "typecheck")
 MAX_DEPTH = 6
@@ -429,7 +429,7 @@ def _check_tool(name: str, args: list[str]) -> Resolved:
     if name in ("php-cs-fixer", "pint"):
         return Resolved("format") if ("--dry-run" in args or "--test" in args) else Resolved("fix")
     if name in ("pre-commit", "prek", "lefthook"):
-        if sub in ("install", "autoupdate", "clean", "gc", "init-templatedir", "migrate-config", "sample-config", "validate-config", "install-hooks"):
+        if sub in ("install", "autoupdate", "auto-update", "clean", "gc", "init-templatedir", "migrate-config", "sample-config", "validate-config", "install-hooks"):
             return _other("install")
         return Resolved("lint")
     if name == "golangci-lint":
@@ -570,7 +570,8 @@ def _dotnet(args: list[str]) -> Resolved:
     if sub in ("build", "pack", "msbuild"):
         return Resolved("build")
     if sub == "format":
-        return Resolved("format") if "--verify-no-changes" in args else Resolved("fix")
+        # --check is dotnet-format 5's spelling of --verify-no-changes
+        return Resolved("format") if ("--verify-no-changes" in args or "--check" in args) else Resolved("fix")
     if sub == "nuget" and args[1:2] == ["push"]:
         return Resolved("publish")
     if sub in ("restore", "tool"):
@@ -1154,11 +1155,13 @@ class Resolver:
         if rel.endswith(".py"):
             kind = _test_path_kind(rel)
             return Resolved(kind or "other", [rel] if kind == "test" else [], {"script"})
-        key = (f"script:{rel}", cwd)
+        script_args = [a for a in (argv[argv.index(path) + 1:] if path in argv else []) if re.fullmatch(r"[A-Za-z0-9_.,:=/+-]+", a)][:9]
+        key = (f"script:{rel}:{' '.join(script_args)}", cwd)
         if key in self._memo:
             return self._memo[key]
         self._memo[key] = _other()
-        simples, _env = parse_script(text)
+        positional = {ARGS: " ".join(script_args), **{str(i + 1): a for i, a in enumerate(script_args)}}
+        simples, _env = parse_script(text, positional)
         parts = [self.argv(s.argv, _join_cwd(cwd, s.cwd), depth + 1, diff_checked=s.diff_checked) for s in simples[:200] if not is_noise(s.argv)]
         result = combine(parts) if parts else _other()
         if result.kind == "other":
