@@ -2,7 +2,7 @@
 
 Commands come only from evidence that the project runs them, in this order of weight:
 
-1. its CI (GitHub Actions, GitLab CI, CircleCI, Azure Pipelines, Travis), read as YAML
+1. its CI (GitHub Actions, GitLab CI, CircleCI, Azure Pipelines, Travis, AppVeyor), read as YAML
    (`aiplane.agentsmd.ci`);
 2. its own entry points: tox envs, nox sessions, package.json scripts, Makefile/justfile/Taskfile
    targets, Rakefile tasks, composer scripts, hatch/pdm/poe scripts (`aiplane.agentsmd.entrypoints`);
