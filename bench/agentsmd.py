@@ -1,10 +1,11 @@
 """AGENTS.md analysis against real repositories: are the test and lint commands the ones CI runs?
 
     # 1. Prepare: clone every repository of the gold file at its pinned commit (outside this repo).
-    .venv/bin/python bench/agentsmd.py prepare --corpus /work/corpus
-    #    (from local mirrors instead of GitHub: --mirror-root DIR, a DIR/<owner>+<name>/repo bare clone each)
+    .venv/bin/python bench/agentsmd.py prepare --corpus /work/corpus [--split S] [--repo owner/name ...]
+    #    (from local mirrors instead of GitHub: --mirror-root DIR, a DIR/<owner>+<name>/repo bare clone each;
+    #     repositories without a mirror are skipped)
     # 2. Score the analyser and the naive per-language default.
-    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1|heldout-2|heldout-3|heldout-4|all] [--show-misses] [--json]
+    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1..heldout-5|all] [--repo owner/name] [--show-misses] [--json]
     # 3. The staleness check on the corpus's own hand-written AGENTS.md files (findings to judge by hand).
     .venv/bin/python bench/agentsmd.py staleness --corpus /work/corpus [--commits 5]
 
@@ -56,6 +57,7 @@ from aiplane.agentsmd.analyze import analyze  # noqa: E402
 from aiplane.agentsmd.generate import commands_in, render  # noqa: E402
 
 GOLD = ROOT / "bench" / "agentsmd_gold.json"
+SPLITS = ("dev", "heldout-1", "heldout-2", "heldout-3", "heldout-4", "heldout-5", "all")
 _PY_TOOLS = {"pytest", "tox", "nox", "mypy", "ruff", "black", "isort", "flake8", "pylint", "coverage", "pre-commit", "pyright", "unittest",
              "codespell", "sphinx-build", "mkdocs", "python"}
 _MAVEN_NOISE = {"-B", "--batch-mode", "-q", "--quiet", "-ntp", "--no-transfer-progress", "-ff", "--fail-fast", "-e", "--errors", "-V",
@@ -309,10 +311,15 @@ def prepare(args: argparse.Namespace) -> None:
     corpus = Path(args.corpus)
     corpus.mkdir(parents=True, exist_ok=True)
     for entry in gold["repos"]:
+        if (args.split != "all" and entry["split"] != args.split) or (args.repo and entry["repo"] not in args.repo):
+            continue
         target = corpus / entry["repo"].replace("/", "+")
         source = entry["url"]
         if args.mirror_root:
             source = str(Path(args.mirror_root) / entry["repo"].replace("/", "+") / "repo")
+            if not Path(source).is_dir() and not (target / ".git").exists():
+                print(f"{entry['repo']}: no mirror at {source}, skipped", file=sys.stderr)
+                continue
         if not (target / ".git").exists():
             subprocess.run(["git", "clone", "-q", "--no-checkout", source, str(target)], check=True)
         subprocess.run(["git", "-C", str(target), "checkout", "-q", "-f", entry["commit"]], check=False)
@@ -324,7 +331,7 @@ def run(args: argparse.Namespace) -> None:
     corpus = Path(args.corpus)
     rows = []
     for entry in gold["repos"]:
-        if args.split != "all" and entry["split"] != args.split:
+        if (args.split != "all" and entry["split"] != args.split) or (args.repo and entry["repo"] not in args.repo):
             continue
         repo = corpus / entry["repo"].replace("/", "+")
         if not repo.is_dir():
@@ -457,10 +464,13 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="clone the gold repositories at their pinned commits")
     p.add_argument("--corpus", required=True)
-    p.add_argument("--mirror-root", help="clone from DIR/<owner>+<name>/repo instead of GitHub")
+    p.add_argument("--mirror-root", help="clone from DIR/<owner>+<name>/repo instead of GitHub (repositories without one are skipped)")
+    p.add_argument("--split", default="all", choices=SPLITS)
+    p.add_argument("--repo", action="append", help="only this owner/name (repeatable)")
     r = sub.add_parser("run", help="score the analysis against the gold file")
     r.add_argument("--corpus", required=True)
-    r.add_argument("--split", default="all", choices=("dev", "heldout-1", "heldout-2", "heldout-3", "heldout-4", "all"))
+    r.add_argument("--split", default="all", choices=SPLITS)
+    r.add_argument("--repo", action="append", help="only this owner/name (repeatable)")
     r.add_argument("--repeat", type=int, default=3)
     r.add_argument("--show-misses", action="store_true")
     r.add_argument("--json", action="store_true")

@@ -308,3 +308,406 @@ def test_gitlab_and_github_yaml_with_unknown_tags_and_errors(tmp_path):
         ".github/workflows/typed.yml": json.dumps({"on": 5, "jobs": {"a": {"steps": "nope"}, "b": 7, "c": {"steps": [{"run": 3}]}}}),
     })
     assert ("", "make test") in _commands(root)
+
+
+# -- AppVeyor, Azure Pipelines, Travis; build folders outside the checkout; shell idioms ----------------
+
+NUKE_BUILD = """
+using Nuke.Common;
+class Build : NukeBuild {
+    public static int Main() => Execute<Build>(x => x.Compile);
+    Target Restore => _ => _
+        .Executes(() => DotNetRestore(s => s));
+    Target Compile => _ => _
+        .DependsOn(Restore)
+        .Executes(() => DotNetBuild(s => s));
+    Target Test => _ => _
+        .DependsOn(Compile)
+        .Executes(() => DotNetTest(s => s.SetProjectFile(Solution)));
+    Target Pack => _ => _
+        .DependsOn(Compile)
+        .Executes(() => DotNetPack(s => s));
+    Target Push => _ => _
+        .DependsOn(Pack)
+        .Executes(() => DotNetNuGetPush(s => s));
+    Target CI => _ => _
+        .DependsOn(Test)
+        .DependsOn(Pack);
+    Target Release => _ => _
+        .DependsOn(CI, Push);
+}
+"""
+NUKE_SH = '#!/usr/bin/env bash\nBUILD_PROJECT_FILE="$SCRIPT_DIR/Source/Builder/Builder.csproj"\n' \
+          '"$DOTNET_EXE" run --project "$BUILD_PROJECT_FILE" --no-build -- "$@"\n'
+NUKE_CMD = "@echo off\ndotnet tool restore\ndotnet nuke %1 --root .\n"
+
+
+def test_appveyor_build_script_through_a_nuke_build(tmp_path):
+    appveyor = """
+version: '{build}'
+image: Visual Studio 2022
+environment:
+  NUKE_TELEMETRY_OPTOUT: 1
+  matrix:
+    - CONFIGURATION: Release
+      FLAVOR: '{name: full, tox: lint}'
+    - CONFIGURATION: Debug
+init:
+  - ps: Set-AppveyorBuildVariable -Name X -Value Y
+build_script:
+  - pwsh: |
+      Invoke-WebRequest "https://dot.net/v1/dotnet-install.ps1" -OutFile "./dotnet-install.ps1"
+  - build.cmd ci
+test: off
+deploy:
+  - provider: NuGet
+"""
+    files = {"appveyor.yml": appveyor, "build.cmd": NUKE_CMD, "build.sh": NUKE_SH, "Source/Builder/Build.cs": NUKE_BUILD,
+             "Source/Builder/Builder.csproj": "<Project/>\n", "Source/Lib/Lib.csproj": "<Project/>\n",
+             "Source/Lib.Tests/Lib.Tests.csproj": "<Project/>\n", "Source/Lib.Tests/WidgetTests.cs": "class WidgetTests {}\n"}
+    root = _write(tmp_path, files)
+    commands = [(c.platform, " ".join(c.argv)) for c in ci.collect(WorkTree(root))]
+    assert ("windows", "build.cmd ci") in commands
+    assert not any("CONFIGURATION" in c or "name:" in c or "Set-AppveyorBuildVariable" in c for _p, c in commands)  # matrix rows are data
+    result = analyze(root)
+    # CI's Windows bootstrapper, stated as its sh sibling (same NUKE target: CI -> Test -> DotNetTest)
+    assert result.test[0].value == "./build.sh ci" and result.test[0].evidence.startswith("appveyor.yml:")
+    # a target that pushes packages is publish and never written
+    from aiplane.agentsmd.commands import Resolver
+    from aiplane.agentsmd.entrypoints import Lazy
+    resolver = Resolver(Lazy(WorkTree(root)))
+    assert resolver.line("./build.sh Release").kind == "publish"
+    assert resolver.line("build.cmd Compile").kind == "build"
+    assert resolver.line("./build.sh").kind == "build"  # the default target (Execute<Build>(x => x.Compile))
+
+
+def test_appveyor_test_script_with_environment_matrix_variables(tmp_path):
+    appveyor = """
+image:
+  - Visual Studio 2022
+  - Ubuntu
+environment:
+  matrix:
+    - CONFIG: Release
+install:
+  - cmd: dotnet restore
+build_script:
+  - cmd: dotnet build -c %CONFIG%
+test_script:
+  - ps: dotnet test -c $env:CONFIG --no-build
+  - cmd: dotnet test %UNKNOWN_THING%
+"""
+    root = _write(tmp_path, {".appveyor.yml": appveyor, "App.sln": "\n", "tests/A.Tests/A.Tests.csproj": "<Project/>\n"})
+    commands = [(c.job, c.platform, " ".join(c.argv)) for c in ci.collect(WorkTree(root))]
+    assert ("build_script", "windows", "dotnet build -c Release") in commands
+    assert ("test_script", "windows", "dotnet test -c Release --no-build") in commands
+    assert ("test_script", "linux", "dotnet test -c Release --no-build") not in commands  # the same command once
+    assert not any("UNKNOWN" in c for _j, _p, c in commands)  # an unknown variable drops the command
+    assert analyze(root).test[0].value == "dotnet test -c Release --no-build"
+
+
+def test_azure_pipelines_steps_tasks_macros_and_templates(tmp_path):
+    pipeline = """
+trigger: [main]
+variables:
+  buildConfiguration: Release
+jobs:
+- job: Linux
+  pool: {vmImage: ubuntu-latest}
+  steps:
+  - script: dotnet build -c $(buildConfiguration)
+  - task: DotNetCoreCLI@2
+    inputs:
+      command: test
+      projects: App.sln
+      arguments: -c $(buildConfiguration)
+  - bash: dotnet format --verify-no-changes $(secretThing)
+  - template: ci/steps.yml
+    parameters:
+      folder: web
+- deployment: Publish
+  environment: prod
+  strategy:
+    runOnce:
+      deploy:
+        steps:
+        - script: dotnet nuget push x.nupkg
+"""
+    steps = """
+parameters:
+- name: folder
+  default: app
+steps:
+- pwsh: cd ${{ parameters.folder }}; npm run lint
+"""
+    root = _write(tmp_path, {"azure-pipelines.yml": pipeline, "ci/steps.yml": steps, "App.sln": "\n",
+                             "web/package.json": '{"scripts": {"lint": "eslint ."}}'})
+    commands = [(c.job, c.platform, c.cwd, " ".join(c.argv)) for c in ci.collect(WorkTree(root))]
+    assert ("Linux", "linux", "", "dotnet build -c Release") in commands
+    assert ("Linux", "linux", "", "dotnet test App.sln -c Release") in commands
+    assert ("Linux", "linux", "web", "npm run lint") in commands
+    assert not any("nuget push" in c or "secretThing" in c or "$(" in c for _j, _p, _w, c in commands)
+    assert analyze(root).test[0].value == "dotnet test App.sln -c Release"
+
+
+def test_travis_jobs_include_inherit_and_deploy_stages_are_left_out(tmp_path):
+    travis = """
+language: python
+env:
+  global:
+    - PYTEST_ADDOPTS=-q
+  jobs:
+    - TOXENV=py311
+    - TOXENV=py312
+script: tox
+jobs:
+  include:
+    - name: lint
+      script: tox -e lint
+    - stage: deploy
+      script: twine upload dist/*
+    - name: docs
+      if: tag IS present
+      script: tox -e docs
+"""
+    root = _write(tmp_path, {".travis.yml": travis, "tox.ini": TOX, "pyproject.toml": PYPROJECT})
+    found = ci.collect(WorkTree(root))
+    assert [" ".join(c.argv) for c in found] == ["tox", "tox -e lint"]
+    assert found[0].env["TOXENV"] == "py311" and found[0].env["PYTEST_ADDOPTS"] == "-q"
+    result = analyze(root)
+    assert result.test[0].value == "tox -e py311" and _lint_values(result) == ["tox -e lint"]
+
+
+def _lint_values(result) -> list[str]:
+    return [f.value for f in result.lint]
+
+
+def test_ctest_in_a_build_folder_outside_the_checkout_is_stated_in_it(tmp_path):
+    workflow = """
+on: [push, pull_request]
+jobs:
+  job:
+    runs-on: ${{ matrix.os }}
+    strategy:
+      matrix:
+        os: [ubuntu-24.04, macos-latest]
+        build_type: [Release]
+    steps:
+      - uses: actions/checkout@v4
+      - uses: threeal/cmake-action@v2
+        with:
+          build-dir: ${{ runner.workspace }}/_build
+      - name: test
+        working-directory: ${{ runner.workspace }}/_build
+        run: |
+          ctest -C ${{ matrix.build_type }} -VV
+          ./some_tool --flag
+"""
+    bindings = """
+on: [push, pull_request]
+jobs:
+  rust_bindings:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: cargo test
+        working-directory: bindings/rust
+      - run: |
+          cmake -S . -B build -DRUST=ON
+          cmake --build build
+          cd build && ctest -R rust_bindings_tests
+"""
+    files = {".github/workflows/build-and-test.yml": workflow, ".github/workflows/bindings.yml": bindings,
+             "CMakeLists.txt": "project(x)\nenable_testing()\nadd_test(NAME a COMMAND a)\n", "src/lib.cc": "int f() { return 1; }\n" * 400,
+             "bindings/rust/Cargo.toml": '[package]\nname = "b"\nversion = "0.1.0"\n', "bindings/rust/src/lib.rs": "pub fn f() {}\n"}
+    root = _write(tmp_path, files)
+    commands = [(c.cwd, " ".join(c.argv)) for c in ci.collect(WorkTree(root))]
+    assert ("", "ctest --test-dir build -C Release -VV") in commands
+    assert not any("some_tool" in c for _cwd, c in commands)  # only a test run is restated
+    result = analyze(root)
+    # the main (C++) suite, not the Rust bindings' cargo test nor the -R subset; built as the template says
+    assert result.test[0].value == "ctest --test-dir build -C Release -VV"
+    assert [f.value for f in result.build_commands] == ["cmake -B build && cmake --build build"]
+
+
+def test_a_brace_pattern_argument_is_quoted_not_refused(tmp_path):
+    workflow = """
+on: [push, pull_request]
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        specs: ['spec --exclude-pattern=spec/integration/{grape_entity,grape_swagger,hashie,dry_validation,multi_*}/*_spec.rb']
+        include:
+          - specs: spec/integration/hashie
+    steps:
+      - run: "RUBYOPT='--enable=frozen-string-literal' bundle exec rspec ${{ matrix.specs }}"
+"""
+    root = _write(tmp_path, {".github/workflows/test.yml": workflow, "Gemfile": "gem 'rspec'\n", "spec/a_spec.rb": "describe 1 do; end\n",
+                             "spec/integration/hashie/h_spec.rb": "describe 1 do; end\n"})
+    result = analyze(root)
+    assert result.test[0].value == ("bundle exec rspec spec "
+                                    "'--exclude-pattern=spec/integration/{grape_entity,grape_swagger,hashie,dry_validation,multi_*}/*_spec.rb'")
+
+
+@pytest.mark.parametrize("line, check", [
+    ("diff -u <(echo -n) <(go fmt $(go list ./...))", "gofmt -l ."),
+    ('test -z "$(gofmt -s -l .)"', "gofmt -s -l ."),
+    ('[ -z "$(goimports -l .)" ]', "goimports -l ."),
+])
+def test_format_checks_written_as_output_comparisons(tmp_path, line, check):
+    workflow = f"""
+on: [push, pull_request]
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - name: Format
+        run: {json.dumps(line)}
+      - run: go test ./... -race
+"""
+    root = _write(tmp_path, {".github/workflows/ci.yml": workflow, "go.mod": "module x\n\ngo 1.22\n", "a.go": "package x\n",
+                             "a_test.go": "package x\n"})
+    result = analyze(root)
+    assert result.test[0].value == "go test ./... -race"
+    assert [(f.value, f.kind) for f in result.lint] == [(check, "format")]
+
+
+def test_unrelated_process_substitutions_stay_unparsed():
+    from aiplane.agentsmd.shell import parse_script
+
+    assert parse_script("diff <(sort a) <(sort b)")[0] == []
+    assert parse_script("diff -u <(echo -n) <(gofmt -d $(find . -name '*.go'))")[0] == []
+
+
+def test_nox_tags_made_at_run_time_by_a_project_decorator(tmp_path):
+    noxfile = '''
+import nox
+from tools.toxnox import tox_parameters
+
+VERSIONS = ["default", "sqla14", "sqla20"]
+DATABASES = ["sqlite", "postgresql"]
+nox.options.sessions = ["tests"]
+nox.options.tags = ["py"]
+
+
+@nox.session()
+@tox_parameters(["sqlalchemy", "database"], [VERSIONS, DATABASES])
+def tests(session, sqlalchemy, database):
+    session.run("pytest")
+
+
+@nox.session(name="coverage")
+@tox_parameters(["database"], [DATABASES], base_tag="coverage")
+def coverage(session, database):
+    session.run("pytest", "--cov")
+
+
+@nox.session(name="pep484")
+def mypy_check(session):
+    session.run("mypy", "src")
+'''
+    workflow = """
+on: [push, pull_request]
+jobs:
+  run-test:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        sqlalchemy: [sqla14, sqla20]
+    steps:
+      - run: nox -t py-${{ matrix.sqlalchemy }}
+      - run: nox -t py-nosuchvalue
+      - run: nox -s pep484
+"""
+    root = _write(tmp_path, {"noxfile.py": noxfile, ".github/workflows/run-test.yaml": workflow, "pyproject.toml": PYPROJECT,
+                             "tests/test_a.py": "def test_a():\n    pass\n"})
+    result = analyze(root)
+    assert result.test[0].value == "nox -t py-sqla14" and result.test[0].runs == "pytest"
+    assert [f.value for f in result.lint] == ["nox -s pep484"]
+    from aiplane.agentsmd.entrypoints import read_nox
+    nox = read_nox(WorkTree(root))
+    assert [e.name for e in nox.tagged("py-sqla20")] == ["tests"]
+    assert nox.tagged("py-nosuchvalue") == [] and [e.name for e in nox.tagged("coverage-sqlite")] == ["coverage"]
+
+
+def test_azure_working_directory_and_a_cmake_build_folder(tmp_path):
+    pipeline = """
+trigger: [main]
+variables:
+  build_type: Debug
+jobs:
+- job: Native
+  pool: {vmImage: ubuntu-latest}
+  steps:
+  - script: mkdir build
+  - task: CMake@1
+    inputs:
+      cmakeArgs: .. -DX=ON
+  - script: cmake --build .
+    workingDirectory: build
+  - script: ctest --output-on-failure -C $(build_type)
+    workingDirectory: build
+  - script: npm run lint
+    workingDirectory: $(Build.SourcesDirectory)/web
+  - script: make outside
+    workingDirectory: /tmp/elsewhere
+"""
+    root = _write(tmp_path, {"azure-pipelines.yml": pipeline, "CMakeLists.txt": "project(x)\nenable_testing()\n",
+                             "web/package.json": '{"scripts": {"lint": "eslint ."}}'})
+    commands = [(c.cwd, " ".join(c.argv)) for c in ci.collect(WorkTree(root))]
+    assert ("build", "ctest --output-on-failure -C Debug") in commands and ("web", "npm run lint") in commands
+    assert not any("outside" in c for _cwd, c in commands)
+    assert analyze(root).test[0].value == "ctest --test-dir build --output-on-failure -C Debug"
+
+
+def test_travis_items_share_one_shell_and_make_test_in_a_cmake_build_folder_is_ctest(tmp_path):
+    travis = "language: c\nscript:\n  - mkdir build\n  - cd build\n  - cmake .. -DX=On\n  - make\n  - make test CTEST_OUTPUT_ON_FAILURE=On\n"
+    root = _write(tmp_path, {".travis.yml": travis, "CMakeLists.txt": "project(x)\nenable_testing()\n", "src/a.c": "int main(){}\n"})
+    assert [(c.cwd, " ".join(c.argv)) for c in ci.collect(WorkTree(root))][-1] == ("build", "make test CTEST_OUTPUT_ON_FAILURE=On")
+    result = analyze(root)
+    assert result.test[0].value == "ctest --test-dir build"
+    assert [f.value for f in result.build_commands] == ["cmake -B build && cmake --build build"]
+
+
+def test_if_then_branches_script_arguments_and_word_splitting():
+    from aiplane.agentsmd.shell import parse_script
+
+    folded = 'if [ latest = "latest" ] && [ true = true ]; then\n  golint ./...\nfi\nif [ a ]; then\n  make a\nelse\n  make b\nfi\n'
+    assert [s.argv for s in parse_script(folded)[0]] == [["golint", "./..."], ["make", "a"]]
+    assert [s.argv for s in parse_script("if [ -n \"$X\" ]; then pytest --cov; else pytest; fi")[0]] == [["pytest", "--cov"]]
+    script = 'set -ex\ncmd="${1:-test}"\ncargo hack "${cmd}" --each-feature\ncargo "${cmd}" --all-features\npytest "$@"\n'
+    assert [s.argv for s in parse_script(script, {"@": "test", "1": "test"})[0] if s.argv[0] != "set"] == [
+        ["cargo", "hack", "test", "--each-feature"], ["cargo", "test", "--all-features"], ["pytest", "test"]]
+    assert [s.argv for s in parse_script(script, {"@": ""})[0] if s.argv[0] != "set"][-1] == ["pytest"]
+    assert parse_script("./mvnw $ARGS verify", {"ARGS": "-B -ntp"})[0][0].argv == ["./mvnw", "-B", "-ntp", "verify"]
+    assert parse_script('./mvnw "$ARGS" verify', {"ARGS": "-B -ntp"})[0][0].argv == ["./mvnw", "-B -ntp", "verify"]
+
+
+def test_a_script_given_its_argument_and_check_spellings(tmp_path):
+    workflow = """
+on: [push, pull_request]
+jobs:
+  stable:
+    runs-on: ubuntu-latest
+    steps:
+      - run: ci/test-stable.sh test
+      - run: ci/panic-abort.sh
+  bump:
+    runs-on: ubuntu-latest
+    steps:
+      - run: prek auto-update --freeze
+  format:
+    runs-on: ubuntu-latest
+    steps:
+      - run: dotnet format --check -v:diag
+"""
+    files = {".github/workflows/ci.yml": workflow, "Cargo.toml": '[package]\nname = "b"\nversion = "0.1.0"\n', "src/lib.rs": "\n",
+             "ci/test-stable.sh": '#!/bin/bash\nset -ex\ncmd="${1:-test}"\ncargo hack "${cmd}" --each-feature --optional-deps\n'
+                                  'cargo "${cmd}" --all-features\n',
+             "ci/panic-abort.sh": "#!/bin/bash\nRUSTFLAGS=-Cpanic=abort cargo test --tests\n"}
+    root = _write(tmp_path, files)
+    result = analyze(root)
+    assert result.test[0].value == "ci/test-stable.sh test"
+    assert [f.value for f in result.lint] == ["dotnet format --check -v:diag"]  # prek auto-update updates hooks, it checks nothing

@@ -2,7 +2,7 @@
 
 Commands come only from evidence that the project runs them, in this order of weight:
 
-1. its CI (GitHub Actions, GitLab CI, CircleCI, Azure Pipelines, Travis), read as YAML
+1. its CI (GitHub Actions, GitLab CI, CircleCI, Azure Pipelines, Travis, AppVeyor), read as YAML
    (`aiplane.agentsmd.ci`);
 2. its own entry points: tox envs, nox sessions, package.json scripts, Makefile/justfile/Taskfile
    targets, Rakefile tasks, composer scripts, hatch/pdm/poe scripts (`aiplane.agentsmd.entrypoints`);
@@ -215,7 +215,13 @@ def _fold_env(argv: list[str], env: dict[str, str]) -> list[str]:
 
 def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.CiCommand]) -> list[Candidate]:
     out: list[Candidate] = []
+    cmake_root = tree.kind("CMakeLists.txt") == "file"
     for command in commands:
+        if cmake_root and command.cwd and not tree.is_dir(command.cwd) and _build_dir_test(command.argv):
+            # `make test` / `ninja test` in the build folder CMake made runs ctest there
+            command = ci_model.CiCommand(["ctest", "--test-dir", command.cwd], "", command.env, command.evidence, command.workflow,
+                                         command.job, command.job_name, command.triggers, command.platform, command.via,
+                                         command.order, command.diff_checked, command.matrix)
         resolver.tools = set()
         try:
             resolved = resolver.argv(command.argv, command.cwd, diff_checked=command.diff_checked)
@@ -224,8 +230,12 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
         tools = frozenset(resolver.tools)
         if resolved.kind not in RENDERED_KINDS and resolved.kind != "build":
             continue
+        if command.via == ci_model.OUTSIDE_BUILD:
+            # CI builds it in a folder outside the checkout: the build line is the template's
+            resolved = Resolved(resolved.kind, resolved.runs, resolved.flags | {"outside"}, resolved.entry)
         argv = _fold_env(command.argv, command.env)
         cwd = command.cwd
+        argv = _portable(tree, resolver, argv, cwd, resolved)
         if cwd and not tree.is_dir(cwd):
             # A folder CI creates (a build directory): say it in the command itself.
             if tool_name(argv[0]) == "ctest" and "--test-dir" not in argv:
@@ -239,6 +249,31 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
         out.append(Candidate(argv, text, resolved.kind, cwd, command.evidence, "ci", _ci_score(command, resolved), command.order,
                              resolved, (command.workflow, command.job), tools))
     return out
+
+
+def _build_dir_test(argv: list[str]) -> bool:
+    words = [a for a in argv if not re.match(r"^[A-Z_][A-Z0-9_]*=", a)]  # make's VAR=value arguments
+    return (len(words) == 2 and tool_name(words[0]) in ("make", "gmake", "ninja") and words[1] == "test") or \
+        (words[:2] == ["cmake", "--build"] and words[3:5] == ["--target", "test"] and len(words) == 5)
+
+
+def _portable(tree: TreeBase, resolver: Resolver, argv: list[str], cwd: str, resolved: Resolved) -> list[str]:
+    """`build.cmd ci` (a Windows job's batch bootstrapper) as `./build.sh ci` when the same folder has a
+    build.sh that resolves to the same kind: the command a reader can run anywhere. (A .ps1 script
+    runs under pwsh everywhere and is kept as CI runs it.)"""
+    head = argv[0].replace("\\", "/") if argv else ""
+    stem, dot, suffix = head.rpartition(".")
+    if not dot or suffix.lower() not in ("cmd", "bat") or "/" in stem.removeprefix("./"):
+        return argv
+    sibling = f"./{stem.removeprefix('./')}.sh"
+    if tree.kind(_in(cwd, sibling[2:])) != "file":
+        return argv
+    other = resolver.argv([sibling, *argv[1:]], cwd)
+    return [sibling, *argv[1:]] if other.kind == resolved.kind and other.runs == resolved.runs else argv
+
+
+def _in(cwd: str, rel: str) -> str:
+    return f"{cwd}/{rel}" if cwd else rel
 
 
 def _proposal_candidates(resolver: Resolver, proposals: list[ecosystems.Proposal]) -> list[Candidate]:
@@ -262,7 +297,40 @@ def _proposal_candidates(resolver: Resolver, proposals: list[ecosystems.Proposal
     return out
 
 
-def _pick(candidates: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
+_RUNNER_LANGUAGES = {
+    "pytest": ("Python",), "unittest": ("Python",), "nose2": ("Python",), "nosetests": ("Python",), "trial": ("Python",),
+    "stestr": ("Python",), "zope-testrunner": ("Python",), "go test": ("Go",), "cargo test": ("Rust",), "cargo nextest": ("Rust",),
+    "maven": ("Java", "Kotlin", "Scala"), "gradle": ("Java", "Kotlin", "Scala"), "rspec": ("Ruby",), "minitest": ("Ruby",),
+    "cucumber": ("Ruby",), "phpunit": ("PHP",), "pest": ("PHP",), "dotnet test": ("C#", "F#"), "ctest": ("C", "C++"),
+    "meson test": ("C", "C++"), "swift test": ("Swift",), "mix test": ("Elixir",),
+}
+_JS = ("JavaScript", "TypeScript", "Vue", "Svelte")
+
+
+def _runner_share(candidate: Candidate, languages: dict[str, float]) -> float | None:
+    """The share of the repository's code in the language the test runner tests; None when unknown."""
+    runner = candidate.resolved.runs[0] if candidate.resolved.runs else ""
+    family = _RUNNER_LANGUAGES.get(runner)
+    if family is None and runner in ("jest", "vitest", "mocha", "ava", "tap", "tape", "jasmine", "uvu", "borp", "lab", "qunit",
+                                     "node --test", "bun test", "deno test"):
+        family = _JS
+    if family is None or not languages:
+        return None
+    return sum(languages.get(language, 0.0) for language in family)
+
+
+def _secondary_language(tests: list[Candidate], languages: dict[str, float]) -> None:
+    """A test run of a secondary language (the Rust bindings' `cargo test` in a C++ library) ranks
+    below a run of the language most of the code is in: that one is the project's main test."""
+    shares = [(c, _runner_share(c, languages)) for c in tests]
+    if not any(share is not None and share >= 0.5 for _c, share in shares):
+        return
+    for candidate, share in shares:
+        if share is not None and share < 0.1:
+            candidate.score -= 10
+
+
+def _pick(candidates: list[Candidate], languages: dict[str, float] | None = None) -> tuple[list[Candidate], list[Candidate]]:
     # The command CI runs in more jobs is more likely the project's test command.
     jobs: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for candidate in candidates:
@@ -280,6 +348,7 @@ def _pick(candidates: list[Candidate]) -> tuple[list[Candidate], list[Candidate]
         key = (candidate.cwd, candidate.text)
         if key not in best or (candidate.score, -candidate.order) > (best[key].score, -best[key].order):
             best[key] = candidate
+    _secondary_language([c for c in best.values() if c.kind == "test"], languages or {})
     ranked = sorted(best.values(), key=lambda c: (-c.score, c.order))
     tests = [c for c in ranked if c.kind == "test"]
     checks: list[Candidate] = []
@@ -342,7 +411,7 @@ def _watch_safe(candidate: Candidate, manager: str) -> Candidate:
 
 def _build_before(test: Candidate, candidates: list[Candidate], ecosystems_found: list[str]) -> list[Candidate]:
     """CI's build steps that the chosen test command needs: those in the same job, before it."""
-    if test.source != "ci":
+    if test.source != "ci" or "outside" in test.resolved.flags:
         return []
     runs = test.resolved.runs
     native = any(r in ("ctest", "meson test") for r in runs)
@@ -388,7 +457,7 @@ def _analyze(tree: TreeBase, files: list[Entry], commands: list[ci_model.CiComma
     a.build = _unique([Fact(tool, evidence) for tool, evidence in facts.build if safe.one_line(tool, 60)])
     a.runtime = _unique([Fact(value, evidence) for value, evidence in facts.runtime if safe.one_line(value, 80)])
     candidates = _ci_candidates(tree, resolver, commands) + _proposal_candidates(resolver, facts.proposals)
-    tests, checks = _pick(candidates)
+    tests, checks = _pick(candidates, a.languages)
     tests = sorted((_watch_safe(c, facts.manager) for c in tests), key=lambda c: (-c.score, c.order))
     if tests:
         primary = tests[0]

@@ -1,7 +1,7 @@
 """CI configuration as data: the commands each job runs, where it runs them and with what.
 
 GitHub Actions, GitLab CI and CircleCI files go through a YAML parser and a model of workflows, jobs
-and steps (Azure Pipelines and Travis get a smaller one):
+and steps (Azure Pipelines, Travis and AppVeyor get a smaller one):
 
 - block scalars stay whole and shell continuations are joined (`aiplane.agentsmd.shell`);
 - a matrix is data: each instantiation (bounded) evaluates `${{ matrix.* }}`, `${{ env.* }}`,
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
@@ -523,6 +524,12 @@ class GitHubActions:
             raw_cwd = _text(step.get("working-directory", "")) or job_cwd
             cwd = self._relative_cwd(raw_cwd, state, context)
             if cwd is None:
+                run = step.get("run")
+                if isinstance(run, str) and not uses and not state["foreign_root"] and self._outside(raw_cwd, state, context):
+                    # A build folder outside the checkout (`${{ runner.workspace }}/_build`): its test
+                    # run is stated against an in-checkout build folder instead (`ctest --test-dir build`).
+                    self._add(substitute(run, step_context), "", step_env, path, lines.get(f"{line_prefix}.{index}.run", step_line),
+                              job_id, job_name, triggers, platform, has_matrix, seen, via=OUTSIDE_BUILD)
                 continue
             if isinstance(uses, str):
                 name = uses.split("@", 1)[0]
@@ -572,6 +579,20 @@ class GitHubActions:
             return None
         return safe.clean_rel_path(value)
 
+    def _outside(self, raw: str, state: dict[str, Any], context: dict[str, Any]) -> bool:
+        """A working directory outside the workspace's checkouts: absolute, under `runner.workspace`,
+        `runner.temp` or `$HOME`, or above the checkout; not another repository's checkout."""
+        value = raw.strip()
+        if not value:
+            return False
+        if re.search(r"\$\{\{\s*(runner\.(workspace|temp)|env\.HOME)\s*\}\}", value) or value.startswith(("/", "~", "$HOME", "${HOME}", "$RUNNER_")):
+            return True
+        value = substitute(value, context)
+        if UNKNOWN_VAR in value:
+            return False
+        parts = value.removeprefix("./").strip("/").split("/")
+        return bool(parts) and parts[0] == ".." and not any(value.startswith(f) for f in state["foreign_paths"])
+
     def _composite(self, workflow: str, action_dir: str, with_: dict[str, Any], context: dict[str, Any], env: dict[str, str],
                    job_id: str, job_name: str, triggers: frozenset[str], platform: str, has_matrix: bool,
                    seen: dict[tuple[str, tuple[str, ...]], CiCommand], depth: int, state: dict[str, Any], cwd: str) -> None:
@@ -600,6 +621,13 @@ class GitHubActions:
         for simple in simples:
             if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
                 continue
+            if via == OUTSIDE_BUILD:
+                if simple.cwd:
+                    continue
+                argv = _in_checkout_build(simple.argv)
+                if argv is None:
+                    continue
+                simple.argv = argv
             here = simple.cwd
             key = (here, tuple(simple.argv))
             if key in seen:
@@ -611,6 +639,23 @@ class GitHubActions:
                                 job_name, triggers, platform, via, self.order, simple.diff_checked, has_matrix)
             seen[key] = command
             self.commands.append(command)
+
+
+OUTSIDE_BUILD = "outside-build"
+IN_CHECKOUT_BUILD = "build"
+
+
+def _in_checkout_build(argv: list[str]) -> list[str] | None:
+    """A test run from a build folder outside the checkout, restated for a build folder inside it;
+    None for anything else run there (it cannot be stated from the checkout)."""
+    if not argv:
+        return None
+    tool = argv[0].rsplit("/", 1)[-1].lower().removesuffix(".exe")
+    if tool == "ctest" and "--test-dir" not in argv:
+        return ["ctest", "--test-dir", IN_CHECKOUT_BUILD, *argv[1:]]
+    if tool == "meson" and argv[1:2] == ["test"] and "-C" not in argv:
+        return ["meson", "test", "-C", IN_CHECKOUT_BUILD, *argv[2:]]
+    return None
 
 
 def _join(cwd: str, sub: str) -> str:
@@ -805,51 +850,299 @@ def _params(text: str, params: dict[str, Any]) -> str:
     return re.sub(r"<<\s*parameters\.([A-Za-z0-9_-]+)\s*>>", sub, text)
 
 
-# -- Azure Pipelines and Travis (steps only) ---------------------------------------------------------------
+# -- Azure Pipelines, Travis and AppVeyor (smaller models) ------------------------------------------------
+
+_AZURE_FILES = ("azure-pipelines.yml", "azure-pipelines.yaml", ".azure-pipelines.yml", ".azure-pipelines.yaml")
+_AZURE_DIRS = (".azure-pipelines", "azure-pipelines", ".pipelines")
+_MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
 
 
-def azure_travis(tree: TreeBase) -> list[CiCommand]:
+def _macros(text: str, variables: dict[str, str]) -> str:
+    """Azure `$(name)` macros from known variables; an unknown one makes the command drop out."""
+    return _MACRO.sub(lambda m: variables.get(m.group(1), UNKNOWN_VAR), text)
+
+
+def _azure_variables(node: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(node, dict):
+        out = {k: _text(v) for k, v in node.items() if isinstance(v, (str, int, float, bool))}
+    elif isinstance(node, list):
+        for item in node[:200]:
+            if isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("value"), (str, int, float, bool)):
+                out[item["name"]] = _text(item["value"])
+    return out
+
+
+def _platform_of_image(text: str) -> str:
+    text = text.lower()
+    if "windows" in text or "visual studio" in text or text.startswith(("vs20", "win")):
+        return "windows"
+    if "macos" in text or "osx" in text or "mac" in text:
+        return "macos"
+    if "ubuntu" in text or "linux" in text:
+        return "linux"
+    return ""
+
+
+def azure(tree: TreeBase) -> list[CiCommand]:
+    """Azure Pipelines: `script`/`bash`/`pwsh`/`powershell` steps and the script inputs of CmdLine, Bash,
+    PowerShell, DotNetCoreCLI, Npm, Maven and Gradle tasks, with pipeline and job variables and the
+    pool's platform; local `template:` files are followed (bounded)."""
+    paths = [p for p in _AZURE_FILES if tree.kind(p) == "file"]
+    for folder in _AZURE_DIRS:
+        if tree.is_dir(folder):
+            paths += sorted(e.path for e in tree.list_dir(folder) if e.kind == "file" and e.name.endswith((".yml", ".yaml")))[:20]
     out: list[CiCommand] = []
-    order = 0
-    for path in ("azure-pipelines.yml", ".azure-pipelines.yml", ".travis.yml"):
+    done: set[str] = set()
+    for path in paths:
+        if path in done:
+            continue
         text = safe.read_text(tree, path, safe.MAX_CI_BYTES)
         data = safe.load_yaml(text)
         if not isinstance(data, dict):
             continue
-        scripts: list[str] = []
-        if path == ".travis.yml":
-            scripts = [*_flatten(data.get("before_script")), *_flatten(data.get("script"))]
-        else:
-            _azure_scripts(data, scripts, [2_000])
-        for script in scripts[:200]:
-            simples, _ = parse_script(script)
+        done.add(path)
+        if "trigger" not in data and "pr" not in data and "stages" not in data and "jobs" not in data and "steps" not in data:
+            continue
+        found: list[tuple[str, str, dict[str, str], str, str]] = []  # (script, job, variables, platform, file)
+        _azure_walk(tree, data, path, _azure_variables(data.get("variables")), "", "pipeline", found, [3_000], done, 0)
+        texts = {path: text}
+        for script, job, variables, platform, origin in found[:300]:
+            if origin not in texts:
+                texts[origin] = safe.read_text(tree, origin, safe.MAX_CI_BYTES)
+            simples, _ = parse_script(_macros(script, variables), {k: v for k, v in variables.items() if "." not in k})
             for simple in simples:
-                if is_noise(simple.argv):
+                if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
                     continue
-                order += 1
-                out.append(CiCommand(simple.argv, simple.cwd, simple.env, f"{path}:{_line(text, script.splitlines()[0] if script else '')}",
-                                     path, "pipeline", "pipeline", frozenset({"push", "pull_request"}), "", "run", order))
+                out.append(CiCommand(simple.argv, simple.cwd, simple.env, f"{origin}:{_line(texts[origin], _first_line(script))}",
+                                     origin, job, job, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1, simple.diff_checked))
     return out
 
 
-def _azure_scripts(node: Any, scripts: list[str], budget: list[int]) -> None:
-    """`script:` and `bash:` steps anywhere in an Azure Pipelines file, and DotNetCoreCLI test/build tasks."""
+def _azure_walk(tree: TreeBase, node: Any, path: str, variables: dict[str, str], platform: str, job: str,
+                found: list[tuple[str, str, dict[str, str], str, str]], budget: list[int], done: set[str], depth: int) -> None:
     budget[0] -= 1
-    if budget[0] < 0:
+    if budget[0] < 0 or depth > 40:
         return
+    if isinstance(node, list):
+        for item in node:
+            _azure_walk(tree, item, path, variables, platform, job, found, budget, done, depth + 1)
+        return
+    if not isinstance(node, dict):
+        return
+    if "job" in node or "deployment" in node:
+        if "deployment" in node:
+            return  # a deployment job releases
+        job = _text(node.get("job")) or job
+        variables = {**variables, **_azure_variables(node.get("variables"))}
+    pool = node.get("pool")
+    image = _text(safe.as_dict(pool).get("vmImage", "")) if isinstance(pool, dict) else ""
+    if image:
+        platform = _platform_of_image(_macros(image, variables)) or platform
+    template = node.get("template")
+    if isinstance(template, str) and "@" not in template and len(done) < 30:
+        rel = safe.clean_rel_path(template.lstrip("/") if template.startswith("/") else
+                                  (f"{path.rsplit('/', 1)[0]}/{template}" if "/" in path else template))
+        if rel and rel not in done and tree.kind(rel) == "file":
+            done.add(rel)
+            params = {k: _text(v) for k, v in safe.as_dict(node.get("parameters")).items() if isinstance(v, (str, int, float, bool))}
+            included = safe.load_yaml(safe.read_text(tree, rel, safe.MAX_CI_BYTES))
+            defaults = {}
+            for spec in safe.as_list(safe.as_dict(included).get("parameters")):
+                if isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("default"), (str, int, float, bool)):
+                    defaults[spec["name"]] = _text(spec["default"])
+            scope = {**variables, **{f"parameters.{k}": v for k, v in {**defaults, **params}.items()}}
+            _azure_walk(tree, _template_params(included, scope), rel, variables, platform, job, found, budget, done, depth + 1)
+    task = node.get("task")
+    inputs = safe.as_dict(node.get("inputs"))
+    where = node.get("workingDirectory", inputs.get("workingDirectory"))
+    if isinstance(where, str) and where.strip():
+        # the step's folder: a cd before its script (the checkout root is $(Build.SourcesDirectory))
+        folder = re.sub(r"^\$\((Build\.SourcesDirectory|System\.DefaultWorkingDirectory|Build\.Repository\.LocalPath)\)/?", "", where.strip())
+        folder = _macros(folder, variables).replace("\\", "/").removeprefix("./")
+        if folder.startswith(("/", "$", "~")) or re.match(r"^[A-Za-z]:", folder) or UNKNOWN_VAR in folder or ".." in folder.split("/"):
+            prefix = None
+        elif not folder.strip("/"):
+            prefix = ""
+        else:
+            prefix = f"cd {shlex.quote(folder.strip('/'))}\n"
+    else:
+        prefix = ""
+    if prefix is None:
+        return  # a folder outside the checkout or unknown here
+    for key in ("script", "bash", "pwsh", "powershell"):
+        if isinstance(node.get(key), str):
+            found.append((prefix + node[key], job, variables, platform, path))
+    if isinstance(task, str):
+        name = task.split("@", 1)[0]
+        command = _text(inputs.get("command", "")).lower()
+        if name in ("CmdLine", "Bash", "PowerShell") and isinstance(inputs.get("script"), str) and _text(inputs.get("targetType", "inline")).lower() == "inline":
+            found.append((prefix + inputs["script"], job, variables, platform, path))
+        elif name in ("Bash", "PowerShell") and isinstance(inputs.get("filePath"), str):
+            found.append((f"{'bash' if name == 'Bash' else 'pwsh'} {inputs['filePath']} {_text(inputs.get('arguments', ''))}".strip(), job, variables, platform, path))
+        elif name == "DotNetCoreCLI" and command in ("test", "build"):
+            found.append((f"dotnet {command} {_text(inputs.get('projects', ''))} {_text(inputs.get('arguments', ''))}".strip(), job, variables, platform, path))
+        elif name == "Npm" and command == "custom" and isinstance(inputs.get("customCommand"), str):
+            found.append((f"npm {inputs['customCommand']}", job, variables, platform, path))
+        elif name == "Npm" and command in ("ci", "install"):
+            pass
+        elif name == "Maven" and isinstance(inputs.get("goals"), str):
+            pom = _text(inputs.get("mavenPomFile", "pom.xml"))
+            where = pom.rsplit("/", 1)[0] if "/" in pom else ""
+            found.append(((f"cd {where} && " if where else "") + f"mvn {inputs['goals']} {_text(inputs.get('options', ''))}".strip(), job, variables, platform, path))
+        elif name == "Gradle" and isinstance(inputs.get("tasks"), str):
+            found.append((f"./gradlew {inputs['tasks']} {_text(inputs.get('options', ''))}".strip(), job, variables, platform, path))
+    for key, value in node.items():
+        if key in ("variables", "parameters", "inputs", "template", "resources", "pool"):
+            continue
+        if isinstance(value, (dict, list)):
+            _azure_walk(tree, value, path, variables, platform, job, found, budget, done, depth + 1)
+
+
+def _first_line(script: str) -> str:
+    """The line of a step's script to point at (not the cd a workingDirectory added)."""
+    lines = [line.strip() for line in script.splitlines() if line.strip()]
+    return next((line for line in lines if not line.startswith("cd ")), lines[0] if lines else "")
+
+
+def _template_params(node: Any, scope: dict[str, str], depth: int = 0) -> Any:
+    """`${{ parameters.x }}` in a template's strings from the values given (unknown ones drop out later)."""
+    if depth > 30:
+        return None
+    if isinstance(node, str):
+        return re.sub(r"\$\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}", lambda m: scope.get(m.group(1), UNKNOWN_VAR), node)
+    if isinstance(node, list):
+        return [_template_params(v, scope, depth + 1) for v in node[:500]]
     if isinstance(node, dict):
-        for key in ("script", "bash"):
-            if isinstance(node.get(key), str):
-                scripts.append(node[key])
-        task = node.get("task")
-        inputs = safe.as_dict(node.get("inputs"))
-        if isinstance(task, str) and task.startswith("DotNetCoreCLI") and inputs.get("command") in ("test", "build"):
-            scripts.append(f"dotnet {inputs['command']} {_text(inputs.get('projects', ''))}".strip())
-        for value in node.values():
-            _azure_scripts(value, scripts, budget)
-    elif isinstance(node, list):
-        for value in node:
-            _azure_scripts(value, scripts, budget)
+        return {k: _template_params(v, scope, depth + 1) for k, v in list(node.items())[:500] if not (isinstance(k, str) and k.startswith("${{"))}
+    return node
+
+
+_TRAVIS_PHASES = ("before_script", "script")
+
+
+def travis(tree: TreeBase) -> list[CiCommand]:
+    """Travis: the top-level `before_script`/`script`, and those of each `jobs.include` (or
+    `matrix.include`) entry, which inherit the top-level ones; deploy stages and jobs that only run
+    on tags are left out; `env` strings (`A=1 B=2`) become each job's environment."""
+    path = ".travis.yml"
+    text = safe.read_text(tree, path, safe.MAX_CI_BYTES)
+    data = safe.load_yaml(text)
+    if not isinstance(data, dict):
+        return []
+    top = {phase: data.get(phase) for phase in _TRAVIS_PHASES}
+    global_env = _travis_env(safe.dig(data, "env", "global") if isinstance(data.get("env"), dict) else None)
+    matrix_env = data.get("env")
+    env_rows = [_travis_env(row) for row in (safe.as_list(safe.dig(data, "env", "jobs") or safe.dig(data, "env", "matrix"))
+                                              if isinstance(matrix_env, dict) else safe.as_list(matrix_env))][:MAX_INSTANCES] or [{}]
+    jobs: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    if any(top.values()):
+        for row in env_rows:
+            jobs.append(("script", top, {**global_env, **row}))
+    includes = safe.as_list(safe.dig(data, "jobs", "include")) + safe.as_list(safe.dig(data, "matrix", "include"))
+    for index, item in enumerate(includes[:MAX_JOBS]):
+        if not isinstance(item, dict):
+            continue
+        stage = _text(item.get("stage", "")).lower()
+        if stage in ("deploy", "release", "publish") or "deploy" in item or "tag" in _text(item.get("if", "")).lower():
+            continue
+        phases = {phase: item.get(phase, top[phase]) for phase in _TRAVIS_PHASES}
+        jobs.append((_text(item.get("name", stage or f"include-{index}")), phases, {**global_env, **_travis_env(item.get("env"))}))
+    out: list[CiCommand] = []
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for job, phases, env in jobs:
+        for phase in _TRAVIS_PHASES:
+            # the items of a phase run in one shell: a `cd build` item holds for the items after it
+            items = _flatten(phases.get(phase))[:200]
+            for script in ["\n".join(items)] if items else []:
+                simples, _ = parse_script(script, env)
+                for simple in simples:
+                    if is_noise(simple.argv) or (simple.cwd, tuple(simple.argv)) in seen:
+                        continue
+                    seen.add((simple.cwd, tuple(simple.argv)))
+                    source_line = script.splitlines()[simple.line] if simple.line < len(script.splitlines()) else ""
+                    out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{_line(text, source_line.strip())}",
+                                         path, job, job, frozenset({"push", "pull_request"}), "", "run", len(out) + 1, simple.diff_checked,
+                                         len(env_rows) > 1))
+    return out
+
+
+def _travis_env(value: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in _flatten(value):
+        for word in _shell_words(item):
+            if "=" in word and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", word):
+                key, val = word.split("=", 1)
+                out[key] = val
+    return out
+
+
+def _shell_words(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+_APPVEYOR_PHASES = ("install", "before_build", "build_script", "after_build", "before_test", "test_script")
+
+
+def appveyor(tree: TreeBase) -> list[CiCommand]:
+    """AppVeyor: the commands of `install`, `build_script` and `test_script` (and their before/after
+    phases), each item a `cmd`, `ps`, `pwsh` or `sh` line (a plain string is cmd on Windows images and
+    sh on Linux ones). The environment matrix is data: each row is one job's variables, never a command;
+    `%VAR%`, `$env:VAR` and `$VAR` are taken from it and an unknown one drops the command."""
+    for path in ("appveyor.yml", ".appveyor.yml"):
+        text = safe.read_text(tree, path, safe.MAX_CI_BYTES)
+        if text:
+            break
+    else:
+        return []
+    data = safe.load_yaml(text)
+    if not isinstance(data, dict):
+        return []
+    images = [_text(i) for i in (safe.as_list(data.get("image")) or [data.get("image") or data.get("os") or "Visual Studio"])]
+    platforms = [_platform_of_image(i) or "windows" for i in images][:4]
+    environment = data.get("environment")
+    shared = {k: _text(v) for k, v in safe.as_dict(environment).items() if isinstance(v, (str, int, float, bool))}
+    rows = [{k: _text(v) for k, v in safe.as_dict(r).items() if isinstance(v, (str, int, float, bool))}
+            for r in safe.as_list(safe.as_dict(environment).get("matrix"))][:MAX_INSTANCES] or [{}]
+    out: list[CiCommand] = []
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for platform in dict.fromkeys(platforms):
+        for row in rows:
+            env = {**shared, **row}
+            for phase in _APPVEYOR_PHASES:
+                for item in safe.as_list(data.get(phase))[:200]:
+                    if isinstance(item, str):
+                        script, shell = item, ("sh" if platform == "linux" else "cmd")
+                    elif isinstance(item, dict) and len(item) == 1:
+                        ((shell, script),) = item.items()
+                        if not isinstance(script, str) or shell not in ("cmd", "ps", "pwsh", "sh"):
+                            continue
+                    else:
+                        continue
+                    script = _appveyor_vars(script, shell, env)
+                    simples, _ = parse_script(script, env if shell == "sh" else {})
+                    for simple in simples:
+                        if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
+                            continue
+                        key = (simple.cwd, tuple(simple.argv))
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{_line(text, script.splitlines()[0] if script else '')}",
+                                             path, phase, phase, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1,
+                                             simple.diff_checked, len(rows) > 1))
+    return out
+
+
+def _appveyor_vars(script: str, shell: str, env: dict[str, str]) -> str:
+    if shell == "cmd":
+        return re.sub(r"%([A-Za-z_][A-Za-z0-9_]*)%", lambda m: env.get(m.group(1), UNKNOWN_VAR), script)
+    if shell in ("ps", "pwsh"):
+        return re.sub(r"\$env:([A-Za-z_][A-Za-z0-9_]*)", lambda m: env.get(m.group(1), UNKNOWN_VAR), script, flags=re.I)
+    return script
 
 
 def _line(text: str, needle: str) -> int:
@@ -860,7 +1153,7 @@ def _line(text: str, needle: str) -> int:
 def collect(tree: TreeBase) -> list[CiCommand]:
     """Every command the repository's CI runs, in file order; never raises on a malformed file."""
     out: list[CiCommand] = []
-    for reader in (lambda t: GitHubActions(t).run(), gitlab, circleci, azure_travis):
+    for reader in (lambda t: GitHubActions(t).run(), gitlab, circleci, azure, travis, appveyor):
         try:
             out += reader(tree)
         except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):

@@ -17,7 +17,7 @@ from posixpath import normpath
 
 from aiplane.agentsmd import entrypoints as ep
 from aiplane.agentsmd import safe
-from aiplane.agentsmd.shell import is_noise, parse_script
+from aiplane.agentsmd.shell import ARGS, is_noise, parse_script
 
 CHECK_KINDS = ("lint", "format", "typecheck")
 MAX_DEPTH = 6
@@ -341,7 +341,10 @@ def classify_tool(argv: list[str]) -> Resolved | None:
             return Resolved("other")
         return Resolved("test", ["pest" if name == "pest" else "phpunit"])
     if name in ("ctest",):
-        return Resolved("test", ["ctest"])
+        # -R/-L pick tests by name or label: a partial run (-E/-LE only leave some out)
+        selects = any(a in ("-R", "--tests-regex", "-L", "--label-regex", "-I", "--tests-information") or a.startswith(("-R", "-L")) and not a.startswith("-LE")
+                      for a in args)
+        return Resolved("test", ["ctest"], {"partial"} if selects else set())
     if name == "meson":
         return {"test": Resolved("test", ["meson test"]), "compile": Resolved("build"), "setup": Resolved("build"),
                 "dist": Resolved("build"), "install": Resolved("build"), "devenv": None}.get(sub, _other())
@@ -426,7 +429,7 @@ def _check_tool(name: str, args: list[str]) -> Resolved:
     if name in ("php-cs-fixer", "pint"):
         return Resolved("format") if ("--dry-run" in args or "--test" in args) else Resolved("fix")
     if name in ("pre-commit", "prek", "lefthook"):
-        if sub in ("install", "autoupdate", "clean", "gc", "init-templatedir", "migrate-config", "sample-config", "validate-config", "install-hooks"):
+        if sub in ("install", "autoupdate", "auto-update", "clean", "gc", "init-templatedir", "migrate-config", "sample-config", "validate-config", "install-hooks"):
             return _other("install")
         return Resolved("lint")
     if name == "golangci-lint":
@@ -567,7 +570,8 @@ def _dotnet(args: list[str]) -> Resolved:
     if sub in ("build", "pack", "msbuild"):
         return Resolved("build")
     if sub == "format":
-        return Resolved("format") if "--verify-no-changes" in args else Resolved("fix")
+        # --check is dotnet-format 5's spelling of --verify-no-changes
+        return Resolved("format") if ("--verify-no-changes" in args or "--check" in args) else Resolved("fix")
     if sub == "nuget" and args[1:2] == ["push"]:
         return Resolved("publish")
     if sub in ("restore", "tool"):
@@ -734,6 +738,8 @@ class Resolver:
         if name == "poe" or (name == "poetry" and args[:1] == ["poe"]):
             task = (args[1:] if name == "poetry" else args)[:1]
             return self._pyscript("poe", task[0] if task else "", cwd, depth)
+        if name == "nuke" or (name == "dotnet" and args[:1] == ["nuke"]):
+            return self._nuke(args[1:] if name == "dotnet" else args, cwd, "")
         if name in ("turbo", "nx", "lerna", "moon", "wireit"):
             task = next((a for a in args if not a.startswith("-") and a not in ("run", "run-many", "exec", "-t")), "")
             kind = by_name(task)
@@ -1133,24 +1139,29 @@ class Resolver:
             if kind:
                 return Resolved(kind, [path] if kind == "test" else [], {"script"})
             return _other()
-        elif "/" not in path and not path.endswith((".sh", ".ps1", ".py", ".bash")):
+        elif "/" not in path and not path.endswith((".sh", ".ps1", ".py", ".bash", ".cmd", ".bat")):
             return None
-        rel = normpath(_join_cwd(cwd, path.removeprefix("./")))
+        rel = normpath(_join_cwd(cwd, path.removeprefix("./").replace("\\", "/")))
         if rel.startswith("..") or rel.startswith("/"):
             return None
         if self.tree.kind(rel) != "file":
             return Resolved("missing", [], {"script"})
         text = safe.read_text(self.tree, rel, safe.MAX_SCRIPT_BYTES)
+        if _NUKE_BOOTSTRAP.search(text):
+            script_args = argv[argv.index(path) + 1:] if path in argv else []
+            return self._nuke(script_args, rel.rsplit("/", 1)[0] if "/" in rel else "", text)
         if rel.endswith((".ps1", ".cmd", ".bat")):
             return _powershell(text, rel)
         if rel.endswith(".py"):
             kind = _test_path_kind(rel)
             return Resolved(kind or "other", [rel] if kind == "test" else [], {"script"})
-        key = (f"script:{rel}", cwd)
+        script_args = [a for a in (argv[argv.index(path) + 1:] if path in argv else []) if re.fullmatch(r"[A-Za-z0-9_.,:=/+-]+", a)][:9]
+        key = (f"script:{rel}:{' '.join(script_args)}", cwd)
         if key in self._memo:
             return self._memo[key]
         self._memo[key] = _other()
-        simples, _env = parse_script(text)
+        positional = {ARGS: " ".join(script_args), **{str(i + 1): a for i, a in enumerate(script_args)}}
+        simples, _env = parse_script(text, positional)
         parts = [self.argv(s.argv, _join_cwd(cwd, s.cwd), depth + 1, diff_checked=s.diff_checked) for s in simples[:200] if not is_noise(s.argv)]
         result = combine(parts) if parts else _other()
         if result.kind == "other":
@@ -1160,6 +1171,82 @@ class Resolver:
         result.flags = result.flags | {"script"}
         self._memo[key] = result
         return result
+
+
+    # -- NUKE builds ----------------------------------------------------------------------------
+
+    def _nuke(self, args: list[str], cwd: str, bootstrap: str) -> Resolved:
+        """A NUKE build (`build.cmd ci`, `./build.sh Test`, `dotnet nuke Test`): the targets named (or
+        the default one) resolved through their `DependsOn` chains in the build project's C# files."""
+        targets = [a for a in args if not a.startswith("-")][:1]
+        if args[:1] and args[0].startswith("-") and not targets:
+            return _other()
+        sources = self._nuke_sources(cwd, bootstrap)
+        if not sources:
+            kind = by_name(targets[0]) if targets else None
+            return Resolved(kind or "other", ["dotnet test"] if kind == "test" else [], {"by-name", "script"}, "nuke")
+        text = "\n".join(sources)
+        bodies: dict[str, str] = {}
+        for match in _NUKE_TARGET.finditer(text):
+            end = _NUKE_TARGET.search(text, match.end())
+            bodies[match.group(1).lower()] = text[match.end():end.start() if end else len(text)][:20_000]
+        if not targets:
+            default = re.search(r"Execute<\w+>\(\s*\w+\s*=>\s*\w+\.(\w+)", text)
+            targets = [default.group(1)] if default else []
+        if not targets or targets[0].lower() not in bodies:
+            return Resolved("missing", [], {"script"}, "nuke")
+
+        def resolve(name: str, seen: frozenset[str]) -> Resolved:
+            body = bodies.get(name.lower(), "")
+            parts: list[Resolved] = []
+            for group in re.findall(r"\.DependsOn\(([^)]*)\)", body):
+                for dep in re.findall(r"\w+", group):
+                    if dep.lower() in bodies and dep.lower() not in seen and len(seen) < 30:
+                        parts.append(resolve(dep, seen | {dep.lower()}))
+            own = re.sub(r"\.(DependsOn|After|Before|TriggeredBy|Triggers)\([^)]*\)", "", body)
+            if re.search(r"\b(DotNetTest|DotNetTasks\.DotNetTest|XUnit2|NUnit3|VSTest|DotCoverCover\w*|Coverlet\w*)\s*\(", own):
+                parts.append(Resolved("test", ["dotnet test"]))
+            if re.search(r"\b(DotNetNuGetPush|NuGetPush|GitHubTasks\.\w+Release|PublishRelease|DotNetNuGetPushSettings)\b", own):
+                parts.append(Resolved("publish"))
+            if re.search(r"\bDotNetFormat\s*\(", own):
+                parts.append(Resolved("format" if re.search(r"VerifyNoChanges|--verify-no-changes", own) else "fix"))
+            if re.search(r"\b(DotNetBuild|DotNetPack|DotNetPublish|MSBuild|DotNetRestore)\s*\(", own):
+                parts.append(Resolved("build"))
+            return combine(parts) if parts else _other()
+
+        result = resolve(targets[0], frozenset({targets[0].lower()}))
+        result.flags = result.flags | {"script"}
+        result.entry = "nuke"
+        return result
+
+    def _nuke_sources(self, cwd: str, bootstrap: str) -> list[str]:
+        """The C# files of the build project: the folder a bootstrapper names (`BUILD_PROJECT_FILE`), or
+        `build/` or `.nuke`'s conventional neighbours; bounded."""
+        folders: list[str] = []
+        texts = [bootstrap] + [safe.read_text(self.tree, _join_cwd(cwd, n), safe.MAX_SCRIPT_BYTES) for n in ("build.sh", "build.ps1", "build.cmd")]
+        for text in texts:
+            for match in re.finditer(r"BUILD_PROJECT_FILE\s*=\s*\"?(?:\$\{?\w+\}?|\$PSScriptRoot|%~dp0|\.)?[/\\]?([\w./\\-]+?\.csproj)", text):
+                project = match.group(1).replace("\\", "/")
+                folder = project.rsplit("/", 1)[0] if "/" in project else ""
+                if folder:
+                    folders.append(_join_cwd(cwd, folder))
+        folders += [_join_cwd(cwd, n) for n in ("build", "Build", "_build", "nuke", "tools/build", "src/Build", "source/build")]
+        out: list[str] = []
+        for folder in dict.fromkeys(folders):
+            if not folder or folder.startswith("..") or not self.tree.is_dir(folder):
+                continue
+            for entry in self.tree.list_dir(folder)[:200]:
+                if entry.kind == "file" and entry.name.endswith(".cs") and len(out) < 20:
+                    text = safe.read_text(self.tree, entry.path, safe.MAX_SCRIPT_BYTES)
+                    if "NukeBuild" in text or "Target " in text:
+                        out.append(text)
+            if out:
+                break
+        return out
+
+
+_NUKE_BOOTSTRAP = re.compile(r"\bdotnet(?:\.exe)?[\"']?\s+(?:tool\s+run\s+)?nuke\b|BUILD_PROJECT_FILE", re.I)
+_NUKE_TARGET = re.compile(r"\bTarget\s+(\w+)\s*=>\s*\w+\s*=>\s*\w+")
 
 
 def _strip_json_comments(text: str) -> str:

@@ -263,6 +263,10 @@ class Nox:
     file: str
     sessions: dict[str, Entry]
     defaults: list[str] | None  # nox.options.sessions, when set
+    # Per session, the string values a project's own decorator is given (`@tox_parameters([...],
+    # [VERSIONS, DATABASES], base_tag=...)`), from which it makes tags at run time; and nox.options.tags.
+    generated: dict[str, set[str]] = field(default_factory=dict)
+    option_tags: list[str] = field(default_factory=list)
 
     def names(self) -> list[str]:
         return list(self.sessions)
@@ -275,7 +279,18 @@ class Nox:
         return entry if entry is not None and entry.refs == ["python"] else None
 
     def tagged(self, tag: str) -> list[Entry]:
-        return [e for e in self.sessions.values() if tag in e.refs]
+        found = [e for e in self.sessions.values() if tag in e.refs]
+        if found:
+            return found
+        # A tag made at run time from parameter values (`py-sqla14`): the sessions whose decorator is
+        # given every part of it that is not a base tag, a Python selector or the session's name.
+        parts = [p for p in re.split(r"[-_]", tag) if p]
+        out = []
+        for name, values in self.generated.items():
+            rest = [p for p in parts if p not in self.option_tags and p != name and not re.fullmatch(r"py(py)?[\d.]*t?", p)]
+            if rest and all(p in values for p in rest) and name in self.sessions:
+                out.append(self.sessions[name])
+        return out
 
 
 def _decorator_session(node: ast.expr) -> ast.Call | bool:
@@ -301,10 +316,26 @@ def read_nox(tree: TreeBase, dir_: str = "") -> Nox | None:
         return None
     functions = {n.name: n for n in module.body if isinstance(n, ast.FunctionDef)}
     defaults: list[str] | None = None
+    option_tags: list[str] = []
+    lists: dict[str, list[str]] = {}  # module-level lists of strings, by name
     for node in module.body:
         if isinstance(node, ast.Assign) and any(ast.unparse(t) == "nox.options.sessions" for t in node.targets):
             if isinstance(node.value, (ast.List, ast.Tuple)):
                 defaults = [s for s in (_const_str(e) for e in node.value.elts) if s]
+        if isinstance(node, ast.Assign) and any(ast.unparse(t) == "nox.options.tags" for t in node.targets):
+            if isinstance(node.value, (ast.List, ast.Tuple)):
+                option_tags = [s for s in (_const_str(e) for e in node.value.elts) if s]
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and isinstance(node.value, (ast.List, ast.Tuple)):
+            lists[node.targets[0].id] = [s for s in (_const_str(e) for e in node.value.elts[:200]) if s]
+
+    def strings(node: ast.AST) -> set[str]:
+        found: set[str] = set()
+        for item in list(ast.walk(node))[:2_000]:
+            if isinstance(item, ast.Constant) and isinstance(item.value, str) and len(item.value) < 80:
+                found.add(item.value)
+            elif isinstance(item, ast.Name) and item.id in lists:
+                found |= set(lists[item.id])
+        return found
 
     def runs(fn: ast.FunctionDef, depth: int = 0) -> list[str]:
         out: list[str] = []
@@ -321,11 +352,14 @@ def read_nox(tree: TreeBase, dir_: str = "") -> Nox | None:
         return out[:50]
 
     sessions: dict[str, Entry] = {}
+    generated: dict[str, set[str]] = {}
     for fn in functions.values():
         decorator = next((d for d in (_decorator_session(x) for x in fn.decorator_list) if d), None)
         if decorator is None:
             continue
         name = fn.name
+        custom = [d for d in fn.decorator_list if isinstance(d, ast.Call) and not _decorator_session(d)
+                  and not (isinstance(d.func, ast.Attribute) and d.func.attr == "parametrize")]
         refs: list[str] = []
         default = True
         if isinstance(decorator, ast.Call):
@@ -341,7 +375,9 @@ def read_nox(tree: TreeBase, dir_: str = "") -> Nox | None:
                     default = False
         if valid_name(name):
             sessions[name] = Entry(name, runs(fn), fn.lineno, refs, default)
-    return Nox(path, sessions, defaults)
+            if custom:
+                generated[name] = set().union(*(strings(d) for d in custom))
+    return Nox(path, sessions, defaults, generated, option_tags)
 
 
 # -- package.json scripts -----------------------------------------------------------------------

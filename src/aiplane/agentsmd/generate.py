@@ -34,7 +34,8 @@ WATCHED = ("pyproject.toml", "setup.cfg", "setup.py", "tox.ini", "noxfile.py", "
            "pnpm-workspace.yaml", "go.mod", "go.work", "Cargo.toml", "Makefile", "makefile", "GNUmakefile", "justfile", "Taskfile.yml",
            "Rakefile", "Gemfile", "composer.json", "pom.xml", "build.gradle", "build.gradle.kts", "settings.gradle", "settings.gradle.kts",
            "CMakeLists.txt", "meson.build", ".golangci.yml", ".golangci.yaml", ".github/workflows/", ".github/actions/", ".gitlab-ci.yml",
-           ".circleci/", "azure-pipelines.yml", "hatch.toml", "tox.toml", "global.json", "Directory.Build.props")
+           ".circleci/", "azure-pipelines.yml", ".azure-pipelines/", ".travis.yml", "appveyor.yml", ".appveyor.yml", "hatch.toml",
+           "tox.toml", "global.json", "Directory.Build.props")
 PATH_SUFFIXES = {"py", "pyi", "ts", "tsx", "js", "jsx", "mjs", "cjs", "go", "rs", "java", "kt", "kts", "rb", "php", "cs", "fs", "c", "h",
                  "cc", "cpp", "hpp", "swift", "scala", "toml", "json", "yaml", "yml", "md", "rst", "txt", "cfg", "ini", "lock", "sh", "ps1",
                  "xml", "gradle", "sql", "html", "css", "scss", "vue", "svelte", "proto", "mod", "sum", "conf", "properties", "csproj",

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from posixpath import normpath
 
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
-_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*|[0-9])(?::?-([^}$`]*))?\}|([A-Za-z_][A-Za-z0-9_]*|[0-9]))")
+_ALL_ARGS = {"$@", "${@}", "$*", "${*}"}
+ARGS = "@"  # the env key holding a script's arguments (space-separated); positional ones are "1", "2", ...
 _OPENERS = {"if", "for", "while", "until", "case", "select", "function"}
 _CLOSERS = {"fi", "done", "esac"}
 _SEPARATORS = {"&&", "||", ";", ";;", "&", "|", "|&", "\n"}
@@ -87,9 +89,13 @@ def expand(word: str, env: dict[str, str]) -> str | None:
 
     def sub(match: re.Match[str]) -> str:
         nonlocal missing
-        name = match.group(1) or match.group(2)
-        if name in env:
+        name = match.group(1) or match.group(3)
+        if name in env and (env[name] or match.group(2) is None):
             return env[name]
+        if match.group(2) is not None and (name not in env or not env[name]):
+            return match.group(2)  # ${NAME:-default}
+        if name.isdigit() and ARGS in env:
+            return ""  # a script run with fewer arguments
         missing = True
         return ""
 
@@ -125,7 +131,30 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
     out: list[Simple] = []
     depth = 0
     heredoc: str | None = None
+    # The then-branch of an `if` at the top level: the commands CI runs in the configurations the
+    # condition selects (`if [ "$GO" = latest ]; then golint ./...; fi`); else-branches are skipped.
+    if_body: list[str] | None = None
+    if_start = 0
+    if_nested = 0
+    if_else = False
     for number, line in _join_continuations(text):
+        if if_body is not None:
+            words = _tokens(line.strip()) or []
+            head = words[0] if words else ""
+            if_nested += sum(1 for w in words if w in _OPENERS and w != "function") - sum(1 for w in words if w in _CLOSERS)
+            if if_nested < 0:  # the `fi` of this if
+                if _nesting < 3 and cwd is not None:
+                    inner, _exported = parse_script("\n".join(if_body), env, start_cwd=cwd, _nesting=_nesting + 1)
+                    for item in inner:
+                        item.line += if_start + 1
+                    out += inner
+                if_body, if_nested, if_else = None, 0, False
+                continue
+            if if_nested == 0 and head in ("else", "elif"):
+                if_else = True
+            if not if_else:
+                if_body.append(line)
+            continue
         if heredoc is not None:
             if line.strip() == heredoc:
                 heredoc = None
@@ -143,11 +172,43 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
         if words is None:
             continue
         first = words[0] if words else ""
-        # Compound statements and functions are skipped as a whole.
+        # Compound statements and functions are skipped as a whole (an if's then-branch is read).
         opens = sum(1 for w in words if (w in _OPENERS and w != "function") or w in ("{", "("))
         closes = sum(1 for w in words if w in _CLOSERS or w in ("}", ")"))
+        if not depth and first == "if" and _nesting < 3:
+            one_line = _ONE_LINE_IF.match(stripped)
+            if one_line:
+                inner, _exported = parse_script(one_line.group(1).replace(";", "\n"), env, start_cwd=cwd or "", _nesting=_nesting + 1)
+                for item in inner:
+                    item.line = number
+                out += inner
+                continue
+            if re.search(r"(^|;)\s*then$", stripped) and opens == 1 and closes == 0:
+                if_body, if_start, if_nested, if_else = [], number, 0, False
+                continue
         if depth or first in _OPENERS or first in ("{", "(", "}", ")") or re.match(r"^[A-Za-z_][\w-]*\s*\(\s*\)", stripped):
             depth = max(0, depth + opens - closes)
+            continue
+        if all(_ASSIGN.match(w) for w in words) and words:
+            # `cmd="${1:-test}"`: a shell variable for the lines after it
+            for word in words:
+                match = _ASSIGN.match(word)
+                assert match is not None
+                value = expand(match.group(2), env)
+                if value is None:
+                    env.pop(match.group(1), None)
+                else:
+                    env[match.group(1)] = value
+            continue
+        stripped = _split_unquoted(stripped, env)
+        words = _tokens(stripped) or words
+        checked = _output_check(stripped)
+        if checked is not None:
+            # `test -z "$(gofmt -l .)"`, `diff -u <(echo -n) <(go fmt ./...)`: the formatter, used as a check
+            simple = _simple(checked, env, cwd or "", number, False)
+            if simple is not None and simple.argv:
+                simple.diff_checked = True
+                out.append(simple)
             continue
         substitution = _has_substitution(stripped)
         segment: list[str] = []
@@ -203,6 +264,84 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
     return out, exported
 
 
+_EMPTY = r"(?:echo\s+-n|echo\s+-n\s+''|printf\s+''|printf\s+\"\"|true|:)?"
+_INNER = r"(?P<cmd>[^()`]*(?:\$\([^()`]*\)[^()`]*)?)"
+_OUTPUT_CHECKS = (
+    # diff [-u] <(echo -n) <(CMD), either order: CI fails when CMD prints anything
+    re.compile(rf"^(?:diff|cmp)(?:\s+-[A-Za-z]+)*\s+<\(\s*{_EMPTY}\s*\)\s+<\(\s*{_INNER}\s*\)$"),
+    re.compile(rf"^(?:diff|cmp)(?:\s+-[A-Za-z]+)*\s+<\(\s*{_INNER}\s*\)\s+<\(\s*{_EMPTY}\s*\)$"),
+    # test -z "$(CMD)", [ -z "$(CMD)" ], [[ -z $(CMD) ]]
+    re.compile(rf"^(?:test|\[\[?)\s+-z\s+\"?\$\(\s*{_INNER}\s*\)\"?(?:\s+\]\]?)?$"),
+)
+# `$(go list ./...)` as an argument names the same packages as the pattern itself
+_GO_LIST = re.compile(r"\$\(\s*go\s+list\s+(\./\.\.\.)\s*\)")
+
+
+def _output_check(line: str) -> list[str] | None:
+    """The words of CMD when a line only checks that CMD prints nothing (a formatter listing files it
+    would change); None for any other line. `go fmt ./...` rewrites files and prints their names, so
+    its check is `gofmt -l .`, which lists them without rewriting."""
+    for pattern in _OUTPUT_CHECKS:
+        match = pattern.match(line)
+        if not match:
+            continue
+        inner = _GO_LIST.sub(r"\1", match.group("cmd").strip())
+        if not inner or _has_substitution(inner):
+            return None
+        words = _tokens(inner)
+        if not words or any(w in _SEPARATORS or w in ("(", ")", "<", ">") for w in words):
+            return None
+        if words[:2] == ["go", "fmt"] and all(w in ("./...", ".") for w in words[2:]):
+            return ["gofmt", "-l", "."]
+        return words
+    return None
+
+
+_ONE_LINE_IF = re.compile(r"^if\s+[^;]+;\s*then\s+([^;]+(?:;\s*(?!else\b|elif\b|fi\b)[^;]+)*?)\s*;?\s*(?:;\s*(?:else|elif)\b.*)?;\s*fi$")
+
+
+_SPLITTABLE = re.compile(r"^[A-Za-z0-9_./:=@%+,~^*\- ]*$")
+
+
+def _split_unquoted(line: str, env: dict[str, str]) -> str:
+    """`./mvnw $MAVEN_ARGS verify`: an unquoted variable whose known value holds several words is
+    word-split as the shell does (a quoted one stays one word)."""
+    if "$" not in line:
+        return line
+    out: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if quote:
+            if char == quote:
+                quote = ""
+            elif char == "\\" and quote == '"':
+                out.append(line[i:i + 2])
+                i += 2
+                continue
+            out.append(char)
+            i += 1
+            continue
+        if char in "'\"":
+            quote = char
+        elif char == "\\":
+            out.append(line[i:i + 2])
+            i += 2
+            continue
+        elif char == "$":
+            match = re.match(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))", line[i:])
+            if match:
+                value = env.get(match.group(1) or match.group(2) or "")
+                if value is not None and " " in value.strip() and _SPLITTABLE.match(value):
+                    out.append(" ".join(value.split()))
+                    i += match.end()
+                    continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
 def _change_dir(cwd: str, target: str | None) -> str | None:
     if target is None or target.startswith(("/", "~", "-")) or "$" in target:
         return None
@@ -245,6 +384,9 @@ def _simple(words: list[str], env: dict[str, str], cwd: str, number: int, substi
     expanded: list[str] = []
     scope = {**env, **local}
     for word in argv:
+        if word in _ALL_ARGS:
+            expanded += scope.get(ARGS, "").split()  # a script's own arguments (none when it was not given any)
+            continue
         value = expand(word, scope)
         if value is None:
             return Simple([], local, cwd, number)  # an unknown variable: not a command we can state
@@ -268,17 +410,20 @@ def is_noise(argv: list[str]) -> bool:
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_./:=@%+,~^*-]+$")
 _QUOTABLE = re.compile(r"^[ -~]+$")  # printable ASCII
 MAX_COMMAND_CHARS = 160
+MAX_WORD_CHARS = 140  # a glob with a brace list (`--exclude-pattern=spec/{a,b,c}/*_spec.rb`) is long but one word
 MAX_WORDS = 24
 
 
 def render(argv: list[str]) -> str | None:
     """One command line from words, each checked: plain words as they are, others single-quoted when
-    they are printable ASCII without a backtick, `$` or backslash. None when anything else is in it."""
+    they are printable ASCII without a backtick, `$` or backslash. None when anything else is in it.
+    A brace or glob pattern (`spec/{a,b}/*_spec.rb`) is quoted, so the tool that takes it (rspec,
+    a test runner) reads the pattern itself."""
     if not argv or len(argv) > MAX_WORDS:
         return None
     out: list[str] = []
     for word in argv:
-        if not word or len(word) > 100 or word.startswith(("/", "~")) or re.search(r"=[/~]", word):
+        if not word or len(word) > MAX_WORD_CHARS or word.startswith(("/", "~")) or re.search(r"=[/~]", word):
             return None  # an absolute path is the CI machine's, not the reader's
         if _SAFE_WORD.match(word):
             out.append(word)
