@@ -286,7 +286,7 @@ def single_test(tree: TreeBase, files: list[Any], runner: str, launcher: list[st
         found = _first_test_file(sub, r"^(tests/[^/]+\.rs)$") if not base else _first_test_file(sub, r"/tests/[^/]+\.rs$")
         if found:
             stem = found.path.rsplit("/", 1)[-1][:-3]
-            return ["cargo", "test", "--test", stem] if re.fullmatch(r"[A-Za-z0-9_-]+", stem) else None
+            return ["cargo", "test", "--test", stem] if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*", stem) else None
         for entry in sub[:2000]:
             if entry.path.endswith(".rs") and entry.size < safe.MAX_SCRIPT_BYTES:
                 text = safe.read_text(tree, entry.path, safe.MAX_SCRIPT_BYTES)

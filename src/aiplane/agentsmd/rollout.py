@@ -8,6 +8,7 @@ and never overwrites a proposal a human has edited.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -65,7 +66,11 @@ def ensure_clone(target: Target) -> None:
         return
     if not (target.path / ".git").exists():
         target.path.parent.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(["git", "clone", "-q", target.clone_url, str(target.path)], capture_output=True, text=True, timeout=600)
+        if target.clone_url.startswith("-") or "::" in target.clone_url.split("/", 1)[0]:
+            raise RuntimeError("cannot clone: not a repository URL")
+        # `--` ends the options: a catalog's source location is data, never an option such as --upload-pack.
+        result = subprocess.run([*GIT, "clone", "-q", "--", target.clone_url, str(target.path)], capture_output=True,
+                                text=True, timeout=600, env=_git_env())
         if result.returncode != 0:
             raise RuntimeError(f"cannot clone: {(result.stderr.strip().splitlines() or ['git clone failed'])[-1]}")
         (target.path / ".git" / CLONE_MARK).write_text(target.clone_url + "\n", encoding="utf-8")
@@ -96,8 +101,17 @@ def source_clone_url(entity: dict) -> str | None:
     return url.rstrip("/")
 
 
+# Nothing of the repository runs: hooks (a checkout's core.hooksPath often points at committed
+# scripts: husky, lefthook) and the fsmonitor command are switched off for every git call.
+GIT = ("git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "protocol.ext.allow=never")
+
+
+def _git_env() -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")}, "GIT_TERMINAL_PROMPT": "0"}
+
+
 def _git(repo: Path, *args: str, check: bool = True) -> str:
-    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([*GIT, "-C", str(repo), *args], capture_output=True, text=True, timeout=120, env=_git_env())
     if check and result.returncode != 0:
         raise RuntimeError((result.stderr.strip().splitlines() or ["git failed"])[-1])
     return result.stdout
@@ -138,14 +152,16 @@ def _commit_proposal(repo: Path, text: str) -> Outcome | None:
         return None
     worktree = Path(tempfile.mkdtemp(prefix="aiplane-agentsmd-")) / "wt"
     try:
+        # No checkout: the repository's files are never written out (no smudge filter or checkout
+        # hook runs on them); the index alone carries the tree, and AGENTS.md is added to it.
         if branch_exists:
-            _git(repo, "worktree", "add", "-q", str(worktree), BRANCH)
+            _git(repo, "worktree", "add", "-q", "--no-checkout", str(worktree), BRANCH)
         else:
-            _git(repo, "worktree", "add", "-q", "-b", BRANCH, str(worktree), "HEAD")
-        # The branch's AGENTS.md may be a committed symlink; it is replaced only when it is a regular file.
+            _git(repo, "worktree", "add", "-q", "--no-checkout", "-b", BRANCH, str(worktree), "HEAD")
+        _git(worktree, "read-tree", "HEAD")
         write_file(worktree, "AGENTS.md", text, replace=True)
-        _git(worktree, "add", "AGENTS.md")
-        _git(worktree, "-c", "user.name=aiplane", "-c", f"user.email={BOT_EMAIL}", "commit", "-q", "-m", MESSAGE)
+        _git(worktree, "add", "--", "AGENTS.md")
+        _git(worktree, "-c", "user.name=aiplane", "-c", f"user.email={BOT_EMAIL}", "commit", "-q", "--no-verify", "-m", MESSAGE)
     finally:
         _git(repo, "worktree", "remove", "--force", str(worktree), check=False)
         shutil.rmtree(worktree.parent, ignore_errors=True)

@@ -17,6 +17,7 @@ import os
 import re
 import stat
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +97,28 @@ _Loader.add_multi_constructor("!", _unknown_tag)
 _Loader.add_multi_constructor("tag:", _unknown_tag)
 
 
+def _shallow(text: str) -> bool:
+    """Whether the document nests at most MAX_DEPTH collections deep, judged from the parser's
+    events before anything is composed. libyaml's parser keeps its own stack, but the composer
+    behind the C loader recurses in C once per level: 100 KB of `[[[...` (50,000 levels) overflow
+    the C stack and kill the process (SIGSEGV) before any bound on the parsed data applies."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):  # noqa: S506 - events only, nothing is built
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+    return True
+
+
 def load_yaml(text: str) -> Any:
     if not text:
         return None
     try:
+        if not _shallow(text):
+            return None
         return bounded(yaml.load(text, Loader=_Loader))  # noqa: S506 - a safe loader with inert unknown tags
     except (yaml.YAMLError, TooBig, RecursionError, ValueError, TypeError, MemoryError):
         return None
@@ -191,7 +210,25 @@ def clean_rel_path(path: Any) -> str | None:
     normal = clean_path(path)
     if not normal or not _PATH_CHARS.match(normal):
         return None
+    # A folder or file named "-x" would read as an option wherever the path is an argument
+    # (`npx jest -c/a.test.js` is jest's config option).
+    if any(part.startswith("-") for part in normal.split("/")):
+        return None
     return normal
+
+
+def printable(text: str, limit: int = 160) -> str:
+    """Text taken from a hostile file, made safe to show in a terminal, a CI log or a code span:
+    control, format (bidi overrides, zero-width), separator and unassigned characters and backticks
+    are written as escapes, and the result is cut to `limit` characters."""
+    shown = []
+    for char in text[: limit + 1]:
+        if char == "`" or (unicodedata.category(char)[0] in "CZ" and char != " "):
+            shown.append(f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        else:
+            shown.append(char)
+    out = "".join(shown)
+    return out[:limit] + "…" if len(out) > limit else out
 
 
 def clean_version(value: Any) -> str | None:

@@ -15,6 +15,23 @@ from aiplane.cli.common import EXIT_CONFIG, ConfigOption, _fail, _run_with_db, _
 agentsmd_app = typer.Typer(help="AGENTS.md: verified facts, short files, staleness checks.", no_args_is_help=True)
 
 
+def _repository_folder(path: Path) -> Path:
+    """The folder to analyse, refused (exit 2) when it is not a directory or when the way to it from
+    the enclosing repository's root goes through a symlink: a committed `pkg -> /elsewhere` given as
+    the folder would have the analysis read, and --write write, outside the repository. A symlink
+    to the repository itself, or above it, is the operator's own and is followed."""
+    if not path.is_dir():
+        raise _fail(f"{path} is not a directory", EXIT_CONFIG)
+    # Not normalised: in `inner/..` the `..` is taken from where the symlink `inner` points.
+    raw = (Path.cwd() / path).parts
+    for folder in (Path(*raw[:end]) for end in range(len(raw), 0, -1)):
+        if folder.is_symlink() and any((above / ".git").exists() for above in folder.parents):
+            raise _fail(f"{path} goes through a symlink inside a repository ({folder.name}); it is not followed", EXIT_CONFIG)
+        if (folder / ".git").exists() and not folder.is_symlink():
+            break  # the repository's root: what is above it is the operator's own
+    return path
+
+
 @agentsmd_app.command("analyze")
 def agentsmd_analyze(
     path: Annotated[Path, typer.Argument(help="Repository root.")],
@@ -23,8 +40,7 @@ def agentsmd_analyze(
     """Detect languages, tools, test/lint commands, layout and runtime, each with evidence."""
     from aiplane.agentsmd.analyze import analyze
 
-    if not path.is_dir():
-        raise _fail(f"{path} is not a directory", EXIT_CONFIG)
+    _repository_folder(path)
     result = analyze(path)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
@@ -54,8 +70,7 @@ def agentsmd_generate(
     """Render a short AGENTS.md from verified facts (at most ~400 words, commands only from the analysis)."""
     from aiplane.agentsmd.generate import InventedCommand, catalog_facts, generate, phrase
 
-    if not path.is_dir():
-        raise _fail(f"{path} is not a directory", EXIT_CONFIG)
+    _repository_folder(path)
     settings = _settings(config) if (model or catalog) else None
     facts: dict[str, str] = {}
     if catalog and settings is not None:
@@ -212,19 +227,20 @@ def agentsmd_check(
 ) -> None:
     """Report what AGENTS.md states that is no longer true. Exits 1 when it is stale."""
     from aiplane.agentsmd.generate import check
+    from aiplane.agentsmd.safe import printable
     from aiplane.repository.tree import WorkTree
 
-    if not path.is_dir():
-        raise _fail(f"{path} is not a directory", EXIT_CONFIG)
+    _repository_folder(path)
     if WorkTree(path.resolve()).kind("AGENTS.md") != "file":
         raise _fail(f"{path} has no AGENTS.md (a symlink is not followed)", EXIT_CONFIG)
     result = check(path.resolve(), base)
+    # What AGENTS.md says is the repository's text: shown with control and bidi characters escaped.
     for command in result.stale_commands:
-        out.print(f"stale command: {command} (not found by the analysis)", markup=False)
+        out.print(f"stale command: {printable(command)} (not found by the analysis)", markup=False)
     for missing in result.missing_paths:
-        out.print(f"missing path: {missing}", markup=False)
+        out.print(f"missing path: {printable(missing)}", markup=False)
     for touched in result.touched_watched:
-        out.print(f"changed since {base}: {touched} (AGENTS.md may need an update)", markup=False)
+        out.print(f"changed since {printable(base or '')}: {printable(touched)} (AGENTS.md may need an update)", markup=False)
     if result.stale:
         raise typer.Exit(1)
     out.print("AGENTS.md matches the repository")

@@ -12,7 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from aiplane.frontmatter import split_frontmatter
+from aiplane.frontmatter import load_yaml, split_frontmatter
 from aiplane.repository.tree import TreeBase, WorkTree
 
 RULE_ID = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*-\d{2,3}$")
@@ -141,7 +141,7 @@ def load(root: Path | TreeBase) -> Codex:
             codex.problems.append(CodexProblem(rel, "", "a rule file starts with YAML frontmatter between '---' lines"))
             continue
         try:
-            data = yaml.safe_load(front) or {}
+            data = load_yaml(front) or {}
         except yaml.YAMLError as exc:
             codex.problems.append(CodexProblem(rel, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}"))
             continue

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from aiplane.codex.rules import Codex, Rule
-from aiplane.frontmatter import split_frontmatter
+from aiplane.frontmatter import load_yaml, split_frontmatter
 
 SKILL_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_BODY_LINES = 500
@@ -113,8 +113,13 @@ def validate_skill(folder: Path) -> list[str]:
     if not skill.is_file():
         return ["SKILL.md is missing"]
     text = skill.read_text(encoding="utf-8")
-    front, body, _ = split_frontmatter(text)
-    data = yaml.safe_load(front or "") or {}
+    try:
+        front, body, _ = split_frontmatter(text)
+        data = load_yaml(front or "") or {}
+    except (ValueError, yaml.YAMLError) as exc:
+        return [f"frontmatter is not valid YAML: {getattr(exc, 'problem', None) or exc}"]
+    if not isinstance(data, dict):
+        return ["frontmatter must be a YAML mapping of keys to values"]
     name, description = data.get("name"), data.get("description")
     if not isinstance(name, str) or not (1 <= len(name) <= 64) or not SKILL_NAME.match(name):
         problems.append("name must be 1-64 chars of a-z0-9 and single hyphens")

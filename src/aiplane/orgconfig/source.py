@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from aiplane.frontmatter import split_frontmatter
+from aiplane.frontmatter import NestedTooDeeply, split_frontmatter
 
 Path_ = tuple[str, ...]
 
@@ -71,6 +71,13 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _yaml_with_lines(text: str, file: str, line_offset: int) -> tuple[Any, dict[Path_, int]]:
+    try:
+        return _yaml_with_lines_unguarded(text, line_offset)
+    except RecursionError:
+        raise NestedTooDeeply() from None
+
+
+def _yaml_with_lines_unguarded(text: str, line_offset: int) -> tuple[Any, dict[Path_, int]]:
     loader = _LineLoader(text)
     try:
         node = loader.get_single_node()

@@ -17,7 +17,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aiplane.frontmatter import split_frontmatter
+from aiplane.frontmatter import load_yaml, split_frontmatter
 from aiplane.repository.tree import RepoTree
 from aiplane.review.changes import ChangeSet
 from aiplane.review.tiering import Tier
@@ -50,7 +50,7 @@ def parse_agent(text: str, origin: str) -> AgentSpec:
         front, body, _ = split_frontmatter(text)
         if front is None:
             raise ValueError("an agent file starts with YAML frontmatter between '---' lines")
-        data = yaml.safe_load(front) or {}
+        data = load_yaml(front) or {}
     except ValueError as exc:
         raise AgentError(f"{origin}: {exc}") from None
     except yaml.YAMLError as exc:

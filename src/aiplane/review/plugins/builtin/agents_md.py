@@ -21,6 +21,7 @@ class AgentsMdPlugin:
         if not tree.is_file(FILE):
             return
         from aiplane.agentsmd.generate import MAX_AGENTS_MD_BYTES, check
+        from aiplane.agentsmd.safe import printable
 
         staleness = check(tree, base=change.base_tree, changed=[f.path for f in change.files])
         if not staleness.stale:
@@ -31,15 +32,15 @@ class AgentsMdPlugin:
             return next((i for i, line in enumerate(text, start=1) if needle in line), 1)
 
         findings = [
-            _finding(line_of(command), f"AGENTS.md names a command the repository no longer has: `{command}`")
+            _finding(line_of(command), f"AGENTS.md names a command the repository no longer has: `{printable(command)}`")
             for command in staleness.stale_commands
         ]
         findings += [
-            _finding(line_of(path), f"AGENTS.md names a path that no longer exists: `{path}`") for path in staleness.missing_paths
+            _finding(line_of(path), f"AGENTS.md names a path that no longer exists: `{printable(path)}`") for path in staleness.missing_paths
         ]
         touched = [p for p in staleness.touched_watched if p != FILE]
         if touched and FILE not in {f.path for f in change.reviewable}:
-            listed = ", ".join(f"`{p}`" for p in touched[:5]) + (" …" if len(touched) > 5 else "")
+            listed = ", ".join(f"`{printable(p)}`" for p in touched[:5]) + (" …" if len(touched) > 5 else "")
             findings.append(_finding(1, f"This change touches {listed}, which AGENTS.md depends on; check it is still accurate",
                                      severity="nit"))
         ctx.add_findings(findings)
