@@ -171,6 +171,14 @@ def _has_make_target(folder: Path, target: str) -> bool:
     return False
 
 
+def _package_deps(folder: Path) -> set:
+    try:
+        data = json.loads((folder / "package.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {name for key in ("dependencies", "devDependencies") for name in (data.get(key) or {})}
+
+
 def _package_scripts(folder: Path) -> dict:
     try:
         return json.loads((folder / "package.json").read_text()).get("scripts") or {}
@@ -222,7 +230,10 @@ def mechanically_valid(command: str, repo: Path) -> bool:
     if head in ("npm", "pnpm", "yarn", "bun"):
         scripts = _package_scripts(cwd)
         name = args[1] if args[:1] == ["run"] and len(args) > 1 else args[0] if args else ""
-        return name in scripts or (head == "bun" and name == "test")
+        if name in scripts or (head == "bun" and name == "test"):
+            return True
+        # `yarn vitest run test/x.spec.ts`: yarn and pnpm run a declared tool's binary by its name
+        return head in ("yarn", "pnpm") and name in _package_deps(cwd) and all(exists(a) for a in args[1:] if "/" in a)
     if head == "tox":
         text = "".join((cwd / n).read_text(errors="replace") for n in ("tox.ini", "tox.toml", "pyproject.toml", "setup.cfg") if (cwd / n).is_file())
         envs = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-e"]
