@@ -756,3 +756,12 @@ jobs:
     root = _write(tmp_path, {".github/workflows/ci.yml": workflow, "tox.ini": tox, "pyproject.toml": '[project]\nname = "p"\n',
                              "examples/service/test_service.py": "print()\n"})
     assert analyze(root).test[0].value == "tox -e py"
+
+
+def test_dotnet_one_test_names_the_test_project_when_the_root_has_no_solution(tmp_path):
+    appveyor = "image: Ubuntu2204\ntest_script:\n- ps: ./run-tests.ps1\n"
+    files = {"appveyor.yml": appveyor, "run-tests.ps1": "dotnet test ./tests/Lib.Tests/ --configuration release\n",
+             "src/Lib.sln": "\n", "src/Lib/Lib.csproj": "<Project/>\n", "src/Lib/Logger.cs": "class Logger {}\n",
+             "tests/Lib.Tests/Lib.Tests.csproj": "<Project/>\n", "tests/Lib.Tests/LoggerTests.cs": "class LoggerTests {}\n"}
+    root = _write(tmp_path, files)
+    assert [f.value for f in analyze(root).single_test] == ["dotnet test tests/Lib.Tests --filter FullyQualifiedName~LoggerTests"]
