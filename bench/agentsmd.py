@@ -5,7 +5,7 @@
     #    (from local mirrors instead of GitHub: --mirror-root DIR, a DIR/<owner>+<name>/repo bare clone each;
     #     repositories without a mirror are skipped)
     # 2. Score the analyser and the naive per-language default.
-    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1..heldout-5|all] [--repo owner/name] [--show-misses] [--json]
+    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1..heldout-6|all] [--repo owner/name] [--show-misses] [--json]
     # 3. The staleness check on the corpus's own hand-written AGENTS.md files (findings to judge by hand).
     .venv/bin/python bench/agentsmd.py staleness --corpus /work/corpus [--commits 5]
 
@@ -57,7 +57,7 @@ from aiplane.agentsmd.analyze import analyze  # noqa: E402
 from aiplane.agentsmd.generate import commands_in, render  # noqa: E402
 
 GOLD = ROOT / "bench" / "agentsmd_gold.json"
-SPLITS = ("dev", "heldout-1", "heldout-2", "heldout-3", "heldout-4", "heldout-5", "all")
+SPLITS = ("dev", "heldout-1", "heldout-2", "heldout-3", "heldout-4", "heldout-5", "heldout-6", "all")
 _PY_TOOLS = {"pytest", "tox", "nox", "mypy", "ruff", "black", "isort", "flake8", "pylint", "coverage", "pre-commit", "pyright", "unittest",
              "codespell", "sphinx-build", "mkdocs", "python"}
 _MAVEN_NOISE = {"-B", "--batch-mode", "-q", "--quiet", "-ntp", "--no-transfer-progress", "-ff", "--fail-fast", "-e", "--errors", "-V",
@@ -171,6 +171,14 @@ def _has_make_target(folder: Path, target: str) -> bool:
     return False
 
 
+def _package_deps(folder: Path) -> set:
+    try:
+        data = json.loads((folder / "package.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {name for key in ("dependencies", "devDependencies") for name in (data.get(key) or {})}
+
+
 def _package_scripts(folder: Path) -> dict:
     try:
         return json.loads((folder / "package.json").read_text()).get("scripts") or {}
@@ -222,7 +230,10 @@ def mechanically_valid(command: str, repo: Path) -> bool:
     if head in ("npm", "pnpm", "yarn", "bun"):
         scripts = _package_scripts(cwd)
         name = args[1] if args[:1] == ["run"] and len(args) > 1 else args[0] if args else ""
-        return name in scripts or (head == "bun" and name == "test")
+        if name in scripts or (head == "bun" and name == "test"):
+            return True
+        # `yarn vitest run test/x.spec.ts`: yarn and pnpm run a declared tool's binary by its name
+        return head in ("yarn", "pnpm") and name in _package_deps(cwd) and all(exists(a) for a in args[1:] if "/" in a)
     if head == "tox":
         text = "".join((cwd / n).read_text(errors="replace") for n in ("tox.ini", "tox.toml", "pyproject.toml", "setup.cfg") if (cwd / n).is_file())
         envs = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-e"]

@@ -654,3 +654,114 @@ def test_rollout_refuses_a_host_without_a_token(tmp_path):
     assert result.returncode == 2 and "needs GITHUB_TOKEN" in result.stderr
     both = subprocess.run([AIPLANE, "agents-md", "rollout", "--repos", str(listing), "--catalog"], env=clean_env(), capture_output=True, text=True)
     assert both.returncode == 2 and "exactly one of --repos FILE or --catalog" in both.stderr
+
+
+def test_ci_env_selected_tox_env_native_cargo_target_and_make_targets_that_only_compile(tmp_path):
+    # TOXENV from the step env is resolved with the command (`tox` with TOXENV=checkmanifest is not
+    # the default test env); a check_*.py script checks, it does not test; a cargo `--target` naming
+    # the runner's own platform is dropped; `make test` whose recipe compiles `-o $@` builds.
+    workflow = """
+on: [push, pull_request]
+jobs:
+  checkmanifest:
+    runs-on: ubuntu-latest
+    steps:
+      - run: tox
+        env:
+          TOXENV: checkmanifest
+  test_class_order:
+    runs-on: ubuntu-latest
+    steps:
+      - run: python scripts/check_test_class_order.py
+  test_ubuntu:
+    runs-on: ubuntu-latest
+    steps:
+      - run: tox -e py
+"""
+    tox = "[tox]\nenvlist = py\n\n[testenv]\ncommands = pytest\n\n[testenv:checkmanifest]\ndeps = check-manifest\ncommands = check-manifest\n"
+    root = _write(tmp_path / "py", {".github/workflows/ci.yml": workflow, "tox.ini": tox, "pyproject.toml": '[project]\nname = "p"\n',
+                                    "scripts/check_test_class_order.py": "print()\n"})
+    assert analyze(root).test[0].value == "tox -e py"
+    rust = """
+on: [push, pull_request]
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        include:
+          - target: x86_64-unknown-linux-gnu
+    steps:
+      - run: |
+          cargo test --target ${{ matrix.target }} --examples
+          cargo test --target ${{ matrix.target }} --features=serde
+"""
+    root = _write(tmp_path / "rs", {".github/workflows/test.yml": rust, "Cargo.toml": '[package]\nname = "r"\nversion = "0.1.0"\n',
+                                    "src/lib.rs": "\n"})
+    assert analyze(root).test[0].value == "cargo test --features=serde"  # --examples alone is a partial run
+    cpp = """
+on: [push, pull_request]
+jobs:
+  build-and-test-on-32bit:
+    runs-on: ubuntu-latest
+    steps:
+      - run: cd test && make test EXTRA_CXXFLAGS=-m32
+  ubuntu:
+    runs-on: ubuntu-latest
+    steps:
+      - run: cd test && make test && make test_parallel
+"""
+    makefile = "CXX = clang++\n\ntest : test.cc\n\t$(CXX) -o $@ test.cc\n\ntest_parallel : test\n\t$(call run_parallel,test)\n"
+    root = _write(tmp_path / "c", {".github/workflows/test.yml": cpp, "test/Makefile": makefile, "test/test.cc": "\n", "lib.h": "\n"})
+    result = analyze(root)
+    assert (result.test[0].cwd, result.test[0].value) == ("test", "make test_parallel")
+
+
+def test_a_code_linter_entry_point_comes_before_a_spell_check_in_ci(tmp_path):
+    workflow = """
+on: [push, pull_request]
+jobs:
+  cspell:
+    runs-on: ubuntu-latest
+    steps:
+      - run: codespell
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - run: go test ./...
+"""
+    makefile = ".PHONY: lint\nlint:\n\tgolangci-lint run ./...\n"
+    root = _write(tmp_path, {".github/workflows/ci.yml": workflow, "Makefile": makefile, "go.mod": "module x\n\ngo 1.22\n",
+                             "x.go": "package x\n", "x_test.go": "package x\n"})
+    assert analyze(root).lint[0].value == "make lint"
+
+
+def test_coverage_debug_option_and_an_example_test_script_is_partial(tmp_path):
+    from aiplane.agentsmd.commands import split_launcher
+
+    assert split_launcher(["coverage", "run", "--debug", "config", "-m", "pytest"])[1] == ["pytest"]
+    workflow = """
+on: [push, pull_request]
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - run: python examples/service/test_service.py
+  tox:
+    runs-on: ubuntu-latest
+    steps:
+      - run: tox -e py
+"""
+    tox = "[tox]\nenvlist = py\n\n[testenv]\ncommands = pytest\n"
+    root = _write(tmp_path, {".github/workflows/ci.yml": workflow, "tox.ini": tox, "pyproject.toml": '[project]\nname = "p"\n',
+                             "examples/service/test_service.py": "print()\n"})
+    assert analyze(root).test[0].value == "tox -e py"
+
+
+def test_dotnet_one_test_names_the_test_project_when_the_root_has_no_solution(tmp_path):
+    appveyor = "image: Ubuntu2204\ntest_script:\n- ps: ./run-tests.ps1\n"
+    files = {"appveyor.yml": appveyor, "run-tests.ps1": "dotnet test ./tests/Lib.Tests/ --configuration release\n",
+             "src/Lib.sln": "\n", "src/Lib/Lib.csproj": "<Project/>\n", "src/Lib/Logger.cs": "class Logger {}\n",
+             "tests/Lib.Tests/Lib.Tests.csproj": "<Project/>\n", "tests/Lib.Tests/LoggerTests.cs": "class LoggerTests {}\n"}
+    root = _write(tmp_path, files)
+    assert [f.value for f in analyze(root).single_test] == ["dotnet test tests/Lib.Tests --filter FullyQualifiedName~LoggerTests"]

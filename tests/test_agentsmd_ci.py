@@ -711,3 +711,98 @@ jobs:
     result = analyze(root)
     assert result.test[0].value == "ci/test-stable.sh test"
     assert [f.value for f in result.lint] == ["dotnet format --check -v:diag"]  # prek auto-update updates hooks, it checks nothing
+
+
+def test_matrix_command_known_by_its_linux_instance_and_falsy_step_conditions(tmp_path):
+    # The first instance runs on macOS; the Linux instance's job name ranks the command, so the
+    # main `test-<python>` session is not beaten by a special session whose row is named "Ubuntu".
+    # A step whose `if:` is a null matrix value is skipped (no `tox -e` without its env).
+    workflow = """
+on: [push, pull_request]
+jobs:
+  test:
+    strategy:
+      matrix:
+        python-version: ["3.12"]
+        os: [macos-15, ubuntu-24.04]
+        nox-session: ['']
+        include:
+          - python-version: "3.x"
+            os: ubuntu-24.04
+            nox-session: test_brotlipy
+    runs-on: ${{ matrix.os }}
+    name: ${{ fromJson('{"macos-15":"macOS","ubuntu-24.04":"Ubuntu"}')[matrix.os] }} ${{ matrix.python-version }} ${{ matrix.nox-session }}
+    steps:
+      - run: uvx nox -s "$NOX_SESSION"
+        env:
+          NOX_SESSION: ${{ matrix.nox-session != '' && matrix.nox-session || format('test-{0}', matrix.python-version) }}
+  lint:
+    strategy:
+      matrix:
+        toxenv: [lint]
+        include:
+          - toxenv: null
+    runs-on: ubuntu-latest
+    steps:
+      - run: tox -e ${{ matrix.toxenv }}
+        if: ${{ matrix.toxenv }}
+"""
+    noxfile = ("import nox\n\n@nox.session(python=['3.12'])\ndef test(session):\n    session.run('pytest')\n\n"
+               "@nox.session\ndef test_brotlipy(session):\n    session.run('pytest')\n")
+    tox = "[tox]\nenvlist = lint\n\n[testenv:lint]\ncommands = flake8 src\n"
+    root = _write(tmp_path, {".github/workflows/ci.yml": workflow, "noxfile.py": noxfile, "tox.ini": tox, "pyproject.toml": PYPROJECT})
+    commands = [c for _cwd, c in _commands(root)]
+    assert "tox -e" not in commands and "tox -e lint" in commands
+    result = analyze(root)
+    assert result.test[0].value == "uvx nox -s test-3.12"
+
+
+def test_action_run_inputs_user_tool_folders_and_appveyor_for_entries(tmp_path):
+    # A wrapper action's `run:` input is a command; a tool CI installed into the user's composer
+    # folder is that tool; AppVeyor `for:` entries hold the image's own scripts.
+    workflow = """
+on: [push, pull_request]
+jobs:
+  flake8:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: liskin/gh-problem-matcher-wrap@v4
+        with:
+          linters: flake8
+          run: flake8 --extend-ignore=E203 src tests
+  style:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          composer global require friendsofphp/php-cs-fixer
+          ~/.composer/vendor/bin/php-cs-fixer fix --diff --dry-run .
+"""
+    root = _write(tmp_path / "a", {".github/workflows/ci.yml": workflow, "pyproject.toml": PYPROJECT})
+    assert [f.value for f in analyze(root).lint][:2] == ["flake8 --extend-ignore=E203 src tests", "php-cs-fixer fix --diff --dry-run ."]
+    appveyor = """
+image:
+  - Visual Studio 2022
+  - Ubuntu2204
+build: false
+test: false
+for:
+  -
+    matrix:
+      only:
+        - image: Visual Studio 2022
+    build_script:
+    - ps: ./build.ps1
+    test_script:
+    - ps: ./run-tests.ps1
+  -
+    matrix:
+      only:
+        - image: Ubuntu2204
+    test_script:
+    - ps: ./run-tests.ps1
+"""
+    files = {"appveyor.yml": appveyor, "run-tests.ps1": "dotnet test ./tests/Lib.Tests/ --configuration release\n",
+             "build.ps1": "dotnet build src/Lib.sln\n", "src/Lib.sln": "\n", "tests/Lib.Tests/Lib.Tests.csproj": "<Project/>\n"}
+    root = _write(tmp_path / "b", files)
+    assert ("", "./run-tests.ps1") in _commands(root)
+    assert analyze(root).test[0].value == "./run-tests.ps1"

@@ -121,7 +121,7 @@ def _languages(files: list[Entry]) -> dict[str, float]:
 
 
 _DEMOTE = {"release", "publish", "deploy", "docs", "doc", "documentation", "nightly", "schedule", "scheduled", "bench", "benchmark",
-           "benchmarks", "codspeed", "perf", "coverage", "cov", "downstream", "third", "party", "integration", "e2e", "smoke", "fuzz",
+           "benchmarks", "benches", "codspeed", "perf", "coverage", "cov", "downstream", "third", "party", "integration", "e2e", "smoke", "fuzz",
            "fuzzing", "cifuzz", "miri", "sanitizer", "sanitizers", "valgrind", "msan", "asan", "tsan", "ubsan", "android", "ios",
            "graalvm", "native", "wasm", "wasi", "emscripten", "pyemscripten", "pyodide", "cross", "qemu", "minimal", "min",
            "minimum", "minimums", "msrv", "oldest", "lowest", "legacy", "old", "compat", "compatibility", "windows", "win", "macos",
@@ -222,9 +222,12 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
             command = ci_model.CiCommand(["ctest", "--test-dir", command.cwd], "", command.env, command.evidence, command.workflow,
                                          command.job, command.job_name, command.triggers, command.platform, command.via,
                                          command.order, command.diff_checked, command.matrix)
+        # The env that selects what an entry point runs (TOXENV=black) is part of the command: it is
+        # resolved with it, or `tox` would be read as the default test envs.
+        argv = _native_target(_fold_env(_user_bin(command.argv), command.env))
         resolver.tools = set()
         try:
-            resolved = resolver.argv(command.argv, command.cwd, diff_checked=command.diff_checked)
+            resolved = resolver.argv(argv, command.cwd, diff_checked=command.diff_checked)
         except RecursionError:
             continue
         tools = frozenset(resolver.tools)
@@ -233,7 +236,6 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
         if command.via == ci_model.OUTSIDE_BUILD:
             # CI builds it in a folder outside the checkout: the build line is the template's
             resolved = Resolved(resolved.kind, resolved.runs, resolved.flags | {"outside"}, resolved.entry)
-        argv = _fold_env(command.argv, command.env)
         cwd = command.cwd
         argv = _portable(tree, resolver, argv, cwd, resolved)
         if cwd and not tree.is_dir(cwd):
@@ -248,6 +250,42 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
             continue
         out.append(Candidate(argv, text, resolved.kind, cwd, command.evidence, "ci", _ci_score(command, resolved), command.order,
                              resolved, (command.workflow, command.job), tools))
+    return out
+
+
+_USER_BIN = re.compile(r"^(?:~|\$HOME|\$\{HOME\})/(?:\.composer/vendor/bin|\.config/composer/vendor/bin|\.cargo/bin|go/bin|\.local/bin)/"
+                       r"([A-Za-z0-9][A-Za-z0-9_.-]*)$")
+
+
+def _user_bin(argv: list[str]) -> list[str]:
+    """`~/.composer/vendor/bin/php-cs-fixer` (a tool CI installed globally, into the user's tool
+    folder) is that tool on the reader's PATH: the CI machine's home folder is not the reader's."""
+    match = _USER_BIN.match(argv[0]) if argv else None
+    return [match.group(1), *argv[1:]] if match else argv
+
+
+_NATIVE_TRIPLES = {"x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x86_64-apple-darwin", "aarch64-apple-darwin",
+                   "x86_64-pc-windows-msvc"}
+
+
+def _native_target(argv: list[str]) -> list[str]:
+    """`cargo test --target x86_64-unknown-linux-gnu` (a CI matrix naming the runner's own platform)
+    is `cargo test` on the reader's machine: the native triple is dropped. A cross target is kept."""
+    _prefix, core = split_launcher(argv)
+    if not core or tool_name(core[0]) not in ("cargo", "cross"):
+        return argv
+    out: list[str] = []
+    skip = False
+    for index, word in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if word == "--target" and index + 1 < len(argv) and argv[index + 1] in _NATIVE_TRIPLES:
+            skip = True
+            continue
+        if word.startswith("--target=") and word.split("=", 1)[1] in _NATIVE_TRIPLES:
+            continue
+        out.append(word)
     return out
 
 
@@ -352,14 +390,17 @@ def _pick(candidates: list[Candidate], languages: dict[str, float] | None = None
     ranked = sorted(best.values(), key=lambda c: (-c.score, c.order))
     tests = [c for c in ranked if c.kind == "test"]
     checks: list[Candidate] = []
+    low: set[int] = set()
     for candidate in ranked:
         if candidate.kind not in CHECK_KINDS:
             continue
-        low = tool_name(split_launcher(candidate.argv)[1][0] if split_launcher(candidate.argv)[1] else candidate.argv[0]) in LOW_VALUE_CHECKS
-        if low:
+        if tool_name(split_launcher(candidate.argv)[1][0] if split_launcher(candidate.argv)[1] else candidate.argv[0]) in LOW_VALUE_CHECKS:
             candidate.score -= 25
+            low.add(id(candidate))
         checks.append(candidate)
-    checks.sort(key=lambda c: (-c.score, c.order))
+    # A spell, link or vulnerability check is not the project's lint while it has a code linter of its
+    # own (an entry point that CI may run through a workflow kept elsewhere): that one comes first.
+    checks.sort(key=lambda c: (id(c) in low, -c.score, c.order))
     return tests, checks
 
 

@@ -257,6 +257,11 @@ def _call(name: str, args: list[Any]) -> Any:
     return UNKNOWN
 
 
+def _skipped(condition: Any) -> bool:
+    """An `if:` that is known to be falsy (false, null, '', 0) skips the step or job; an unknown one does not."""
+    return condition is not UNKNOWN and not isinstance(condition, _Unknown) and not _truthy(condition)
+
+
 def evaluate(expression: str, context: dict[str, Any]) -> Any:
     try:
         return _Expr(expression, context).parse()
@@ -361,7 +366,8 @@ def _action_commands(uses: str, with_: dict[str, Any]) -> tuple[list[str], str]:
         return [f"./gradlew {arg('arguments')}"], arg("build-root-directory")
     if name in ("nick-fields/retry", "nick-invision/retry", "wandalen/wretry.action") and arg("command"):
         return [arg("command")], ""
-    if name in ("coactions/setup-xvfb", "gabrielbb/xvfb-action", "mathiasvr/command-output", "codspeedhq/action") and arg("run"):
+    if name in ("coactions/setup-xvfb", "gabrielbb/xvfb-action", "mathiasvr/command-output", "codspeedhq/action",
+                "liskin/gh-problem-matcher-wrap") and arg("run"):
         return [arg("run")], arg("working-directory")
     if name == "reactivecircus/android-emulator-runner" and arg("script"):
         return [arg("script")], arg("working-directory")
@@ -481,7 +487,7 @@ class GitHubActions:
             platform = _platform(substitute(_text(runs_on), context)) if runs_on is not None else ""
             context["runner"] = Partial(os={"linux": "Linux", "windows": "Windows", "macos": "macOS"}.get(platform, UNKNOWN))
             job_if = job.get("if")
-            if isinstance(job_if, str) and evaluate(job_if.replace("${{", "").replace("}}", ""), context) is False:
+            if isinstance(job_if, str) and _skipped(evaluate(job_if.replace("${{", "").replace("}}", ""), context)):
                 continue
             job_cwd = safe.as_str(safe.dig(job, "defaults", "run", "working-directory")) or workflow_cwd
             job_name = safe.as_str(job.get("name"), job_id)
@@ -500,7 +506,7 @@ class GitHubActions:
                 continue
             step_line = lines.get(f"{line_prefix}.{index}", 1)
             step_if = step.get("if")
-            if isinstance(step_if, str) and evaluate(step_if.replace("${{", "").replace("}}", ""), {**context, "env": env}) is False:
+            if isinstance(step_if, str) and _skipped(evaluate(step_if.replace("${{", "").replace("}}", ""), {**context, "env": env})):
                 continue
             uses = step.get("uses")
             with_raw = safe.as_dict(step.get("with"))
@@ -631,8 +637,11 @@ class GitHubActions:
             here = simple.cwd
             key = (here, tuple(simple.argv))
             if key in seen:
-                if platform == "linux":  # a matrix that runs it on Linux too: that is how it is known
+                if platform == "linux" and seen[key].platform != "linux":
+                    # A matrix that runs it on Linux too: that is how it is known, under the Linux
+                    # instance's job name ("Ubuntu 3.10", not the first instance's "macOS 3.10").
                     seen[key].platform = "linux"
+                    seen[key].job_name = job_name
                 continue
             self.order += 1
             command = CiCommand(simple.argv, here, {**env, **simple.env}, f"{path}:{line + simple.line}", path, job_id,
@@ -1101,19 +1110,24 @@ def appveyor(tree: TreeBase) -> list[CiCommand]:
     data = safe.load_yaml(text)
     if not isinstance(data, dict):
         return []
-    images = [_text(i) for i in (safe.as_list(data.get("image")) or [data.get("image") or data.get("os") or "Visual Studio"])]
-    platforms = [_platform_of_image(i) or "windows" for i in images][:4]
-    environment = data.get("environment")
-    shared = {k: _text(v) for k, v in safe.as_dict(environment).items() if isinstance(v, (str, int, float, bool))}
-    rows = [{k: _text(v) for k, v in safe.as_dict(r).items() if isinstance(v, (str, int, float, bool))}
-            for r in safe.as_list(safe.as_dict(environment).get("matrix"))][:MAX_INSTANCES] or [{}]
+    images = [_text(i) for i in (safe.as_list(data.get("image")) or [data.get("image") or data.get("os") or "Visual Studio"])][:4]
     out: list[CiCommand] = []
     seen: set[tuple[str, tuple[str, ...]]] = set()
-    for platform in dict.fromkeys(platforms):
+    done: set[tuple[str, int]] = set()
+    for image in images:
+        platform = _platform_of_image(image) or "windows"
+        config, specific = _appveyor_for(data, image)
+        if (platform, specific) in done:
+            continue
+        done.add((platform, specific))
+        environment = config.get("environment")
+        shared = {k: _text(v) for k, v in safe.as_dict(environment).items() if isinstance(v, (str, int, float, bool))}
+        rows = [{k: _text(v) for k, v in safe.as_dict(r).items() if isinstance(v, (str, int, float, bool))}
+                for r in safe.as_list(safe.as_dict(environment).get("matrix"))][:MAX_INSTANCES] or [{}]
         for row in rows:
             env = {**shared, **row}
             for phase in _APPVEYOR_PHASES:
-                for item in safe.as_list(data.get(phase))[:200]:
+                for item in safe.as_list(config.get(phase))[:200]:
                     if isinstance(item, str):
                         script, shell = item, ("sh" if platform == "linux" else "cmd")
                     elif isinstance(item, dict) and len(item) == 1:
@@ -1135,6 +1149,25 @@ def appveyor(tree: TreeBase) -> list[CiCommand]:
                                              path, phase, phase, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1,
                                              simple.diff_checked, len(rows) > 1))
     return out
+
+
+def _appveyor_for(data: dict[str, Any], image: str) -> tuple[dict[str, Any], int]:
+    """The configuration one image's jobs run: the top level with the `for:` entries whose
+    `matrix.only` names that image (or no image) merged over it, and which entry applied (0: none).
+    Conditions on other job values are not judged here (the entry is taken)."""
+    merged = dict(data)
+    specific = 0
+    for index, entry in enumerate(safe.as_list(data.get("for"))[:20], start=1):
+        if not isinstance(entry, dict) or "except" in safe.as_dict(entry.get("matrix")):
+            continue
+        only = [c for c in safe.as_list(safe.dig(entry, "matrix", "only")) if isinstance(c, dict)]
+        if only and not any(_text(c.get("image", image)).strip().lower() == image.strip().lower() for c in only):
+            continue
+        for key, value in entry.items():
+            if key != "matrix":
+                merged[key] = value
+        specific = index
+    return merged, specific
 
 
 def _appveyor_vars(script: str, shell: str, env: dict[str, str]) -> str:

@@ -205,7 +205,8 @@ def split_launcher(argv: list[str]) -> tuple[list[str], list[str]]:
         if head == "coverage" and argv[1:2] == ["run"]:
             i = 2
             while i < len(argv) and argv[i].startswith("-") and argv[i] != "-m":
-                i += 2 if argv[i] in ("--rcfile", "--source", "--include", "--omit", "--data-file", "--concurrency", "--context") else 1
+                i += 2 if argv[i] in ("--rcfile", "--source", "--include", "--omit", "--data-file", "--concurrency", "--context",
+                                      "--debug") else 1
             if i < len(argv) and argv[i] == "-m":
                 prefix += argv[:i + 1]
                 argv = argv[i + 1:]
@@ -447,7 +448,8 @@ def _cargo(args: list[str]) -> Resolved:
     words = [a for a in args if not a.startswith(("+", "-"))]
     sub = words[0] if words else ""
     if sub in ("test", "t", "nextest"):
-        selects = ("-p", "--package", "--lib", "--bin", "--doc", "--manifest-path", "--target", "--no-run")
+        selects = ("-p", "--package", "--lib", "--bin", "--doc", "--manifest-path", "--target", "--no-run", "--examples", "--example",
+                   "--benches", "--bench")
         partial = {"partial"} if any(a in selects or a.startswith(("--package=", "--manifest-path=", "--target")) for a in args) else set()
         return Resolved("test", ["cargo test" if sub != "nextest" else "cargo nextest"], partial)
     if sub == "hack" and "test" in words:
@@ -988,6 +990,10 @@ class Resolver:
             result = combine(prereqs + own) if prereqs or own else _other()
         else:
             result = mine
+        if result.kind in ("other", "install", "build") and any(re.search(r"(^|\s)-o\s*\$(@|\(@\)|\{@\})", c) for c in entry.commands):
+            # `test: test.cc ...` whose recipe compiles `-o $@`: the target is the test binary it makes,
+            # so `make test` builds it and runs nothing (its name says test, its recipe says build).
+            return Resolved("build", result.runs, result.flags)
         if result.kind in ("other", "install") or (result.kind == "build" and by_name(target) in ("test",) + CHECK_KINDS):
             guess = by_name(target)
             if guess:
@@ -1137,7 +1143,7 @@ class Resolver:
                 return self.argv(after, cwd, depth + 1)  # a wrapper script that runs the tool it is given
             kind = _test_path_kind(path)
             if kind:
-                return Resolved(kind, [path] if kind == "test" else [], {"script"})
+                return Resolved(kind, [path] if kind == "test" else [], {"script"} | _example_flag(path))
             return _other()
         elif "/" not in path and not path.endswith((".sh", ".ps1", ".py", ".bash", ".cmd", ".bat")):
             return None
@@ -1154,7 +1160,7 @@ class Resolver:
             return _powershell(text, rel)
         if rel.endswith(".py"):
             kind = _test_path_kind(rel)
-            return Resolved(kind or "other", [rel] if kind == "test" else [], {"script"})
+            return Resolved(kind or "other", [rel] if kind == "test" else [], {"script"} | _example_flag(rel))
         script_args = [a for a in (argv[argv.index(path) + 1:] if path in argv else []) if re.fullmatch(r"[A-Za-z0-9_.,:=/+-]+", a)][:9]
         key = (f"script:{rel}:{' '.join(script_args)}", cwd)
         if key in self._memo:
@@ -1316,9 +1322,17 @@ def _test_path_kind(path: str) -> str | None:
     lowered = path.lower()
     if re.search(r"(^|/)(bench|benchmarks?)(/|\.|$)", lowered):
         return "bench"
+    if re.match(r"(check|lint|verify|validate)[_-]", lowered.rsplit("/", 1)[-1]):
+        return None  # check_test_class_order.py checks the test files; it does not run them
     if re.search(r"(^|/|_|-)(tests?|spec|runtests|run_tests|test_runner)(/|\.|_|-|$)", lowered):
         return "test"
     return None
+
+
+def _example_flag(path: str) -> set[str]:
+    """A test script of one example (examples/embedding_service/test_embedding.py) tests that example
+    (often against a service CI starts first), not the project: a partial run."""
+    return {"partial"} if re.search(r"(^|/)(examples?|samples?|demos?)/", path.lower().replace("\\", "/")) else set()
 
 
 def _vendor_bin(command: str) -> str:

@@ -345,5 +345,12 @@ def single_test(tree: TreeBase, files: list[Any], runner: str, launcher: list[st
         found = _first_test_file(sub, r"Tests?\.cs$")
         if not found:
             return None
-        return ["dotnet", "test", "--filter", f"FullyQualifiedName~{found.name[:-3]}"]
+        filter_ = ["--filter", f"FullyQualifiedName~{found.name[:-3]}"]
+        if any("/" not in rel(f.path) and f.name.endswith((".sln", ".slnx", ".csproj", ".fsproj")) for f in sub):
+            return ["dotnet", "test", *filter_]
+        # No solution or project where it runs (`dotnet test` would stop with MSB1003): the test
+        # file's own project folder is named.
+        folders = [rel(f.path).rsplit("/", 1)[0] for f in sub if f.name.endswith((".csproj", ".fsproj")) and "/" in rel(f.path)]
+        owner = max((d for d in folders if rel(found.path).startswith(d + "/")), key=len, default="")
+        return ["dotnet", "test", owner, *filter_] if owner and safe.clean_rel_path(owner) else None
     return None
