@@ -88,7 +88,7 @@ def test_openai_tool_round_cache_key_and_cached_usage(model, change):
     assert finding.file == "app.py" and finding.start_line == 2 and first.requests == 2 and first.error is None
     # Usage: prompt_tokens summed, cached tokens from prompt_tokens_details (the second run reads the first's prefix).
     assert first.input_tokens == sum(max(len(json.dumps(b["tools"], sort_keys=True) + json.dumps(b["messages"], sort_keys=True)) // 4, c["cached"])
-                                     for b, c in zip(bodies[:2], calls[:2]))
+                                     for b, c in zip(bodies[:2], calls[:2], strict=True))
     assert again.cached_tokens == sum(c["cached"] for c in calls[2:]) > 0
 
 

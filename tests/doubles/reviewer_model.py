@@ -81,7 +81,7 @@ def _anthropic_problem(body: dict[str, Any]) -> str | None:
     if not isinstance(body.get("max_tokens"), int):
         return "max_tokens: Field required"
     roles = [m.get("role") for m in messages]
-    if not roles or roles[0] != "user" or any(a == b for a, b in zip(roles, roles[1:])):
+    if not roles or roles[0] != "user" or any(a == b for a, b in zip(roles, roles[1:], strict=False)):
         return "messages: roles must alternate between \"user\" and \"assistant\", starting with \"user\""
     breakpoints = sum(1 for m in messages if isinstance(m.get("content"), list) for b in m["content"] if b.get("cache_control"))
     if breakpoints > 4:

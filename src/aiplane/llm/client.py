@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from aiplane.config import ModelEndpoint, Settings
+from aiplane.config_types import ModelEndpoint
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
+    from aiplane.config import Settings
     from aiplane.llm.chat import ChatClient
 
 Tier = Literal["coordinator", "specialist", "light"]

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from aiplane.config import ModelEndpoint
+from aiplane.config_types import ModelEndpoint
 from aiplane.llm.chat import ModelError
 from aiplane.llm.client import ModelHandle, native
 from aiplane.llm.routing import RemoteRouting, endpoint_for
