@@ -227,7 +227,7 @@ def test_an_unreachable_provider_is_retried_then_reported():
     from tests.doubles.server import free_port
 
     client = OpenAIChat("gpt-4o", f"http://127.0.0.1:{free_port()}/v1", KEY, timeout=5)
-    with pytest.raises(ModelError, match="cannot reach 127.0.0.1 .*after 3 attempts"):
+    with pytest.raises(ModelError, match="cannot reach the provider .*after 3 attempts"):
         asyncio.run(client.complete(_ask(client)))
 
 
@@ -280,3 +280,13 @@ def test_a_text_answer_is_asked_once_for_the_output_tool(scripted, change):
     last = json.loads(script.requests[1]["body"])["messages"][-2:]
     assert last[0] == {"role": "assistant", "content": "Looks fine to me."}
     assert last[1] == {"role": "user", "content": [{"text": "Please include your response in a tool call.", "type": "text"}]}
+
+
+def test_a_provider_failing_mid_run_keeps_what_was_spent(scripted, change):
+    server, script = scripted
+    workspace, shared = change
+    script.answers += [(200, {}, openai_reply(_call("read_file", {"path": "app.py"}), finish="tool_calls")),
+                       (400, {}, {"error": {"message": f"context too long for key {KEY}"}})]
+    run = _run(_handle("openai", server.url + "/v1", "gpt-4o"), workspace, shared)
+    assert run.requests == 1 and run.input_tokens == 10 and run.findings == []
+    assert run.error == "ModelError: the provider answered HTTP 400: context too long for key [key]"

@@ -243,6 +243,13 @@ def _client() -> httpx.AsyncClient:
     return client
 
 
+async def close() -> None:
+    """Closes this event loop's connection pool (the review worker does, before it exits)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
 class ChatClient:
     """One model at one endpoint. Subclasses speak a wire format."""
 
@@ -277,7 +284,9 @@ class ChatClient:
         raise NotImplementedError
 
     def _where(self) -> str:
-        return httpx.URL(self.base_url).host or "the endpoint"
+        # Not the host: these messages reach review comments, and an internal gateway's name has
+        # no business there; the model's label travels beside them.
+        return "the provider"
 
     async def _post(self, path: str, headers: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

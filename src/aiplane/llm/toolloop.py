@@ -162,7 +162,8 @@ async def run_loop(
             output_failures += 1
             if output_failures > output_retries:
                 raise Unusable("the model answered in text instead of calling final_result")
-            turns.append(AssistantTurn(reply.text, []))
+            if reply.text:  # an empty turn is not a turn (Anthropic refuses empty content)
+                turns.append(AssistantTurn(reply.text, []))
             turns.append(UserTurn([Text(USE_THE_OUTPUT_TOOL)]))
             continue
         if reply.finish == "length" and not _parses(reply.tool_calls[-1]):

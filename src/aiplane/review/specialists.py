@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from aiplane.llm.chat import Text, Usage
+from aiplane.llm.chat import ModelError, Text, Usage
 from aiplane.llm.client import ModelHandle
 from aiplane.llm.toolloop import RequestLimitReached, Tool, ToolRetry, Unusable, run_loop
 from aiplane.repository import git
@@ -325,6 +325,11 @@ async def run_specialist(
                     temperature=0, cache_key=cache_key if handle.endpoint.kind != "anthropic" else None,
                     offer=offer, on_response=first_response, request_limit=REQUEST_LIMIT,
                 )
+            except ModelError as exc:
+                # The provider failed (after its retries): what was spent is kept and reported,
+                # and the worker moves on to the next model in the chain.
+                last_error = f"{exc.__class__.__name__}: {exc}"
+                break
             except RequestLimitReached as exc:
                 last_error = f"unusable model output ({exc})"  # asking again would only repeat the rounds
                 break

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aiplane.config_types import ModelEndpoint
+from aiplane.llm import chat
 from aiplane.llm.chat import ModelError
 from aiplane.llm.client import ModelHandle, native
 from aiplane.llm.routing import RemoteRouting, endpoint_for
@@ -133,6 +134,13 @@ async def _review_one(spec: AgentSpec, job: dict[str, Any], router: Router, work
 
 
 async def work(job: dict[str, Any]) -> None:
+    try:
+        await _work(job)
+    finally:
+        await chat.close()
+
+
+async def _work(job: dict[str, Any]) -> None:
     repo = Path(job["repo"])
     selected = [AgentSpec.model_validate(raw) for raw in job["agent_specs"]]
     patches = job.get("patches") or {
