@@ -207,6 +207,24 @@ def test_an_oversized_answer_is_cut_off_at_the_cap(hostile):
         asyncio.run(client.complete(_ask(client)))
 
 
+def test_a_gzip_bomb_is_inflated_only_up_to_the_cap(hostile):
+    server, _state = hostile
+    client = OpenAIChat("gzip-bomb", server.url + "/v1", KEY, timeout=60, max_response_bytes=1024 * 1024)
+    with pytest.raises(ModelResponseTooLarge):
+        asyncio.run(client.complete(_ask(client)))
+
+
+def test_a_gzip_answer_is_read(scripted):
+    server, script = scripted
+    import gzip
+
+    body = gzip.compress(json.dumps(openai_reply({"content": "packed"})).encode())
+    script.answers.append((200, {"content-encoding": "gzip"}, body))
+    client = OpenAIChat("gpt-4o", server.url + "/v1", KEY, timeout=10)
+    assert asyncio.run(client.complete(_ask(client))).text == "packed"
+    assert script.requests[0]["headers"]["accept-encoding"] == "gzip"
+
+
 def test_a_redirect_is_not_followed_and_its_key_not_repeated(hostile):
     server, state = hostile
     client = OpenAIChat("redirect", server.url + "/v1", KEY, timeout=10)

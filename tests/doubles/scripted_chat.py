@@ -1,5 +1,5 @@
 """A chat upstream that answers from a script: each request gets the next canned answer (status,
-headers, JSON body), in either wire format, so tests can make a provider rate-limit, fail, echo
+headers, JSON body, or bytes sent as they are), in either wire format, so tests can make a provider rate-limit, fail, echo
 the key or report odd usage on exactly the request they want. Every request is recorded."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 
@@ -29,6 +29,8 @@ def build_scripted_app(script: Script) -> Starlette:
     async def answer(request: Request) -> JSONResponse:
         script.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": await request.body()})
         status, headers, body = script.answers.pop(0) if script.answers else (500, {}, {"error": {"message": "script exhausted"}})
+        if isinstance(body, bytes):  # already encoded (e.g. gzip), sent as is
+            return Response(body, status_code=status, headers=headers, media_type="application/json")
         return JSONResponse(body, status_code=status, headers=headers)
 
     return Starlette(routes=[Route("/{path:path}", answer, methods=["POST"])])

@@ -21,6 +21,7 @@ import json
 import random
 import ssl
 import weakref
+import zlib
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -290,7 +291,7 @@ class ChatClient:
 
     async def _post(self, path: str, headers: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"content-type": "application/json", "accept": "application/json", **headers}
+        headers = {"content-type": "application/json", "accept": "application/json", "accept-encoding": "gzip", **headers}
         url = self.base_url + path
         attempt = 0
         while True:
@@ -328,16 +329,33 @@ class ChatClient:
 
     async def _send(self, url: str, headers: dict[str, str], body: bytes) -> tuple[int, httpx.Headers, bytes]:
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 15.0))
+        too_large = ModelResponseTooLarge(f"{self._where()} sent an answer over {self.max_response_bytes // 1024} KiB")
         async with _client().stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
-                raise ModelResponseTooLarge(f"{self._where()} sent an answer over {self.max_response_bytes // 1024} KiB")
+                raise too_large
+            # Raw bytes, inflated here with a bound: httpx would inflate each chunk whole, and a
+            # small gzip chunk can hold hundreds of megabytes.
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("identity", "gzip", "deflate", "x-gzip"):
+                raise ModelProtocolError(f"{self._where()} answered in an encoding we did not ask for ({encoding[:20]})")
+            inflate = zlib.decompressobj(wbits=47) if encoding != "identity" else None
             chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > self.max_response_bytes:
-                    raise ModelResponseTooLarge(f"{self._where()} sent an answer over {self.max_response_bytes // 1024} KiB")
-                chunks.append(chunk)
+            async for raw in response.aiter_raw():
+                pending = raw
+                while pending:
+                    if inflate is None:
+                        chunk, pending = pending, b""
+                    else:
+                        try:
+                            chunk = inflate.decompress(pending, self.max_response_bytes - size + 1)
+                        except zlib.error:
+                            raise ModelProtocolError(f"{self._where()} sent a corrupt {encoding} body") from None
+                        pending = inflate.unconsumed_tail
+                    size += len(chunk)
+                    if size > self.max_response_bytes:
+                        raise too_large
+                    chunks.append(chunk)
             return response.status_code, response.headers, b"".join(chunks)
 
 
