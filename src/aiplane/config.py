@@ -14,8 +14,6 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     IPvAnyNetwork,
     SecretStr,
@@ -30,6 +28,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+# The building blocks the review worker needs without the whole of the settings (see
+# config_types.py), re-exported here where every other module looks for them.
+from aiplane.config_types import MODEL_REF_PATTERN, HttpUrl, ModelEndpoint, Strict, _http_url  # noqa: F401
+
 ENV_PREFIX = "AIPLANE_"
 ENV_DELIMITER = "__"
 CONFIG_PATH_ENV = "AIPLANE_CONFIG"
@@ -41,20 +43,6 @@ DEFAULT_CONFIG_FILE = "aiplane.toml"
 
 class ConfigError(Exception):
     """Settings could not be loaded; the message names every offending key."""
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http:// or https:// URL")
-    return value.rstrip("/")
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 ProviderKind = Literal["openai", "anthropic", "google", "openai-compatible"]
@@ -226,18 +214,6 @@ class DiscoverySettings(Strict):
     public_url: HttpUrl | None = None
 
 
-class ModelEndpoint(Strict):
-    # "openai" is any OpenAI-compatible chat completions API, the aiplane gateway included.
-    kind: Literal["openai", "anthropic"] = "openai"
-    base_url: HttpUrl
-    model: str = Field(min_length=1)
-    api_key: SecretStr | None = None
-    # models.dev provider id used to price this model's tokens.
-    catalog_id: str | None = None
-    max_output_tokens: int = Field(default=4096, ge=64)
-    timeout_seconds: float = Field(default=120, gt=0)
-
-
 LlmTier = Literal["coordinator", "specialist", "light"]
 
 
@@ -249,7 +225,6 @@ class LlmSettings(Strict):
 
 
 # A model as the gateway names it: `provider/model`, e.g. "anthropic/claude-sonnet-4-5".
-MODEL_REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]*/\S+$"
 
 
 GitHubAssociation = Literal["OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR", "FIRST_TIMER",

@@ -19,7 +19,9 @@ common prefix (tools, then messages, as sent) with an earlier request under the 
 reviewer reads each of its files with ``read_file`` in one turn of parallel tool calls, then
 answers; a file whose surrounding lines the prompt already shows counts as read, unless
 ``state.strict`` (then it reads every file all the same).
-``/v1/messages`` answers in Anthropic's format (an empty review, ``cache_read_input_tokens``).
+``/v1/messages`` answers in Anthropic's Messages format (``tool_use`` blocks, ``stop_reason``,
+``cache_read_input_tokens`` and ``cache_creation_input_tokens`` from the ``cache_control``
+breakpoints): the ``MODEL:READ``/``GREP``/``LIST`` scripts, then ``MODEL:FLAG`` findings.
 """
 
 from __future__ import annotations
@@ -71,6 +73,29 @@ def _cached(state: "ModelState", key: str, prefix: str) -> int:
     seen.append(prefix)
     tokens = best // 4
     return (tokens // 128) * 128 if tokens >= MIN_CACHED else 0
+
+
+def _anthropic_problem(body: dict[str, Any]) -> str | None:
+    """The Messages API's own checks that a client most easily gets wrong."""
+    messages = body.get("messages") or []
+    if not isinstance(body.get("max_tokens"), int):
+        return "max_tokens: Field required"
+    roles = [m.get("role") for m in messages]
+    if not roles or roles[0] != "user" or any(a == b for a, b in zip(roles, roles[1:], strict=False)):
+        return "messages: roles must alternate between \"user\" and \"assistant\", starting with \"user\""
+    breakpoints = sum(1 for m in messages if isinstance(m.get("content"), list) for b in m["content"] if b.get("cache_control"))
+    if breakpoints > 4:
+        return f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}."
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        uses = [b["id"] for b in content if b.get("type") == "tool_use"] if isinstance(content, list) else []
+        if not uses:
+            continue
+        following = messages[index + 1].get("content") if index + 1 < len(messages) else None
+        answered = {b.get("tool_use_id") for b in following if b.get("type") == "tool_result"} if isinstance(following, list) else set()
+        if set(uses) - answered:
+            return f"messages.{index + 1}: `tool_use` ids were found without `tool_result` blocks immediately after"
+    return None
 
 
 @dataclass
@@ -234,10 +259,31 @@ def build_model_app(state: ModelState) -> Starlette:
                 if isinstance(block, dict) and block.get("cache_control"):
                     marked = blocks
         cached = _cached(state, "anthropic", marked) if marked else 0
-        output = next((t["name"] for t in body.get("tools", []) if t["name"].startswith("final_result")), "final_result")
+        problem = _anthropic_problem(body)
+        if problem:
+            return JSONResponse({"type": "error", "error": {"type": "invalid_request_error", "message": problem}}, status_code=400)
+        tools = {t["name"] for t in body.get("tools", [])}
+        output = next((t for t in tools if t.startswith("final_result")), "final_result")
+        agent = state.calls[-1]["agent"]
+        blocks_in = [b for m in body.get("messages", []) if isinstance(m.get("content"), list) for b in m["content"] if isinstance(b, dict)]
+        called = {b.get("name") for b in blocks_in if b.get("type") == "tool_use"}
+        uses: list[tuple[str, dict[str, Any]]] = []
+        # The same scripts as the OpenAI route: MODEL:READ/GREP/LIST once, then findings for MODEL:FLAG.
+        for marker, tool, argument in (("MODEL:READ:", "read_file", "path"), ("MODEL:GREP:", "grep", "pattern"), ("MODEL:LIST:", "list_dir", "path")):
+            scripted = re.search(re.escape(marker) + r"(\S+)", text)
+            if scripted and tool in tools and tool not in called:
+                uses.append((tool, {argument: scripted.group(1)}))
+        if not uses:
+            findings = []
+            if "MODEL:FLAG" in text and agent in ("code-quality", "security", "generalist", "performance"):
+                findings.append({"file": "app.py", "start_line": 2, "end_line": 2, "severity": "warning", "title": "Input reaches eval",
+                                 "explanation": "The request parameter flows into eval() without validation.", "confidence": 0.9})
+            uses.append((output, {"findings": findings}))
+        state.calls[-1]["answer"] = json.dumps(uses)
         return JSONResponse({
             "id": f"msg_{time.monotonic_ns()}", "type": "message", "role": "assistant", "model": body.get("model"),
-            "content": [{"type": "tool_use", "id": f"toolu_{time.monotonic_ns()}", "name": output, "input": {"findings": []}}],
+            "content": [{"type": "tool_use", "id": f"toolu_{time.monotonic_ns()}_{i}", "name": name, "input": arguments}
+                        for i, (name, arguments) in enumerate(uses)],
             "stop_reason": "tool_use", "stop_sequence": None,
             "usage": {"input_tokens": max(len(blocks) // 4 - cached, 1), "output_tokens": 20, "cache_read_input_tokens": cached,
                       "cache_creation_input_tokens": 0 if cached else len(marked) // 4},

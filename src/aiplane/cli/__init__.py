@@ -6,7 +6,7 @@ import sys as _sys
 
 if _sys.argv[1:2] == ["review"]:
     # Before anything else is imported: `aiplane review` pre-starts its model worker, whose imports
-    # (pydantic-ai and an SDK, 1-2 s) then overlap with this process's own start and its reading of
+    # (httpx, pydantic, the reviewer) then overlap with this process's own start and its reading of
     # the change (docs/review.md, "Start-up").
     from aiplane.review.prewarm import maybe_prestart
 

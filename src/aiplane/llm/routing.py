@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, StringConstraints, ValidationError
 
-from aiplane.config import MODEL_REF_PATTERN, ModelEndpoint, Strict
+from aiplane.config_types import MODEL_REF_PATTERN, ModelEndpoint, Strict
 
 ModelRef = Annotated[str, StringConstraints(pattern=MODEL_REF_PATTERN, max_length=200)]
 DEFAULT_TTL_SECONDS = 5.0

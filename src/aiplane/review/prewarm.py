@@ -36,5 +36,4 @@ def maybe_prestart(args: list[str]) -> None:
             cap = int(raw) * 1024 * 1024
         except ValueError:
             return  # settings will reject it with a clear message; start nothing
-    kind = os.environ.get("AIPLANE_LLM__MODELS__SPECIALIST__KIND", "openai")
-    prestart(cap, "anthropic" if kind == "anthropic" else "openai")
+    prestart(cap)

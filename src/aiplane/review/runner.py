@@ -35,8 +35,6 @@ def worker_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**env, **(extra or {}), "PYTHONUNBUFFERED": "1"}
 LOG_FLUSH_LINES = 100
 LOG_FLUSH_SECONDS = 0.05
-# Tells a pre-started worker which model SDK to import while it waits for its job.
-PRELOAD_ENV = "AIPLANE_REVIEW_WORKER_PRELOAD"
 
 
 def _command() -> list[str]:
@@ -54,9 +52,9 @@ class _Prestarted:
 _prestarted: _Prestarted | None = None
 
 
-def prestart(memory_cap_bytes: int = DEFAULT_MEMORY_CAP, preload: str = "openai") -> None:
-    """Start a review worker now, before there is a job for it: importing pydantic-ai and a model
-    SDK takes one to two seconds, and this way it happens while the parent reads the change.
+def prestart(memory_cap_bytes: int = DEFAULT_MEMORY_CAP) -> None:
+    """Start a review worker now, before there is a job for it: its imports (httpx, pydantic, the
+    reviewer) and its TLS context then cost nothing while the parent reads the change.
 
     The worker is started exactly as `run_worker` starts one (allowlisted environment, memory cap,
     `-P`, a working directory outside the checkout); `run_worker` uses it only when it would have
@@ -70,7 +68,7 @@ def prestart(memory_cap_bytes: int = DEFAULT_MEMORY_CAP, preload: str = "openai"
         process = subprocess.Popen(
             _command(), cwd=tempfile.gettempdir(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             preexec_fn=_cap_memory(memory_cap_bytes) if memory_cap_bytes > 0 else None,  # noqa: PLW1509
-            env=worker_environment({PRELOAD_ENV: preload}),
+            env=worker_environment(),
         )
     except OSError:
         return  # run_worker starts one when it needs it

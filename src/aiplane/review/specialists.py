@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from pydantic_ai import Agent, ModelRetry, RunContext, Tool
-from pydantic_ai.exceptions import UnexpectedModelBehavior
-from pydantic_ai.messages import CachePoint
-from pydantic_ai.tools import ToolDefinition
-from pydantic_ai.usage import UsageLimits
 
+from aiplane.llm.chat import ModelError, Text, Usage
 from aiplane.llm.client import ModelHandle
+from aiplane.llm.toolloop import RequestLimitReached, Tool, ToolRetry, Unusable, run_loop
 from aiplane.repository import git
 from aiplane.repository.tree import GitTree, clean_path
 from aiplane.review.agents import AgentSpec
@@ -145,53 +142,53 @@ class ReviewerBudget:
 def _clean(path: str) -> str:
     clean = clean_path(path.removeprefix("./"))
     if clean is None:
-        raise ModelRetry(f"{safe_path(path)} is not a path inside the repository")
+        raise ToolRetry(f"{safe_path(path)} is not a path inside the repository")
     return clean
 
 
-def _permitted(ctx: RunContext[Workspace], tool: str) -> None:
-    if tool not in ctx.deps.allowed:
-        raise ModelRetry(f"{tool} is not available to you; use {', '.join(sorted(ctx.deps.allowed)) or 'no tool'} or answer")
+def _permitted(ws: Workspace, tool: str) -> None:
+    if tool not in ws.allowed:
+        raise ToolRetry(f"{tool} is not available to you; use {', '.join(sorted(ws.allowed)) or 'no tool'} or answer")
 
 
 def _lines(numbered: list[str], first: int, last: int) -> list[str]:
     return [f"{i}: {numbered[i - 1]}" for i in range(first, last + 1)]
 
 
-def read_patch(ctx: RunContext[Workspace], path: str) -> str:
+def read_patch(ws: Workspace, path: str) -> str:
     """The unified diff of one changed file you were given (the patches above may be cut short)."""
-    _permitted(ctx, "read_patch")
-    found = ctx.deps.changed(path)
+    _permitted(ws, "read_patch")
+    found = ws.changed(path)
     if found is None:
-        raise ModelRetry(f"no patch for {safe_path(path)}; yours are: {', '.join(sorted(safe_path(p) for p in ctx.deps.patches))}")
-    return strip_boundary_tags(ctx.deps.patches[found][:MAX_READ_BYTES])  # cut, then strip: no half tags
+        raise ToolRetry(f"no patch for {safe_path(path)}; yours are: {', '.join(sorted(safe_path(p) for p in ws.patches))}")
+    return strip_boundary_tags(ws.patches[found][:MAX_READ_BYTES])  # cut, then strip: no half tags
 
 
-def read_file(ctx: RunContext[Workspace], path: str, start: int | None = None, end: int | None = None) -> str:
+def read_file(ws: Workspace, path: str, start: int | None = None, end: int | None = None) -> str:
     """Lines of a file at the reviewed commit, numbered. Without start and end, a changed file shows
     40 lines either side of each changed hunk, any other file its first 200 lines; give start and
     end (1-based, inclusive) for other lines."""
-    _permitted(ctx, "read_file")
-    clean, tree = _clean(path), ctx.deps.tree
+    _permitted(ws, "read_file")
+    clean, tree = _clean(path), ws.tree
     kind = tree.kind(clean)
     if kind == "symlink":
         target = tree.symlink_target(clean) or "?"
         return f"{safe_path(clean)} is a symbolic link to {safe_path(target)!r}; links are not followed."
     if kind != "file":
-        raise ModelRetry(f"{safe_path(clean)} is {'a directory' if kind == 'dir' else 'not a file'} at the reviewed commit")
+        raise ToolRetry(f"{safe_path(clean)} is {'a directory' if kind == 'dir' else 'not a file'} at the reviewed commit")
     data = tree.read_bytes(clean, MAX_FILE_READ_BYTES)
     if data is None:
-        raise ModelRetry(f"{safe_path(clean)} is larger than {MAX_FILE_READ_BYTES // (1024 * 1024)} MiB; use grep on it")
+        raise ToolRetry(f"{safe_path(clean)} is larger than {MAX_FILE_READ_BYTES // (1024 * 1024)} MiB; use grep on it")
     lines = data.decode("utf-8", "replace").splitlines()
     total = len(lines)
-    hunks = ctx.deps.hunks(clean) if start is None and end is None else []
-    found = ctx.deps.changed(clean)
-    if hunks and found in ctx.deps.surroundings and found in ctx.deps.inlined:
+    hunks = ws.hunks(clean) if start is None and end is None else []
+    found = ws.changed(clean)
+    if hunks and found in ws.surroundings and found in ws.inlined:
         shown = (f"({safe_path(clean)}: {total} lines. Its patch and the 40 lines around each hunk are in the first "
                  "message already; give start and end to read other lines.)")
     elif hunks:
         # The lines of a patch already in the prompt are not sent again: only what surrounds them.
-        skip = found in ctx.deps.inlined
+        skip = found in ws.inlined
         parts = around_hunks(lines, hunks, skip)
         note = "; the lines of its hunks are in the patch above and not repeated" if skip else ""
         head = f"({safe_path(clean)}: {total} lines; 40 lines around each changed hunk{note}; gaps marked ...)"
@@ -205,47 +202,43 @@ def read_file(ctx: RunContext[Workspace], path: str, start: int | None = None, e
     return strip_boundary_tags(shown[:MAX_READ_BYTES])
 
 
-def grep(ctx: RunContext[Workspace], pattern: str, path_glob: str = "*") -> str:
+def grep(ws: Workspace, pattern: str, path_glob: str = "*") -> str:
     """Lines matching a regular expression in the reviewed commit's files (at most 50)."""
-    _permitted(ctx, "grep")
-    head = ctx.deps.head
+    _permitted(ws, "grep")
+    head = ws.head
     try:
-        out = git.run(ctx.deps.repo, "grep", "-n", "-I", "-E", "--full-name", "-e", pattern, head, "--", path_glob,
+        out = git.run(ws.repo, "grep", "-n", "-I", "-E", "--full-name", "-e", pattern, head, "--", path_glob,
                       timeout=20, max_output=MAX_GREP_OUTPUT, truncate=True, check=False)
     except git.GitError as exc:
-        raise ModelRetry(f"grep failed ({exc}); use a narrower pattern or path_glob") from None
+        raise ToolRetry(f"grep failed ({exc}); use a narrower pattern or path_glob") from None
     lines = [line.removeprefix(f"{head}:") for line in out.decode("utf-8", "replace").splitlines()]
     shown = "\n".join(lines[:MAX_GREP_MATCHES]) + (f"\n... {len(lines) - MAX_GREP_MATCHES} more" if len(lines) > MAX_GREP_MATCHES else "")
     return strip_boundary_tags(shown)
 
 
-def list_dir(ctx: RunContext[Workspace], path: str = ".") -> str:
+def list_dir(ws: Workspace, path: str = ".") -> str:
     """Entries of a directory at the reviewed commit."""
-    _permitted(ctx, "list_dir")
-    clean, tree = _clean(path), ctx.deps.tree
+    _permitted(ws, "list_dir")
+    clean, tree = _clean(path), ws.tree
     if tree.kind(clean) != "dir":
-        raise ModelRetry(f"{safe_path(clean)} is not a directory at the reviewed commit")
+        raise ToolRetry(f"{safe_path(clean)} is not a directory at the reviewed commit")
     suffix = {"dir": "/", "symlink": " (symbolic link, not followed)", "submodule": " (submodule)"}
     return "\n".join(safe_path(e.name) + suffix.get(e.kind, "") for e in tree.list_dir(clean))
 
 
-async def _within_budget(ctx: RunContext[Workspace], tool_def: ToolDefinition) -> ToolDefinition | None:
-    """Withdraws the tools once the reviewer's or the review's input-token budget is spent, so the
-    next answer must be the findings (the output tool is all that is left)."""
-    budget = ctx.deps.budget
-    if budget is None or budget.allows_more(ctx.usage.input_tokens):
-        return tool_def
-    return None
+_TOOLS = tuple(Tool.from_function(fn) for fn in (read_patch, read_file, grep, list_dir))
+# Requests one reviewer run may make before it is given up.
+REQUEST_LIMIT = 25
 
 
 def tools() -> list[Tool]:
     """The same tools, in the same order, for every reviewer: part of the shared, cached prefix."""
-    return [Tool(fn, prepare=_within_budget) for fn in (read_patch, read_file, grep, list_dir)]
+    return list(_TOOLS)
 
 
 def instructions() -> str:
     """The system message: only what we wrote; the same for every reviewer; never the change's text."""
-    return OUTPUT_RULES
+    return OUTPUT_RULES.strip()
 
 
 def reviewer_part(spec: AgentSpec, files: list[str], inlined: set[str], notes: str = "", with_tools: bool = True) -> str:
@@ -272,15 +265,6 @@ class AgentRun:
     budget_cut: str | None = None
 
 
-def cache_settings(handle: ModelHandle, cache_key: str | None) -> dict:
-    """Provider prompt caching: OpenAI routes requests with one key to the same cache; Anthropic
-    caches what precedes its breakpoints (the `CachePoint` after the shared part, and the last
-    message block, so a reviewer's later turns reuse its own earlier ones)."""
-    if handle.endpoint.kind == "anthropic":
-        return {"anthropic_cache_messages": True}
-    return {"openai_prompt_cache_key": cache_key} if cache_key else {}
-
-
 async def run_specialist(
     spec: AgentSpec,
     handle: ModelHandle,
@@ -302,6 +286,10 @@ async def run_specialist(
     reviewer's patches that the shared part does not hold are then appended to its own part.
     `on_first_response` is called once, when the first model response has arrived (the warm-up).
     Without `with_tools` (a trivial review) the reviewer answers in one call from what it was given.
+
+    Caching: OpenAI routes requests with one `prompt_cache_key` to the same cache; Anthropic caches
+    what precedes its breakpoints: one after the shared part, and one on the last block of each
+    request, so a reviewer's later turns reuse its own earlier ones.
     """
     mine = sorted(p for p in workspace.patches if spec.matches(p))
     inlined = set(inlined or ())
@@ -309,49 +297,55 @@ async def run_specialist(
     if inline_patches and (missing := [p for p in mine if p not in inlined]):
         # Patches were stripped whole when written, so nothing here was cut after stripping.
         own = "Your patches:\n<mr_input>\n" + "\n".join(workspace.patches[p] for p in missing) + "\n</mr_input>\n\n" + own
-    prompt = [shared_context, CachePoint(), own]
+    prompt = [Text(shared_context, cache_breakpoint=True), Text(own)]
     allowed = frozenset(t for t in spec.tools if t in ALL_TOOLS) if with_tools else frozenset()
     scoped = workspace.scoped(mine, allowed, budget)
     max_tokens = handle.endpoint.max_output_tokens
     last_error = None
     usage_total = AgentRun(spec.name, handle.label, [])
     notify = on_first_response
-    for attempt in range(2):
-        # No in-run output repair: a cut-off or broken answer ends the run, and the retry below
-        # asks again with twice the token budget, which is what a truncation needs.
-        agent = Agent(
-            handle.model,
-            output_type=ReviewerOutput,
-            instructions=instructions(),
-            tools=tools() if with_tools else [],
-            retries={"tools": 2, "output": 0},
-            name=spec.name,
-        )
-        settings = {"max_tokens": max_tokens * (2**attempt), "temperature": 0, "timeout": handle.endpoint.timeout_seconds,
-                    **cache_settings(handle, cache_key)}
-        try:
-            async with agent.iter(prompt, deps=scoped, model_settings=settings, usage_limits=UsageLimits(request_limit=25)) as run:
-                async for node in run:
-                    if notify is not None and Agent.is_call_tools_node(node):
-                        notify()
-                        notify = None
-                result = run.result
-        except UnexpectedModelBehavior as exc:
-            last_error = f"unusable model output ({exc.message[:120]})"
-            continue
-        finally:
-            if notify is not None:
-                notify()  # a failed first call releases the warm-up all the same
-                notify = None
-        assert result is not None
-        usage = result.usage()
-        usage_total.input_tokens += usage.input_tokens
-        usage_total.output_tokens += usage.output_tokens
-        usage_total.cached_tokens += usage.cache_read_tokens
-        usage_total.requests += usage.requests
-        usage_total.findings = [_to_finding(f, spec, path) for f in result.output.findings if (path := scoped.changed(f.file))]
-        usage_total.budget_cut = budget.cut if budget is not None else None
-        return usage_total
+
+    def first_response() -> None:
+        nonlocal notify
+        if notify is not None:
+            notify()
+            notify = None
+
+    # Past its budget a reviewer's tools are withdrawn, so the next answer must be the findings.
+    offer = (lambda spent: budget.allows_more(spent)) if budget is not None else None
+    try:
+        for attempt in range(2):
+            # A cut-off or broken answer ends the run, and the retry below asks again with twice
+            # the token budget, which is what a truncation needs.
+            usage = Usage()
+            try:
+                output = await run_loop(
+                    handle.model, system=instructions(), prompt=prompt, tools=tools() if with_tools else [],
+                    output=ReviewerOutput, deps=scoped, usage=usage, max_tokens=max_tokens * (2**attempt),
+                    temperature=0, cache_key=cache_key if handle.endpoint.kind != "anthropic" else None,
+                    offer=offer, on_response=first_response, request_limit=REQUEST_LIMIT,
+                )
+            except ModelError as exc:
+                # The provider failed (after its retries): what was spent is kept and reported,
+                # and the worker moves on to the next model in the chain.
+                last_error = f"{exc.__class__.__name__}: {exc}"
+                break
+            except RequestLimitReached as exc:
+                last_error = f"unusable model output ({exc})"  # asking again would only repeat the rounds
+                break
+            except Unusable as exc:
+                last_error = f"unusable model output ({str(exc)[:120]})"
+                continue
+            finally:
+                usage_total.input_tokens += usage.input_tokens
+                usage_total.output_tokens += usage.output_tokens
+                usage_total.cached_tokens += usage.cache_read_tokens
+                usage_total.requests += usage.requests
+            usage_total.findings = [_to_finding(f, spec, path) for f in output.findings if (path := scoped.changed(f.file))]
+            usage_total.budget_cut = budget.cut if budget is not None else None
+            return usage_total
+    finally:
+        first_response()  # a failed first call releases the warm-up all the same
     usage_total.error = last_error
     usage_total.budget_cut = budget.cut if budget is not None else None
     return usage_total

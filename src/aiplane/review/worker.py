@@ -15,8 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from aiplane.config import ModelEndpoint
-from aiplane.llm.client import ModelHandle, build
+from aiplane.config_types import ModelEndpoint
+from aiplane.llm import chat
+from aiplane.llm.chat import ModelError
+from aiplane.llm.client import ModelHandle, native
 from aiplane.llm.routing import RemoteRouting, endpoint_for
 from aiplane.review.agents import AgentSpec
 from aiplane.review.specialists import ReviewBudget, ReviewerBudget, Workspace, run_specialist
@@ -94,7 +96,7 @@ async def _review_one(spec: AgentSpec, job: dict[str, Any], router: Router, work
                 return
             endpoint = remaining[0]
             tried.add(_label(endpoint))
-            handle = ModelHandle(tier, endpoint, build(endpoint))
+            handle = ModelHandle(tier, endpoint, native(endpoint))
             budget = ReviewerBudget(spec.name, int(budgets.get("reviewer_input_tokens") or 0), review_budget,
                                     base=review_budget.spent.get(spec.name, 0))
             try:
@@ -106,6 +108,10 @@ async def _review_one(spec: AgentSpec, job: dict[str, Any], router: Router, work
                     with_tools=not job.get("single_call", False),
                 )
                 error = result.error
+            except ModelError as exc:  # its message is safe to show: never the key
+                result, error = None, f"{exc.__class__.__name__}: {exc}"
+                if first_response is not None:
+                    first_response.set()
             except Exception as exc:  # noqa: BLE001 - classified below; the worker keeps going
                 result, error = None, exc.__class__.__name__
                 if first_response is not None:
@@ -128,6 +134,13 @@ async def _review_one(spec: AgentSpec, job: dict[str, Any], router: Router, work
 
 
 async def work(job: dict[str, Any]) -> None:
+    try:
+        await _work(job)
+    finally:
+        await chat.close()
+
+
+async def _work(job: dict[str, Any]) -> None:
     repo = Path(job["repo"])
     selected = [AgentSpec.model_validate(raw) for raw in job["agent_specs"]]
     patches = job.get("patches") or {
@@ -154,16 +167,13 @@ async def work(job: dict[str, Any]) -> None:
 
 
 def _preload() -> None:
-    """A pre-started worker imports its model SDK while the parent is still reading the change."""
-    import os
+    """Readies what the first model request needs (the TLS context, the output tool's schema)
+    while a pre-started worker waits for its job."""
+    from aiplane.llm import chat, toolloop
+    from aiplane.review.specialists import ReviewerOutput
 
-    kind = os.environ.get("AIPLANE_REVIEW_WORKER_PRELOAD")
-    if kind == "openai":
-        import pydantic_ai.models.openai  # noqa: F401
-        import pydantic_ai.providers.openai  # noqa: F401
-    elif kind == "anthropic":
-        import pydantic_ai.models.anthropic  # noqa: F401
-        import pydantic_ai.providers.anthropic  # noqa: F401
+    chat.warm()
+    toolloop.output_tool(ReviewerOutput)
 
 
 def main() -> None:
