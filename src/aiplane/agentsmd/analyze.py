@@ -165,7 +165,7 @@ def _ci_score(command: ci_model.CiCommand, resolved: Resolved) -> float:
 
 def _flag_penalty(resolved: Resolved) -> float:
     penalty = 0.0
-    for flag, value in (("partial", 20), ("e2e", 20), ("device", 40), ("coverage", 3), ("watch", 50), ("by-name", 8), ("workspaces", 5)):
+    for flag, value in (("partial", 20), ("e2e", 20), ("toolchain", 20), ("device", 40), ("coverage", 3), ("watch", 50), ("by-name", 8), ("workspaces", 5)):
         if flag in resolved.flags:
             penalty += value
     if resolved.kind == "test" and not resolved.runs:
@@ -224,7 +224,9 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
                                          command.order, command.diff_checked, command.matrix)
         # The env that selects what an entry point runs (TOXENV=black) is part of the command: it is
         # resolved with it, or `tox` would be read as the default test envs.
-        argv = _native_target(_fold_env(_user_bin(command.argv), command.env))
+        if any("--cfg" in command.env.get(name, "") for name in ("RUSTFLAGS", "RUSTDOCFLAGS")):
+            continue  # compiles only with CI's `--cfg` flags (an unstable feature gate): not runnable as written
+        argv = _fresh_checkout(tree, _native_target(_fold_env(_user_bin(command.argv), command.env)), command.cwd)
         resolver.tools = set()
         try:
             resolved = resolver.argv(argv, command.cwd, diff_checked=command.diff_checked)
@@ -245,12 +247,83 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
                 cwd = ""
             else:
                 continue
+        if resolved.kind == "test" and _adhoc_js_runner(tree, argv, cwd):
+            continue
         text = render(argv)
+        if text is None:
+            argv = _without_reporting(argv)
+            text = render(argv)
         if text is None:
             continue
         out.append(Candidate(argv, text, resolved.kind, cwd, command.evidence, "ci", _ci_score(command, resolved), command.order,
                              resolved, (command.workflow, command.job), tools))
     return out
+
+
+# Options that only make sense after CI's own earlier steps: on a fresh checkout the command without
+# them works, with them it fails (`dotnet test --no-build` has nothing built; `tox --skip-pkg-install`
+# has no package installed after `tox --notest`; `--parallel-live` only chooses tox's output).
+_AFTER_CI_STEPS = {"dotnet": {"--no-build", "--no-restore"}, "tox": {"--skip-pkg-install", "--parallel-live"}}
+
+
+def _fresh_checkout(tree: TreeBase, argv: list[str], cwd: str) -> list[str]:
+    """The command as it works on a fresh checkout: without options that lean on CI's earlier steps,
+    and without `cargo --locked`/`--frozen` where the repository has no Cargo.lock (CI makes one first;
+    with --locked, cargo refuses to create it)."""
+    prefix, core = split_launcher(argv)
+    if not core:
+        return argv
+    name = tool_name(core[0])
+    drop = set(_AFTER_CI_STEPS.get(name, ()))
+    if name == "cargo" and not _has_lockfile(tree, cwd):
+        drop |= {"--locked", "--frozen"}
+    if not drop or not drop & set(core):
+        return argv
+    return [*prefix, core[0], *[a for a in core[1:] if a not in drop]]
+
+
+def _has_lockfile(tree: TreeBase, cwd: str) -> bool:
+    parts = [p for p in cwd.split("/") if p] if cwd else []
+    for depth in range(len(parts), -1, -1):
+        folder = "/".join(parts[:depth])
+        if tree.kind(_in(folder, "Cargo.lock")) == "file":
+            return True
+    return False
+
+
+# Options that only choose where reports go; dropped when the whole command is too long to print.
+_REPORTING = {"--logger", "-l", "--collect", "--results-directory", "--verbosity", "-v", "--diag", "--blame-hang-timeout"}
+
+
+def _without_reporting(argv: list[str]) -> list[str]:
+    _prefix, core = split_launcher(argv)
+    if not core or tool_name(core[0]) != "dotnet":
+        return argv
+    out: list[str] = []
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+            continue
+        if word in _REPORTING:
+            skip = True
+            continue
+        if word.split(":", 1)[0] in _REPORTING or word.split("=", 1)[0] in _REPORTING:
+            continue
+        out.append(word)
+    return out
+
+
+_JS_LAUNCHERS = {("npx",), ("pnpx",), ("bunx",), ("pnpm", "exec"), ("pnpm", "dlx"), ("yarn", "exec"), ("yarn", "dlx"), ("npm", "exec")}
+
+
+def _adhoc_js_runner(tree: TreeBase, argv: list[str], cwd: str) -> bool:
+    """`npx playwright test` where no package.json is in reach: CI installed the runner and wrote the
+    tests itself in earlier steps; on a checkout there is nothing to run."""
+    if not argv or not ((argv[0],) in _JS_LAUNCHERS or tuple(argv[:2]) in _JS_LAUNCHERS):
+        return False
+    parts = [p for p in cwd.split("/") if p] if cwd else []
+    return not any(tree.kind(_in("/".join(parts[:depth]), "package.json")) == "file" for depth in range(len(parts), -1, -1))
 
 
 _USER_BIN = re.compile(r"^(?:~|\$HOME|\$\{HOME\})/(?:\.composer/vendor/bin|\.config/composer/vendor/bin|\.cargo/bin|go/bin|\.local/bin)/"

@@ -394,6 +394,9 @@ def _action_commands(uses: str, with_: dict[str, Any]) -> tuple[list[str], str]:
 _GITHUB_ENV_WRITE = re.compile(r"""echo\s+["']?([A-Za-z_][A-Za-z0-9_]*)=([^"'\n$`|;&]*)["']?\s*>>\s*["']?\$\{?GITHUB_ENV\}?["']?""")
 
 
+_ON_DEMAND_TYPES = {"labeled", "unlabeled", "assigned", "unassigned", "review_requested", "milestoned", "closed"}
+
+
 def _triggers(workflow: dict[str, Any]) -> frozenset[str]:
     on = workflow.get("on", workflow.get("True"))
     if isinstance(on, str):
@@ -406,6 +409,13 @@ def _triggers(workflow: dict[str, Any]) -> frozenset[str]:
         if isinstance(push, dict) and push.get("tags") and not push.get("branches"):
             names.discard("push")
             names.add("tag")
+        for event in ("pull_request", "pull_request_target"):
+            spec = on.get(event)
+            types = spec.get("types") if isinstance(spec, dict) else None
+            if isinstance(types, list) and types and all(t in _ON_DEMAND_TYPES for t in types):
+                # runs when someone labels or assigns the PR: an on-demand job, not the checks every change gets
+                names.discard(event)
+                names.add("label")
     else:
         names = set()
     return frozenset(names)

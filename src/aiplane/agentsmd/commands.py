@@ -418,6 +418,8 @@ def _check_tool(name: str, args: list[str]) -> Resolved:
     if name in ("gofmt", "goimports"):
         return Resolved("format") if re.search(r"(^|\s)-(l|d)\b|-s -d|-d ", " " + joined) else Resolved("fix")
     if name == "prettier":
+        if "--write" in args or "-w" in args:
+            return Resolved("fix")  # `--write --list-different` rewrites the files and lists them
         return Resolved("format") if ("--check" in args or "-c" in args or "--list-different" in args or "-l" in args) else Resolved("fix")
     if name == "clang-format":
         return Resolved("format") if ("--dry-run" in args or "-n" in args or "--Werror" in args) else Resolved("fix")
@@ -444,14 +446,38 @@ def _check_tool(name: str, args: list[str]) -> Resolved:
     return Resolved("lint")
 
 
+def _pnpm_regex(script: str) -> re.Pattern[str] | None:
+    """pnpm's `/pattern/` script selector, for the plain forms (`/^test:/`, `/^lint:.*$/`): literal
+    name characters with anchors and `.*`/`.+`. Anything else is not compiled (a manifest's regex
+    could be made to backtrack for ever)."""
+    match = re.fullmatch(r"/(\^?)((?:[A-Za-z0-9:_-]|\.\*|\.\+){1,60})(\$?)/", script)
+    if not match:
+        return None
+    body = "".join(".*" if t == ".*" else ".+" if t == ".+" else re.escape(t) for t in re.findall(r"\.\*|\.\+|.", match.group(2)))
+    return re.compile(match.group(1) + body + match.group(3))
+
+
+def _root_manifest(args: list[str]) -> bool:
+    """`--manifest-path ./Cargo.toml` names the workspace the command already runs in: not a selection."""
+    for index, arg in enumerate(args):
+        value = args[index + 1] if arg == "--manifest-path" and index + 1 < len(args) else arg.split("=", 1)[1] if arg.startswith("--manifest-path=") else None
+        if value is not None:
+            return value in ("Cargo.toml", "./Cargo.toml")
+    return False
+
+
 def _cargo(args: list[str]) -> Resolved:
     words = [a for a in args if not a.startswith(("+", "-"))]
     sub = words[0] if words else ""
     if sub in ("test", "t", "nextest"):
         selects = ("-p", "--package", "--lib", "--bin", "--doc", "--manifest-path", "--target", "--no-run", "--examples", "--example",
                    "--benches", "--bench")
-        partial = {"partial"} if any(a in selects or a.startswith(("--package=", "--manifest-path=", "--target")) for a in args) else set()
-        return Resolved("test", ["cargo test" if sub != "nextest" else "cargo nextest"], partial)
+        own = _root_manifest(args)
+        partial = {"partial"} if any((a in selects and not (a == "--manifest-path" and own)) or a.startswith(("--package=", "--target"))
+                                     or (a.startswith("--manifest-path=") and not own) for a in args) else set()
+        # `cargo +1.80 test` (an MSRV or nightly job) needs that toolchain installed: ranked below the plain run
+        pinned = {"toolchain"} if any(a.startswith("+") and a not in ("+stable",) for a in args[:1]) else set()
+        return Resolved("test", ["cargo test" if sub != "nextest" else "cargo nextest"], partial | pinned)
     if sub == "hack" and "test" in words:
         return Resolved("test", ["cargo test"])
     if sub == "miri":
@@ -887,6 +913,14 @@ class Resolver:
             if script not in ep.scripts(package):
                 kind = by_name(script)
                 return Resolved(kind or "other", [], {"by-name", "workspaces"}, "npm")
+        selected = _pnpm_regex(script) if manager == "pnpm" else None
+        if selected is not None:
+            # `pnpm run /^test:/` runs every script whose name matches
+            names = [n for n in ep.scripts(self.lazy.get("package", cwd) or {}) if selected.search(n)]
+            parts = [self._script_body("npm", n, cwd, depth) for n in names[:50]]
+            resolved = combine(parts) if parts else Resolved("missing", [], set(), "npm")
+            resolved.entry = "npm"
+            return resolved
         resolved = self._script_body("npm", script, cwd, depth)
         extra = rest[1:] if sub in ("run", "run-script", "rum", "urn") else rest
         if resolved.kind == "test" and any(not a.startswith("-") and a != "--" for a in extra):
