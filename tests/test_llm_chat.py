@@ -23,6 +23,7 @@ from aiplane.llm.chat import (
     OpenAIChat,
     Text,
     UserTurn,
+    scrub_secret,
 )
 from aiplane.llm.client import ModelHandle, native
 from aiplane.review.agents import AgentSpec
@@ -159,14 +160,17 @@ def test_errors_never_carry_the_key_in_any_spelling(scripted):
     server, script = scripted
     import base64
 
-    echoes = f"bad key {KEY} / {KEY.upper()} / {KEY[:20]}... / {base64.b64encode(KEY.encode()).decode()} / {KEY.encode().hex()}"
-    script.answers += [(503, {"retry-after": "0"}, {"error": {"message": echoes}})] * 3
+    echoes = (f"bad key {KEY} / {KEY.upper()} / {KEY[:20]}... / {base64.b64encode(KEY.encode()).decode()} / {KEY.encode().hex()}"
+              f" / {' '.join(KEY)} / {KEY[::-1]} / {KEY[2:-2]} host=gateway.internal.example:8443")
+    script.answers += [(503, {"retry-after": "0"}, {"error": {"message": echoes, "type": "overloaded_error"}})] * 3
     client = AnthropicChat("claude-sonnet-4-5", server.url, KEY, timeout=10)
     with pytest.raises(ModelError) as caught:
         asyncio.run(client.complete(_ask(client)))
     message = str(caught.value)
-    assert "HTTP 503 after 3 attempts" in message and "bad key" in message
-    for spelling in (KEY, KEY.upper(), KEY[:20], KEY[-16:], KEY.encode().hex(), base64.b64encode(KEY.encode()).decode()[:20]):
+    # Only the status and the provider's error type: its free text is never repeated.
+    assert message == "the provider answered HTTP 503 after 3 attempts (overloaded_error)"
+    for spelling in (KEY, KEY.upper(), KEY[:20], KEY[-16:], KEY.encode().hex(), base64.b64encode(KEY.encode()).decode()[:20],
+                     KEY[::-1], KEY[2:-2], "gateway.internal"):
         assert spelling not in message
     assert len(script.requests) == 3 and script.requests[0]["headers"]["x-api-key"] == KEY
     assert script.requests[0]["headers"]["anthropic-version"] == "2023-06-01"
@@ -174,11 +178,11 @@ def test_errors_never_carry_the_key_in_any_spelling(scripted):
 
 def test_a_400_is_not_retried_and_junk_usage_counts_as_zero(scripted):
     server, script = scripted
-    script.answers += [(400, {}, {"error": {"message": "no such model"}}),
+    script.answers += [(400, {}, {"error": {"message": "no such model", "code": "model_not_found"}}),
                        (200, {}, openai_reply({"content": "ok"}, {"prompt_tokens": 2**63, "completion_tokens": "9",
                                                                  "prompt_tokens_details": {"cached_tokens": True}}))]
     client = OpenAIChat("gpt-4o", server.url + "/v1", KEY, timeout=10)
-    with pytest.raises(ModelError, match="HTTP 400: no such model"):
+    with pytest.raises(ModelError, match=r"HTTP 400 \(model_not_found\)$"):
         asyncio.run(client.complete(_ask(client)))
     usage = asyncio.run(client.complete(_ask(client))).usage
     assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (0, 0, 0)
@@ -307,4 +311,80 @@ def test_a_provider_failing_mid_run_keeps_what_was_spent(scripted, change):
                        (400, {}, {"error": {"message": f"context too long for key {KEY}"}})]
     run = _run(_handle("openai", server.url + "/v1", "gpt-4o"), workspace, shared)
     assert run.requests == 1 and run.input_tokens == 10 and run.findings == []
-    assert run.error == "ModelError: the provider answered HTTP 400: context too long for key [key]"
+    assert run.error == "ModelError: the provider answered HTTP 400"
+
+
+# -- regressions from the independent attack round on the native client ---------------------------------
+
+
+def test_a_finding_never_publishes_the_key_or_the_providers_host(scripted, change):
+    server, script = scripted
+    workspace, shared = change
+    finding = {"file": "app.py", "start_line": 1, "severity": "warning", "confidence": 0.9,
+               "title": f"key {KEY} leaked", "explanation": f"seen {KEY.upper()} in the answer", "rule_id": "x" * 64}
+    script.answers += [(200, {}, openai_reply(_call("final_result", {"findings": [finding]}), finish="tool_calls"))]
+    run = _run(_handle("openai", server.url + "/v1", "gpt-4o"), workspace, shared)
+    (published,) = run.findings
+    assert KEY not in published.title + published.explanation and KEY.upper() not in published.explanation
+    assert "[key]" in published.title
+    assert scrub_secret("POST to gateway.corp.example failed", KEY, "https://gateway.corp.example/compat") == \
+        "POST to [provider] failed"
+    assert scrub_secret("binds 127.0.0.1", KEY, "http://127.0.0.1:8787/compat") == "binds 127.0.0.1"
+
+
+def test_an_overlong_rule_id_is_refused_and_asked_again(scripted, change):
+    server, script = scripted
+    workspace, shared = change
+    bad = {"file": "app.py", "start_line": 1, "severity": "nit", "title": "t", "explanation": "e", "confidence": 0.5,
+           "rule_id": "R" * 7_000_000}
+    good = dict(bad, rule_id="PY-001")
+    script.answers += [(200, {}, openai_reply(_call("final_result", {"findings": [bad]}), finish="tool_calls")),
+                       (200, {}, openai_reply(_call("final_result", {"findings": [good]}), finish="tool_calls"))]
+    run = _run(_handle("openai", server.url + "/v1", "gpt-4o"), workspace, shared)
+    assert run.error is None and [f.rule_id for f in run.findings] == ["PY-001"]
+
+
+def test_json_nested_too_deep_ends_the_reviewer_and_keeps_what_was_spent(scripted, change):
+    server, script = scripted
+    workspace, shared = change
+    script.answers += [(200, {}, openai_reply(_call("read_file", {"path": "app.py"}), {"prompt_tokens": 500, "completion_tokens": 7},
+                                              finish="tool_calls")),
+                       (200, {"content-type": "application/json"}, b"[" * 200_000 + b"]" * 200_000)]
+    run = _run(_handle("openai", server.url + "/v1", "gpt-4o"), workspace, shared)
+    assert run.input_tokens == 500 and run.output_tokens == 7 and run.findings == []
+    assert run.error is not None and "not JSON" in run.error
+
+
+def test_tools_failing_on_the_models_arguments_and_slow_patterns_are_the_models_to_fix(scripted, change):
+    server, script = scripted
+    workspace, shared = change
+    def several(*calls: dict) -> dict:
+        return {"content": None, "tool_calls": [c for call in calls for c in call["tool_calls"]]}
+
+    calls = several(_call("grep", {"pattern": "x" * 200_000}, "c1"), _call("grep", {"pattern": r"(.*)(.*)\2\1z"}, "c2"))
+    many = several(*(_call("list_dir", {"path": "."}, f"m{i}") for i in range(20)))
+    script.answers += [(200, {}, openai_reply(calls, finish="tool_calls")),
+                       (200, {}, openai_reply(many, finish="tool_calls")),
+                       (200, {}, openai_reply(_call("final_result", {"findings": []}), finish="tool_calls"))]
+    run = _run(_handle("openai", server.url + "/v1", "gpt-4o"), workspace, shared)
+    assert run.error is None and run.requests == 3
+    second = json.loads(script.requests[1]["body"])["messages"]
+    results = [m["content"] for m in second if m["role"] == "tool"]
+    assert "longer than 512" in results[0] and "back-references" in results[1]
+    third = [m["content"] for m in json.loads(script.requests[2]["body"])["messages"] if m["role"] == "tool"][-20:]
+    assert sum("at most 16 tool calls a turn" in r for r in third) == 4
+
+
+def test_tools_are_withdrawn_past_the_reviewers_tool_time(scripted, change, monkeypatch):
+    from aiplane.llm import toolloop
+
+    server, script = scripted
+    workspace, shared = change
+    clock = iter(range(0, 10_000, 100))  # every tool turn "takes" 100 s
+    monkeypatch.setattr(toolloop, "_clock", lambda: float(next(clock)))
+    script.answers += [(200, {}, openai_reply(_call("list_dir", {"path": "."}), finish="tool_calls"))] * 2 + \
+                      [(200, {}, openai_reply(_call("final_result", {"findings": []}), finish="tool_calls"))]
+    run = _run(_handle("openai", server.url + "/v1", "gpt-4o"), workspace, shared)
+    assert run.error is None
+    offered = [[t["function"]["name"] for t in json.loads(r["body"]).get("tools", [])] for r in script.requests[-3:]]
+    assert "list_dir" in offered[0] and "list_dir" in offered[1] and offered[2] == ["final_result"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import ssl
 import weakref
 import zlib
@@ -156,31 +157,47 @@ class ModelProtocolError(ModelError):
     """An answer that is not the wire format it claims to be."""
 
 
-def _scrub(text: str, key: str | None) -> str:
-    """Provider text for an error message: short, one line, without the key in any spelling."""
-    text = " ".join(text.split())[: MAX_ERROR_TEXT * 4]
+_ERROR_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+def _error_code(body: bytes, key: str | None) -> str:
+    """The provider's error code or type (`context_length_exceeded`, `rate_limit_error`), or "".
+
+    Never the provider's free text: it is hostile (it may spell the key back reversed, spaced or
+    encoded, or name internal hosts), and these messages reach review comments. A code is one
+    identifier, and is dropped when it shares six characters in a row with the key."""
+    try:
+        data = json.loads(body[: MAX_ERROR_TEXT * 4])
+    except (ValueError, RecursionError):
+        return ""
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return ""
+    for field in ("code", "type"):
+        code = error.get(field)
+        if isinstance(code, str) and _ERROR_CODE.match(code):
+            lowered = code.lower()
+            if key and any(key[i : i + 6].lower() in lowered for i in range(max(len(key) - 5, 0))):
+                return ""
+            return code
+    return ""
+
+
+def scrub_secret(text: str, key: str | None, base_url: str | None = None) -> str:
+    """Model or provider text with the key (in every spelling the gateway knows) and the endpoint's
+    host replaced: what a hostile provider echoes must not reach a review comment."""
     if key and len(key) >= 8:
-        from aiplane.gateway.routing import key_spellings  # only on the error path
+        from aiplane.gateway.routing import key_spellings  # only when there is a key
 
         raw = text.encode("utf-8", "replace")
         for spelling in key_spellings(key):
             raw = raw.replace(spelling, b"[key]")
         text = raw.decode("utf-8", "replace")
-    text = text[:MAX_ERROR_TEXT]
-    return text + ("…" if len(text) == MAX_ERROR_TEXT else "")
-
-
-def _error_text(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body[:MAX_ERROR_TEXT * 4].decode("utf-8", "replace")
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    if isinstance(error, str):
-        return error
-    return ""
+    host = httpx.URL(base_url).host if base_url else ""
+    # A loopback name tells nobody anything, and findings about code name it legitimately.
+    if host and len(host) >= 4 and host not in ("localhost", "::1") and not host.startswith("127."):
+        text = re.sub(re.escape(host), "[provider]", text, flags=re.IGNORECASE)
+    return text
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -313,7 +330,7 @@ class ChatClient:
             if status == 200:
                 try:
                     data = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise ModelProtocolError(f"{self._where()} answered with a body that is not JSON") from None
                 if not isinstance(data, dict):
                     raise ModelProtocolError(f"{self._where()} answered with JSON that is not an object")
@@ -323,9 +340,9 @@ class ChatClient:
                 await asyncio.sleep(_backoff(attempt) if wait is None else wait)
                 attempt += 1
                 continue
-            detail = _scrub(_error_text(raw), self.api_key)
+            code = _error_code(raw, self.api_key)
             tries = f" after {attempt + 1} attempts" if attempt else ""
-            raise ModelError(f"{self._where()} answered HTTP {status}{tries}" + (f": {detail}" if detail else ""), status)
+            raise ModelError(f"{self._where()} answered HTTP {status}{tries}" + (f" ({code})" if code else ""), status)
 
     async def _send(self, url: str, headers: dict[str, str], body: bytes) -> tuple[int, httpx.Headers, bytes]:
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 15.0))

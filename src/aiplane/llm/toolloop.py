@@ -21,6 +21,7 @@ import asyncio
 import functools
 import inspect
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -126,6 +127,8 @@ async def run_loop(
     request_limit: int = 25,
     tool_retries: int = 2,
     output_retries: int = 1,
+    tool_seconds: float = 120.0,
+    calls_per_turn: int = 16,
 ) -> OutputT:
     """Runs until the output tool's answer validates. `usage` is filled in as requests return, so
     the caller keeps what was spent even when the run fails. `offer(input_tokens_so_far)` says
@@ -134,8 +137,12 @@ async def run_loop(
     final = output_tool(output)
     failures: dict[str, int] = {}
     output_failures = 0
+    # Wall time spent in tools, all turns together: a model that keeps calling slow tools (a
+    # backtracking grep pattern, many calls a turn) loses its tools past `tool_seconds` and must answer.
+    spent_in_tools = 0.0
     for _ in range(request_limit):
-        offered = {t.spec.name: t for t in tools} if tools and (offer is None or offer(usage.input_tokens)) else {}
+        within = spent_in_tools < tool_seconds and (offer is None or offer(usage.input_tokens))
+        offered = {t.spec.name: t for t in tools} if tools and within else {}
         request = ChatRequest(system, turns, [t.spec for t in offered.values()] + [final], max_tokens, temperature,
                               tool_required=True, cache_key=cache_key)
         reply = await client.complete(request)
@@ -168,10 +175,18 @@ async def run_loop(
             continue
         if reply.finish == "length" and not _parses(reply.tool_calls[-1]):
             raise Unusable(f"a tool call was cut off at the token limit ({max_tokens})")
-        results = await asyncio.gather(*(_call(c, offered, failures, tool_retries, deps) for c in reply.tool_calls))
+        started = _clock()
+        calls = reply.tool_calls
+        results = list(await asyncio.gather(*(_call(c, offered, failures, tool_retries, deps) for c in calls[:calls_per_turn])))
+        results += [ToolResult(c.id, c.name, f"Not executed: at most {calls_per_turn} tool calls a turn.", is_error=True)
+                    for c in calls[calls_per_turn:]]
+        spent_in_tools += _clock() - started
         turns.append(AssistantTurn(reply.text, reply.tool_calls))
         turns.append(ToolTurn(list(results)))
     raise RequestLimitReached(f"no answer within {request_limit} requests")
+
+
+_clock = time.monotonic  # tool time is wall time; a seam for tests
 
 
 def _parses(call: ToolCall) -> bool:
@@ -200,4 +215,7 @@ async def _call(call: ToolCall, offered: dict[str, Tool], failures: dict[str, in
         content = await asyncio.to_thread(tool.function, deps, **dict(arguments))
     except ToolRetry as exc:
         return retry(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a tool failing on the model's arguments is the model's to fix
+        # The class only: the message of an OS or git error may name host paths.
+        return retry(f"the tool failed ({exc.__class__.__name__}); try other arguments")
     return ToolResult(call.id, call.name, content)

@@ -14,6 +14,7 @@ this reviewer's own part: its role, what to flag and not, its files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from aiplane.llm.chat import ModelError, Text, Usage
+from aiplane.llm.chat import ModelError, Text, Usage, scrub_secret
 from aiplane.llm.client import ModelHandle
 from aiplane.llm.toolloop import RequestLimitReached, Tool, ToolRetry, Unusable, run_loop
 from aiplane.repository import git
@@ -36,6 +37,8 @@ MAX_READ_BYTES = 64 * 1024
 # A file is read whole from git objects to cut a window from it; past this, grep is the tool.
 MAX_FILE_READ_BYTES = 4 * 1024 * 1024
 MAX_GREP_MATCHES = 50
+MAX_GREP_PATTERN = 512
+BACK_REFERENCE = re.compile(r"\\[1-9]")
 MAX_GREP_OUTPUT = 2 * 1024 * 1024
 OUTPUT_RULES = resources.files("aiplane.review").joinpath("prompts/output-rules.md").read_text(encoding="utf-8")
 ALL_TOOLS = ("read_patch", "read_file", "grep", "list_dir")
@@ -52,7 +55,7 @@ class FindingOut(BaseModel):
     explanation: str = Field(min_length=1, max_length=2000)
     suggestion: str | None = Field(default=None, max_length=2000)
     confidence: float = Field(ge=0, le=1)
-    rule_id: str | None = None
+    rule_id: str | None = Field(default=None, max_length=64)
 
 
 class ReviewerOutput(BaseModel):
@@ -205,6 +208,12 @@ def read_file(ws: Workspace, path: str, start: int | None = None, end: int | Non
 def grep(ws: Workspace, pattern: str, path_glob: str = "*") -> str:
     """Lines matching a regular expression in the reviewed commit's files (at most 50)."""
     _permitted(ws, "grep")
+    # git grep -E is glibc's ERE: linear without back-references, exponential with them (a
+    # pattern like (.*)(.*)\2\1z kept a core busy for 10 s a call).
+    if len(pattern) > MAX_GREP_PATTERN:
+        raise ToolRetry(f"the pattern is longer than {MAX_GREP_PATTERN} characters; use a shorter one")
+    if BACK_REFERENCE.search(pattern):
+        raise ToolRetry("back-references (\\1 ... \\9) are not supported; use a pattern without them")
     head = ws.head
     try:
         out = git.run(ws.repo, "grep", "-n", "-I", "-E", "--full-name", "-e", pattern, head, "--", path_glob,
@@ -336,12 +345,17 @@ async def run_specialist(
             except Unusable as exc:
                 last_error = f"unusable model output ({str(exc)[:120]})"
                 continue
+            except Exception as exc:  # noqa: BLE001 - anything else a hostile answer provokes ends this reviewer, not the review
+                last_error = f"the reviewer failed ({exc.__class__.__name__})"
+                break
             finally:
                 usage_total.input_tokens += usage.input_tokens
                 usage_total.output_tokens += usage.output_tokens
                 usage_total.cached_tokens += usage.cache_read_tokens
                 usage_total.requests += usage.requests
-            usage_total.findings = [_to_finding(f, spec, path) for f in output.findings if (path := scoped.changed(f.file))]
+            key = handle.endpoint.api_key.get_secret_value() if handle.endpoint.api_key else None
+            usage_total.findings = [_to_finding(f, spec, path, key, str(handle.endpoint.base_url)) for f in output.findings
+                                    if (path := scoped.changed(f.file))]
             usage_total.budget_cut = budget.cut if budget is not None else None
             return usage_total
     finally:
@@ -351,17 +365,21 @@ async def run_specialist(
     return usage_total
 
 
-def _to_finding(out: FindingOut, spec: AgentSpec, path: str) -> Finding:
+def _to_finding(out: FindingOut, spec: AgentSpec, path: str, key: str | None = None, base_url: str | None = None) -> Finding:
     # Findings outside the changed files were dropped: reviewers judge the change, not the repo.
+    # A provider that echoes our key or its own host in a finding does not get them published.
+    def clean(text: str | None) -> str | None:
+        return scrub_secret(text, key, base_url) if text is not None else None
+
     return Finding(
         file=path,
         start_line=out.start_line,
         end_line=max(out.end_line or out.start_line, out.start_line),
         category=spec.category,
         severity=out.severity,
-        title=out.title,
-        explanation=out.explanation,
-        suggestion=out.suggestion,
+        title=clean(out.title),  # type: ignore[arg-type]
+        explanation=clean(out.explanation),  # type: ignore[arg-type]
+        suggestion=clean(out.suggestion),
         confidence=out.confidence,
         rule_id=out.rule_id,
         source=spec.name,
