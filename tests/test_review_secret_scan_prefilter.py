@@ -83,7 +83,7 @@ def _scan(texts: list[str], monkeypatch, fast: bool) -> set[tuple]:
         lines.add("src/module.py", number, text)
     if not fast:
         monkeypatch.setattr(secrets, "_could_match", lambda plugins, texts_: list(range(len(texts_))))
-        monkeypatch.setattr(secrets, "_distinct", lambda texts_, owners: [(t, [o]) for t, o in zip(texts_, owners)])
+        monkeypatch.setattr(secrets, "_distinct", lambda texts_, owners: [(t, [o]) for t, o in zip(texts_, owners, strict=True)])
     hits, finished = secrets._scan_lines(lines, keyword=False, deadline=None)
     monkeypatch.undo()
     assert finished

@@ -173,8 +173,8 @@ def _error_code(body: bytes, key: str | None) -> str:
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return ""
-    for field in ("code", "type"):
-        code = error.get(field)
+    for name in ("code", "type"):
+        code = error.get(name)
         if isinstance(code, str) and _ERROR_CODE.match(code):
             lowered = code.lower()
             if key and any(key[i : i + 6].lower() in lowered for i in range(max(len(key) - 5, 0))):

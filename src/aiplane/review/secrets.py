@@ -292,7 +292,7 @@ def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None, config: bo
         # Outside config files every detector and filter left on judges a line by its own text alone
         # (the one filter that reads neighbouring lines, the pragma, is off), so each distinct text is
         # scanned once and its hits go to every line that holds it.
-        groups = _distinct(texts_, owners) if not config else [(text, [owner]) for text, owner in zip(texts_, owners)]
+        groups = _distinct(texts_, owners) if not config else [(text, [owner]) for text, owner in zip(texts_, owners, strict=True)]
         if not keyword:
             groups = [groups[i] for i in _could_match(get_plugins(), [text for text, _ in groups])]
         batch = KEYWORD_BATCH if keyword else len(groups) or 1
@@ -321,7 +321,7 @@ def _scan_lines(lines: _Lines, keyword: bool, deadline: float | None, config: bo
 def _distinct(texts_: list[str], owners: list[int]) -> list[tuple[str, list[int]]]:
     """Each distinct text once, in first-seen order, with every line that holds it."""
     grouped: dict[str, list[int]] = {}
-    for text, owner in zip(texts_, owners):
+    for text, owner in zip(texts_, owners, strict=True):
         grouped.setdefault(text, []).append(owner)
     return list(grouped.items())
 
