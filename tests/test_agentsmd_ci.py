@@ -922,3 +922,40 @@ jobs:
     result = analyze(root)
     assert result.test[0].value == "pnpm test"
     assert result.lint[0].value == "pnpm format:check" and "pnpm build" not in [f.value for f in result.lint]
+
+
+def test_maven_and_gradle_upload_goals_are_dropped(tmp_path):
+    # Seen in the heldout-8 run: pf4j's CI runs `cd pf4j && mvn -B verify
+    # org.sonarsource.scanner.maven:sonar-maven-plugin:sonar`, which needs CI's SONAR_TOKEN; it was printed
+    # as written. The upload goals go; a command with nothing else left is not a candidate.
+    workflow = """
+on: [push, pull_request]
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: cd lib && mvn -B verify org.sonarsource.scanner.maven:sonar-maven-plugin:sonar -Dsonar.projectKey=x_y
+      - run: mvn sonar:sonar
+"""
+    files = {".github/workflows/build.yml": workflow, "pom.xml": "<project/>\n", "lib/pom.xml": "<project/>\n"}
+    root = _write(tmp_path / "maven", files)
+    analysis = analyze(root)
+    assert (analysis.test[0].value, analysis.test[0].cwd) == ("mvn -B verify", "lib")
+    printed = [f.value for f in analysis.test + analysis.lint + analysis.build_commands]
+    assert not any("sonar" in value for value in printed)
+
+    gradle = """
+on: [push]
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: ./gradlew check sonar --info
+      - run: ./gradlew build -x sonarqube
+"""
+    files = {".github/workflows/build.yml": gradle, "build.gradle": "plugins { id 'java' }\n", "settings.gradle": "\n",
+             "gradlew": "#!/bin/sh\n"}
+    root = _write(tmp_path / "gradle", files)
+    values = [f.value for f in analyze(root).test]
+    assert "./gradlew check --info" in values
+    assert not any("sonar" in value for value in values)
