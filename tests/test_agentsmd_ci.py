@@ -969,6 +969,9 @@ def test_a_command_whose_failure_is_ignored_checks_nothing(tmp_path):
 
     commands, _env = shell.parse_script('mypy -c "import lib" >/dev/null 2>&1 || true\nruff check . || :\npytest -ra || exit 1\n')
     assert [c.argv[0] for c in commands if c.argv[0] not in ("true", ":")] == ["pytest"]
+    # `|| exit 1` ends the script only when the command before it fails: the lines after it are read.
+    commands, _env = shell.parse_script("pytest -ra || exit 1\nruff check .\nexit 0\nmypy src\n")
+    assert [c.argv[0] for c in commands] == ["pytest", "ruff"]
     workflow = """
 on: [push, pull_request]
 jobs:
