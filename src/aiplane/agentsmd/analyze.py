@@ -227,6 +227,8 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
         if any("--cfg" in command.env.get(name, "") for name in ("RUSTFLAGS", "RUSTDOCFLAGS")):
             continue  # compiles only with CI's `--cfg` flags (an unstable feature gate): not runnable as written
         argv = _fresh_checkout(tree, _native_target(_fold_env(_user_bin(command.argv), command.env)), command.cwd)
+        if not argv:
+            continue  # nothing but an upload to an analysis server is left
         resolver.tools = set()
         try:
             resolved = resolver.argv(argv, command.cwd, diff_checked=command.diff_checked)
@@ -274,12 +276,40 @@ def _fresh_checkout(tree: TreeBase, argv: list[str], cwd: str) -> list[str]:
     if not core:
         return argv
     name = tool_name(core[0])
+    if name in _BUILD_TOOLS and any(_uploads(word) for word in core[1:]):
+        return _without_uploads(prefix, core)
     drop = set(_AFTER_CI_STEPS.get(name, ()))
     if name == "cargo" and not _has_lockfile(tree, cwd):
         drop |= {"--locked", "--frozen"}
     if not drop or not drop & set(core):
         return argv
     return [*prefix, core[0], *[a for a in core[1:] if a not in drop]]
+
+
+# Maven goals and Gradle tasks that send results to a server with CI's secret token (SonarCloud,
+# Coveralls): without it they fail, so they are no part of a command a developer runs
+# (pf4j: `mvn -B verify org.sonarsource.scanner.maven:sonar-maven-plugin:sonar`).
+_BUILD_TOOLS = {"mvn", "mvnw", "gradle", "gradlew"}
+_UPLOAD_GOAL = re.compile(r"^(?:[\w.-]+:)?(?:sonar-maven-plugin:(?:[\w.-]+:)?sonar|sonar:sonar|coveralls:report|sonar|sonarqube|coveralls)$")
+
+
+def _uploads(word: str) -> bool:
+    return bool(_UPLOAD_GOAL.match(word)) or word.startswith(("-Dsonar.", "-Dcoveralls."))
+
+
+def _without_uploads(prefix: list[str], core: list[str]) -> list[str]:
+    """The build without its upload goals; nothing when no goal or task is left (`mvn sonar:sonar`
+    alone would run the default goal instead)."""
+    kept: list[str] = []
+    for word in core[1:]:
+        if _uploads(word):
+            if kept and kept[-1] in ("-x", "--exclude-task"):
+                kept.pop()  # `-x sonar` excluded it anyway
+            continue
+        kept.append(word)
+    if not any(not word.startswith("-") for word in kept):
+        return []
+    return [*prefix, core[0], *kept]
 
 
 def _has_lockfile(tree: TreeBase, cwd: str) -> bool:

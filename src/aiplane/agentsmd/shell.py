@@ -214,7 +214,8 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
         segment: list[str] = []
         pipeline: list[list[str]] = []
         words.append("\n")
-        for word in words:
+        last_separator = "\n"
+        for index, word in enumerate(words):
             if word not in _SEPARATORS:
                 segment.append(word)
                 continue
@@ -226,6 +227,9 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
             segment = []
             head, rest = pipeline[0], pipeline[1:]
             pipeline = []
+            preceding, last_separator = last_separator, word
+            if word == "||" and words[index + 1:index + 2] in (["true"], [":"]) and words[index + 2:index + 3][0] in _SEPARATORS:
+                continue  # `mypy -c "import trio" || true`: its failure is ignored, so it checks nothing
             if any(not part or part[0] not in _PIPE_SINKS for part in rest):
                 continue  # a pipeline whose result depends on a filter is not one command
             if word == "&":
@@ -248,6 +252,8 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
                             env[match.group(1)] = exported[match.group(1)] = value
                 continue
             if simple.argv and simple.argv[0] == "exit":
+                if preceding in ("||", "&&"):
+                    continue  # `pytest || exit 1`: the script ends only when the command before fails
                 return out, exported
             if len(simple.argv) == 3 and simple.argv[0] in ("sh", "bash") and simple.argv[1] in ("-c", "-ec", "-ex", "-exc") and _nesting < 2:
                 # `sh -c 'cd sub && mvn test'`: the inner script's commands, in a subshell (its cd does not leak).
