@@ -33,10 +33,8 @@ from aiplane.gateway.quotas import admin_routes as quota_routes
 from aiplane.gateway.relay import (
     STREAM_HEADERS,
     Finish,
-    Inflater,
     RelayStreamingResponse,
     Scrubber,
-    UnsupportedEncoding,
     error_response,
     relay_headers,
     relay_stream,
@@ -49,6 +47,7 @@ from aiplane.gateway.routing import (
     upstream_path,
     upstream_query,
 )
+from aiplane.inflate import Inflater, UnsupportedEncoding
 from aiplane.llm.routing import EMPTY as EMPTY_ROUTING
 from aiplane.llm.routing import RoutingError
 from aiplane.llm.routing import parse as parse_routing

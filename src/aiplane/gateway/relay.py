@@ -12,8 +12,7 @@ import asyncio
 import json
 import logging
 import time
-import zlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import aiohttp
 from starlette.responses import Response, StreamingResponse
@@ -21,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from aiplane.gateway.metering import MAX_EVENT_BYTES, SseUsageScanner, TokenMeter, last_object
 from aiplane.gateway.routing import RESPONSE_HEADER_PREFIXES, RESPONSE_HEADERS, Target
+from aiplane.inflate import CorruptBody, Inflater
 from aiplane.logs import log_fields
 
 log = logging.getLogger("aiplane.gateway")
@@ -30,7 +30,6 @@ REDACTED = b"[redacted]"
 # Non-SSE bodies up to this size are kept whole to read usage from; past it, only the tail is.
 WHOLE_BODY_BYTES = 1024 * 1024
 TAIL_BYTES = 256 * 1024
-INFLATE_STEP = 256 * 1024
 
 
 def error_body(kind: str, message: str, request_id: str) -> bytes:
@@ -119,40 +118,6 @@ def relay_headers(upstream: aiohttp.ClientResponse, request_id: str, scrubber: S
         headers[lower] = value
     headers["x-request-id"] = request_id
     return headers
-
-
-class UnsupportedEncoding(Exception):
-    pass
-
-
-class Inflater:
-    """Inflates gzip/deflate bodies in bounded steps (a small chunk can inflate a thousandfold)."""
-
-    def __init__(self, encoding: str) -> None:
-        encoding = encoding.strip().lower()
-        if encoding in ("", "identity"):
-            self._z = None
-        elif encoding in ("gzip", "x-gzip"):
-            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            self._z = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip header, auto-detected
-        else:
-            raise UnsupportedEncoding(encoding)
-
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
-        if self._z is None:
-            yield chunk
-            return
-        try:
-            data = self._z.decompress(chunk, INFLATE_STEP)
-            while True:
-                if data:
-                    yield data
-                if not self._z.unconsumed_tail:
-                    return
-                data = self._z.decompress(self._z.unconsumed_tail, INFLATE_STEP)
-        except zlib.error as exc:
-            raise aiohttp.ClientPayloadError("the provider's compressed body is corrupt") from exc
 
 
 class BodyTail:
@@ -293,7 +258,7 @@ async def relay_stream(
             yield last
     except TimeoutError:  # aiohttp's read timeouts subclass it
         error = "upstream_timeout"
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, CorruptBody):
         error = "upstream_stream_error"
     except (GeneratorExit, asyncio.CancelledError):
         # The client left. After the stream's terminal event that is the normal end of a stream.

@@ -8,8 +8,6 @@ saw is exactly what the provider gets. Headers travel by allowlist, both ways.
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
 import re
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from aiplane.config import ProviderSettings, Settings
+from aiplane.keyspellings import key_spellings
 
 # Request headers a client may send on to a provider, for every route. Everything else stays here:
 # the client's credentials and tokens (whatever header carries them), cookies, SSO proxies'
@@ -343,29 +342,6 @@ def _rewrite_multipart(body: bytes, content_type: str, user_id: str, identity: s
     return delimiter.join(out)
 
 
-@functools.lru_cache(maxsize=64)
-def key_spellings(key_text: str) -> tuple[bytes, ...]:
-    """The byte strings an echo of a provider key can take: the key, its first and last halves (a
-    partial echo such as "sk-abc..."), upper and lower case, hex, UTF-16 both ways, JSON \\u escapes,
-    and base64 (standard and URL-safe, at each of the three alignments, the stretch that depends
-    on the key alone)."""
-    key = key_text.encode()
-    if len(key) < 8:
-        return []
-    half = max(8, len(key) // 2)
-    spellings = {key, key[:half], key[-half:], key.upper(), key.lower(), key.hex().encode(), key.hex().upper().encode(),
-                 key_text.encode("utf-16-le"), key_text.encode("utf-16-be"),
-                 "".join(f"\\u{b:04x}" for b in key).encode(), "".join(f"\\u{b:04X}" for b in key).encode()}
-    for offset in range(3):
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            encoded = encode(b"\0" * offset + key)
-            first = -(-offset // 3) * 3
-            last = (offset + len(key)) // 3 * 3
-            stretch = encoded[first // 3 * 4 : last // 3 * 4]
-            if len(stretch) >= 8:
-                spellings.add(stretch)
-    # Cached: it ran twice per request (about 0.1 ms each) for the handful of keys a gateway holds.
-    return tuple(sorted(spellings, key=len, reverse=True))
 
 
 def _openai_rewrites(path: str, payload: dict[str, Any], zero_retention: bool, user_id: str, identity: str) -> bool:

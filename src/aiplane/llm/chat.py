@@ -8,7 +8,7 @@ through `aiplane.llm.client`.
 
 Everything a provider sends is untrusted: answers are read up to a byte cap, a request has a
 deadline however slowly the bytes trickle, usage counts are sanitised, and no error message ever
-carries the API key (provider text in an error is cut short and scrubbed of the key's spellings).
+carries the API key (an error names the status and at most the provider's error code, never its text).
 Retried: 408, 409, 429 and 5xx answers and failed connections, at most twice, honouring
 Retry-After. Not retried: a request that ran into its deadline (a hanging provider is a case for
 the next model in the chain, not for waiting three times as long).
@@ -22,18 +22,19 @@ import random
 import re
 import ssl
 import weakref
-import zlib
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
 
+from aiplane.inflate import CorruptBody, Inflater
+from aiplane.keyspellings import key_spellings
+
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_RETRIES = 2
 MAX_RETRY_AFTER_SECONDS = 60.0
 RETRY_STATUSES = frozenset({408, 409, 429})
-MAX_ERROR_TEXT = 200
 # A token count past this is not a count (providers have sent 2**63 and strings).
 MAX_TOKENS_REPORTED = 10**9
 ANTHROPIC_VERSION = "2023-06-01"
@@ -167,7 +168,7 @@ def _error_code(body: bytes, key: str | None) -> str:
     encoded, or name internal hosts), and these messages reach review comments. A code is one
     identifier, and is dropped when it shares six characters in a row with the key."""
     try:
-        data = json.loads(body[: MAX_ERROR_TEXT * 4])
+        data = json.loads(body)
     except (ValueError, RecursionError):
         return ""
     error = data.get("error") if isinstance(data, dict) else None
@@ -187,8 +188,6 @@ def scrub_secret(text: str, key: str | None, base_url: str | None = None) -> str
     """Model or provider text with the key (in every spelling the gateway knows) and the endpoint's
     host replaced: what a hostile provider echoes must not reach a review comment."""
     if key and len(key) >= 8:
-        from aiplane.gateway.routing import key_spellings  # only when there is a key
-
         raw = text.encode("utf-8", "replace")
         for spelling in key_spellings(key):
             raw = raw.replace(spelling, b"[key]")
@@ -356,23 +355,17 @@ class ChatClient:
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("identity", "gzip", "deflate", "x-gzip"):
                 raise ModelProtocolError(f"{self._where()} answered in an encoding we did not ask for ({encoding[:20]})")
-            inflate = zlib.decompressobj(wbits=47) if encoding != "identity" else None
+            inflater = Inflater(encoding)
             chunks, size = [], 0
             async for raw in response.aiter_raw():
-                pending = raw
-                while pending:
-                    if inflate is None:
-                        chunk, pending = pending, b""
-                    else:
-                        try:
-                            chunk = inflate.decompress(pending, self.max_response_bytes - size + 1)
-                        except zlib.error:
-                            raise ModelProtocolError(f"{self._where()} sent a corrupt {encoding} body") from None
-                        pending = inflate.unconsumed_tail
-                    size += len(chunk)
-                    if size > self.max_response_bytes:
-                        raise too_large
-                    chunks.append(chunk)
+                try:
+                    for chunk in inflater.feed(raw):  # at most INFLATE_STEP bytes at a time
+                        size += len(chunk)
+                        if size > self.max_response_bytes:
+                            raise too_large
+                        chunks.append(chunk)
+                except CorruptBody:
+                    raise ModelProtocolError(f"{self._where()} sent a corrupt {encoding} body") from None
             return response.status_code, response.headers, b"".join(chunks)
 
 
