@@ -180,6 +180,40 @@ def test_literals_in_a_request_count_as_their_kind():
     assert time.perf_counter() - started < 1
 
 
+def test_a_request_is_read_as_a_read_a_change_or_a_removal():
+    assert toolsearch.intent("is my working copy clean") == "read"
+    assert toolsearch.intent("Please can you show me the log") == "read"
+    assert toolsearch.intent("what's in package.json?") == "read"
+    assert toolsearch.intent("commit my staged changes") == "change"
+    assert toolsearch.intent("let's remember that Bob likes tabs") == "change"
+    assert toolsearch.intent("forget everything about Mallory") == "remove"
+    assert toolsearch.intent("Carol works at Acme") == ""  # no verb it knows: nothing moves
+    assert toolsearch.intent("") == toolsearch.intent("   ,,, ") == toolsearch.intent("12345") == ""
+    assert toolsearch.intent("please " * 10000 + "delete it") == ""  # only the first 200 characters are read
+
+
+def test_annotations_that_contradict_the_request_move_a_tool_down():
+    from mcp.types import Tool, ToolAnnotations
+
+    def tool(name: str, description: str, **hints) -> Tool:
+        return Tool(name=name, description=description, inputSchema={"type": "object"},
+                    annotations=ToolAnnotations(**hints) if hints else None)
+
+    listing = [("repo", "", tool("repo_commit", "Records staged changes", readOnlyHint=False, destructiveHint=False)),
+               ("repo", "", tool("repo_staged", "Shows staged changes", readOnlyHint=True)),
+               ("repo", "", tool("repo_wipe", "Discards staged changes", readOnlyHint=False, destructiveHint=True))]
+    search = toolsearch.ToolSearch(semantic=False)
+    assert search.search(listing, "show the staged changes", 3)[0] == "repo__repo_staged"
+    assert search.search(listing, "record my staged changes", 3)[0] == "repo__repo_commit"
+    assert search.search(listing, "discard the staged changes", 3)[0] == "repo__repo_wipe"
+    # Without annotations nothing moves; hints of the wrong type or a dict are read safely.
+    bare = [(s, d, tool(t.name, t.description)) for s, d, t in listing]
+    assert toolsearch.tool_docs(bare)[0].effect == ""
+    odd = SimpleNamespace(name="x", description="", annotations={"readOnlyHint": "yes", "destructiveHint": 1})
+    assert toolsearch.tool_docs([("s", "", odd)])[0].effect == ""
+    assert toolsearch.tool_docs([("s", "", SimpleNamespace(name="x", annotations={"readOnlyHint": True}))])[0].effect == "read"
+
+
 def test_hostile_queries_and_tools_stay_small_and_fast():
     tools = [("s", "d" * 10_000, SimpleNamespace(name=f"t{i}" + "x" * 5000, title=None, description="é ü 𝒳 " * 20_000,
                                                   input_schema={"properties": {f"p{j}": {"description": 7} for j in range(1000)}}))

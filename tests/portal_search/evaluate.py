@@ -20,16 +20,21 @@ DEV2 = Path(__file__).with_name("dev2.json")
 # A fourth held-out set (issue 22, fourth pass), written blind by someone who never saw the ranking
 # code nor ran a search: 117 requests over the issue's seven servers. Never used to choose anything.
 FRESH3 = Path(__file__).with_name("fresh3.json")
+# A fifth held-out set (issue 22, fifth pass), written blind like fresh3 (120 requests over the
+# issue's seven servers), committed before that pass scored it, scored once.
+FRESH4 = Path(__file__).with_name("fresh4.json")
 
 
 def tasks(split: str = "all") -> list[dict]:
-    """Rows of tasks.json (split "dev", "test" or "all"), or of fresh.json / fresh2.json / fresh3.json / dev2.json (split "fresh" / "fresh2" / "fresh3" / "dev2")."""
+    """Rows of tasks.json (split "dev", "test" or "all"), or of fresh.json / fresh2.json / fresh3.json / fresh4.json / dev2.json (split "fresh" / "fresh2" / "fresh3" / "fresh4" / "dev2")."""
     if split == "fresh":
         return json.loads(FRESH.read_text())
     if split == "fresh2":
         return json.loads(FRESH2.read_text())
     if split == "fresh3":
         return json.loads(FRESH3.read_text())
+    if split == "fresh4":
+        return json.loads(FRESH4.read_text())
     if split == "dev2":
         return json.loads(DEV2.read_text())
     rows = json.loads(TASKS.read_text())

@@ -89,6 +89,10 @@ class ToolDoc:
     # What the sentence-embedding model reads: server and its description, the name's words,
     # the description and the parameter names (measured against shorter texts on dev).
     sentence: str = ""
+    # What calling it does, from the server's MCP annotations: "read" (readOnlyHint), "remove"
+    # (destructiveHint), "change" (not destructive), "write" (changes, destructive or not unsaid);
+    # "" when the server does not say. Untrusted like the rest: it only moves a tool a rank.
+    effect: str = ""
 
 
 # PyStemmer: the Snowball algorithms in C (the pure-Python snowballstemmer took 3 s to load the lexicon).
@@ -211,6 +215,7 @@ class ToolIndex:
         self.vectors: Future | None = None  # the tools' sentence embeddings, set by ToolSearch
         self.waited = False  # only the first search of a listing waits for them
         self.bridge = bridge
+        self.effects = [d.effect for d in docs]
         # A tool's action: the first word of its name that is not its server's ("git_add": add).
         self.actions: dict[str, list[int]] = defaultdict(list)
         for doc, d in enumerate(docs):
@@ -279,8 +284,64 @@ class ToolIndex:
                 for doc in self.actions.get(action, ()):
                     if doc in fused:
                         fused[doc] += ACTION_BONUS
+        contradicting = _CONTRADICTS.get(intent(query), ()) if INTENT_PENALTY else ()
+        if contradicting:
+            for doc in fused:
+                if self.effects[doc] in contradicting:
+                    fused[doc] -= INTENT_PENALTY
         best = sorted(fused.items(), key=lambda item: (-item[1], self.keys[item[0]]))
         return [self.keys[doc] for doc, _ in best[:limit]]
+
+
+def _effect(annotations: object) -> str:
+    def hint(snake: str, camel: str) -> object:
+        if isinstance(annotations, dict):
+            return annotations.get(camel, annotations.get(snake))
+        return getattr(annotations, snake, getattr(annotations, camel, None))
+
+    read_only, destructive = hint("read_only_hint", "readOnlyHint"), hint("destructive_hint", "destructiveHint")
+    if read_only is True:
+        return "read"
+    if read_only is False:
+        return {True: "remove", False: "change"}.get(destructive, "write")  # type: ignore[call-overload]
+    return ""
+
+
+_LEAD_IN = re.compile(r"^(?:(?:please|pls|hey|ok|okay|now|then|also|quickly|just|first|go ahead and|can you|could you|would you|will you|"
+                      r"i want to|i'd like to|i need to|i wanna|let's|lets|let me|help me|try to|we need to|you should)[\s,]+)+", re.IGNORECASE)
+_FIRST_WORD = re.compile(r"[A-Za-z']+")
+
+
+def intent(query: str) -> str:
+    """What the request asks to do, from its first word: "read", "change", "remove" or "" (unknown)."""
+    found = _FIRST_WORD.search(_LEAD_IN.sub("", query.strip()[:200]))
+    if not found:
+        return ""
+    word = found.group(0).lower()
+    for effect, vocabulary in _INTENT_WORDS.items():
+        if word in vocabulary:
+            return effect
+    return ""
+
+
+_INTENT_WORDS = {
+    "read": frozenset("what what's whats which who who's when where why how is are was were does do did has have had can any "
+                      "show list get read find search look see view display print check tell give fetch lookup browse inspect "
+                      "describe summarise summarize compare count open download load recall retrieve query preview peek grab "
+                      "diff explain report whats".split()),
+    "remove": frozenset("delete remove erase drop forget clear discard unstage reset wipe purge undo revert "
+                        "trash nuke destroy prune unlink".split()),
+    "change": frozenset("create make add new write save set update change edit rename move commit stage push merge record "
+                        "remember store link connect assign close fix modify insert append replace switch checkout mark put "
+                        "attach tag post submit note start begin spin init initialise initialize overwrite apply patch "
+                        "branch copy relate track keep".split()),
+}
+# A request that reads should not start with a tool that changes things, one that changes with a
+# tool that only reads, nor one that removes with a tool known not to: a tool whose annotations
+# contradict the request's first word loses about two ranks near the top (0.1 to 0.3 measured
+# alike on dev + dev2, bench/RESULTS.md). Tools without annotations are not moved.
+INTENT_PENALTY = 0.2
+_CONTRADICTS = {"read": {"change", "remove", "write"}, "change": {"read"}, "remove": {"read", "change"}}
 
 
 def tool_docs(listing: Iterable[tuple[str, str, object]], server_descriptions: Mapping[str, str] | None = None,
@@ -302,7 +363,8 @@ def tool_docs(listing: Iterable[tuple[str, str, object]], server_descriptions: M
         sentence = (f"{server} ({' '.join(str(server_description or '').split())}) {' '.join(words(str(tool.name)[:200]))}: "
                     f"{' '.join(description[:MAX_FIELD_CHARS].split())} ({', '.join(names)})")
         found.append(ToolDoc(key=f"{server}{separator}{tool.name}", name=tool.name, description=description,
-                             params=" ".join(params), server=f"{server} {server_description}", sentence=sentence))
+                             params=" ".join(params), server=f"{server} {server_description}", sentence=sentence,
+                             effect=_effect(getattr(tool, "annotations", None))))
     return found
 
 
