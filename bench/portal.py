@@ -240,17 +240,20 @@ def search_figures() -> None:
         ("+ literals (lexical, fallback)", lambda: toolsearch.ToolIndex(docs).search),
         ("sentence embeddings alone (MiniLM)", lambda: dense_alone),
         ("+ embeddings fused by RRF", lambda: (lambda q: shipped.search(base, q, 8))),
-        ("+ late interaction (shipped)", lambda: (lambda q: shipped.search(base, q, 8))),
+        ("+ late interaction", lambda: (lambda q: shipped.search(base, q, 8))),
+        ("+ intent vs annotations (shipped)", lambda: (lambda q: shipped.search(base, q, 8))),
     ]
     if encoder is None:
         print("embedding model unavailable: the embedding rows below are empty (lexical ranking only)")
     action_bonus, late_weight, literals = toolsearch.ACTION_BONUS, toolsearch.LATE_RANK_WEIGHT, toolsearch.literals
+    intent_penalty = toolsearch.INTENT_PENALTY
     print(f"{'step':36}{'dev hit@1':>10}{'dev hit@3':>10}{'dev2 hit@1':>11}{'dev2 hit@3':>11}{'test hit@1':>11}{'test hit@3':>11}")
     for number, (label, make) in enumerate(steps):
         toolsearch.stem = (lambda w: w) if label.startswith("+ split") else no_stem
         toolsearch.ACTION_BONUS = action_bonus if number >= 5 else 0.0
         toolsearch.literals = literals if number >= 6 else (lambda q: q)
         toolsearch.LATE_RANK_WEIGHT = late_weight if number >= 9 else 0.0
+        toolsearch.INTENT_PENALTY = intent_penalty if number >= 10 else 0.0
         semantic.clear_caches()  # cached query scores were computed with or without the late ranking
         rank = make()
         cells = []
@@ -259,6 +262,7 @@ def search_figures() -> None:
             cells += [first, top3]
         toolsearch.stem = no_stem
         toolsearch.ACTION_BONUS, toolsearch.LATE_RANK_WEIGHT, toolsearch.literals = action_bonus, late_weight, literals
+        toolsearch.INTENT_PENALTY = intent_penalty
         print(f"{label:36}" + "".join(f"{c:>10.0%}" if i < 2 else f"{c:>11.0%}" for i, c in enumerate(cells)))
     seven = [entry for entry in base if entry[0] != "github"]
     lexical = toolsearch.ToolSearch(semantic=False)
@@ -271,7 +275,7 @@ def search_figures() -> None:
             rows = [r for r in evaluate.tasks(split) if not r["expect"][0].startswith("github__")]
             first, top3, _ = evaluate.hits(rank, rows)
             cells.append(f"{split} {first:.0%} / {top3:.0%} (n={len(rows)})")
-        for split in ("fresh", "fresh2", "fresh3"):
+        for split in ("fresh", "fresh2", "fresh3", "fresh4"):
             first, top3, _ = evaluate.hits(rank, evaluate.tasks(split))
             cells.append(f"{split} {first:.0%} / {top3:.0%} (n={len(evaluate.tasks(split))})")
         print(f"the issue's seven servers (no github and its tasks), {label}, hit@1 / hit@3: " + ", ".join(cells))
