@@ -165,7 +165,7 @@ def _ci_score(command: ci_model.CiCommand, resolved: Resolved) -> float:
 
 def _flag_penalty(resolved: Resolved) -> float:
     penalty = 0.0
-    for flag, value in (("partial", 20), ("e2e", 20), ("toolchain", 20), ("device", 40), ("coverage", 3), ("watch", 50), ("by-name", 8), ("workspaces", 5)):
+    for flag, value in (("partial", 20), ("e2e", 20), ("toolchain", 20), ("device", 40), ("coverage", 3), ("watch", 50), ("by-name", 8), ("workspaces", 5), ("extras", 15)):
         if flag in resolved.flags:
             penalty += value
     if resolved.kind == "test" and not resolved.runs:
@@ -259,7 +259,39 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
             continue
         out.append(Candidate(argv, text, resolved.kind, cwd, command.evidence, "ci", _ci_score(command, resolved), command.order,
                              resolved, (command.workflow, command.job), tools))
+        if resolved.kind == "test":
+            checks = _tox_check_envs(resolver, argv, cwd)
+            if checks is not None:
+                # `tox -e py313,lint`: CI's lint too, stated as the check envs alone
+                check_argv, check = checks
+                check_text = render(check_argv)
+                if check_text is not None:
+                    out.append(Candidate(check_argv, check_text, check.kind, cwd, command.evidence, "ci", _ci_score(command, check),
+                                         command.order, check, (command.workflow, command.job), tools))
     return out
+
+
+def _tox_check_envs(resolver: Resolver, argv: list[str], cwd: str) -> tuple[list[str], Resolved] | None:
+    """For `tox -e py313,lint` (a test env and a check env in one run): `tox -e lint` and its kind."""
+    prefix, core = split_launcher(argv)
+    if not core or tool_name(core[0]) != "tox":
+        return None
+    index = next((i for i, w in enumerate(core) if w in ("-e", "--env") and i + 1 < len(core)), None)
+    if index is None or "," not in core[index + 1] or "--" in core[:index]:
+        return None
+    envs = [e for e in core[index + 1].split(",") if e]
+    checks = []
+    for env in envs[:20]:
+        single = [*core[:index + 1], env, *core[index + 2:]]
+        resolved = resolver.argv([*prefix, *single], cwd)
+        if resolved.kind in CHECK_KINDS:
+            checks.append((env, resolved))
+    if not checks or len(checks) == len(envs):
+        return None
+    check_argv = [*prefix, *core[:index + 1], ",".join(e for e, _r in checks), *core[index + 2:]]
+    kinds = {r.kind for _e, r in checks}
+    kind = kinds.pop() if len(kinds) == 1 else "lint"
+    return check_argv, Resolved(kind, [], set(), "tox")
 
 
 # Options that only make sense after CI's own earlier steps: on a fresh checkout the command without

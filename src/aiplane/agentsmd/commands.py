@@ -784,6 +784,11 @@ class Resolver:
         tox = self.lazy.get("tox", cwd)
         if tox is None:
             return Resolved("missing", [], set(), "tox")
+        if args[:1] == ["exec"]:
+            # `tox exec -e py -- CMD` runs CMD in the environment, not the environment's commands.
+            inner = args[args.index("--") + 1:] if "--" in args else []
+            result = self.argv(inner, cwd, depth + 1) if inner else _other()
+            return Resolved(result.kind, result.runs, result.flags, "tox")
         envs: list[str] = []
         i = 0
         while i < len(args):
@@ -811,6 +816,7 @@ class Resolver:
                 i += 2
                 continue
             i += 1
+        selected = bool(envs) and envs != ["ALL"]
         if not envs or envs == ["ALL"]:
             envs = tox.env_list or ["py"]
         parts = []
@@ -822,6 +828,10 @@ class Resolver:
             body = named(combine(inner), inner, env) if commands else Resolved(by_name(env) or "other", [], {"by-name"})
             parts.append(body)
         result = combine(parts)
+        if selected and result.kind == "test" and any(p.kind not in ("test", *CHECK_KINDS) for p in parts):
+            # `tox -e base,dist,docs`: an extra run that builds docs or a package next to some test,
+            # not the project's main per-python test env.
+            result.flags = result.flags | {"extras"}
         result.entry = "tox"
         return _posargs(result, args)
 
@@ -956,8 +966,12 @@ class Resolver:
             result = Resolved("missing", [], set(), "npm")
         else:
             result = self.line(body, cwd, depth + 1)
+            if result.kind == "test" and _PREPARES.match(name.lower()) and all("/" in r or "." in r for r in result.runs):
+                result = _other()  # `setup-test-db` running a script of its own: it sets up what the tests need
             if result.kind == "other":
                 guess = by_name(name)
+                if guess == "test" and _PREPARES.match(name.lower()):
+                    guess = None
                 if guess:
                     result = Resolved(guess, result.runs, result.flags | {"by-name"})
         result.entry = "npm"
@@ -1164,6 +1178,13 @@ class Resolver:
                 return None
             path = rest[0]
         elif name in ("node", "tsx", "ts-node", "ruby", "python", "python3", "php", "bun", "deno", "go"):
+            module = _python_module(argv) if name in ("python", "python3") else None
+            if module is not None:
+                # `python -m pkg.test`: the package's own test runner module
+                last = module.rsplit(".", 1)[-1].lower()
+                if re.fullmatch(r"(tests?|runtests|run_tests|test_all|alltests|testsuite)", last):
+                    return Resolved("test", [f"python -m {module}"], set())
+                return _other()
             rest = [a for a in argv[1:] if not a.startswith("-")]
             if name == "deno" and rest[:1] == ["run"]:
                 rest = rest[1:]
@@ -1352,12 +1373,31 @@ def _powershell(text: str, rel: str) -> Resolved:
     return result
 
 
+# A script or package script whose name starts with one of these verbs prepares what the tests need
+# (fetches a fixture, sets up a database, regenerates data) even when "test" is in its name or folder.
+_PREPARES = re.compile(r"^(get|setup|set-up|update|download|prepare|generate|gen|fetch|seed|populate|create|make|init|install|"
+                       r"bootstrap|build|clean|refresh|regen|regenerate|sync|pull|record|start|stop|teardown)([_.:-]|$)")
+
+
+def _python_module(argv: list[str]) -> str | None:
+    """The module of `python [-options] -m module ...`, or None."""
+    for index, word in enumerate(argv[1:], 1):
+        if not word.startswith("-"):
+            return None
+        if word == "-m" or (re.fullmatch(r"-[A-Za-z]*m", word) and not word.startswith("--")):
+            following = argv[index + 1] if index + 1 < len(argv) else ""
+            return following if re.fullmatch(r"[A-Za-z_][\w.]*", following) else None
+    return None
+
+
 def _test_path_kind(path: str) -> str | None:
     lowered = path.lower()
     if re.search(r"(^|/)(bench|benchmarks?)(/|\.|$)", lowered):
         return "bench"
     if re.match(r"(check|lint|verify|validate)[_-]", lowered.rsplit("/", 1)[-1]):
         return None  # check_test_class_order.py checks the test files; it does not run them
+    if _PREPARES.match(lowered.rsplit("/", 1)[-1]):
+        return None  # tests/get_spec.py, scripts/setup-test-db.js: they prepare the tests' data; they run none
     if re.search(r"(^|/|_|-)(tests?|spec|runtests|run_tests|test_runner)(/|\.|_|-|$)", lowered):
         return "test"
     return None

@@ -1,0 +1,68 @@
+"""AGENTS.md: CI idioms read generally (each a small synthetic repository)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aiplane.agentsmd.analyze import analyze
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def _workflow(*steps: str, job: str = "tests", runs_on: str = "ubuntu-latest", matrix: str = "") -> str:
+    body = "".join(f"      - run: {s}\n" for s in steps)
+    strategy = f"    strategy:\n      matrix:\n{matrix}" if matrix else ""
+    return f"on: [push, pull_request]\njobs:\n  {job}:\n    runs-on: {runs_on}\n{strategy}    steps:\n      - uses: actions/checkout@v4\n{body}"
+
+
+def test_scripts_that_prepare_test_data_are_not_tests(tmp_path):
+    package = {"name": "p", "scripts": {"setup-test-db": "node scripts/setup-db-tests.js", "test": "mocha test/*.test.js"},
+               "devDependencies": {"mocha": "10"}}
+    root = _write(tmp_path, {
+        ".github/workflows/ci.yml": _workflow("python tests/fixtures/get_spec.py", "npm run setup-test-db", "npm test"),
+        "package.json": json.dumps(package), "scripts/setup-db-tests.js": "", "tests/fixtures/get_spec.py": "",
+        "test/a.test.js": "",
+    })
+    result = analyze(root)
+    assert result.test[0].value == "npm test"
+    assert not any("get_spec" in f.value or "setup-test" in f.value for f in result.test)
+
+
+def test_tox_exec_is_classified_by_the_command_it_runs(tmp_path):
+    tox = "[tox]\nenv_list = 3.12\n\n[testenv]\ncommands = pytest {posargs}\n"
+    root = _write(tmp_path, {
+        ".github/workflows/ci.yml": _workflow("tox exec -e 3.12 -- python scripts/update_cache.py data", "tox run -e 3.12"),
+        "tox.ini": tox, "pyproject.toml": '[project]\nname = "p"\n', "scripts/update_cache.py": "", "tests/test_a.py": "",
+    })
+    result = analyze(root)
+    assert result.test[0].value == "tox run -e 3.12"
+    assert "update_cache" not in " ".join(f.value for f in result.test)
+
+
+def test_a_package_test_module_and_a_mixed_tox_env_list(tmp_path):
+    tox = ("[tox]\nenvlist = py312,docs,lint\n\n[testenv]\ncommands = python -bb -m pkg.test {posargs}\n\n"
+           "[testenv:docs]\ncommands = sphinx-build docs docs/_build\n\n[testenv:lint]\ncommands = flake8\n")
+    root = _write(tmp_path, {
+        ".github/workflows/ci.yml": _workflow("python -m tox -e py312,lint"),
+        "tox.ini": tox, "pkg/__init__.py": "", "pkg/test/__init__.py": "", "pkg/test/__main__.py": "",
+    })
+    result = analyze(root)
+    assert result.test[0].value == "python -m tox -e py312,lint" and result.test[0].runs == "python -m pkg.test"
+    assert result.lint[0].value == "python -m tox -e lint"  # the check env of the same CI run
+
+
+def test_an_extra_tox_env_list_ranks_below_the_main_per_python_env(tmp_path):
+    tox = ("[tox]\nenvlist = py312,base,docs\n\n[testenv]\ncommands = pytest {posargs}\n\n"
+           "[testenv:base]\n\n[testenv:docs]\ncommands = mkdocs build\n")
+    root = _write(tmp_path, {
+        ".github/workflows/ci.yml": _workflow("tox -e base,docs", "tox -e py312"),
+        "tox.ini": tox, "tests/test_a.py": "",
+    })
+    result = analyze(root)
+    assert result.test[0].value == "tox -e py312"
