@@ -66,3 +66,49 @@ def test_an_extra_tox_env_list_ranks_below_the_main_per_python_env(tmp_path):
     })
     result = analyze(root)
     assert result.test[0].value == "tox -e py312"
+
+
+def test_a_test_named_script_in_a_lint_job_is_not_the_suite_and_concurrently_shorthands(tmp_path):
+    package = {"name": "p", "devDependencies": {"mocha": "10", "concurrently": "9"}, "scripts": {
+        "test:package": "node scripts/test-package.js", "test:only": "mocha test/test.js",
+        "ci:test:all": "concurrently -c green,blue 'npm:test:only' 'npm:test:leak'", "test:leak": "node test/leak/index.js",
+        "lint:js": "eslint .", "lint:md": "eslint '**/*.md'", "lint": "concurrently 'npm:lint:*'"}}
+    workflow = ("on: [push, pull_request]\njobs:\n  lint:\n    runs-on: ubuntu-latest\n    steps:\n      - run: npm run lint\n"
+                "      - run: npm run test:package\n  test:\n    runs-on: ubuntu-latest\n    steps:\n      - run: npm run ci:test:all\n")
+    root = _write(tmp_path, {".github/workflows/ci.yml": workflow, "package.json": json.dumps(package),
+                             "scripts/test-package.js": "", "test/test.js": "", "test/leak/index.js": ""})
+    result = analyze(root)
+    assert result.test[0].value == "npm run ci:test:all" and "mocha" in result.test[0].runs
+    assert result.lint[0].value == "npm run lint"  # `npm:lint:*` runs every lint script
+
+
+def test_vitest_as_ci_runs_it_gets_run_so_it_ends_in_a_terminal(tmp_path):
+    package = {"name": "p", "devDependencies": {"vitest": "3"}, "scripts": {"test": "pnpm lint && tsc --noEmit && vitest run"}}
+    root = _write(tmp_path, {".github/workflows/ci.yml": _workflow("pnpm install", "pnpm vitest --coverage"),
+                             "package.json": json.dumps(package), "pnpm-lock.yaml": "", "test/a.test.ts": ""})
+    result = analyze(root)
+    assert result.test[0].value == "pnpm vitest --coverage --run"
+
+
+def test_a_condition_known_false_runs_its_else_branch(tmp_path):
+    package = {"name": "p", "devDependencies": {"karma": "6"}, "scripts": {"test-ci": "karma start --single-run"}}
+    step = ("|\n          if [ \"${{ runner.os }}\" == \"macOS\" ]; then\n            npm run test-ci -- --browsers safari\n"
+            "          else\n            xvfb-run --auto-servernum npm run test-ci\n          fi")
+    root = _write(tmp_path, {".github/workflows/ci.yml": _workflow(step), "package.json": json.dumps(package), "test/a.js": ""})
+    result = analyze(root)
+    assert result.test[0].value == "npm run test-ci"
+
+
+def test_a_filtered_workspace_script_is_not_the_root_script(tmp_path):
+    package = {"name": "p", "devDependencies": {"jest": "29"}, "scripts": {
+        "test": "pnpm lint && pnpm test-ci", "lint": "eslint .", "test-ci": "jest",
+        "test-integration": "pnpm --filter './test/integration/**' test"}}
+    root = _write(tmp_path, {"package.json": json.dumps(package), "pnpm-workspace.yaml": "packages:\n  - 'test/integration/*'\n",
+                             "test/integration/a/package.json": json.dumps({"name": "a", "scripts": {"test": "node t.js"}}),
+                             "test/a.test.js": ""})
+    from aiplane.agentsmd import entrypoints as ep
+    from aiplane.agentsmd.commands import Resolver
+    from aiplane.repository.tree import WorkTree
+    resolver = Resolver(ep.Lazy(WorkTree(root)))
+    resolved = resolver.line("pnpm run test-integration")
+    assert resolved.kind == "test" and "workspaces" in resolved.flags and resolved.runs == []

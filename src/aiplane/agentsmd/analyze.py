@@ -132,6 +132,7 @@ _DEMOTE = {"release", "publish", "deploy", "docs", "doc", "documentation", "nigh
            "pypy", "nsolid", "lock", "label", "stale", "codeql", "scorecard", "zizmor", "zipapp", "wasip", "loom", "semver"}
 _PROMOTE = {"test", "tests", "testing", "ci", "main", "check", "checks", "unit", "linux", "ubuntu", "suite", "python", "node", "go",
             "rust", "ruby", "php", "java", "maven", "gradle", "dotnet", "pr", "pull", "push", "lint", "quality", "static", "style"}
+_CHECK_JOB = {"lint", "linting", "linter", "quality", "static", "style", "audit", "format", "formatting"}
 _MAIN_TRIGGERS = {"push", "pull_request", "pull_request_target", "merge_group"}
 
 
@@ -152,7 +153,9 @@ def _ci_score(command: ci_model.CiCommand, resolved: Resolved) -> float:
     words = _words(command.workflow) | _words(command.job, command.job_name)
     demoted = len(words & _DEMOTE)
     score -= min(45, 15 * demoted)
-    if words & _PROMOTE:
+    if resolved.kind == "test" and words & _CHECK_JOB:
+        score -= 10  # a test-named script in a lint job (`test:package`, `test:types`) checks, it is not the suite
+    elif words & _PROMOTE:
         score += 10
     if command.platform in ("windows", "macos"):
         score -= 10
@@ -512,7 +515,8 @@ def _pick(candidates: list[Candidate], languages: dict[str, float] | None = None
     for candidate in candidates:
         if candidate.source == "ci":
             candidate.score += min(6, 2 * (len(jobs[(candidate.cwd, candidate.text)]) - 1))
-            if candidate.job[1].lower() in ("test", "tests", "unit", "unit-tests", "pytest", "lint"):
+            job = candidate.job[1].lower()
+            if job in ("test", "tests", "unit", "unit-tests", "pytest") or (job == "lint" and candidate.kind in CHECK_KINDS):
                 candidate.score += 5
             if _canonical(candidate.argv, candidate.kind):
                 candidate.score += 4
@@ -573,9 +577,13 @@ def _runs_note(candidate: Candidate) -> str:
 
 def _watch_safe(candidate: Candidate, manager: str) -> Candidate:
     """A test script that starts vitest in watch mode gets `--run`, so it ends in a terminal too."""
-    if "watch" not in candidate.resolved.flags or candidate.resolved.runs != ["vitest"] or candidate.resolved.entry != "npm":
+    if "watch" not in candidate.resolved.flags or candidate.resolved.runs != ["vitest"]:
         return candidate
-    extra = ["--", "--run"] if tool_name(candidate.argv[0]) == "npm" else ["--run"]
+    _prefix, core = split_launcher(candidate.argv)
+    direct = bool(core) and (tool_name(core[0]) == "vitest" or (tool_name(core[0]) in ("pnpm", "yarn", "bun") and core[1:2] == ["vitest"]))  # `pnpm vitest --coverage` as CI runs it (CI's env ends it)
+    if candidate.resolved.entry != "npm" and not direct:
+        return candidate
+    extra = ["--", "--run"] if tool_name(candidate.argv[0]) == "npm" and not direct else ["--run"]
     argv = [*candidate.argv, *extra]
     text = render(argv)
     if text is None:

@@ -776,7 +776,9 @@ class Resolver:
             patterns = [a for a in args if not a.startswith("-")]
             return self._npm_patterns(patterns, cwd, depth)
         if name == "concurrently":
-            parts = [self.line(a, cwd, depth + 1) for a in args if not a.startswith("-")]
+            # `concurrently 'npm:test:only' 'npm:lint'`: its shorthand for a package script
+            parts = [self._shorthand(a.split(":", 1)[1], cwd, depth) if re.match(r"(npm|pnpm|yarn|bun):\S", a) else
+                     self.line(a, cwd, depth + 1) for a in _concurrently_commands(args)]
             return combine(parts) if parts else _other()
         return None
 
@@ -887,15 +889,16 @@ class Resolver:
 
     def _npm(self, manager: str, args: list[str], cwd: str, depth: int) -> Resolved | None:
         words = list(args)
-        workspaces = False
+        workspaces = others = False
         while words and words[0].startswith("-"):
             flag = words.pop(0)
             if flag in ("--filter", "-F", "--workspace", "-w", "--prefix", "-C", "--dir", "--cwd") and words:
                 value = words.pop(0)
                 if flag in ("--prefix", "-C", "--dir", "--cwd"):
                     cwd = _join_cwd(cwd, value)
-                else:
+                elif value not in (".", "./"):
                     workspaces = True
+                    others = True  # `--filter ./pkgs/**`: the named packages' scripts, not the root's
             elif flag in ("-r", "--recursive", "--workspaces", "-ws"):
                 workspaces = True
         if not words:
@@ -920,7 +923,7 @@ class Resolver:
             return None
         if workspaces:
             package = self.lazy.get("package", cwd) or {}
-            if script not in ep.scripts(package):
+            if others or script not in ep.scripts(package):
                 kind = by_name(script)
                 return Resolved(kind or "other", [], {"by-name", "workspaces"}, "npm")
         selected = _pnpm_regex(script) if manager == "pnpm" else None
@@ -942,6 +945,12 @@ class Resolver:
         if resolved.kind == "missing" and manager in ("yarn", "pnpm", "bun") and sub == script:
             return self.argv([script, *rest[1:]] if sub == "run" else [script, *words[1:]], cwd, depth + 1)
         return resolved
+
+    def _shorthand(self, script: str, cwd: str, depth: int) -> Resolved:
+        """concurrently's `npm:name` (one package script) or `npm:lint-*` (every script matching)."""
+        if "*" in script:
+            return self._npm_patterns([script], cwd, depth)
+        return self._script_body("npm", script, cwd, depth)
 
     def _npm_patterns(self, patterns: list[str], cwd: str, depth: int) -> Resolved:
         names = ep.scripts(self.lazy.get("package", cwd) or {})
@@ -1375,8 +1384,26 @@ def _powershell(text: str, rel: str) -> Resolved:
 
 # A script or package script whose name starts with one of these verbs prepares what the tests need
 # (fetches a fixture, sets up a database, regenerates data) even when "test" is in its name or folder.
-_PREPARES = re.compile(r"^(get|setup|set-up|update|download|prepare|generate|gen|fetch|seed|populate|create|make|init|install|"
+_PREPARES = re.compile(r"^(get|setup|autogen|set-up|update|download|prepare|generate|gen|fetch|seed|populate|create|make|init|install|"
                        r"bootstrap|build|clean|refresh|regen|regenerate|sync|pull|record|start|stop|teardown)([_.:-]|$)")
+
+
+def _concurrently_commands(args: list[str]) -> list[str]:
+    """The commands given to concurrently, without its options and their values (`-c green,blue`, `-n a,b`)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("-c", "--prefix-colors", "-n", "--names", "-p", "--prefix", "-l", "--prefix-length", "-t", "--timestamp-format",
+                   "--name-separator", "--restart-tries", "--restart-after", "-s", "--success", "--max-processes", "-m", "--handle-input",
+                   "--default-input-target", "--passthrough-arguments", "-P", "--kill-signal", "--pad-prefix"):
+            skip = arg not in ("-P", "--passthrough-arguments")
+            continue
+        if not arg.startswith("-"):
+            out.append(arg)
+    return out
 
 
 def _python_module(argv: list[str]) -> str | None:

@@ -137,6 +137,7 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
     if_start = 0
     if_nested = 0
     if_else = False
+    if_false = False
     for number, line in _join_continuations(text):
         if if_body is not None:
             words = _tokens(line.strip()) or []
@@ -151,8 +152,13 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
                 if_body, if_nested, if_else = None, 0, False
                 continue
             if if_nested == 0 and head in ("else", "elif"):
-                if_else = True
-            if not if_else:
+                # A condition known to be false (`[ "Linux" == "macOS" ]` once CI's values are in) runs
+                # its else-branch instead; after an elif nothing is known.
+                if_else, if_false = True, if_false and head == "else"
+                if if_false and line.strip()[4:].strip():
+                    if_body.append(line.strip()[4:])
+                continue
+            if if_false == if_else:  # the then-branch, or a false condition's else-branch
                 if_body.append(line)
             continue
         if heredoc is not None:
@@ -177,6 +183,8 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
         closes = sum(1 for w in words if w in _CLOSERS or w in ("}", ")"))
         if not depth and first == "if" and _nesting < 3:
             one_line = _ONE_LINE_IF.match(stripped)
+            if one_line and _known_condition(stripped, env) is False:
+                continue
             if one_line:
                 inner, _exported = parse_script(one_line.group(1).replace(";", "\n"), env, start_cwd=cwd or "", _nesting=_nesting + 1)
                 for item in inner:
@@ -185,6 +193,7 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
                 continue
             if re.search(r"(^|;)\s*then$", stripped) and opens == 1 and closes == 0:
                 if_body, if_start, if_nested, if_else = [], number, 0, False
+                if_false = _known_condition(stripped, env) is False
                 continue
         if depth or first in _OPENERS or first in ("{", "(", "}", ")") or re.match(r"^[A-Za-z_][\w-]*\s*\(\s*\)", stripped):
             depth = max(0, depth + opens - closes)
@@ -301,6 +310,30 @@ def _output_check(line: str) -> list[str] | None:
             return ["gofmt", "-l", "."]
         return words
     return None
+
+
+_IF_TEST = re.compile(r"^if\s+(.+?)\s*;\s*then\b")
+
+
+def _known_condition(line: str, env: dict[str, str]) -> bool | None:
+    """The value of an `if` whose condition compares two known strings (`[ "Linux" == "macOS" ]`,
+    `[[ $OS = linux ]]` with OS known, `test a != b`); None for any other condition."""
+    match = _IF_TEST.match(line)
+    words = _tokens(match.group(1)) if match else None
+    if not words:
+        return None
+    if words[0] == "test":
+        words = words[1:]
+    elif (words[0], words[-1]) in (("[", "]"), ("[[", "]]")):
+        words = words[1:-1]
+    else:
+        return None
+    if len(words) != 3 or words[1] not in ("=", "==", "!="):
+        return None
+    left, right = expand(words[0], env), expand(words[2], env)
+    if left is None or right is None or any(c in left + right for c in "*?[$`"):
+        return None
+    return (left == right) == (words[1] != "!=")
 
 
 _ONE_LINE_IF = re.compile(r"^if\s+[^;]+;\s*then\s+([^;]+(?:;\s*(?!else\b|elif\b|fi\b)[^;]+)*?)\s*;?\s*(?:;\s*(?:else|elif)\b.*)?;\s*fi$")
