@@ -112,3 +112,30 @@ def test_a_filtered_workspace_script_is_not_the_root_script(tmp_path):
     resolver = Resolver(ep.Lazy(WorkTree(root)))
     resolved = resolver.line("pnpm run test-integration")
     assert resolved.kind == "test" and "workspaces" in resolved.flags and resolved.runs == []
+
+
+def test_probes_dashboards_and_a_config_linter_ci_never_runs_are_not_printed(tmp_path):
+    workflow = _workflow("golangci-lint run --help", "gofmt -l -s -w . && git diff --exit-code", "go test -race ./...", job="ci")
+    root = _write(tmp_path, {".github/workflows/ci.yml": workflow, "go.mod": "module example.com/p\n\ngo 1.22\n",
+                             ".golangci.yml": "linters:\n  enable: [errcheck]\n", "a.go": "package p\n", "a_test.go": "package p\n"})
+    result = analyze(root)
+    printed = {f.value for f in result.test + result.lint + result.build_commands}
+    assert not any("--help" in c for c in printed)
+    assert "golangci-lint run" not in printed  # only its config says so; CI checks with gofmt
+    assert result.lint[0].value == "gofmt -l -s -w ."
+    appveyor = "build_script:\n  - cmake --version\n  - cmake -S . -B build\n  - cmake --build build\n" \
+               "  - ctest -C Release -D ExperimentalStart -D ExperimentalBuild -D ExperimentalSubmit\n"
+    cpp = _write(tmp_path / "cpp", {"appveyor.yml": appveyor, "CMakeLists.txt": "project(p)\nenable_testing()\n", "src/a.cpp": ""})
+    result = analyze(cpp)
+    printed = {f.value for f in result.test + result.lint + result.build_commands}
+    assert not any("Experimental" in c or "--version" in c for c in printed)
+
+
+def test_pre_commit_ci_configured_in_the_hooks_file_is_ci_lint(tmp_path):
+    hooks = "ci:\n  autoupdate_schedule: quarterly\nrepos:\n  - repo: https://github.com/astral-sh/ruff-pre-commit\n    rev: v0.6.0\n" \
+            "    hooks:\n      - id: ruff\n"
+    tox = "[tox]\nenv_list = py312,pyright\n\n[testenv]\ncommands = pytest\n\n[testenv:pyright]\ncommands = pyright\n"
+    root = _write(tmp_path, {".github/workflows/ci.yml": _workflow("pytest -v"), ".pre-commit-config.yaml": hooks, "tox.ini": tox,
+                             "tests/test_a.py": ""})
+    result = analyze(root)
+    assert result.lint[0].value == "pre-commit run --all-files" and result.lint[0].source == "ci"

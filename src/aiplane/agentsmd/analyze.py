@@ -153,6 +153,8 @@ def _ci_score(command: ci_model.CiCommand, resolved: Resolved) -> float:
     words = _words(command.workflow) | _words(command.job, command.job_name)
     demoted = len(words & _DEMOTE)
     score -= min(45, 15 * demoted)
+    if command.via == ci_model.PRECOMMIT_CI:
+        return 95.0 - _flag_penalty(resolved)  # an app next to the workflows: their own checks come first
     if resolved.kind == "test" and words & _CHECK_JOB:
         score -= 10  # a test-named script in a lint job (`test:package`, `test:types`) checks, it is not the suite
     elif words & _PROMOTE:
@@ -232,6 +234,8 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
         argv = _fresh_checkout(tree, _native_target(_fold_env(_user_bin(command.argv), command.env)), command.cwd)
         if not argv:
             continue  # nothing but an upload to an analysis server is left
+        if _probe_or_dashboard(argv):
+            continue
         resolver.tools = set()
         try:
             resolved = resolver.argv(argv, command.cwd, diff_checked=command.diff_checked)
@@ -295,6 +299,22 @@ def _tox_check_envs(resolver: Resolver, argv: list[str], cwd: str) -> tuple[list
     kinds = {r.kind for _e, r in checks}
     kind = kinds.pop() if len(kinds) == 1 else "lint"
     return check_argv, Resolved(kind, [], set(), "tox")
+
+
+def _probe_or_dashboard(argv: list[str]) -> bool:
+    """`golangci-lint run --help`, `cmake --version`: CI printing what it has, not a check or a build;
+    `ctest -D ExperimentalSubmit` / `-T Submit`: a run that uploads its results to a CDash dashboard."""
+    _prefix, core = split_launcher(argv)
+    if any(word in ("--help", "-help", "--version", "-version") for word in core[1:]):
+        return True
+    if core and tool_name(core[0]) == "ctest":
+        for index, word in enumerate(core[1:], 1):
+            value = core[index + 1] if index + 1 < len(core) else ""
+            if word in ("-D", "--dashboard", "-T", "--test-action") and re.match(r"(Experimental|Nightly|Continuous|Submit)", value):
+                return True
+            if re.match(r"-D(Experimental|Nightly|Continuous)", word):
+                return True
+    return False
 
 
 # Options that only make sense after CI's own earlier steps: on a fresh checkout the command without
@@ -672,9 +692,14 @@ def _analyze(tree: TreeBase, files: list[Entry], commands: list[ci_model.CiComma
     # runs that tool through its own CI or entry points: those choose the files and options; the bare
     # invocation may not (flask's `mypy .`, alembic's black on the whole tree).
     wrapped = set().union(*(c.tools for c in checks if c.source != "config" and c.cwd == "")) if checks else set()
+    # When CI runs checks of its own, a linter only read off its config file that CI never runs is not
+    # the project's gate (a `.golangci.yml` next to a CI that only runs gofmt): running it may fail.
+    ci_tools = set().union(*(c.tools for c in candidates if c.source == "ci")) if any(c.source == "ci" for c in checks) else None
     seen_kinds: set[str] = set()
     for check in checks:
         if check.source == "config" and check.cwd == "" and _check_tool(check.argv) in wrapped:
+            continue
+        if check.source == "config" and ci_tools is not None and _check_tool(check.argv) not in ci_tools:
             continue
         if check.kind in seen_kinds:
             continue

@@ -1196,9 +1196,25 @@ def _line(text: str, needle: str) -> int:
 def collect(tree: TreeBase) -> list[CiCommand]:
     """Every command the repository's CI runs, in file order; never raises on a malformed file."""
     out: list[CiCommand] = []
-    for reader in (lambda t: GitHubActions(t).run(), gitlab, circleci, azure, travis, appveyor):
+    for reader in (lambda t: GitHubActions(t).run(), gitlab, circleci, azure, travis, appveyor, precommit_ci):
         try:
             out += reader(tree)
         except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
             continue
     return out[:MAX_COMMANDS]
+
+
+def precommit_ci(tree: TreeBase) -> list[CiCommand]:
+    """pre-commit.ci, configured by a top-level `ci:` block in `.pre-commit-config.yaml`: it runs every
+    hook on each pull request, as `pre-commit run --all-files` does (hooks it is told to skip aside)."""
+    text = safe.read_text(tree, ".pre-commit-config.yaml", safe.MAX_CI_BYTES)
+    if not re.search(r"^ci:", text, re.M):
+        return []
+    data, lines = safe.load_yaml_with_lines(text)
+    if not isinstance(data, dict) or not isinstance(data.get("ci"), dict) or not safe.as_list(data.get("repos")):
+        return []
+    return [CiCommand(["pre-commit", "run", "--all-files"], "", {}, f".pre-commit-config.yaml:{lines.get('ci', 1)}",
+                      ".pre-commit-config.yaml", "pre-commit.ci", "pre-commit.ci", frozenset({"pull_request"}), "linux", PRECOMMIT_CI, 10_000)]
+
+
+PRECOMMIT_CI = "pre-commit.ci"
