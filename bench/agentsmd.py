@@ -5,7 +5,7 @@
     #    (from local mirrors instead of GitHub: --mirror-root DIR, a DIR/<owner>+<name>/repo bare clone each;
     #     repositories without a mirror are skipped)
     # 2. Score the analyser and the naive per-language default.
-    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1..heldout-11|all] [--repo owner/name] [--show-misses] [--json]
+    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1..heldout-12|all] [--repo owner/name] [--show-misses] [--json]
     # 3. The staleness check on the corpus's own hand-written AGENTS.md files (findings to judge by hand).
     .venv/bin/python bench/agentsmd.py staleness --corpus /work/corpus [--commits 5]
 
@@ -57,7 +57,7 @@ from aiplane.agentsmd.analyze import analyze  # noqa: E402
 from aiplane.agentsmd.generate import commands_in, render  # noqa: E402
 
 GOLD = ROOT / "bench" / "agentsmd_gold.json"
-SPLITS = ("dev", "heldout-1", "heldout-2", "heldout-3", "heldout-4", "heldout-5", "heldout-6", "heldout-7", "heldout-8", "heldout-9", "heldout-10", "heldout-11", "all")
+SPLITS = ("dev", "heldout-1", "heldout-2", "heldout-3", "heldout-4", "heldout-5", "heldout-6", "heldout-7", "heldout-8", "heldout-9", "heldout-10", "heldout-11", "heldout-12", "all")
 _PY_TOOLS = {"pytest", "tox", "nox", "mypy", "ruff", "black", "isort", "flake8", "pylint", "coverage", "pre-commit", "pyright", "unittest",
              "codespell", "sphinx-build", "mkdocs", "python"}
 _MAVEN_NOISE = {"-B", "--batch-mode", "-q", "--quiet", "-ntp", "--no-transfer-progress", "-ff", "--fail-fast", "-e", "--errors", "-V",
