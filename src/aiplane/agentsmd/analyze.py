@@ -25,7 +25,7 @@ from aiplane.agentsmd import ci as ci_model
 from aiplane.agentsmd import ecosystems, layout, safe
 from aiplane.agentsmd import entrypoints as ep
 from aiplane.agentsmd.commands import CHECK_KINDS, Resolved, Resolver, split_launcher, tool_name
-from aiplane.agentsmd.shell import render
+from aiplane.agentsmd.shell import render, render_feed
 from aiplane.repository.tree import Entry, TreeBase, WorkTree
 
 SKIP_DIRS = frozenset({".git", "node_modules", "vendor", "third_party", ".venv", "venv", "dist", "build", "target", "__pycache__",
@@ -222,6 +222,8 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
             command = ci_model.CiCommand(["ctest", "--test-dir", command.cwd], "", command.env, command.evidence, command.workflow,
                                          command.job, command.job_name, command.triggers, command.platform, command.via,
                                          command.order, command.diff_checked, command.matrix)
+        if command.feed and command.via == ci_model.OUTSIDE_BUILD:
+            continue
         # The env that selects what an entry point runs (TOXENV=black) is part of the command: it is
         # resolved with it, or `tox` would be read as the default test envs.
         if any("--cfg" in command.env.get(name, "") for name in ("RUSTFLAGS", "RUSTDOCFLAGS")):
@@ -251,10 +253,14 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
                 continue
         if resolved.kind == "test" and _adhoc_js_runner(tree, argv, cwd):
             continue
-        text = render(argv)
-        if text is None:
-            argv = _without_reporting(argv)
+        if command.feed:
+            # `find src -name '*.h' | xargs clang-format -n`: stated whole, the file list with the tool
+            text = render_feed(command.feed, command.xargs, argv)
+        else:
             text = render(argv)
+            if text is None:
+                argv = _without_reporting(argv)
+                text = render(argv)
         if text is None:
             continue
         out.append(Candidate(argv, text, resolved.kind, cwd, command.evidence, "ci", _ci_score(command, resolved), command.order,
@@ -526,7 +532,8 @@ def _canonical(argv: list[str], kind: str) -> bool:
     if tool in ("npm", "pnpm", "yarn", "bun", "make", "rake", "composer", "just", "task"):
         return names[:1] in ([w] for w in wanted) or (tool == "rake" and not names and kind == "test")
     if tool in ("tox", "nox") and kind == "test":
-        return not names or all(re.fullmatch(r"(py|pypy|tests?)[\d.-]*\w*", n) for n in names[-1:])
+        # the default envs, or a per-python one (`py312`, `pypy3.10`, `3.13`, `3.13-tests`)
+        return not names or all(re.fullmatch(r"(py|pypy|tests?)[\d.-]*\w*|\d+(\.\d+)*t?(-\w+)?", n) for n in names[-1:])
     return False
 
 
@@ -666,7 +673,8 @@ def _rebase(commands: list[ci_model.CiCommand], member: str) -> list[ci_model.Ci
         if command.cwd == member or command.cwd.startswith(member + "/"):
             rest = command.cwd[len(member):].lstrip("/")
             out.append(ci_model.CiCommand(command.argv, rest, command.env, command.evidence, command.workflow, command.job, command.job_name,
-                                          command.triggers, command.platform, command.via, command.order, command.diff_checked, command.matrix))
+                                          command.triggers, command.platform, command.via, command.order, command.diff_checked, command.matrix,
+                                          command.feed, command.xargs))
     return out
 
 

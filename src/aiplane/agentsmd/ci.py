@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
@@ -48,6 +48,8 @@ class CiCommand:
     order: int = 0
     diff_checked: bool = False
     matrix: bool = False  # the job has a matrix
+    feed: list[list[str]] = field(default_factory=list)  # `find ... | xargs TOOL`: the commands listing the files
+    xargs: list[str] = field(default_factory=list)  # and the xargs words before TOOL
 
 
 class Partial(dict):  # type: ignore[type-arg]
@@ -645,7 +647,7 @@ class GitHubActions:
                     continue
                 simple.argv = argv
             here = simple.cwd
-            key = (here, tuple(simple.argv))
+            key = (here, tuple(simple.argv), tuple(tuple(p) for p in simple.feed))
             if key in seen:
                 if platform == "linux" and seen[key].platform != "linux":
                     # A matrix that runs it on Linux too: that is how it is known, under the Linux
@@ -655,7 +657,8 @@ class GitHubActions:
                 continue
             self.order += 1
             command = CiCommand(simple.argv, here, {**env, **simple.env}, f"{path}:{line + simple.line}", path, job_id,
-                                job_name, triggers, platform, via, self.order, simple.diff_checked, has_matrix)
+                                job_name, triggers, platform, via, self.order, simple.diff_checked, has_matrix,
+                                simple.feed, simple.xargs)
             seen[key] = command
             self.commands.append(command)
 
@@ -785,7 +788,8 @@ def gitlab(tree: TreeBase) -> list[CiCommand]:
                 seen.add(key)
                 order += 1
                 out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{line}", path, name, name,
-                                     frozenset(triggers), "", "run", order, simple.diff_checked, bool(matrix)))
+                                     frozenset(triggers), "", "run", order, simple.diff_checked, bool(matrix),
+                                     simple.feed, simple.xargs))
     return out
 
 
@@ -853,7 +857,8 @@ def circleci(tree: TreeBase) -> list[CiCommand]:
                 order += 1
                 out.append(CiCommand(simple.argv, _join(cwd, simple.cwd), {**env, **step_env, **simple.env},
                                      f"{path}:{lines.get(f'jobs.{job_id}', 1)}", path, job_id, job_id,
-                                     frozenset({"push", "pull_request"}), "", "run", order, simple.diff_checked))
+                                     frozenset({"push", "pull_request"}), "", "run", order, simple.diff_checked, False,
+                                     simple.feed, simple.xargs))
     return out
 
 
@@ -934,7 +939,8 @@ def azure(tree: TreeBase) -> list[CiCommand]:
                 if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
                     continue
                 out.append(CiCommand(simple.argv, simple.cwd, simple.env, f"{origin}:{_line(texts[origin], _first_line(script))}",
-                                     origin, job, job, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1, simple.diff_checked))
+                                     origin, job, job, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1, simple.diff_checked,
+                                     False, simple.feed, simple.xargs))
     return out
 
 
@@ -1082,7 +1088,7 @@ def travis(tree: TreeBase) -> list[CiCommand]:
                     source_line = script.splitlines()[simple.line] if simple.line < len(script.splitlines()) else ""
                     out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{_line(text, source_line.strip())}",
                                          path, job, job, frozenset({"push", "pull_request"}), "", "run", len(out) + 1, simple.diff_checked,
-                                         len(env_rows) > 1))
+                                         len(env_rows) > 1, simple.feed, simple.xargs))
     return out
 
 
@@ -1157,7 +1163,7 @@ def appveyor(tree: TreeBase) -> list[CiCommand]:
                         seen.add(key)
                         out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{_line(text, script.splitlines()[0] if script else '')}",
                                              path, phase, phase, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1,
-                                             simple.diff_checked, len(rows) > 1))
+                                             simple.diff_checked, len(rows) > 1, simple.feed, simple.xargs))
     return out
 
 

@@ -231,7 +231,9 @@ def tool_name(word: str) -> str:
     name = word.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].lower()
     for suffix in (".exe", ".cmd", ".bat", ".phar"):
         name = name.removesuffix(suffix)
-    return name
+    # LLVM's tools as distributions install them side by side: clang-format-20 is clang-format
+    versioned = re.fullmatch(r"(clang-format|clang-tidy|run-clang-tidy|run-clang-format|clangd)-\d+(?:\.\d+)*", name)
+    return versioned.group(1) if versioned else name
 
 
 def _pytest(args: list[str]) -> Resolved:
