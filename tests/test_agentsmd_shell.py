@@ -165,3 +165,37 @@ go test "${EMPTY[@]}" ./...
     assert _argvs(script) == [["pytest", "--cov=src", "-k not slow", "-x", "tests"], ["mypy", "--strict", "--color=yes"],
                               ["go", "test", "./..."]]
     assert not any(a and a[0].startswith(("(", "ARGS")) for a in _argvs("ARGS=(a b)\nARGS+=(c)\nX+=y\n"))
+
+
+# -- 2. lint before type check ---------------------------------------------------------------------------
+
+
+def test_ci_linter_is_the_lint_line_and_a_type_check_comes_after_it(tmp_path):
+    workflow = """
+on: [push, pull_request]
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: pnpm test:typings
+      - run: pnpm test
+  deno:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: pnpm lint:deno
+      - run: pnpm run lint --fix
+      - run: pnpm run check:packaging
+"""
+    package = """{"name": "k", "packageManager": "pnpm@9.0.0", "scripts": {"test": "mocha", "test:typings": "tsd",
+      "lint": "eslint .", "lint:deno": "deno lint", "check:packaging": "publint --strict"},
+      "devDependencies": {"mocha": "1", "tsd": "1", "eslint": "1", "publint": "1"}}"""
+    root = _write(tmp_path, {".github/workflows/test.yml": workflow, "package.json": package, "pnpm-lock.yaml": "", "test/a.test.js": ""})
+    result = analyze(root)
+    assert [(f.value, f.kind) for f in result.lint][:2] == [("pnpm lint:deno", "lint"), ("pnpm test:typings", "typecheck")]
+    assert "pnpm run lint --fix" not in [f.value for f in result.lint]  # told to rewrite: a fix, not a check
+    # with only a type check in CI, it is the first check
+    only_types = workflow.split("  deno:")[0]
+    other = _write(tmp_path / "other", {".github/workflows/test.yml": only_types, "package.json": package, "pnpm-lock.yaml": ""})
+    assert analyze(other).lint[0].value == "pnpm test:typings"

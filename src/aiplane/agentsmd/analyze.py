@@ -503,14 +503,29 @@ def _pick(candidates: list[Candidate], languages: dict[str, float] | None = None
     for candidate in ranked:
         if candidate.kind not in CHECK_KINDS:
             continue
-        if tool_name(split_launcher(candidate.argv)[1][0] if split_launcher(candidate.argv)[1] else candidate.argv[0]) in LOW_VALUE_CHECKS:
+        if _low_value(candidate):
             candidate.score -= 25
             low.add(id(candidate))
         checks.append(candidate)
     # A spell, link or vulnerability check is not the project's lint while it has a code linter of its
     # own (an entry point that CI may run through a workflow kept elsewhere): that one comes first.
-    checks.sort(key=lambda c: (id(c) in low, -c.score, c.order))
+    # When CI runs a linter or a format check, that is the project's lint line; a type check (often a
+    # test script's `test:typings` step) comes after it, and first only when it is the only check.
+    ci_linted = any(c.source == "ci" and c.kind in ("lint", "format") and id(c) not in low for c in checks)
+    checks.sort(key=lambda c: (id(c) in low, ci_linted and c.kind == "typecheck", -c.score, c.order))
     return tests, checks
+
+
+_RUNNERS = {"node", "npm", "pnpm", "yarn", "bun", "npx", "sh", "bash", "python", "python3", "make", "just", "task", "tox", "nox", "uv"}
+
+
+def _low_value(candidate: Candidate) -> bool:
+    """A spell, packaging, link or workflow check: by its own tool, or by every check tool its entry
+    point runs (`npm run check:packaging` running publint)."""
+    if _check_tool(candidate.argv) in LOW_VALUE_CHECKS:
+        return True
+    tools = {t for t in candidate.tools if t not in _RUNNERS}
+    return bool(tools) and tools <= LOW_VALUE_CHECKS
 
 
 def _check_tool(argv: list[str]) -> str:
