@@ -199,3 +199,53 @@ jobs:
     only_types = workflow.split("  deno:")[0]
     other = _write(tmp_path / "other", {".github/workflows/test.yml": only_types, "package.json": package, "pnpm-lock.yaml": ""})
     assert analyze(other).lint[0].value == "pnpm test:typings"
+
+
+# -- 8. a step's name as weak evidence -------------------------------------------------------------------
+
+
+def test_a_step_named_as_a_check_classifies_its_only_ambiguous_command(tmp_path):
+    config = """
+version: 2.1
+commands:
+  verify-formatting:
+    steps:
+      - run:
+          name: 'Verify formatting'
+          command: |
+            scripts/no-git-changes.sh
+jobs:
+  test:
+    docker: [{image: 'cimg/openjdk:21.0'}]
+    steps:
+      - checkout
+      - run:
+          name: 'Test'
+          command: ./mvnw -B verify
+      - verify-formatting
+      - run:
+          name: 'Lint and test the docs'
+          command: scripts/docs.sh
+"""
+    workflow = """
+on: [push, pull_request]
+jobs:
+  perf:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - name: Performance measurement of type check
+        run: scripts/generate.sh
+      - name: Lint
+        run: |
+          scripts/prepare.sh
+          Severity = @(Error, Warning)
+"""
+    script = "#!/bin/sh\nif [ -z \"$(git status --porcelain)\" ]; then echo ok; else exit 1; fi\n"
+    root = _write(tmp_path, {".circleci/config.yml": config, ".github/workflows/perf.yml": workflow, "pom.xml": "<project/>",
+                             "mvnw": "#!/bin/sh\n", "scripts/no-git-changes.sh": script, "scripts/docs.sh": "#!/bin/sh\necho\n",
+                             "scripts/generate.sh": "#!/bin/sh\necho\n", "scripts/prepare.sh": "#!/bin/sh\necho\n",
+                             "src/test/java/ATest.java": "class ATest {}\n"})
+    result = analyze(root)
+    assert [(f.value, f.kind) for f in result.lint] == [("scripts/no-git-changes.sh", "format")]
+    assert result.test[0].value == "./mvnw -B verify"

@@ -24,7 +24,7 @@ from typing import Any
 from aiplane.agentsmd import ci as ci_model
 from aiplane.agentsmd import ecosystems, layout, safe
 from aiplane.agentsmd import entrypoints as ep
-from aiplane.agentsmd.commands import CHECK_KINDS, Resolved, Resolver, split_launcher, tool_name
+from aiplane.agentsmd.commands import CHECK_KINDS, Resolved, Resolver, by_name, split_launcher, tool_name
 from aiplane.agentsmd.shell import render, render_feed
 from aiplane.repository.tree import Entry, TreeBase, WorkTree
 
@@ -163,9 +163,29 @@ def _ci_score(command: ci_model.CiCommand, resolved: Resolved) -> float:
     return score - _flag_penalty(resolved)
 
 
+_GENERIC_RUNNERS = {"mvn", "mvnw", "gradle", "gradlew", "make", "gmake", "just", "task", "dotnet", "cargo", "go", "npm", "pnpm", "yarn",
+                    "bun", "ant", "sbt", "bazel", "bazelisk", "rake", "composer", "pipx", "uvx", "uv", "hatch", "nox", "tox", "cmake", "meson"}
+
+
+def _runs_something(argv: list[str], resolved: Resolved) -> bool:
+    """The command is a repository script, an entry point or a build tool's goal: something a step
+    name can tell the kind of (not a shell statement or a line of another language)."""
+    _prefix, core = split_launcher(argv)
+    return bool(core) and ("script" in resolved.flags or bool(resolved.entry) or tool_name(core[0]) in _GENERIC_RUNNERS)
+
+
+def _step_kind(name: str) -> str | None:
+    """The check kind a step's name states; none when it also names tests, builds or fixes."""
+    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    if words & {"test", "tests", "build", "fix", "apply", "autofix", "install", "setup", "publish", "deploy", "release", "generate",
+                 "performance", "perf", "measurement", "measure", "bench", "benchmark", "size", "coverage", "report", "upload"}:
+        return None
+    return by_name("-".join(sorted(w for w in words if w)))
+
+
 def _flag_penalty(resolved: Resolved) -> float:
     penalty = 0.0
-    for flag, value in (("partial", 20), ("e2e", 20), ("toolchain", 20), ("device", 40), ("coverage", 3), ("watch", 50), ("by-name", 8), ("workspaces", 5)):
+    for flag, value in (("step-name", 10), ("partial", 20), ("e2e", 20), ("toolchain", 20), ("device", 40), ("coverage", 3), ("watch", 50), ("by-name", 8), ("workspaces", 5)):
         if flag in resolved.flags:
             penalty += value
     if resolved.kind == "test" and not resolved.runs:
@@ -237,6 +257,12 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
         except RecursionError:
             continue
         tools = frozenset(resolver.tools)
+        if resolved.kind in ("other", "build") and command.step_name and _runs_something(argv, resolved):
+            # A step named as a check ("Verify formatting", "Lint") whose command says nothing of its kind
+            # (a script checking `git status`, a generic build goal): the name is weak evidence.
+            stated = _step_kind(command.step_name)
+            if stated in CHECK_KINDS:
+                resolved = Resolved(stated, resolved.runs, resolved.flags | {"step-name"}, resolved.entry)
         if resolved.kind not in RENDERED_KINDS and resolved.kind != "build":
             continue
         if command.via == ci_model.OUTSIDE_BUILD:

@@ -50,6 +50,7 @@ class CiCommand:
     matrix: bool = False  # the job has a matrix
     feed: list[list[str]] = field(default_factory=list)  # `find ... | xargs TOOL`: the commands listing the files
     xargs: list[str] = field(default_factory=list)  # and the xargs words before TOOL
+    step_name: str = ""  # the step's `name:` (weak evidence of its kind when the command says nothing)
 
 
 class Partial(dict):  # type: ignore[type-arg]
@@ -572,7 +573,7 @@ class GitHubActions:
             for match in _GITHUB_ENV_WRITE.finditer(text):
                 env[match.group(1)] = match.group(2).strip()
             self._add(text, cwd, step_env, path, lines.get(f"{line_prefix}.{index}.run", step_line), job_id, job_name, triggers,
-                      platform, has_matrix, seen)
+                      platform, has_matrix, seen, step_name=safe.as_str(step.get("name")))
 
     def _relative_cwd(self, raw: str, state: dict[str, Any], context: dict[str, Any]) -> str | None:
         """The repository-relative directory of a step, or None when it runs outside this repository."""
@@ -634,8 +635,11 @@ class GitHubActions:
                     platform, has_matrix, seen, "runs.steps", depth + 1, state)
 
     def _add(self, text: str, cwd: str, env: dict[str, str], path: str, line: int, job_id: str, job_name: str,
-             triggers: frozenset[str], platform: str, has_matrix: bool, seen: dict[tuple[str, tuple[str, ...]], CiCommand], via: str = "run") -> None:
+             triggers: frozenset[str], platform: str, has_matrix: bool, seen: dict[tuple[str, tuple[str, ...]], CiCommand], via: str = "run",
+             step_name: str = "") -> None:
         simples, _exported = parse_script(text, env, start_cwd=cwd)
+        if sum(1 for s in simples if not is_noise(s.argv)) != 1:
+            step_name = ""  # a name describes the step; it tells the kind of a step's only command
         for simple in simples:
             if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
                 continue
@@ -658,7 +662,7 @@ class GitHubActions:
             self.order += 1
             command = CiCommand(simple.argv, here, {**env, **simple.env}, f"{path}:{line + simple.line}", path, job_id,
                                 job_name, triggers, platform, via, self.order, simple.diff_checked, has_matrix,
-                                simple.feed, simple.xargs)
+                                simple.feed, simple.xargs, step_name)
             seen[key] = command
             self.commands.append(command)
 
@@ -817,8 +821,8 @@ def circleci(tree: TreeBase) -> list[CiCommand]:
     out: list[CiCommand] = []
     order = 0
 
-    def steps_of(steps: list[Any], params: dict[str, Any], depth: int) -> list[tuple[str, str, dict[str, str]]]:
-        found: list[tuple[str, str, dict[str, str]]] = []
+    def steps_of(steps: list[Any], params: dict[str, Any], depth: int) -> list[tuple[str, str, dict[str, str], str]]:
+        found: list[tuple[str, str, dict[str, str], str]] = []
         for step in steps[:200]:
             if isinstance(step, str):
                 if step in reusable and depth < 3:
@@ -830,10 +834,11 @@ def circleci(tree: TreeBase) -> list[CiCommand]:
             (name, body), = step.items()
             if name == "run":
                 if isinstance(body, str):
-                    found.append((_params(body, params), "", {}))
+                    found.append((_params(body, params), "", {}, ""))
                 elif isinstance(body, dict) and isinstance(body.get("command"), str):
                     env = {k: _text(v) for k, v in safe.as_dict(body.get("environment")).items()}
-                    found.append((_params(body["command"], params), _text(body.get("working_directory", "")), env))
+                    found.append((_params(body["command"], params), _text(body.get("working_directory", "")), env,
+                                  safe.as_str(body.get("name"))))
             elif name in reusable and depth < 3:
                 spec = safe.as_dict(reusable[name])
                 given = {**_param_defaults(spec), **safe.as_dict(body)}
@@ -844,13 +849,15 @@ def circleci(tree: TreeBase) -> list[CiCommand]:
         if not isinstance(job, dict):
             continue
         env = {k: _text(v) for k, v in safe.as_dict(job.get("environment")).items()}
-        for command, workdir, step_env in steps_of(safe.as_list(job.get("steps")), _param_defaults(job), 0):
+        for command, workdir, step_env, step_name in steps_of(safe.as_list(job.get("steps")), _param_defaults(job), 0):
             if "<<" in command:
                 continue
             cwd = workdir.strip().removeprefix("~/project").removeprefix("./").strip("/")
             if cwd.startswith(("~", "/", "$")):
                 continue
             simples, _ = parse_script(command, {**env, **step_env})
+            if sum(1 for s in simples if not is_noise(s.argv)) != 1:
+                step_name = ""  # a name describes the step; it tells the kind of a step's only command
             for simple in simples:
                 if is_noise(simple.argv):
                     continue
@@ -858,7 +865,7 @@ def circleci(tree: TreeBase) -> list[CiCommand]:
                 out.append(CiCommand(simple.argv, _join(cwd, simple.cwd), {**env, **step_env, **simple.env},
                                      f"{path}:{lines.get(f'jobs.{job_id}', 1)}", path, job_id, job_id,
                                      frozenset({"push", "pull_request"}), "", "run", order, simple.diff_checked, False,
-                                     simple.feed, simple.xargs))
+                                     simple.feed, simple.xargs, step_name))
     return out
 
 
