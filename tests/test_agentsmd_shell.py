@@ -249,3 +249,26 @@ jobs:
     result = analyze(root)
     assert [(f.value, f.kind) for f in result.lint] == [("scripts/no-git-changes.sh", "format")]
     assert result.test[0].value == "./mvnw -B verify"
+
+
+# -- 7. Windows lines ------------------------------------------------------------------------------------
+
+
+def test_windows_paths_map_to_the_sh_sibling_and_never_print_a_backslash(tmp_path):
+    appveyor = """
+image: Visual Studio 2022
+test_script:
+  - cmd: .\\build.cmd test
+  - cmd: scripts\\lint.bat
+"""
+    files = {"appveyor.yml": appveyor, "build.cmd": "@echo off\r\ndotnet test\r\n", "build.sh": "#!/bin/sh\ndotnet test\n",
+             "scripts/lint.bat": "dotnet format --verify-no-changes\r\n", "x.sln": "", "src/X/X.csproj": "<Project/>",
+             "test/X.Tests/X.Tests.csproj": "<Project/>"}
+    root = _write(tmp_path, files)
+    result = analyze(root)
+    assert result.test[0].value == "./build.sh test"
+    printed = commands_in(render(result, "x"))
+    assert printed and not any("\\\\" in c for c in printed)
+    # without a sibling, a batch file is not renamed into one that does not exist
+    (root / "build.sh").unlink()
+    assert not any(c.startswith("./build.sh") or "\\\\" in c for c in commands_in(render(analyze(root), "x")))

@@ -436,9 +436,9 @@ def _portable(tree: TreeBase, resolver: Resolver, argv: list[str], cwd: str, res
     runs under pwsh everywhere and is kept as CI runs it.)"""
     head = argv[0].replace("\\", "/") if argv else ""
     stem, dot, suffix = head.rpartition(".")
-    if not dot or suffix.lower() not in ("cmd", "bat") or "/" in stem.removeprefix("./"):
+    if not dot or suffix.lower() not in ("cmd", "bat") or not stem.removeprefix("./") or ".." in stem.split("/"):
         return argv
-    sibling = f"./{stem.removeprefix('./')}.sh"
+    sibling = f"./{stem.removeprefix('./')}.sh" if "/" not in stem.removeprefix("./") else f"{stem.removeprefix('./')}.sh"
     if tree.kind(_in(cwd, sibling[2:])) != "file":
         return argv
     other = resolver.argv([sibling, *argv[1:]], cwd)

@@ -570,6 +570,8 @@ class GitHubActions:
             if shell and not shell.startswith(("bash", "sh", "pwsh", "powershell", "cmd")):
                 continue
             text = substitute(run, step_context)
+            if shell.startswith(("cmd", "pwsh", "powershell")) or (not shell and platform == "windows"):
+                text = windows_paths(text)
             for match in _GITHUB_ENV_WRITE.finditer(text):
                 env[match.group(1)] = match.group(2).strip()
             self._add(text, cwd, step_env, path, lines.get(f"{line_prefix}.{index}.run", step_line), job_id, job_name, triggers,
@@ -1160,6 +1162,8 @@ def appveyor(tree: TreeBase) -> list[CiCommand]:
                     else:
                         continue
                     script = _appveyor_vars(script, shell, env)
+                    if shell != "sh":
+                        script = windows_paths(script)
                     simples, _ = parse_script(script, env if shell == "sh" else {})
                     for simple in simples:
                         if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
@@ -1172,6 +1176,15 @@ def appveyor(tree: TreeBase) -> list[CiCommand]:
                                              path, phase, phase, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1,
                                              simple.diff_checked, len(rows) > 1, simple.feed, simple.xargs))
     return out
+
+
+_WINDOWS_SEPARATOR = re.compile(r"(?<=[A-Za-z0-9_.%)-])\\(?=[A-Za-z0-9_.%$(-])")
+
+
+def windows_paths(script: str) -> str:
+    """`.\\build.cmd test`, `scripts\\test.bat` in a cmd or PowerShell line: its path separators as `/`,
+    so the POSIX reading does not take them for escapes (cmd and PowerShell have none)."""
+    return _WINDOWS_SEPARATOR.sub("/", script)
 
 
 def _appveyor_for(data: dict[str, Any], image: str) -> tuple[dict[str, Any], int]:
