@@ -272,3 +272,26 @@ test_script:
     # without a sibling, a batch file is not renamed into one that does not exist
     (root / "build.sh").unlink()
     assert not any(c.startswith("./build.sh") or "\\\\" in c for c in commands_in(render(analyze(root), "x")))
+
+
+# -- 6. per-package lines a root command covers ----------------------------------------------------------
+
+
+def test_per_package_lint_lines_collapse_into_the_root_command_that_runs_them(tmp_path):
+    root_package = """{"name": "mono", "packageManager": "pnpm@9.0.0", "scripts": {"test": "vitest run", "lint": "turbo lint",
+      "typecheck-packages": "pnpm run --parallel --filter=./packages/* typecheck"}, "devDependencies": {"vitest": "1", "turbo": "1"}}"""
+    files = {"package.json": root_package, "pnpm-lock.yaml": "", "pnpm-workspace.yaml": "packages:\n  - packages/*\n  - examples/*\n",
+             "test/a.test.ts": ""}
+    for folder in ("packages/a", "packages/b", "examples/x", "examples/y"):
+        name = folder.replace("/", "-")
+        files[f"{folder}/package.json"] = ('{"name": "%s", "scripts": {"lint": "eslint .", "typecheck": "tsc --noEmit"},'
+                                           ' "devDependencies": {"eslint": "1", "typescript": "1"}}') % name
+    root = _write(tmp_path, files)
+    result = analyze(root)
+    text = render(result, "mono")
+    assert [(f.value, f.kind) for f in result.lint] == [("pnpm run lint", "lint"), ("pnpm run typecheck-packages", "typecheck")]
+    assert "`pnpm run typecheck-packages` (runs it in every package)" in text  # the root command, not the packages' name
+    lines = {p.root: [f.value for f in p.lint] for p in result.packages}
+    assert lines["packages/a"] == [] and lines["packages/b"] == []  # lint and typecheck both run from the root
+    assert lines["examples/x"] == ["pnpm run typecheck"]  # the root's typecheck is filtered to packages/*
+    assert text.count("pnpm run lint") == 1

@@ -16,6 +16,7 @@ release commands are never kept. Every value that reaches the markdown is valida
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -752,4 +753,78 @@ def analyze(source: Path | TreeBase, depth: int = 0) -> Analysis:
                 continue
             package.root = member
             analysis.packages.append(package)
+        fanned = _fanned_out(root)
+        for package in analysis.packages:
+            # `pnpm run lint` in forty example packages, when the root's `lint` runs it in every one
+            # (`turbo lint`, `pnpm -r lint`): the root-level command says it once.
+            covered = [f for f in package.lint if _covered_by_root(f, package.root, fanned)]
+            package.lint = [f for f in package.lint if f not in covered]
+            for fact in covered:
+                words = fact.value.split()
+                script = fanned[(words[2:] if words[1:2] == ["run"] else words[1:])[0]][1]
+                value = f"{words[0]} run {script}"
+                if len(analysis.lint) < 3 and value not in {f.value for f in analysis.lint} and render(value.split()) == value:
+                    analysis.lint.append(Fact(value, "package.json", fact.kind, "", "", "entry", "runs it in every package"))
     return analysis
+
+
+_WORKSPACE_MANAGERS = ("npm", "pnpm", "yarn", "bun")
+
+
+def _fanned_out(tree: TreeBase) -> dict[str, tuple[list[str] | None, str]]:
+    """Script names the root package.json runs in the workspace packages, with the folder patterns it
+    limits them to (None: every package): `turbo lint`, `turbo run lint --filter=./packages/*`,
+    `pnpm -r lint`, `pnpm --filter ./packages/* typecheck`, `npm run lint --workspaces`,
+    `yarn workspaces foreach -A run lint`, `lerna run lint`, `nx run-many -t lint`."""
+    out: dict[str, tuple[list[str] | None, str]] = {}
+    package, _text = ep.read_package_json(tree, "")
+    for script, body in ep.scripts(package).items():
+        for part in re.split(r"&&|\|\||;", body)[:8]:
+            words = part.split()
+            if not words:
+                continue
+            tool, args = words[0], words[1:]
+            names: list[str] = []
+            filters: list[str] = []
+            fans = False
+            i = 0
+            while i < len(args):
+                arg = args[i]
+                value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+                if arg in ("--filter", "-F") or arg.startswith("--filter="):
+                    filters.append(value.strip("'\""))
+                    i += 1 if "=" in arg else 2
+                    continue
+                if arg in ("-t", "--target", "--targets") or arg.startswith(("--target=", "--targets=")):
+                    names += value.split(",")
+                    i += 1 if "=" in arg else 2
+                    continue
+                if arg in ("-r", "--recursive", "--workspaces", "-ws", "run-many", "foreach") or (tool == "lerna" and arg == "run"):
+                    fans = True
+                elif not arg.startswith("-") and arg not in ("run", "workspaces", "exec"):
+                    names.append(arg)
+                    break
+                i += 1
+            if tool == "turbo" or (tool in ("pnpm", "yarn") and filters):
+                fans = True
+            if not fans or tool not in ("turbo", "lerna", "nx", *_WORKSPACE_MANAGERS) or not names:
+                continue
+            paths = [f.removeprefix("./").rstrip("/") for f in filters]
+            if filters and not all(f.startswith("./") for f in filters):
+                continue  # filtered by package name: which folders that is is not known here
+            for name in names[:1] if tool != "nx" else names[:4]:
+                if name in out and (out[name][0] is None or filters):
+                    continue  # the first script that fans it out is the one named
+                out[name] = (None if not filters else paths, script)
+    return out
+
+
+def _covered_by_root(fact: Fact, root: str, fanned: dict[str, tuple[list[str] | None, str]]) -> bool:
+    words = fact.value.split()
+    if fact.source != "entry" or fact.cwd or not words or words[0] not in _WORKSPACE_MANAGERS:
+        return False
+    rest = words[2:] if words[1:2] == ["run"] else words[1:]
+    if len(rest) != 1 or rest[0] not in fanned:
+        return False
+    patterns = fanned[rest[0]][0]
+    return patterns is None or any(fnmatch.fnmatchcase(root, p) for p in patterns)
