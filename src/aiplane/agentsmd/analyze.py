@@ -16,6 +16,7 @@ release commands are never kept. Every value that reaches the markdown is valida
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +25,8 @@ from typing import Any
 from aiplane.agentsmd import ci as ci_model
 from aiplane.agentsmd import ecosystems, layout, safe
 from aiplane.agentsmd import entrypoints as ep
-from aiplane.agentsmd.commands import CHECK_KINDS, Resolved, Resolver, split_launcher, tool_name
-from aiplane.agentsmd.shell import render
+from aiplane.agentsmd.commands import CHECK_KINDS, Resolved, Resolver, by_name, split_launcher, tool_name
+from aiplane.agentsmd.shell import render, render_feed
 from aiplane.repository.tree import Entry, TreeBase, WorkTree
 
 SKIP_DIRS = frozenset({".git", "node_modules", "vendor", "third_party", ".venv", "venv", "dist", "build", "target", "__pycache__",
@@ -168,9 +169,29 @@ def _ci_score(command: ci_model.CiCommand, resolved: Resolved) -> float:
     return score - _flag_penalty(resolved)
 
 
+_GENERIC_RUNNERS = {"mvn", "mvnw", "gradle", "gradlew", "make", "gmake", "just", "task", "dotnet", "cargo", "go", "npm", "pnpm", "yarn",
+                    "bun", "ant", "sbt", "bazel", "bazelisk", "rake", "composer", "pipx", "uvx", "uv", "hatch", "nox", "tox", "cmake", "meson"}
+
+
+def _runs_something(argv: list[str], resolved: Resolved) -> bool:
+    """The command is a repository script, an entry point or a build tool's goal: something a step
+    name can tell the kind of (not a shell statement or a line of another language)."""
+    _prefix, core = split_launcher(argv)
+    return bool(core) and ("script" in resolved.flags or bool(resolved.entry) or tool_name(core[0]) in _GENERIC_RUNNERS)
+
+
+def _step_kind(name: str) -> str | None:
+    """The check kind a step's name states; none when it also names tests, builds or fixes."""
+    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    if words & {"test", "tests", "build", "fix", "apply", "autofix", "install", "setup", "publish", "deploy", "release", "generate",
+                 "performance", "perf", "measurement", "measure", "bench", "benchmark", "size", "coverage", "report", "upload"}:
+        return None
+    return by_name("-".join(sorted(w for w in words if w)))
+
+
 def _flag_penalty(resolved: Resolved) -> float:
     penalty = 0.0
-    for flag, value in (("partial", 20), ("e2e", 20), ("toolchain", 20), ("device", 40), ("coverage", 3), ("watch", 50), ("by-name", 8), ("workspaces", 5), ("extras", 15)):
+    for flag, value in (("step-name", 10), ("partial", 20), ("e2e", 20), ("toolchain", 20), ("device", 40), ("coverage", 3), ("watch", 50), ("by-name", 8), ("workspaces", 5), ("extras", 15)):
         if flag in resolved.flags:
             penalty += value
     if resolved.kind == "test" and not resolved.runs:
@@ -227,6 +248,8 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
             command = ci_model.CiCommand(["ctest", "--test-dir", command.cwd], "", command.env, command.evidence, command.workflow,
                                          command.job, command.job_name, command.triggers, command.platform, command.via,
                                          command.order, command.diff_checked, command.matrix)
+        if command.feed and command.via == ci_model.OUTSIDE_BUILD:
+            continue
         # The env that selects what an entry point runs (TOXENV=black) is part of the command: it is
         # resolved with it, or `tox` would be read as the default test envs.
         if any("--cfg" in command.env.get(name, "") for name in ("RUSTFLAGS", "RUSTDOCFLAGS")):
@@ -242,6 +265,12 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
         except RecursionError:
             continue
         tools = frozenset(resolver.tools)
+        if resolved.kind in ("other", "build") and command.step_name and _runs_something(argv, resolved):
+            # A step named as a check ("Verify formatting", "Lint") whose command says nothing of its kind
+            # (a script checking `git status`, a generic build goal): the name is weak evidence.
+            stated = _step_kind(command.step_name)
+            if stated in CHECK_KINDS:
+                resolved = Resolved(stated, resolved.runs, resolved.flags | {"step-name"}, resolved.entry)
         if resolved.kind not in RENDERED_KINDS and resolved.kind != "build":
             continue
         if command.via == ci_model.OUTSIDE_BUILD:
@@ -258,10 +287,14 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
                 continue
         if resolved.kind == "test" and _adhoc_js_runner(tree, argv, cwd):
             continue
-        text = render(argv)
-        if text is None:
-            argv = _without_reporting(argv)
+        if command.feed:
+            # `find src -name '*.h' | xargs clang-format -n`: stated whole, the file list with the tool
+            text = render_feed(command.feed, command.xargs, argv)
+        else:
             text = render(argv)
+            if text is None:
+                argv = _without_reporting(argv)
+                text = render(argv)
         if text is None:
             continue
         out.append(Candidate(argv, text, resolved.kind, cwd, command.evidence, "ci", _ci_score(command, resolved), command.order,
@@ -459,9 +492,9 @@ def _portable(tree: TreeBase, resolver: Resolver, argv: list[str], cwd: str, res
     runs under pwsh everywhere and is kept as CI runs it.)"""
     head = argv[0].replace("\\", "/") if argv else ""
     stem, dot, suffix = head.rpartition(".")
-    if not dot or suffix.lower() not in ("cmd", "bat") or "/" in stem.removeprefix("./"):
+    if not dot or suffix.lower() not in ("cmd", "bat") or not stem.removeprefix("./") or ".." in stem.split("/"):
         return argv
-    sibling = f"./{stem.removeprefix('./')}.sh"
+    sibling = f"./{stem.removeprefix('./')}.sh" if "/" not in stem.removeprefix("./") else f"{stem.removeprefix('./')}.sh"
     if tree.kind(_in(cwd, sibling[2:])) != "file":
         return argv
     other = resolver.argv([sibling, *argv[1:]], cwd)
@@ -553,14 +586,30 @@ def _pick(candidates: list[Candidate], languages: dict[str, float] | None = None
     for candidate in ranked:
         if candidate.kind not in CHECK_KINDS:
             continue
-        if tool_name(split_launcher(candidate.argv)[1][0] if split_launcher(candidate.argv)[1] else candidate.argv[0]) in LOW_VALUE_CHECKS:
+        if _low_value(candidate):
             candidate.score -= 25
             low.add(id(candidate))
         checks.append(candidate)
     # A spell, link or vulnerability check is not the project's lint while it has a code linter of its
     # own (an entry point that CI may run through a workflow kept elsewhere): that one comes first.
-    checks.sort(key=lambda c: (id(c) in low, -c.score, c.order))
+    # When CI runs a linter or a format check, that is the project's lint line; a type check (often a
+    # test script's `test:typings` step) comes after it, and first only when it is the only check.
+    # (pre-commit.ci, an app outside the workflows, does not put the workflows' own type check second)
+    ci_linted = any(c.source == "ci" and c.kind in ("lint", "format") and id(c) not in low and c.job[1] != ci_model.PRECOMMIT_CI for c in checks)
+    checks.sort(key=lambda c: (id(c) in low, ci_linted and c.kind == "typecheck", -c.score, c.order))
     return tests, checks
+
+
+_RUNNERS = {"node", "npm", "pnpm", "yarn", "bun", "npx", "sh", "bash", "python", "python3", "make", "just", "task", "tox", "nox", "uv"}
+
+
+def _low_value(candidate: Candidate) -> bool:
+    """A spell, packaging, link or workflow check: by its own tool, or by every check tool its entry
+    point runs (`npm run check:packaging` running publint)."""
+    if _check_tool(candidate.argv) in LOW_VALUE_CHECKS:
+        return True
+    tools = {t for t in candidate.tools if t not in _RUNNERS}
+    return bool(tools) and tools <= LOW_VALUE_CHECKS
 
 
 def _check_tool(argv: list[str]) -> str:
@@ -582,7 +631,8 @@ def _canonical(argv: list[str], kind: str) -> bool:
     if tool in ("npm", "pnpm", "yarn", "bun", "make", "rake", "composer", "just", "task"):
         return names[:1] in ([w] for w in wanted) or (tool == "rake" and not names and kind == "test")
     if tool in ("tox", "nox") and kind == "test":
-        return not names or all(re.fullmatch(r"(py|pypy|tests?)[\d.-]*\w*", n) for n in names[-1:])
+        # the default envs, or a per-python one (`py312`, `pypy3.10`, `3.13`, `3.13-tests`)
+        return not names or all(re.fullmatch(r"(py|pypy|tests?)[\d.-]*\w*|\d+(\.\d+)*t?(-\w+)?", n) for n in names[-1:])
     return False
 
 
@@ -731,7 +781,8 @@ def _rebase(commands: list[ci_model.CiCommand], member: str) -> list[ci_model.Ci
         if command.cwd == member or command.cwd.startswith(member + "/"):
             rest = command.cwd[len(member):].lstrip("/")
             out.append(ci_model.CiCommand(command.argv, rest, command.env, command.evidence, command.workflow, command.job, command.job_name,
-                                          command.triggers, command.platform, command.via, command.order, command.diff_checked, command.matrix))
+                                          command.triggers, command.platform, command.via, command.order, command.diff_checked, command.matrix,
+                                          command.feed, command.xargs))
     return out
 
 
@@ -768,4 +819,78 @@ def analyze(source: Path | TreeBase, depth: int = 0) -> Analysis:
                 continue
             package.root = member
             analysis.packages.append(package)
+        fanned = _fanned_out(root)
+        for package in analysis.packages:
+            # `pnpm run lint` in forty example packages, when the root's `lint` runs it in every one
+            # (`turbo lint`, `pnpm -r lint`): the root-level command says it once.
+            covered = [f for f in package.lint if _covered_by_root(f, package.root, fanned)]
+            package.lint = [f for f in package.lint if f not in covered]
+            for fact in covered:
+                words = fact.value.split()
+                script = fanned[(words[2:] if words[1:2] == ["run"] else words[1:])[0]][1]
+                value = f"{words[0]} run {script}"
+                if len(analysis.lint) < 3 and value not in {f.value for f in analysis.lint} and render(value.split()) == value:
+                    analysis.lint.append(Fact(value, "package.json", fact.kind, "", "", "entry", "runs it in every package"))
     return analysis
+
+
+_WORKSPACE_MANAGERS = ("npm", "pnpm", "yarn", "bun")
+
+
+def _fanned_out(tree: TreeBase) -> dict[str, tuple[list[str] | None, str]]:
+    """Script names the root package.json runs in the workspace packages, with the folder patterns it
+    limits them to (None: every package): `turbo lint`, `turbo run lint --filter=./packages/*`,
+    `pnpm -r lint`, `pnpm --filter ./packages/* typecheck`, `npm run lint --workspaces`,
+    `yarn workspaces foreach -A run lint`, `lerna run lint`, `nx run-many -t lint`."""
+    out: dict[str, tuple[list[str] | None, str]] = {}
+    package, _text = ep.read_package_json(tree, "")
+    for script, body in ep.scripts(package).items():
+        for part in re.split(r"&&|\|\||;", body)[:8]:
+            words = part.split()
+            if not words:
+                continue
+            tool, args = words[0], words[1:]
+            names: list[str] = []
+            filters: list[str] = []
+            fans = False
+            i = 0
+            while i < len(args):
+                arg = args[i]
+                value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+                if arg in ("--filter", "-F") or arg.startswith("--filter="):
+                    filters.append(value.strip("'\""))
+                    i += 1 if "=" in arg else 2
+                    continue
+                if arg in ("-t", "--target", "--targets") or arg.startswith(("--target=", "--targets=")):
+                    names += value.split(",")
+                    i += 1 if "=" in arg else 2
+                    continue
+                if arg in ("-r", "--recursive", "--workspaces", "-ws", "run-many", "foreach") or (tool == "lerna" and arg == "run"):
+                    fans = True
+                elif not arg.startswith("-") and arg not in ("run", "workspaces", "exec"):
+                    names.append(arg)
+                    break
+                i += 1
+            if tool == "turbo" or (tool in ("pnpm", "yarn") and filters):
+                fans = True
+            if not fans or tool not in ("turbo", "lerna", "nx", *_WORKSPACE_MANAGERS) or not names:
+                continue
+            paths = [f.removeprefix("./").rstrip("/") for f in filters]
+            if filters and not all(f.startswith("./") for f in filters):
+                continue  # filtered by package name: which folders that is is not known here
+            for name in names[:1] if tool != "nx" else names[:4]:
+                if name in out and (out[name][0] is None or filters):
+                    continue  # the first script that fans it out is the one named
+                out[name] = (None if not filters else paths, script)
+    return out
+
+
+def _covered_by_root(fact: Fact, root: str, fanned: dict[str, tuple[list[str] | None, str]]) -> bool:
+    words = fact.value.split()
+    if fact.source != "entry" or fact.cwd or not words or words[0] not in _WORKSPACE_MANAGERS:
+        return False
+    rest = words[2:] if words[1:2] == ["run"] else words[1:]
+    if len(rest) != 1 or rest[0] not in fanned:
+        return False
+    patterns = fanned[rest[0]][0]
+    return patterns is None or any(fnmatch.fnmatchcase(root, p) for p in patterns)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
@@ -48,6 +48,9 @@ class CiCommand:
     order: int = 0
     diff_checked: bool = False
     matrix: bool = False  # the job has a matrix
+    feed: list[list[str]] = field(default_factory=list)  # `find ... | xargs TOOL`: the commands listing the files
+    xargs: list[str] = field(default_factory=list)  # and the xargs words before TOOL
+    step_name: str = ""  # the step's `name:` (weak evidence of its kind when the command says nothing)
 
 
 class Partial(dict):  # type: ignore[type-arg]
@@ -567,10 +570,12 @@ class GitHubActions:
             if shell and not shell.startswith(("bash", "sh", "pwsh", "powershell", "cmd")):
                 continue
             text = substitute(run, step_context)
+            if shell.startswith(("cmd", "pwsh", "powershell")) or (not shell and platform == "windows"):
+                text = windows_paths(text)
             for match in _GITHUB_ENV_WRITE.finditer(text):
                 env[match.group(1)] = match.group(2).strip()
             self._add(text, cwd, step_env, path, lines.get(f"{line_prefix}.{index}.run", step_line), job_id, job_name, triggers,
-                      platform, has_matrix, seen)
+                      platform, has_matrix, seen, step_name=safe.as_str(step.get("name")))
 
     def _relative_cwd(self, raw: str, state: dict[str, Any], context: dict[str, Any]) -> str | None:
         """The repository-relative directory of a step, or None when it runs outside this repository."""
@@ -632,8 +637,11 @@ class GitHubActions:
                     platform, has_matrix, seen, "runs.steps", depth + 1, state)
 
     def _add(self, text: str, cwd: str, env: dict[str, str], path: str, line: int, job_id: str, job_name: str,
-             triggers: frozenset[str], platform: str, has_matrix: bool, seen: dict[tuple[str, tuple[str, ...]], CiCommand], via: str = "run") -> None:
+             triggers: frozenset[str], platform: str, has_matrix: bool, seen: dict[tuple[str, tuple[str, ...]], CiCommand], via: str = "run",
+             step_name: str = "") -> None:
         simples, _exported = parse_script(text, env, start_cwd=cwd)
+        if sum(1 for s in simples if not is_noise(s.argv)) != 1:
+            step_name = ""  # a name describes the step; it tells the kind of a step's only command
         for simple in simples:
             if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
                 continue
@@ -645,7 +653,7 @@ class GitHubActions:
                     continue
                 simple.argv = argv
             here = simple.cwd
-            key = (here, tuple(simple.argv))
+            key = (here, tuple(simple.argv), tuple(tuple(p) for p in simple.feed))
             if key in seen:
                 if platform == "linux" and seen[key].platform != "linux":
                     # A matrix that runs it on Linux too: that is how it is known, under the Linux
@@ -655,7 +663,8 @@ class GitHubActions:
                 continue
             self.order += 1
             command = CiCommand(simple.argv, here, {**env, **simple.env}, f"{path}:{line + simple.line}", path, job_id,
-                                job_name, triggers, platform, via, self.order, simple.diff_checked, has_matrix)
+                                job_name, triggers, platform, via, self.order, simple.diff_checked, has_matrix,
+                                simple.feed, simple.xargs, step_name)
             seen[key] = command
             self.commands.append(command)
 
@@ -785,7 +794,8 @@ def gitlab(tree: TreeBase) -> list[CiCommand]:
                 seen.add(key)
                 order += 1
                 out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{line}", path, name, name,
-                                     frozenset(triggers), "", "run", order, simple.diff_checked, bool(matrix)))
+                                     frozenset(triggers), "", "run", order, simple.diff_checked, bool(matrix),
+                                     simple.feed, simple.xargs))
     return out
 
 
@@ -813,8 +823,8 @@ def circleci(tree: TreeBase) -> list[CiCommand]:
     out: list[CiCommand] = []
     order = 0
 
-    def steps_of(steps: list[Any], params: dict[str, Any], depth: int) -> list[tuple[str, str, dict[str, str]]]:
-        found: list[tuple[str, str, dict[str, str]]] = []
+    def steps_of(steps: list[Any], params: dict[str, Any], depth: int) -> list[tuple[str, str, dict[str, str], str]]:
+        found: list[tuple[str, str, dict[str, str], str]] = []
         for step in steps[:200]:
             if isinstance(step, str):
                 if step in reusable and depth < 3:
@@ -826,10 +836,11 @@ def circleci(tree: TreeBase) -> list[CiCommand]:
             (name, body), = step.items()
             if name == "run":
                 if isinstance(body, str):
-                    found.append((_params(body, params), "", {}))
+                    found.append((_params(body, params), "", {}, ""))
                 elif isinstance(body, dict) and isinstance(body.get("command"), str):
                     env = {k: _text(v) for k, v in safe.as_dict(body.get("environment")).items()}
-                    found.append((_params(body["command"], params), _text(body.get("working_directory", "")), env))
+                    found.append((_params(body["command"], params), _text(body.get("working_directory", "")), env,
+                                  safe.as_str(body.get("name"))))
             elif name in reusable and depth < 3:
                 spec = safe.as_dict(reusable[name])
                 given = {**_param_defaults(spec), **safe.as_dict(body)}
@@ -840,20 +851,23 @@ def circleci(tree: TreeBase) -> list[CiCommand]:
         if not isinstance(job, dict):
             continue
         env = {k: _text(v) for k, v in safe.as_dict(job.get("environment")).items()}
-        for command, workdir, step_env in steps_of(safe.as_list(job.get("steps")), _param_defaults(job), 0):
+        for command, workdir, step_env, step_name in steps_of(safe.as_list(job.get("steps")), _param_defaults(job), 0):
             if "<<" in command:
                 continue
             cwd = workdir.strip().removeprefix("~/project").removeprefix("./").strip("/")
             if cwd.startswith(("~", "/", "$")):
                 continue
             simples, _ = parse_script(command, {**env, **step_env})
+            if sum(1 for s in simples if not is_noise(s.argv)) != 1:
+                step_name = ""  # a name describes the step; it tells the kind of a step's only command
             for simple in simples:
                 if is_noise(simple.argv):
                     continue
                 order += 1
                 out.append(CiCommand(simple.argv, _join(cwd, simple.cwd), {**env, **step_env, **simple.env},
                                      f"{path}:{lines.get(f'jobs.{job_id}', 1)}", path, job_id, job_id,
-                                     frozenset({"push", "pull_request"}), "", "run", order, simple.diff_checked))
+                                     frozenset({"push", "pull_request"}), "", "run", order, simple.diff_checked, False,
+                                     simple.feed, simple.xargs, step_name))
     return out
 
 
@@ -934,7 +948,8 @@ def azure(tree: TreeBase) -> list[CiCommand]:
                 if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
                     continue
                 out.append(CiCommand(simple.argv, simple.cwd, simple.env, f"{origin}:{_line(texts[origin], _first_line(script))}",
-                                     origin, job, job, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1, simple.diff_checked))
+                                     origin, job, job, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1, simple.diff_checked,
+                                     False, simple.feed, simple.xargs))
     return out
 
 
@@ -1082,7 +1097,7 @@ def travis(tree: TreeBase) -> list[CiCommand]:
                     source_line = script.splitlines()[simple.line] if simple.line < len(script.splitlines()) else ""
                     out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{_line(text, source_line.strip())}",
                                          path, job, job, frozenset({"push", "pull_request"}), "", "run", len(out) + 1, simple.diff_checked,
-                                         len(env_rows) > 1))
+                                         len(env_rows) > 1, simple.feed, simple.xargs))
     return out
 
 
@@ -1147,6 +1162,8 @@ def appveyor(tree: TreeBase) -> list[CiCommand]:
                     else:
                         continue
                     script = _appveyor_vars(script, shell, env)
+                    if shell != "sh":
+                        script = windows_paths(script)
                     simples, _ = parse_script(script, env if shell == "sh" else {})
                     for simple in simples:
                         if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
@@ -1157,8 +1174,17 @@ def appveyor(tree: TreeBase) -> list[CiCommand]:
                         seen.add(key)
                         out.append(CiCommand(simple.argv, simple.cwd, {**env, **simple.env}, f"{path}:{_line(text, script.splitlines()[0] if script else '')}",
                                              path, phase, phase, frozenset({"push", "pull_request"}), platform, "run", len(out) + 1,
-                                             simple.diff_checked, len(rows) > 1))
+                                             simple.diff_checked, len(rows) > 1, simple.feed, simple.xargs))
     return out
+
+
+_WINDOWS_SEPARATOR = re.compile(r"(?<=[A-Za-z0-9_.%)-])\\(?=[A-Za-z0-9_.%$(-])")
+
+
+def windows_paths(script: str) -> str:
+    """`.\\build.cmd test`, `scripts\\test.bat` in a cmd or PowerShell line: its path separators as `/`,
+    so the POSIX reading does not take them for escapes (cmd and PowerShell have none)."""
+    return _WINDOWS_SEPARATOR.sub("/", script)
 
 
 def _appveyor_for(data: dict[str, Any], image: str) -> tuple[dict[str, Any], int]:

@@ -231,7 +231,9 @@ def tool_name(word: str) -> str:
     name = word.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].lower()
     for suffix in (".exe", ".cmd", ".bat", ".phar"):
         name = name.removesuffix(suffix)
-    return name
+    # LLVM's tools as distributions install them side by side: clang-format-20 is clang-format
+    versioned = re.fullmatch(r"(clang-format|clang-tidy|run-clang-tidy|run-clang-format|clangd)-\d+(?:\.\d+)*", name)
+    return versioned.group(1) if versioned else name
 
 
 def _pytest(args: list[str]) -> Resolved:
@@ -936,6 +938,9 @@ class Resolver:
             return resolved
         resolved = self._script_body("npm", script, cwd, depth)
         extra = rest[1:] if sub in ("run", "run-script", "rum", "urn") else rest
+        if resolved.kind in CHECK_KINDS and any(a in ("--fix", "--write", "--apply") for a in extra):
+            # `pnpm run lint --fix`: the check's script, told to rewrite the files
+            return Resolved("fix", resolved.runs, resolved.flags, resolved.entry)
         if resolved.kind == "test" and any(not a.startswith("-") and a != "--" for a in extra):
             # `npm test some-filter`: a subset of the suite
             resolved = Resolved(resolved.kind, resolved.runs, resolved.flags | {"partial"}, resolved.entry)

@@ -123,8 +123,8 @@ class Tox:
     def has_env(self, env: str) -> bool:
         if env in self.envs():
             return True
-        # tox creates py, py3, py311, pypy3 ... on demand from the base section
-        return bool(re.fullmatch(r"(py|pypy)(\d[\d.]*t?)?", env))
+        # tox creates py, py3, py311, pypy3, 3.13 ... on demand from the base section
+        return bool(re.fullmatch(r"(py|pypy)(\d[\d.]*t?)?|\d\.\d+t?", env))
 
     def commands(self, env: str) -> list[str]:
         if self.native:
@@ -192,6 +192,32 @@ class Tox:
         return [e for e in self.envs() if factor in e.split("-")]
 
 
+def _native_env_list(value: Any) -> list[str]:
+    """A TOML `env_list`: names, and `{ product = [...] }` tables whose axes are lists of factors or
+    ranges (`{ prefix = "3.", start = 10, stop = 14 }`, both ends included, as in INI's `py3{10-14}`)."""
+    out: list[str] = []
+    for item in safe.as_list(value)[:MAX_ENTRIES]:
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        axes: list[list[str]] = []
+        for axis in safe.as_list(safe.as_dict(item).get("product"))[:4]:
+            if isinstance(axis, list):
+                axes.append([a for a in axis if isinstance(a, str)][:50])
+            elif isinstance(axis, dict) and isinstance(axis.get("start"), int) and isinstance(axis.get("stop"), int):
+                start, stop = axis["start"], axis["stop"]
+                if not 0 <= stop - start <= 50:
+                    axes = []
+                    break
+                axes.append([f"{safe.as_str(axis.get('prefix'))}{n}" for n in range(start, stop + 1)])
+            else:
+                axes = []
+                break
+        if axes:
+            out += ["-".join(combo) for combo in list(product(*axes))[:200]]
+    return out[:MAX_ENTRIES]
+
+
 def _quote(word: str) -> str:
     return word if re.fullmatch(r"[A-Za-z0-9_./:=@%+,~^*{}-]+", word) else "'" + word.replace("'", "") + "'"
 
@@ -219,7 +245,7 @@ def read_tox(tree: TreeBase, dir_: str = "") -> Tox | None:
             continue
         if name == "tox.toml":
             data = safe.load_toml(text)
-            return Tox(path, safe.strs(data.get("env_list")), {}, data, text, _labels(data.get("labels")))
+            return Tox(path, _native_env_list(data.get("env_list")), {}, data, text, _labels(data.get("labels")))
         if name == "pyproject.toml":
             table = safe.as_dict(safe.dig(safe.load_toml(text), "tool", "tox"))
             if not table:
@@ -229,7 +255,7 @@ def read_tox(tree: TreeBase, dir_: str = "") -> Tox | None:
                 sections = _ini(legacy)
                 return Tox(path, _split_env_list(sections.get("tox", {}).get("envlist", sections.get("tox", {}).get("env_list", ""))),
                            sections, {}, text)
-            return Tox(path, safe.strs(table.get("env_list")), {}, table, text, _labels(table.get("labels")))
+            return Tox(path, _native_env_list(table.get("env_list")), {}, table, text, _labels(table.get("labels")))
         sections = _ini(text)
         head = "tox:tox" if name == "setup.cfg" else "tox"
         if name == "setup.cfg" and head not in sections:

@@ -13,16 +13,18 @@ from dataclasses import dataclass, field
 from posixpath import normpath
 
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
-_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*|[0-9])(?::?-([^}$`]*))?\}|([A-Za-z_][A-Za-z0-9_]*|[0-9]))")
 _ALL_ARGS = {"$@", "${@}", "$*", "${*}"}
 ARGS = "@"  # the env key holding a script's arguments (space-separated); positional ones are "1", "2", ...
+# A bash array `A=(x y)` is kept as env["A[@]"] = "x\x1fy" (and env["A"] = "x", as bash reads `$A`).
+ARRAY_SUFFIX = "[@]"
+ARRAY_SEP = "\x1f"
 _OPENERS = {"if", "for", "while", "until", "case", "select", "function"}
 _CLOSERS = {"fi", "done", "esac"}
 _SEPARATORS = {"&&", "||", ";", ";;", "&", "|", "|&", "\n"}
 # Commands that only shape the environment or print; they are skipped, not classified.
 _NOISE = {"echo", "printf", "set", "source", ".", "true", ":", "exit", "return", "shopt", "trap", "wait",
           "unset", "alias", "local", "declare", "typeset", "readonly", "ulimit", "umask", "hash", "type", "which",
-          "command", "sleep", "date", "ls", "pwd", "cat", "mkdir", "rm", "cp", "mv", "chmod", "touch", "env",
+          "command", "sleep", "read", "getopts", "date", "ls", "pwd", "cat", "mkdir", "rm", "cp", "mv", "chmod", "touch", "env",
           "printenv", "df", "du", "free", "uname", "whoami", "id", "ln", "test", "[", "[[", "git", "gh", "curl", "wget",
           "tar", "unzip", "sudo", "apt-get", "apt", "brew", "choco", "yum", "dnf", "apk", "nproc", "tee", "find", "xargs",
           "grep", "sed", "awk", "jq", "yq", "head", "tail", "sort", "wc", "diff", "cut", "tr", "basename", "dirname",
@@ -40,6 +42,10 @@ class Simple:
     cwd: str = ""  # relative to the directory the script started in; "" is that directory
     line: int = 0  # 0-based line in the script
     diff_checked: bool = False  # followed by `git diff --exit-code`: a formatter used as a check
+    # `find src -name '*.h' | xargs clang-format -n`: the commands listing the files (producers) and the
+    # `xargs` words; argv is then the tool xargs runs, for classification.
+    feed: list[list[str]] = field(default_factory=list)
+    xargs: list[str] = field(default_factory=list)
 
 
 def _join_continuations(text: str) -> list[tuple[int, str]]:
@@ -55,6 +61,10 @@ def _join_continuations(text: str) -> list[tuple[int, str]]:
             buffer += stripped[:-1] + " "
             continue
         buffer += line
+        # An array literal spread over lines (`ARGS=(` ... `)`) is one statement.
+        if _ARRAY_START.match(buffer) and _paren_balance(buffer) > 0 and number + 1 < len(lines):
+            buffer += "\n"  # a newline, so a comment in the list ends with its line
+            continue
         # A line ending in a pipe or a logical operator continues too.
         if re.search(r"(\|\||&&|\|)\s*$", buffer) and number + 1 < len(lines):
             buffer += " "
@@ -64,6 +74,87 @@ def _join_continuations(text: str) -> list[tuple[int, str]]:
     if buffer:
         out.append((start, buffer))
     return out
+
+
+_ARRAY_START = re.compile(r"^\s*(?:(?:declare|typeset|local|readonly)(?:\s+-[A-Za-z]+)*\s+)?[A-Za-z_][A-Za-z0-9_]*\+?=\(")
+_ARRAY_ASSIGN = re.compile(r"^(?:(?:declare|typeset|local|readonly)(?:\s+-[A-Za-z]+)*\s+)?([A-Za-z_][A-Za-z0-9_]*)(\+?)=\((.*)\)\s*;?\s*$", re.S)
+_APPEND = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\+=(.*)$", re.S)
+_SPLICE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\[[@*]\]\}$")
+
+
+def _paren_balance(text: str) -> int:
+    """Open minus closed parentheses outside quotes and comments."""
+    balance, quote, i = 0, "", 0
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == quote:
+                quote = ""
+            elif char == "\\" and quote == '"':
+                i += 1
+        elif char in "'\"":
+            quote = char
+        elif char == "\\":
+            i += 1
+        elif char == "#" and (i == 0 or text[i - 1] in " \t\n("):
+            end = text.find("\n", i)
+            if end < 0:
+                break
+            i = end
+        elif char == "(":
+            balance += 1
+        elif char == ")":
+            balance -= 1
+        i += 1
+    return balance
+
+
+def _assign_array(match: re.Match[str], env: dict[str, str]) -> None:
+    """`A=(x "y z")` and `A+=(w)`: the array's words when every one is known, else A is unknown."""
+    name, append, body = match.group(1), match.group(2), match.group(3)
+    words = _tokens(body)
+    items: list[str] | None = []
+    if words is None or any(w in _SEPARATORS or w in ("(", ")", "<", ">") for w in words):
+        items = None
+    else:
+        for word in words:
+            spliced = _splice(word, env)
+            if spliced is not None:
+                items += spliced
+                continue
+            value = expand(word, env)
+            if value is None:
+                items = None
+                break
+            items.append(value)
+    if items is not None and append:
+        if name + ARRAY_SUFFIX in env:
+            items = env[name + ARRAY_SUFFIX].split(ARRAY_SEP) + items if env[name + ARRAY_SUFFIX] else items
+        elif name in env and "$" not in env[name]:
+            items = ([env[name]] if env[name] else []) + items
+        else:
+            items = None
+    if items is None or any(ARRAY_SEP in item or "$" in item for item in items):
+        env.pop(name, None)
+        env.pop(name + ARRAY_SUFFIX, None)
+        return
+    env[name + ARRAY_SUFFIX] = ARRAY_SEP.join(items)
+    env[name] = items[0] if items else ""
+
+
+def _splice(word: str, env: dict[str, str]) -> list[str] | None:
+    """The words of `"${A[@]}"` (an array, or a plain variable as a one-item array); None for any other word
+    or an unknown array. An empty array gives no words."""
+    match = _SPLICE.match(word)
+    if not match:
+        return None
+    name = match.group(1)
+    if name + ARRAY_SUFFIX in env:
+        value = env[name + ARRAY_SUFFIX]
+        return value.split(ARRAY_SEP) if value else []
+    if name in env and "$" not in env[name]:
+        return [env[name]]
+    return None
 
 
 def _tokens(line: str) -> list[str] | None:
@@ -81,28 +172,236 @@ def _has_substitution(line: str) -> bool:
     return "`" in line or "$(" in line or "<(" in line or ">(" in line
 
 
-def expand(word: str, env: dict[str, str]) -> str | None:
-    """`$NAME` and `${NAME}` from a known environment; None when any reference is unknown."""
+def _glob_regex(pattern: str) -> re.Pattern[str] | None:
+    """A shell pattern (`*`, `?`, `[...]`, quoted or escaped literals) as a regular expression."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[":
+            end = pattern.find("]", i + 2 if pattern[i + 1:i + 2] in ("!", "^") else i + 1)
+            if end < 0:
+                out.append(re.escape(char))
+            else:
+                body = pattern[i + 1:end]
+                negate = body[:1] in ("!", "^")
+                body = body[1:] if negate else body
+                if "[:" in body:
+                    return None  # character classes: not worth guessing
+                out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
+                i = end
+        elif char == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 1
+        else:
+            out.append(re.escape(char))
+        i += 1
+    try:
+        return re.compile("".join(out), re.S)
+    except re.error:
+        return None
+
+
+def _trim(value: str, op: str, pattern: str) -> str | None:
+    """`${V#p}`, `${V##p}`, `${V%p}`, `${V%%p}`: the value without its shortest/longest matching prefix/suffix."""
+    regex = _glob_regex(pattern)
+    if regex is None:
+        return None
+    n = len(value)
+    if op in ("#", "##"):
+        cuts = range(0, n + 1) if op == "#" else range(n, -1, -1)
+        for cut in cuts:
+            if regex.fullmatch(value[:cut]):
+                return value[cut:]
+        return value
+    cuts = range(n, -1, -1) if op == "%" else range(0, n + 1)
+    for cut in cuts:
+        if regex.fullmatch(value[cut:]):
+            return value[:cut]
+    return value
+
+
+def _replace(value: str, op: str, pattern: str, replacement: str) -> str | None:
+    """`${V/p/r}` (first), `${V//p/r}` (all), `${V/#p/r}` (at the start), `${V/%p/r}` (at the end); longest match."""
+    regex = _glob_regex(pattern)
+    if regex is None or not pattern:
+        return None if regex is None else value
+    n = len(value)
+    if op == "/#":
+        for cut in range(n, -1, -1):
+            if regex.fullmatch(value[:cut]):
+                return replacement + value[cut:]
+        return value
+    if op == "/%":
+        for cut in range(0, n + 1):
+            if regex.fullmatch(value[cut:]):
+                return value[:cut] + replacement
+        return value
+    out: list[str] = []
+    i = 0
+    replaced = False
+    while i <= n:
+        end = next((e for e in range(n, i, -1) if regex.fullmatch(value[i:e])), None) if not (replaced and op == "/") else None
+        if end is not None:
+            out.append(replacement)
+            replaced = True
+            i = end
+            continue
+        if i < n:
+            out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
+_PARAM = re.compile(r"^(#?)([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?])(\[[^\]]*\])?(.*)$", re.S)
+
+
+def _parameter(inner: str, env: dict[str, str], depth: int) -> str | None:
+    """The value of `${inner}`, or None when it cannot be known. Supports the defaults (`:-`, `-`, `:=`,
+    `:+`), prefix/suffix trimming (`#`, `##`, `%`, `%%`), substitution (`/`, `//`, `/#`, `/%`), case
+    (`^^`, `,,`, `^`, `,`), substrings (`:offset[:length]`), lengths (`#V`) and arrays (`A[@]`, `A[n]`)."""
+    match = _PARAM.match(inner)
+    if not match:
+        return None
+    length, name, index, rest = match.groups()
+    if name in ("#", "?") or (name in ("@", "*") and ARGS not in env):
+        return None
+    if name in ("@", "*"):
+        value: str | None = env.get(ARGS, "")
+    elif index is not None:
+        key = index[1:-1].strip()
+        items = env[name + ARRAY_SUFFIX].split(ARRAY_SEP) if name + ARRAY_SUFFIX in env else ([env[name]] if name in env else None)
+        if items is None:
+            value = None
+        elif key in ("@", "*"):
+            value = " ".join(items)
+        elif key.isdigit():
+            value = items[int(key)] if int(key) < len(items) else ""
+        else:
+            return None
+    elif name.isdigit() and name not in env and ARGS in env:
+        value = ""  # a script run with fewer arguments
+    else:
+        value = env.get(name)
+    if value is not None and "$" in value:
+        value = None  # a value that is itself unknown
+    if length:
+        return None if value is None or rest else str(len(value))
+    if not rest:
+        return value
+
+    def word(text: str) -> str | None:
+        return expand(text, env, depth + 1)
+
+    for op in (":-", ":=", ":+", ":?", "-", "=", "+", "?"):
+        if not rest.startswith(op):
+            continue
+        argument = rest[len(op):]
+        unknown_but_set = value is None and name in env
+        if unknown_but_set:
+            return None
+        unset = value is None
+        missing = unset or (op.startswith(":") and value == "")
+        if op[-1] == "+":
+            return "" if missing else word(argument)
+        if op[-1] == "?":
+            return None if missing else value
+        # unset here (not in the known environment): the default applies, as a script run without it
+        return word(argument) if missing else value
+    if value is None:
+        return None
+    for op in ("##", "#", "%%", "%"):
+        if rest.startswith(op):
+            pattern = word(rest[len(op):])
+            return None if pattern is None else _trim(value, op, pattern)
+    if rest.startswith("/"):
+        op = "//" if rest.startswith("//") else "/#" if rest.startswith("/#") else "/%" if rest.startswith("/%") else "/"
+        body = rest[len(op):]
+        pattern_text, _slash, replacement_text = body.partition("/")
+        pattern, replacement = word(pattern_text), word(replacement_text)
+        if pattern is None or replacement is None:
+            return None
+        return _replace(value, op, pattern, replacement)
+    if rest in ("^^", ",,", "^", ","):
+        if rest == "^^":
+            return value.upper()
+        if rest == ",,":
+            return value.lower()
+        return (value[:1].upper() if rest == "^" else value[:1].lower()) + value[1:]
+    substring = re.fullmatch(r":\s*(-?\d+)\s*(?::\s*(-?\d+))?", rest)
+    if substring:
+        start = int(substring.group(1))
+        start = max(0, len(value) + start) if start < 0 else start
+        if substring.group(2) is None:
+            return value[start:]
+        count = int(substring.group(2))
+        end = start + count if count >= 0 else len(value) + count
+        return value[start:max(start, end)]
+    return None
+
+
+def _closing_brace(text: str, start: int) -> int:
+    """The index of the `}` closing the `${` that opens at `start`, or -1."""
+    depth = 0
+    i = start
+    while i < len(text):
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def expand(word: str, env: dict[str, str], _depth: int = 0) -> str | None:
+    """`$NAME`, `${NAME}` and the common `${NAME...}` expansions from a known environment; None when any
+    reference is unknown (the word is then not stated as if it were literal)."""
     if "$" not in word:
         return word
-    missing = False
-
-    def sub(match: re.Match[str]) -> str:
-        nonlocal missing
-        name = match.group(1) or match.group(3)
-        if name in env and (env[name] or match.group(2) is None):
-            return env[name]
-        if match.group(2) is not None and (name not in env or not env[name]):
-            return match.group(2)  # ${NAME:-default}
-        if name.isdigit() and ARGS in env:
-            return ""  # a script run with fewer arguments
-        missing = True
-        return ""
-
-    result = _VAR.sub(sub, word)
-    if missing or "$" in result:
+    if _depth > 4:
         return None
-    return result
+    out: list[str] = []
+    i = 0
+    while i < len(word):
+        char = word[i]
+        if char == "\\" and i + 1 < len(word):
+            out.append(word[i:i + 2])
+            i += 2
+            continue
+        if char != "$":
+            out.append(char)
+            i += 1
+            continue
+        if word.startswith("${", i):
+            end = _closing_brace(word, i)
+            if end < 0:
+                return None
+            value = _parameter(word[i + 2:end], env, _depth)
+            if value is None:
+                return None
+            out.append(value)
+            i = end + 1
+            continue
+        simple = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*|[0-9])", word[i:])
+        if not simple:
+            return None  # `$(`, `$'...'`, `$$`, a lone `$`
+        value = _parameter(simple.group(1), env, _depth)
+        if value is None:
+            return None
+        out.append(value)
+        i += simple.end()
+    return "".join(out)
 
 
 def _strip_redirections(words: list[str]) -> list[str] | None:
@@ -138,7 +437,25 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
     if_nested = 0
     if_else = False
     if_false = False
+    # A `{ ...; }` group over several lines: its commands run in this shell; piped into `xargs TOOL`,
+    # they list the files TOOL gets.
+    group_body: list[str] | None = None
+    group_start = 0
+    group_nested = 0
     for number, line in _join_continuations(text):
+        if group_body is not None:
+            inner_words = _tokens(line.strip()) or []
+            group_nested += inner_words.count("{") - inner_words.count("}")
+            if group_nested < 0:
+                closing = _GROUP_CLOSE.match(line.strip())
+                if closing is not None and cwd is not None:
+                    group_body.append(closing.group(1))
+                    found = _group("\n".join(group_body), closing.group(2), env, cwd, group_start, _nesting)
+                    out += found
+                group_body, group_nested = None, 0
+                continue
+            group_body.append(line)
+            continue
         if if_body is not None:
             words = _tokens(line.strip()) or []
             head = words[0] if words else ""
@@ -181,6 +498,22 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
         # Compound statements and functions are skipped as a whole (an if's then-branch is read).
         opens = sum(1 for w in words if (w in _OPENERS and w != "function") or w in ("{", "("))
         closes = sum(1 for w in words if w in _CLOSERS or w in ("}", ")"))
+        if not depth and first in ("if", "while", "until") and _nesting < 3:
+            # The condition is a command CI runs (`if ! npm run lint; then`, `while pytest -x; do`).
+            condition = _CONDITION.match(stripped)
+            if condition:
+                inner, _exported = parse_script(condition.group(1), env, start_cwd=cwd or "", _nesting=_nesting + 1)
+                for item in inner:
+                    item.line = number
+                out += [item for item in inner if not is_noise(item.argv)]  # `[ -f x ]`, `command -v y`: tests only
+        if not depth and first == "{" and _nesting < 3:
+            one_line_group = _ONE_LINE_GROUP.match(stripped)
+            if one_line_group:
+                out += _group(one_line_group.group(1), one_line_group.group(2), env, cwd or "", number, _nesting)
+                continue
+            if stripped == "{" or (opens - closes == 1 and words.count("{") == 1 and words.count("}") == 0):
+                group_body, group_start, group_nested = [stripped[1:]], number, 0
+                continue
         if not depth and first == "if" and _nesting < 3:
             one_line = _ONE_LINE_IF.match(stripped)
             if one_line and _known_condition(stripped, env) is False:
@@ -197,6 +530,23 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
                 continue
         if depth or first in _OPENERS or first in ("{", "(", "}", ")") or re.match(r"^[A-Za-z_][\w-]*\s*\(\s*\)", stripped):
             depth = max(0, depth + opens - closes)
+            continue
+        array = _ARRAY_ASSIGN.match(stripped)
+        if array and _paren_balance(stripped) == 0:
+            _assign_array(array, env)
+            continue
+        if len(words) == 1 and _APPEND.match(words[0]):
+            # `FLAGS+=" -v"`: appended when both sides are known
+            match = _APPEND.match(words[0])
+            assert match is not None
+            value = expand(match.group(2), env)
+            name = match.group(1)
+            known = env.get(name, "") if name not in env or "$" not in env[name] else None
+            env.pop(name + ARRAY_SUFFIX, None)
+            if value is None or known is None:
+                env.pop(name, None)
+            else:
+                env[name] = known + value
             continue
         if all(_ASSIGN.match(w) for w in words) and words:
             # `cmd="${1:-test}"`: a shell variable for the lines after it
@@ -239,6 +589,14 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
             preceding, last_separator = last_separator, word
             if word == "||" and words[index + 1:index + 2] in (["true"], [":"]) and words[index + 2:index + 3][0] in _SEPARATORS:
                 continue  # `mypy -c "import trio" || true`: its failure is ignored, so it checks nothing
+            if len(rest) == 1 and rest[0][:1] == ["xargs"] and word != "&":
+                # `find . -name '*.go' | xargs gofmt -l`: the tool xargs runs, on the files listed
+                producer = _simple(head, env, cwd or "", number, substitution)
+                consumer = _xargs(rest[0], env, cwd or "", number, substitution)
+                if producer is not None and consumer is not None and _lists_files(producer.argv):
+                    consumer.feed = [producer.argv]
+                    out.append(consumer)
+                continue
             if any(not part or part[0] not in _PIPE_SINKS for part in rest):
                 continue  # a pipeline whose result depends on a filter is not one command
             if word == "&":
@@ -336,6 +694,78 @@ def _known_condition(line: str, env: dict[str, str]) -> bool | None:
     return (left == right) == (words[1] != "!=")
 
 
+_CONDITION = re.compile(r"^(?:if|while|until)\s+(.+?)\s*;\s*(?:then|do)\b")
+_ONE_LINE_GROUP = re.compile(r"^\{\s(.*);\s*\}(.*)$", re.S)
+_GROUP_CLOSE = re.compile(r"^(.*?);?\s*\}(.*)$", re.S)
+# Commands whose output is a list of files (to be piped into `xargs TOOL`).
+_FILE_LISTERS = {"find", "ls", "echo", "printf"}
+# xargs options that take a value as the next word
+_XARGS_VALUE = {"-n", "-P", "-L", "-d", "-s", "-E", "-I", "--max-args", "--max-procs", "--max-lines", "--delimiter", "--max-chars"}
+
+
+def _lists_files(argv: list[str]) -> bool:
+    return bool(argv) and (argv[0] in _FILE_LISTERS or argv[:2] == ["git", "ls-files"])
+
+
+def _xargs(words: list[str], env: dict[str, str], cwd: str, number: int, substitution: bool) -> Simple | None:
+    """`xargs [options] TOOL ARGS`: TOOL ARGS as the command, the xargs words kept for the rendering."""
+    i = 1
+    while i < len(words) and words[i].startswith("-"):
+        if words[i] in ("-a", "--arg-file") or words[i].startswith("--arg-file="):
+            return None  # the list comes from a file, not from the pipe
+        i += 2 if words[i] in _XARGS_VALUE else 1
+    if i >= len(words):
+        return None
+    simple = _simple(words[i:], env, cwd, number, substitution)
+    if simple is None or not simple.argv:
+        return None
+    prefix = [expand(w, env) for w in words[:i]]
+    if any(w is None for w in prefix):
+        return None
+    simple.xargs = [w for w in prefix if w is not None]
+    return simple
+
+
+def _group(body: str, tail: str, env: dict[str, str], cwd: str, number: int, nesting: int) -> list[Simple]:
+    """The commands of a `{ ...; }` group and what follows its `}`: a pipe into `xargs TOOL` (the group
+    lists files), `&& more`, a redirection, or nothing."""
+    inner, _exported = parse_script(body, env, start_cwd=cwd, _nesting=nesting + 1)
+    for item in inner:
+        item.line += number
+    tail = tail.strip()
+    if tail.startswith("|") and not tail.startswith("||"):
+        words = _tokens(tail[1:].strip()) or []
+        if not words or words[0] != "xargs" or any(w in _SEPARATORS for w in words):
+            return []
+        consumer = _xargs(words, env, cwd, number, _has_substitution(tail))
+        producers = [item.argv for item in inner if item.argv]
+        if consumer is None or not producers or not all(_lists_files(p) for p in producers):
+            return []
+        consumer.feed = producers
+        return [consumer]
+    if not tail or re.match(r"^(?:\d?>>?|&>)", tail):
+        return inner
+    if tail.startswith("&&"):
+        more, _exported = parse_script(tail[2:], env, start_cwd=cwd, _nesting=nesting + 1)
+        for item in more:
+            item.line = number
+        return inner + more
+    return []  # `} || true` and the like: the group's result is not checked
+
+
+def render_feed(feed: list[list[str]], xargs: list[str], argv: list[str]) -> str | None:
+    """`find src -name '*.h' | xargs clang-format -n`, or `{ find a; find b; } | xargs ...` for several
+    producers: each part rendered (checked) word by word."""
+    # a pattern the producer matches itself (`find -name '*.h'`, `git ls-files '*.py'`) stays quoted
+    producers = [render(p, quote_globs=p[:1] == ["find"] or p[:2] == ["git", "ls-files"]) for p in feed[:4]]
+    consumer = render([*xargs, *argv])
+    if not producers or len(feed) > 4 or consumer is None or any(p is None for p in producers):
+        return None
+    listed = producers[0] if len(producers) == 1 else "{ " + "; ".join(p for p in producers if p) + "; }"
+    text = f"{listed} | {consumer}"
+    return text if len(text) <= MAX_COMMAND_CHARS else None
+
+
 _ONE_LINE_IF = re.compile(r"^if\s+[^;]+;\s*then\s+([^;]+(?:;\s*(?!else\b|elif\b|fi\b)[^;]+)*?)\s*;?\s*(?:;\s*(?:else|elif)\b.*)?;\s*fi$")
 
 
@@ -396,6 +826,8 @@ def _simple(words: list[str], env: dict[str, str], cwd: str, number: int, substi
     stripped = _strip_redirections(words)
     if stripped is None:
         return None
+    while stripped and stripped[0] == "!":
+        stripped = stripped[1:]  # `! cmd`: CI checks its status (inverted), it still runs it
     local: dict[str, str] = {}
     argv: list[str] = []
     for index, word in enumerate(stripped):
@@ -426,6 +858,10 @@ def _simple(words: list[str], env: dict[str, str], cwd: str, number: int, substi
         if word in _ALL_ARGS:
             expanded += scope.get(ARGS, "").split()  # a script's own arguments (none when it was not given any)
             continue
+        spliced = _splice(word, scope)
+        if spliced is not None:
+            expanded += spliced  # `"${ARGS[@]}"`: the array's words
+            continue
         value = expand(word, scope)
         if value is None:
             return Simple([], local, cwd, number)  # an unknown variable: not a command we can state
@@ -453,7 +889,7 @@ MAX_WORD_CHARS = 140  # a glob with a brace list (`--exclude-pattern=spec/{a,b,c
 MAX_WORDS = 24
 
 
-def render(argv: list[str]) -> str | None:
+def render(argv: list[str], *, quote_globs: bool = False) -> str | None:
     """One command line from words, each checked: plain words as they are, others single-quoted when
     they are printable ASCII without a backtick, `$` or backslash. None when anything else is in it.
     A brace or glob pattern (`spec/{a,b}/*_spec.rb`) is quoted, so the tool that takes it (rspec,
@@ -464,7 +900,7 @@ def render(argv: list[str]) -> str | None:
     for word in argv:
         if not word or len(word) > MAX_WORD_CHARS or word.startswith(("/", "~")) or re.search(r"=[/~]", word):
             return None  # an absolute path is the CI machine's, not the reader's
-        if _SAFE_WORD.match(word):
+        if _SAFE_WORD.match(word) and not (quote_globs and any(c in word for c in "*?[")):
             out.append(word)
         elif _QUOTABLE.match(word) and not any(c in word for c in "`$\\'\"!"):
             out.append(shlex.quote(word))
