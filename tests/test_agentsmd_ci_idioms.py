@@ -139,3 +139,17 @@ def test_pre_commit_ci_configured_in_the_hooks_file_is_ci_lint(tmp_path):
                              "tests/test_a.py": ""})
     result = analyze(root)
     assert result.lint[0].value == "pre-commit run --all-files" and result.lint[0].source == "ci"
+
+
+def test_a_known_value_reshaped_by_echo_tr_and_cut_names_the_tox_factor(tmp_path):
+    tox = "[tox]\nenvlist = py{310,312}-django52\n    base\n    docs\n\n[testenv]\ncommands = pytest {posargs}\n\n" \
+          "[testenv:base]\n\n[testenv:docs]\ncommands = mkdocs build\n"
+    step = "tox run -f py$(echo ${{ matrix.python-version }} | tr -d . | cut -f 1 -d '-')"
+    root = _write(tmp_path, {".github/workflows/ci.yml": _workflow(step, "tox -e base,docs",
+                                                                     matrix="        python-version: ['3.10', '3.12']\n"),
+                             "tox.ini": tox, "tests/test_a.py": ""})
+    result = analyze(root)
+    assert result.test[0].value == "tox run -f py310"
+    from aiplane.agentsmd.shell import parse_script
+    assert parse_script("x $(echo $V | tr -d .)")[0] == []  # an unknown value stays unknown
+    assert parse_script("x $(echo 3.1 | sed s/3/4/)")[0] == []  # and so does a filter other than tr and cut

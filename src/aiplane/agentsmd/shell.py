@@ -488,7 +488,7 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
             continue
         if cwd is None:
             break
-        stripped = line.strip()
+        stripped = _fold_echo_pipelines(line.strip(), env)
         if not stripped or stripped.startswith("#"):
             continue
         words = _tokens(stripped)
@@ -667,6 +667,63 @@ def _output_check(line: str) -> list[str] | None:
         if words[:2] == ["go", "fmt"] and all(w in ("./...", ".") for w in words[2:]):
             return ["gofmt", "-l", "."]
         return words
+    return None
+
+
+_ECHO_PIPELINE = re.compile(r"\$\(\s*echo\s+(\"[^\"$`\\]*\"|'[^']*'|[^\s|)$`\"'\\]+)\s*((?:\|\s*(?:tr|cut)\s[^|)`$]*)+)\)")
+
+
+def _fold_echo_pipelines(line: str, env: dict[str, str]) -> str:
+    """`py$(echo 3.10 | tr -d . | cut -f 1 -d '-')` (a known value reshaped by tr and cut) as its result,
+    `py310`; any other substitution is left alone (and the line is not a command we can state)."""
+    if "$(echo" not in line.replace("$( echo", "$(echo"):
+        return line
+
+    def fold(match: re.Match[str]) -> str:
+        value = (_tokens(match.group(1)) or [""])[0] if match.group(1)[:1] in "\"'" else match.group(1)
+        for stage in match.group(2).split("|")[1:]:
+            words = _tokens(stage.strip())
+            result = _tr_cut(value, words) if words else None
+            if result is None:
+                return match.group(0)
+            value = result
+        return value if re.fullmatch(r"[A-Za-z0-9_.+-]*", value) else match.group(0)
+
+    return _ECHO_PIPELINE.sub(fold, line)
+
+
+def _tr_cut(value: str, words: list[str]) -> str | None:
+    """One `tr -d SET`, `tr A B` or `cut -f N -d C` stage over a one-line value; None when it is another form."""
+    if words[0] == "tr":
+        args = words[1:]
+        if len(args) == 2 and args[0] == "-d" and not re.search(r"[\[\]\\-]", args[1][1:-1] if len(args[1]) > 2 else ""):
+            return "".join(c for c in value if c not in args[1])
+        if len(args) == 2 and not args[0].startswith("-") and len(args[0]) == len(args[1]) and not re.search(r"[\[\]\\]|.-.", args[0] + args[1]):
+            return value.translate(str.maketrans(args[0], args[1]))
+        return None
+    if words[0] == "cut":
+        field = delimiter = None
+        args = words[1:]
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg in ("-f", "-d") and i + 1 < len(args):
+                field, delimiter = (args[i + 1], delimiter) if arg == "-f" else (field, args[i + 1])
+                i += 2
+                continue
+            if arg.startswith("-f") and len(arg) > 2:
+                field = arg[2:]
+            elif arg.startswith("-d") and len(arg) > 2:
+                delimiter = arg[2:]
+            else:
+                return None
+            i += 1
+        if field is None or not field.isdigit() or int(field) < 1 or (delimiter is not None and len(delimiter) != 1):
+            return None
+        parts = value.split(delimiter or "\t")
+        if len(parts) == 1:
+            return value  # cut prints a line without the delimiter whole
+        return parts[int(field) - 1] if int(field) <= len(parts) else ""
     return None
 
 
