@@ -153,3 +153,13 @@ def test_a_known_value_reshaped_by_echo_tr_and_cut_names_the_tox_factor(tmp_path
     from aiplane.agentsmd.shell import parse_script
     assert parse_script("x $(echo $V | tr -d .)")[0] == []  # an unknown value stays unknown
     assert parse_script("x $(echo 3.1 | sed s/3/4/)")[0] == []  # and so does a filter other than tr and cut
+
+
+def test_a_packed_types_check_and_a_declaration_build_are_not_lint(tmp_path):
+    package = {"name": "p", "devDependencies": {"typescript": "5", "@arethetypeswrong/cli": "0.17"},
+               "scripts": {"type-tests": "tsc -p tsconfig.test.json --noEmit"}}
+    root = _write(tmp_path, {".github/workflows/ci.yml": _workflow(
+        "yarn tsc -p . --noEmit false --declaration --emitDeclarationOnly --outDir dist", "yarn attw ./package.tgz --format table",
+        "yarn type-tests"), "package.json": json.dumps(package), "yarn.lock": "", "tsconfig.json": "{}", "tsconfig.test.json": "{}"})
+    result = analyze(root)
+    assert [f.value for f in result.lint] == ["yarn type-tests"]

@@ -280,7 +280,9 @@ def classify_tool(argv: list[str]) -> Resolved | None:
         if "--coverage" in args:
             flags.add("coverage")
         return Resolved("test", [name], flags)
-    if name in ("tsd", "tstyche", "dtslint", "attw", "expect-type"):
+    if name == "attw":
+        return _other("build")  # are-the-types-wrong checks a packed tarball's exports for publishing, not the code
+    if name in ("tsd", "tstyche", "dtslint", "expect-type"):
         return Resolved("typecheck")
     if name == "node":
         if "--test" in args:
@@ -698,6 +700,8 @@ class Resolver:
         if not core:
             return _other()
         self.tools.add(tool_name(core[0]))
+        if tool_name(core[0]) in ("tsc", "vue-tsc", "tsgo") and _emits(core):
+            return Resolved("build")  # `--noEmit false --emitDeclarationOnly`: it writes declarations
         if tool_name(core[0]) in ("tsc", "vue-tsc", "tsgo") and not any(a in ("--noEmit", "-noEmit", "--watch", "-w") for a in core):
             return self._tsc(core, cwd)
         result = self._entry(core, cwd, depth)
@@ -1391,6 +1395,14 @@ def _powershell(text: str, rel: str) -> Resolved:
 # (fetches a fixture, sets up a database, regenerates data) even when "test" is in its name or folder.
 _PREPARES = re.compile(r"^(get|setup|autogen|set-up|update|download|prepare|generate|gen|fetch|seed|populate|create|make|init|install|"
                        r"bootstrap|build|clean|refresh|regen|regenerate|sync|pull|record|start|stop|teardown)([_.:-]|$)")
+
+
+def _emits(argv: list[str]) -> bool:
+    """tsc told to write output: `--noEmit false`, `--emitDeclarationOnly`, `--outDir`, `--declaration`."""
+    for index, word in enumerate(argv):
+        if word in ("--noEmit", "-noEmit") and argv[index + 1:index + 2] == ["false"]:
+            return True
+    return any(w in ("--emitDeclarationOnly", "--outDir", "--outFile", "--declaration", "-d") for w in argv) and "--noEmit" not in argv
 
 
 def _concurrently_commands(args: list[str]) -> list[str]:
