@@ -413,8 +413,16 @@ def _has_lockfile(tree: TreeBase, cwd: str) -> bool:
 _REPORTING = {"--logger", "-l", "--collect", "--results-directory", "--verbosity", "-v", "--diag", "--blame-hang-timeout"}
 
 
+# Maven options that only shape CI's log or its network pool (`-B -V -ntp -Dmaven.wagon.http.pool=false`,
+# often a long `$MAVEN_ARGS`); dropped when the whole command is too long to print.
+_MAVEN_CI_ONLY = {"-B", "--batch-mode", "-V", "--show-version", "-ntp", "--no-transfer-progress", "-e", "--errors"}
+_MAVEN_CI_ONLY_PROPERTY = re.compile(r"-D(http\.keepAlive|maven\.wagon\.[A-Za-z0-9_.]+|style\.color|org\.slf4j\.simpleLogger\.[A-Za-z0-9_.]+)=[^ ]*")
+
+
 def _without_reporting(argv: list[str]) -> list[str]:
     _prefix, core = split_launcher(argv)
+    if core and tool_name(core[0]) in ("mvn", "mvnw"):
+        return [w for w in argv if w not in _MAVEN_CI_ONLY and not _MAVEN_CI_ONLY_PROPERTY.fullmatch(w)]
     if not core or tool_name(core[0]) != "dotnet":
         return argv
     out: list[str] = []

@@ -571,7 +571,7 @@ class GitHubActions:
                 continue
             text = substitute(run, step_context)
             if shell.startswith(("cmd", "pwsh", "powershell")) or (not shell and platform == "windows"):
-                text = windows_paths(text)
+                text = windows_vars(windows_paths(text), step_env)
             for match in _GITHUB_ENV_WRITE.finditer(text):
                 env[match.group(1)] = match.group(2).strip()
             self._add(text, cwd, step_env, path, lines.get(f"{line_prefix}.{index}.run", step_line), job_id, job_name, triggers,
@@ -943,7 +943,10 @@ def azure(tree: TreeBase) -> list[CiCommand]:
         for script, job, variables, platform, origin in found[:300]:
             if origin not in texts:
                 texts[origin] = safe.read_text(tree, origin, safe.MAX_CI_BYTES)
-            simples, _ = parse_script(_macros(script, variables), {k: v for k, v in variables.items() if "." not in k})
+            script = _macros(script, variables)
+            if platform == "windows":
+                script = windows_vars(script, {k: v for k, v in variables.items() if "." not in k})
+            simples, _ = parse_script(script, {k: v for k, v in variables.items() if "." not in k})
             for simple in simples:
                 if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
                     continue
@@ -1161,9 +1164,8 @@ def appveyor(tree: TreeBase) -> list[CiCommand]:
                             continue
                     else:
                         continue
-                    script = _appveyor_vars(script, shell, env)
                     if shell != "sh":
-                        script = windows_paths(script)
+                        script = windows_vars(windows_paths(script), env)
                     simples, _ = parse_script(script, env if shell == "sh" else {})
                     for simple in simples:
                         if is_noise(simple.argv) or any(UNKNOWN_VAR.lstrip("$") in w for w in simple.argv):
@@ -1187,6 +1189,25 @@ def windows_paths(script: str) -> str:
     return _WINDOWS_SEPARATOR.sub("/", script)
 
 
+_WINDOWS_VARIABLE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%|!([A-Za-z_][A-Za-z0-9_]*)!|\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}|\$env:([A-Za-z_][A-Za-z0-9_]*)",
+                               re.I)
+
+
+def windows_vars(script: str, env: dict[str, str]) -> str:
+    """cmd's `%VAR%` and `!VAR!` and PowerShell's `$env:VAR` and `${env:VAR}` in a Windows line, replaced
+    by the value the step's environment gives (names are case-insensitive there), else by an unknown
+    variable so that the command drops out: read as POSIX, each would reach a printed command literally
+    or as a different variable."""
+    folded = {k.upper(): v for k, v in env.items()}
+
+    def sub(match: re.Match[str]) -> str:
+        name = next(g for g in match.groups() if g)
+        value = folded.get(name.upper())
+        return UNKNOWN_VAR if value is None or UNKNOWN_VAR in value else value
+
+    return _WINDOWS_VARIABLE.sub(sub, script)
+
+
 def _appveyor_for(data: dict[str, Any], image: str) -> tuple[dict[str, Any], int]:
     """The configuration one image's jobs run: the top level with the `for:` entries whose
     `matrix.only` names that image (or no image) merged over it, and which entry applied (0: none).
@@ -1204,14 +1225,6 @@ def _appveyor_for(data: dict[str, Any], image: str) -> tuple[dict[str, Any], int
                 merged[key] = value
         specific = index
     return merged, specific
-
-
-def _appveyor_vars(script: str, shell: str, env: dict[str, str]) -> str:
-    if shell == "cmd":
-        return re.sub(r"%([A-Za-z_][A-Za-z0-9_]*)%", lambda m: env.get(m.group(1), UNKNOWN_VAR), script)
-    if shell in ("ps", "pwsh"):
-        return re.sub(r"\$env:([A-Za-z_][A-Za-z0-9_]*)", lambda m: env.get(m.group(1), UNKNOWN_VAR), script, flags=re.I)
-    return script
 
 
 def _line(text: str, needle: str) -> int:

@@ -1,0 +1,53 @@
+"""AGENTS.md: strict readings of printed commands (does it work as written, is it the main run?),
+each on a small synthetic repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiplane.agentsmd.analyze import analyze
+from aiplane.agentsmd.generate import commands_in, render
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def _printed(root: Path) -> list[str]:
+    return commands_in(render(analyze(root), root.name))
+
+
+_POM = "<project><modelVersion>4.0.0</modelVersion><groupId>g</groupId><artifactId>a</artifactId><version>1</version></project>\n"
+
+
+def _windows_job(run: str, shell: str = "", env: str = "") -> str:
+    shell_line = f"        shell: {shell}\n" if shell else ""
+    return ("on: [push, pull_request]\n" + env + "jobs:\n  windows:\n    runs-on: windows-latest\n    steps:\n"
+            "      - uses: actions/checkout@v4\n      - name: Test\n" + shell_line + f"        run: {run}\n")
+
+
+def test_windows_variables_are_resolved_from_the_env_or_the_command_is_dropped(tmp_path):
+    env = "env:\n  MAVEN_ARGS: -B --no-transfer-progress\n"
+    for index, (run, shell) in enumerate([("./mvnw %MAVEN_ARGS% install", ""), ("./mvnw %maven_args% install", "cmd"),
+                                          ("./mvnw !MAVEN_ARGS! install", "cmd"), ("./mvnw $env:MAVEN_ARGS install", "pwsh"),
+                                          ("./mvnw ${env:MAVEN_ARGS} install", "pwsh")]):
+        root = _write(tmp_path / f"known{index}", {".github/workflows/windows.yml": _windows_job(run, shell, env), "pom.xml": _POM,
+                                                   "mvnw": "#!/bin/sh\n", "src/test/java/ATest.java": "class ATest {}\n"})
+        assert analyze(root).test[0].value == "./mvnw -B --no-transfer-progress install", run
+        root = _write(tmp_path / f"unknown{index}", {".github/workflows/windows.yml": _windows_job(run, shell), "pom.xml": _POM,
+                                                     "mvnw": "#!/bin/sh\n", "src/test/java/ATest.java": "class ATest {}\n"})
+        printed = _printed(root)
+        assert not any("MAVEN_ARGS" in c.upper() or "%" in c or "!" in c for c in printed), (run, printed)
+
+
+def test_a_linux_maven_line_too_long_with_ci_log_flags_is_printed_without_them(tmp_path):
+    env = ("env:\n  MAVEN_ARGS: -V -B --no-transfer-progress -Dhttp.keepAlive=false -Dmaven.wagon.http.pool=false "
+           "-Dmaven.wagon.httpconnectionManager.ttlSeconds=120\n")
+    linux = ("on: [push, pull_request]\n" + env + "jobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n"
+             "      - uses: actions/checkout@v4\n      - run: ./mvnw ${MAVEN_ARGS} -Djacoco.skip=true install -DskipDistribution=true\n")
+    root = _write(tmp_path, {".github/workflows/main.yml": linux, ".github/workflows/windows.yml": _windows_job("./mvnw %MAVEN_ARGS% install", "", env),
+                             "pom.xml": _POM, "mvnw": "#!/bin/sh\n", "src/test/java/ATest.java": "class ATest {}\n"})
+    assert analyze(root).test[0].value == "./mvnw -Djacoco.skip=true install -DskipDistribution=true"
