@@ -51,3 +51,35 @@ def test_a_linux_maven_line_too_long_with_ci_log_flags_is_printed_without_them(t
     root = _write(tmp_path, {".github/workflows/main.yml": linux, ".github/workflows/windows.yml": _windows_job("./mvnw %MAVEN_ARGS% install", "", env),
                              "pom.xml": _POM, "mvnw": "#!/bin/sh\n", "src/test/java/ATest.java": "class ATest {}\n"})
     assert analyze(root).test[0].value == "./mvnw -Djacoco.skip=true install -DskipDistribution=true"
+
+
+def _job(name: str, *steps: str) -> str:
+    body = "".join(f"      - run: {s}\n" for s in steps)
+    return f"  {name}:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n{body}"
+
+
+def test_a_go_test_of_one_e2e_folder_ranks_below_the_whole_project_run(tmp_path):
+    makefile = ("GO_MOD_DIRS := $(shell find . -name go.mod -exec dirname {} \\; | sort)\n\n"
+                "test.ci:\n\tset -e; for dir in $(GO_MOD_DIRS); do \\\n\t  (cd \"$${dir}\" && go vet && go test -race ./...); \\\n\tdone\n"
+                "\tgo vet ./...\n\n"
+                "bench:\n\tgo test ./... -test.run=NONE -test.bench=. -test.benchmem\n")
+    action = ("name: run\ninputs:\n  repository:\n    required: false\n  make-target:\n    default: test.ci\nruns:\n  using: composite\n  steps:\n"
+              "    - uses: actions/checkout@v4\n      with:\n        repository: ${{ inputs.repository }}\n"
+              "    - env:\n        MAKE_TARGET: ${{ inputs.make-target }}\n      run: make -- \"${MAKE_TARGET}\"\n      shell: bash\n")
+    e2e = "on: [push, pull_request]\njobs:\n" + _job("e2e-tests", "go test -v ./internal/e2e/ -timeout 30m -race")
+    build = ("on: [push, pull_request]\njobs:\n" + _job("benchmark", "make bench")
+             + "  test:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - uses: ./.github/actions/run-tests\n")
+    root = _write(tmp_path, {".github/workflows/a-e2e.yml": e2e, ".github/workflows/build.yml": build,
+                             ".github/actions/run-tests/action.yml": action, "Makefile": makefile, "go.mod": "module example.com/m\n",
+                             "a_test.go": "package m\n", "internal/e2e/e2e_test.go": "package e2e\n"})
+    tests = [f.value for f in analyze(root).test]
+    assert tests[0] == "make -- test.ci", tests  # the composite action's default target, a loop of go test
+    assert "make bench" not in tests  # -test.bench is a benchmark run
+
+
+def test_one_folder_run_twice_stays_partial_and_several_folders_are_the_suite(tmp_path):
+    makefile = ("test:\n\tgo test -v -timeout 10m\n\tgo test -v ./internal/...\n\tgo test -v ./cmd/app/...\n\n"
+                "test-failpoint:\n\tTYPE=a go test -v ./tests/failpoint\n\tTYPE=b go test -v ./tests/failpoint\n")
+    ci = "on: [push, pull_request]\njobs:\n" + _job("failpoint", "make test-failpoint") + _job("unit", "make test")
+    root = _write(tmp_path, {".github/workflows/ci.yml": ci, "Makefile": makefile, "go.mod": "module example.com/m\n", "a_test.go": "package m\n"})
+    assert analyze(root).test[0].value == "make test"

@@ -525,6 +525,10 @@ class GitHubActions:
             with_raw = safe.as_dict(step.get("with"))
             if isinstance(uses, str) and uses.split("@", 1)[0].lower() == "actions/checkout":
                 repository = _text(with_raw.get("repository", ""))
+                if "github.repository" not in repository.replace(" ", "") and "${{" in repository:
+                    # `repository: ${{ inputs.repository }}` in a composite action called without one:
+                    # an empty value checks out this repository
+                    repository = substitute(repository, {**context, "env": env}).strip()
                 where = _text(with_raw.get("path", "")).strip().strip("/")
                 if repository and "github.repository" not in repository.replace(" ", ""):
                     if not where or where == ".":

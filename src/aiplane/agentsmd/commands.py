@@ -49,7 +49,14 @@ def combine(parts: list[Resolved]) -> Resolved:
     if "publish" in kinds:
         return Resolved("publish", runs, flags)
     if "test" in kinds:
-        test_flags = set().union(*(p.flags for p in parts if p.kind == "test"))
+        tests = [p for p in parts if p.kind == "test"]
+        test_flags: set[str] = set()
+        # runs over several folders (`go test .` then `go test ./internal/...`) are the suite; one folder
+        # run twice (`TYPE=a go test ./tests/x`, `TYPE=b go test ./tests/x`) is still that folder's
+        folders = {frozenset(f for f in p.flags if f.startswith("sub-path:")) for p in tests}
+        for part in tests:
+            test_flags |= part.flags - {"partial"} - {f for f in part.flags if f.startswith("sub-path:")} \
+                if len(folders) > 1 and any(f.startswith("sub-path:") for f in part.flags) else part.flags
         return Resolved("test", runs, test_flags | ({"watch"} & flags))
     checks = [k for k in kinds if k in CHECK_KINDS]
     if checks:
@@ -316,9 +323,12 @@ def classify_tool(argv: list[str]) -> Resolved | None:
         return Resolved("typecheck") if sub == "check" else None
     if name == "go":
         if sub == "test":
-            if any(a.startswith(("-bench", "-fuzz")) for a in args):
-                return Resolved("bench" if any(a.startswith("-bench") for a in args) else "other", ["go test"])
-            return Resolved("test", ["go test"])
+            # go's flags take one dash or two, and `-test.` spellings (`-test.bench=.`) as the test binary does
+            plain = [re.sub(r"^--?(test\.)?", "-", a) for a in args if a.startswith("-")]
+            if any(a.startswith(("-bench", "-fuzz")) for a in plain):
+                return Resolved("bench" if any(a.startswith("-bench") for a in plain) else "other", ["go test"])
+            return Resolved("test", ["go test"], _sub_path_flags([a for a in args[1:] if a.startswith(("./", "../")) or "/..." in a],
+                                                                  {".", "./", "./..."}))
         return {"vet": Resolved("lint"), "build": Resolved("build"), "install": Resolved("build"), "generate": _other(),
                 "mod": _other("install") if sub == "mod" and args[1:2] in (["download"], ["tidy"]) else _other(),
                 "fmt": Resolved("fix"), "get": Resolved("install"), "tool": _other()}.get(sub, _other())
@@ -1046,7 +1056,12 @@ class Resolver:
         for command in entry.commands[:40]:
             expanded = makefile.expand(command, target)
             if expanded is None:
-                own.append(Resolved("other", [], {"unknown"}))
+                # a `$(shell ...)` decides the words; the tools the line runs still tell its kind when
+                # that is a test run (`for d in $(GO_MOD_DIRS); do (cd $$d && go vet && go test ./...); done`)
+                loose = makefile.expand(command, target, unknown="unknown-value")
+                inner = self.line(loose, cwd, depth + 1) if loose is not None else None
+                own.append(Resolved("test", inner.runs, {"unknown"}) if inner is not None and inner.kind == "test"
+                           else Resolved("other", [], {"unknown"}))
                 continue
             own.append(self.line(expanded, cwd, depth + 1))
         mine = combine(own) if own else _other()
@@ -1445,6 +1460,21 @@ def _test_path_kind(path: str) -> str | None:
     if re.search(r"(^|/|_|-)(tests?|spec|runtests|run_tests|test_runner)(/|\.|_|-|$)", lowered):
         return "test"
     return None
+
+
+_SERVICE_SUITE = re.compile(r"(^|/)(e2e|integration|integration[_-]tests?|it|acceptance|functional|system[_-]?tests?)(/|$)", re.I)
+
+
+def _sub_path_flags(paths: list[str], whole: set[str]) -> set[str]:
+    """A test run given one folder below the root (`go test ./pkg/e2e/`, `pytest tests/integration`):
+    a partial run, ranked below the whole project's; an end-to-end or integration folder (a suite
+    that needs services CI starts) is flagged as such too. Several folders may be the whole suite."""
+    if len(paths) != 1 or paths[0].rstrip("/") in whole or paths[0] in whole:
+        return set()
+    flags = {"partial", f"sub-path:{paths[0].removeprefix('./').rstrip('/')}"}
+    if _SERVICE_SUITE.search(paths[0].removeprefix("./").replace("/...", "")):
+        flags.add("e2e")
+    return flags
 
 
 def _example_flag(path: str) -> set[str]:

@@ -447,18 +447,22 @@ class Makefile:
                 return Entry(target, commands, entry.line, entry.refs)
         return None
 
-    def expand(self, text: str, target: str, depth: int = 0) -> str | None:
+    def expand(self, text: str, target: str, depth: int = 0, unknown: str | None = None) -> str | None:
         """Make's `$(VAR)` and `${VAR}` from the file's variables; None when a function or an unknown
-        variable would decide the command."""
+        variable would decide the command. With `unknown`, such a reference becomes that word instead:
+        the line can then tell which tools it runs (`for d in $(shell ...); do go test ./...`), never
+        what to print."""
         text = text.replace("$$", "\0")
         text = text.replace("$@", target).replace("$(MAKE)", "make").replace("${MAKE}", "make")
 
         def sub(match: re.Match[str]) -> str:
             name = match.group(1) or match.group(2)
             if name in self.variables:
-                inner = self.expand(self.variables[name], target, depth + 1) if depth < 6 else None
+                inner = self.expand(self.variables[name], target, depth + 1, unknown) if depth < 6 else None
                 if inner is not None:
                     return inner
+                if unknown is not None:
+                    return unknown
                 raise KeyError(name)
             return ""  # make expands an undefined variable to nothing
 
@@ -466,6 +470,8 @@ class Makefile:
             text = re.sub(r"\$\(([A-Za-z0-9_.-]+)\)|\$\{([A-Za-z0-9_.-]+)\}", sub, text)
         except KeyError:
             return None
+        if unknown is not None:
+            text = re.sub(r"\$\([^()]*\)|\$\{[^{}]*\}|\$[A-Za-z<^?*]", unknown, text)
         if re.search(r"\$[({]|\$[A-Za-z<^?*]", text):
             return None
         return text.replace("\0", "$")
