@@ -20,7 +20,7 @@ ecosystem, and the test and lint commands its CI runs (read by hand from the CI 
 - false-command rate: of every command printed in the generated AGENTS.md, the share that would
   not work as written. A command is counted as working when it matches the gold (CI runs it), or
   when a mechanical check finds its target: the Makefile target, package.json script, tox env, nox
-  session, composer script, rake task or hatch script exists in that folder; the build file the tool
+  session, composer script, rake task, hatch script or Taskfile task exists in that folder; the build file the tool
   needs exists (`go.mod`, `Cargo.toml`, `pom.xml`, `gradlew`, a solution, `CMakeLists.txt`); the test
   file a one-test command names exists. Anything else is counted as false.
 - the naive default is one command per ecosystem (pytest, npm test, go test ./..., cargo test,
@@ -246,6 +246,12 @@ def mechanically_valid(command: str, repo: Path) -> bool:
         text = (cwd / "noxfile.py").read_text(errors="replace") if (cwd / "noxfile.py").is_file() else ""
         sessions = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-s"]
         return bool(text) and all(re.sub(r"-[\d.]+t?$", "", s) in text for s in sessions)
+    if head == "task":
+        # go-task: the named tasks exist in the folder's Taskfile (a task of an included Taskfile is not looked up)
+        text = "".join((cwd / n).read_text(errors="replace") for n in ("Taskfile.yml", "Taskfile.yaml", "taskfile.yml", "taskfile.yaml")
+                       if (cwd / n).is_file())
+        names = [a for a in args if not a.startswith("-") and "=" not in a] or ["default"]
+        return bool(text) and all(re.search(rf"^\s+['\"]?{re.escape(n)}['\"]?:\s*(#.*)?$", text, re.M) for n in names)
     if head == "composer" and args:
         try:
             return args[0] in (json.loads((cwd / "composer.json").read_text()).get("scripts") or {})
@@ -272,7 +278,7 @@ def mechanically_valid(command: str, repo: Path) -> bool:
         return any(cwd.glob("*.sln*")) or any(cwd.rglob("*.csproj"))
     if head == "ctest":
         return (cwd / "CMakeLists.txt").is_file()
-    if head in ("pytest", "vitest", "jest", "mocha", "rspec", "phpunit", "pest", "node", "ruby", "bun"):
+    if head in ("pytest", "vitest", "jest", "mocha", "rspec", "phpunit", "simple-phpunit", "pest", "node", "ruby", "bun"):
         paths = [a for a in args if not a.startswith("-") and ("/" in a or "." in a) and a not in ("run", "test")]
         return bool(paths) and all(exists(p) for p in paths)
     # A tool that the project declares and configures runs as written (whether the tree passes it is

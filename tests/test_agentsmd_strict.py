@@ -83,3 +83,53 @@ def test_one_folder_run_twice_stays_partial_and_several_folders_are_the_suite(tm
     ci = "on: [push, pull_request]\njobs:\n" + _job("failpoint", "make test-failpoint") + _job("unit", "make test")
     root = _write(tmp_path, {".github/workflows/ci.yml": ci, "Makefile": makefile, "go.mod": "module example.com/m\n", "a_test.go": "package m\n"})
     assert analyze(root).test[0].value == "make test"
+
+
+def test_a_vendored_glob_in_boundaries_is_a_path_not_a_command(tmp_path):
+    from aiplane.agentsmd.generate import generate
+
+    package = '{"name": "p", "scripts": {"test": "jest"}, "devDependencies": {"jest": "29"}}'
+    root = _write(tmp_path, {".gitattributes": "scripts/* linguist-vendored\nsite/** linguist-vendored\n", "package.json": package,
+                             "scripts/build.js": "", "src/a.js": "", "test/a.test.js": ""})
+    _analysis, text = generate(root)  # verify_commands used to reject the glob as an invented command
+    assert "`scripts/*`" in text
+    assert not any("*" in c for c in commands_in(text))
+
+
+def test_simple_phpunit_install_is_setup_and_the_one_test_line_uses_the_bridge(tmp_path):
+    ci = "on: [push, pull_request]\njobs:\n" + _job("tests", "composer install", "vendor/bin/simple-phpunit install", "vendor/bin/simple-phpunit")
+    composer = '{"name": "a/b", "require-dev": {"symfony/phpunit-bridge": "^7.0"}}'
+    root = _write(tmp_path, {".github/workflows/ci.yml": ci, "composer.json": composer, "src/A.php": "<?php\n",
+                             "tests/ATest.php": "<?php\nclass ATest {}\n"})
+    result = analyze(root)
+    assert result.test[0].value == "vendor/bin/simple-phpunit"
+    assert [f.value for f in result.single_test] == ["vendor/bin/simple-phpunit tests/ATest.php"]
+    assert "vendor/bin/simple-phpunit install" not in _printed(root)
+
+
+def test_a_dangling_double_dash_is_dropped(tmp_path):
+    tox = "[tox]\nenv_list = py, lint\n\n[testenv]\ncommands = pytest {posargs}\n\n[testenv:lint]\ncommands = pre-commit run --all-files\n"
+    ci = ("on: [push, pull_request]\njobs:\n  tests:\n    runs-on: ubuntu-latest\n    strategy:\n      matrix:\n        include:\n"
+          "          - toxenv: py\n            extra: '-n 4'\n          - toxenv: lint\n    steps:\n      - uses: actions/checkout@v4\n"
+          "      - run: tox run -e ${{ matrix.toxenv }} -- ${{ matrix.extra }}\n")
+    root = _write(tmp_path, {".github/workflows/test.yml": ci, "tox.ini": tox, "pyproject.toml": '[project]\nname = "p"\n', "tests/test_a.py": ""})
+    result = analyze(root)
+    assert result.test[0].value == "tox run -e py -- -n 4"
+    assert result.lint[0].value == "tox run -e lint"
+
+
+def test_a_taskfile_fmt_that_rewrites_files_is_a_fix_not_a_check(tmp_path):
+    taskfile = ("version: '3'\ntasks:\n  test:\n    cmds:\n      - go test ./...\n  fmt:\n    cmds:\n      - gofumpt -w -l .\n"
+                "  fmt-check:\n    cmds:\n      - gofumpt -l -d .\n")
+    ci = "on: [push, pull_request]\njobs:\n" + _job("build", "task test")
+    root = _write(tmp_path, {".github/workflows/build.yml": ci, "Taskfile.yml": taskfile, "go.mod": "module example.com/m\n",
+                             "a_test.go": "package m\n"})
+    printed = _printed(root)
+    assert "task fmt" not in printed and "task test" in printed
+
+
+def test_gofmt_w_checked_by_git_diff_after_a_git_status_is_a_format_check(tmp_path):
+    ci = ("on: [push, pull_request]\njobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n"
+          "      - run: |\n          gofmt -l -s -w .\n          git status\n          git diff --exit-code\n      - run: go test -race ./...\n")
+    root = _write(tmp_path, {".github/workflows/ci.yml": ci, "go.mod": "module example.com/m\n", "a_test.go": "package m\n"})
+    assert analyze(root).lint[0].value == "gofmt -l -s -w ."

@@ -354,6 +354,8 @@ def classify_tool(argv: list[str]) -> Resolved | None:
     if name in ("phpunit", "pest", "paratest", "simple-phpunit", "codecept", "infection", "behat", "phpspec"):
         if name == "infection":
             return Resolved("other")
+        if name == "simple-phpunit" and sub == "install":
+            return _other("install")  # Symfony's bridge downloads PHPUnit; the tests run on the next line
         return Resolved("test", ["pest" if name == "pest" else "phpunit"])
     if name in ("ctest",):
         # -R/-L pick tests by name or label: a partial run (-E/-LE only leave some out)
@@ -427,6 +429,8 @@ def _check_tool(name: str, args: list[str]) -> Resolved:
         if sub == "format":
             return Resolved("format") if ("--check" in args or "--diff" in args) else Resolved("fix")
         return Resolved("fix") if "--fix" in args and "--exit-non-zero-on-fix" not in args else Resolved("lint")
+    if name in ("gofumpt", "gofmt", "goimports") and "-w" in args:
+        return Resolved("fix")  # `gofumpt -w -l .` rewrites the files and lists them: not a check
     if name in ("black", "isort", "autopep8", "yapf", "gofumpt", "rustfmt", "swiftformat", "cmake-format"):
         return Resolved("format") if re.search(r"--check|--diff|-l\b|--dry-run", joined) else Resolved("fix")
     if name in ("gofmt", "goimports"):

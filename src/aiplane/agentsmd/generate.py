@@ -49,7 +49,12 @@ class InventedCommand(Exception):
 
 
 def commands_in(text: str) -> list[str]:
-    return [c.strip() for c in _CODE.findall(text) if _COMMAND_START.match(c.strip())]
+    return [c.strip() for c in _CODE.findall(text) if _COMMAND_START.match(c.strip()) and not _path_pattern(c.strip())]
+
+
+def _path_pattern(code: str) -> bool:
+    """`scripts/*`, `scripts/` (a Boundaries path, a glob): one word naming files, never a command."""
+    return not re.search(r"\s", code) and (any(c in code for c in "*?[") or code.endswith("/"))
 
 
 def verify_commands(text: str, analysis: Analysis) -> None:

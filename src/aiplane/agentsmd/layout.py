@@ -316,6 +316,9 @@ def single_test(tree: TreeBase, files: list[Any], runner: str, launcher: list[st
         return [*prefix, "ruby", "-Ilib:test", rel(found.path)] if found else None
     if runner in ("phpunit", "pest"):
         found = _first_test_file(sub, r"(^|/)tests?/.*Test\.php$")
+        if runner == "phpunit" and test_command and any(w.rsplit("/", 1)[-1] == "simple-phpunit" for w in test_command):
+            # Symfony's bridge installs PHPUnit outside vendor/bin: the file goes to simple-phpunit
+            return ["vendor/bin/simple-phpunit", rel(found.path)] if found else None
         return [f"vendor/bin/{runner}", rel(found.path)] if found else None
     if runner == "maven":
         found = _first_test_file(sub, r"src/test/java/.*Test\.java$")

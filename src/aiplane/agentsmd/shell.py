@@ -630,7 +630,9 @@ def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str
                 out += inner
                 continue
             if simple.argv[:2] == ["git", "diff"] and ("--exit-code" in simple.argv or "--quiet" in simple.argv) and out:
-                out[-1].diff_checked = True
+                # the command checked is the last one before (a `git status` printing the change in between)
+                checked_one = next((o for o in reversed(out) if o.argv[:2] not in (["git", "status"], ["git", "add"])), out[-1])
+                checked_one.diff_checked = True
                 continue
             if simple.argv:
                 out.append(simple)
