@@ -1062,7 +1062,7 @@ class Resolver:
             if expanded is None:
                 # a `$(shell ...)` decides the words; the tools the line runs still tell its kind when
                 # that is a test run (`for d in $(GO_MOD_DIRS); do (cd $$d && go vet && go test ./...); done`)
-                loose = makefile.expand(command, target, unknown="unknown-value")
+                loose = makefile.expand(command, target, unknown="unknown-value") if _RUNS_TESTS.search(command) else None
                 inner = self.line(loose, cwd, depth + 1) if loose is not None else None
                 own.append(Resolved("test", inner.runs, {"unknown"}) if inner is not None and inner.kind == "test"
                            else Resolved("other", [], {"unknown"}))
@@ -1464,6 +1464,11 @@ def _test_path_kind(path: str) -> str | None:
     if re.search(r"(^|/|_|-)(tests?|spec|runtests|run_tests|test_runner)(/|\.|_|-|$)", lowered):
         return "test"
     return None
+
+
+# a recipe line that names a test runner (looked at only when `$(shell ...)` hides its words)
+_RUNS_TESTS = re.compile(r"\b(go test|pytest|cargo (nextest|test)|ctest|(npm|pnpm|yarn|bun) (run )?test|mvn\S* (test|verify)|gradlew? test|"
+                         r"phpunit|rspec|dotnet test|tox|nox)\b")
 
 
 _SERVICE_SUITE = re.compile(r"(^|/)(e2e|integration|integration[_-]tests?|it|acceptance|functional|system[_-]?tests?)(/|$)", re.I)
