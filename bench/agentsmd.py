@@ -20,7 +20,7 @@ ecosystem, and the test and lint commands its CI runs (read by hand from the CI 
 - false-command rate: of every command printed in the generated AGENTS.md, the share that would
   not work as written. A command is counted as working when it matches the gold (CI runs it), or
   when a mechanical check finds its target: the Makefile target, package.json script, tox env, nox
-  session, composer script, rake task, hatch script or Taskfile task exists in that folder; the build file the tool
+  session, composer script, rake task, hatch script, pixi or poe task or Taskfile task exists in that folder; the build file the tool
   needs exists (`go.mod`, `Cargo.toml`, `pom.xml`, `gradlew`, a solution, `CMakeLists.txt`); the test
   file a one-test command names exists. Anything else is counted as false.
 - the naive default is one command per ecosystem (pytest, npm test, go test ./..., cargo test,
@@ -92,6 +92,11 @@ def _normalise_one(command: str) -> str:
             while i < len(words) and words[i].startswith("-") and words[i] != "--":
                 i += 2 if words[i] in ("--group", "--extra", "--with", "--python", "-p", "--directory", "--package", "--only-group") else 1
             words = words[i + (1 if i < len(words) and words[i] == "--" else 0):]
+        elif words[:2] == ["pixi", "run"] and any(w in _PY_TOOLS for w in words[2:5]):
+            i = 2  # `pixi run -e ENV --frozen pytest ...`: the environment, then the tool
+            while i < len(words) and words[i].startswith("-"):
+                i += 2 if words[i] in ("-e", "--environment", "--manifest-path") else 1
+            words = words[i:] if i < len(words) and words[i] in _PY_TOOLS else words
         elif words[:2] in (["poetry", "run"], ["pdm", "run"], ["pipenv", "run"]) and len(words) > 2 and words[2] in _PY_TOOLS:
             words = words[2:]
         elif words[:2] in (["bundle", "exec"], ["pnpm", "exec"], ["yarn", "exec"], ["composer", "exec"]):
@@ -260,6 +265,13 @@ def mechanically_valid(command: str, repo: Path) -> bool:
     if head == "rake":
         text = (cwd / "Rakefile").read_text(errors="replace") if (cwd / "Rakefile").is_file() else ""
         return bool(text) and all(a.split(":")[-1] in text for a in args if not a.startswith("-"))
+    if head in ("pixi", "poe"):
+        # the task exists in the folder's pixi or poe tables (`pixi run -e ENV TASK`, `poe TASK`)
+        text = "".join((cwd / n).read_text(errors="replace") for n in ("pyproject.toml", "pixi.toml") if (cwd / n).is_file())
+        rest = args[1:] if head == "pixi" and args[:1] == ["run"] else args
+        while rest and rest[0].startswith("-"):
+            rest = rest[2:] if rest[0] in ("-e", "--environment", "--manifest-path") else rest[1:]
+        return bool(rest) and re.search(rf"^\s*['\"]?{re.escape(rest[0])}['\"]?\s*=", text, re.M) is not None
     if head == "hatch":
         text = "".join((cwd / n).read_text(errors="replace") for n in ("pyproject.toml", "hatch.toml") if (cwd / n).is_file())
         return args[:1] == ["test"] or (args[:1] == ["run"] and len(args) > 1 and args[1].split(":")[-1] in text)

@@ -163,3 +163,32 @@ def test_a_packed_types_check_and_a_declaration_build_are_not_lint(tmp_path):
         "yarn type-tests"), "package.json": json.dumps(package), "yarn.lock": "", "tsconfig.json": "{}", "tsconfig.test.json": "{}"})
     result = analyze(root)
     assert [f.value for f in result.lint] == ["yarn type-tests"]
+
+
+def test_pixi_tasks_are_entry_points_and_the_one_test_line_runs_in_their_environment(tmp_path):
+    pyproject = ('[project]\nname = "p"\n\n[tool.pixi.workspace]\nchannels = ["conda-forge"]\nplatforms = ["linux-64"]\n\n'
+                 '[tool.pixi.feature.test.tasks]\ntest = { cmd = "pytest -n auto --pyargs p", depends-on = ["check-import"] }\n'
+                 'check-import = "python -c \'import p\'"\n\n'
+                 '[tool.pixi.feature.lint.tasks]\nlint = "pre-commit run --all-files"\n')
+    root = _write(tmp_path, {
+        ".github/workflows/ci.yml": _workflow("pixi run -e ${{ matrix.environment }} test",
+                                              matrix="        environment: [test-py312, test-py313]\n"),
+        ".github/workflows/lint.yml": _workflow("pixi run --frozen -e lint lint", job="lint"),
+        "pyproject.toml": pyproject, "p/__init__.py": "", "p/tests/test_a.py": "def test_one():\n    pass\n",
+    })
+    result = analyze(root)
+    assert result.test[0].value.startswith("pixi run -e test-py31") and result.test[0].value.endswith(" test")
+    assert result.test[0].runs == "pytest"
+    assert result.lint[0].value == "pixi run --frozen -e lint lint"
+    assert result.single_test[0].value.startswith("pixi run -e test-py31") and "pytest p/tests/test_a.py::test_one" in result.single_test[0].value
+
+
+def test_pixi_toml_tasks_with_a_list_command_and_an_unknown_task(tmp_path):
+    pixi = '[workspace]\nname = "c"\nchannels = ["conda-forge"]\nplatforms = ["linux-64"]\n\n[tasks]\ntest = { cmd = ["ctest", "--test-dir", "build"] }\n'
+    root = _write(tmp_path, {
+        ".github/workflows/ci.yml": _workflow("pixi run test", "pixi run no-such-task"),
+        "pixi.toml": pixi, "CMakeLists.txt": "project(c)\nenable_testing()\n",
+    })
+    result = analyze(root)
+    assert result.test[0].value == "pixi run test"
+    assert "no-such-task" not in " ".join(f.value for f in result.test + result.lint)

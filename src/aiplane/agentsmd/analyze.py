@@ -170,7 +170,7 @@ def _ci_score(command: ci_model.CiCommand, resolved: Resolved) -> float:
 
 
 _GENERIC_RUNNERS = {"mvn", "mvnw", "gradle", "gradlew", "make", "gmake", "just", "task", "dotnet", "cargo", "go", "npm", "pnpm", "yarn",
-                    "bun", "ant", "sbt", "bazel", "bazelisk", "rake", "composer", "pipx", "uvx", "uv", "hatch", "nox", "tox", "cmake", "meson"}
+                    "bun", "ant", "sbt", "bazel", "bazelisk", "rake", "composer", "pipx", "uvx", "uv", "hatch", "nox", "tox", "cmake", "meson", "pixi"}
 
 
 def _runs_something(argv: list[str], resolved: Resolved) -> bool:
@@ -743,7 +743,11 @@ def _analyze(tree: TreeBase, files: list[Entry], commands: list[ci_model.CiComma
             runner = next((r for r in primary.resolved.runs), "")
             if runner in ("jest", "vitest", "mocha", "ava") and primary.resolved.flags & {"env", "chain"}:
                 break  # the runner needs the script's environment or steps; a bare invocation may not work
-            launcher = facts.launcher if facts.launcher and (primary.argv[:2] == facts.launcher or primary.resolved.entry in ("tox", "nox", "make", "hatch", "pdm", "poe") or primary.source != "ci") else []
+            launcher = facts.launcher if facts.launcher and (primary.argv[:2] == facts.launcher or primary.resolved.entry in ("tox", "nox", "make", "hatch", "pdm", "poe", "pixi") or primary.source != "ci") else []
+            if primary.resolved.entry == "pixi" and primary.argv[:2] == ["pixi", "run"]:
+                # The runner lives in the pixi environment the test task ran in: `pixi run -e ENV pytest ...`.
+                environment = primary.argv[2:4] if primary.argv[2:3] in (["-e"], ["--environment"]) and len(primary.argv) > 4 else []
+                launcher = ["pixi", "run", *environment]
             single = layout.single_test(tree, files, runner, launcher, facts.manager, primary.argv, fact_test.cwd)
             text = render(single) if single else None
             if text and text != fact_test.value:

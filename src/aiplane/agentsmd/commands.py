@@ -783,6 +783,19 @@ class Resolver:
             if args[0] == "run":
                 return self.argv(args[1:], cwd, depth + 1)
             return None
+        if name == "pixi" and args[:1] == ["run"]:
+            rest = args[1:]
+            while rest and rest[0].startswith("-"):
+                # `-e ENV`, `--environment ENV`, `--manifest-path FILE` take a value; the rest are switches.
+                takes_value = rest[0] in ("-e", "--environment", "--manifest-path") and len(rest) > 1
+                rest = rest[2:] if takes_value else rest[1:]
+            if not rest:
+                return None
+            resolved = self._pyscript("pixi", rest[0], cwd, depth)
+            if resolved is None:  # `pixi run pytest ...`: a command in the environment
+                resolved = self.argv(rest, cwd, depth + 1)
+                resolved.entry = "pixi"
+            return resolved
         if name == "poe" or (name == "poetry" and args[:1] == ["poe"]):
             task = (args[1:] if name == "poetry" else args)[:1]
             return self._pyscript("poe", task[0] if task else "", cwd, depth)

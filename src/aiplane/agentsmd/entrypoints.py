@@ -742,7 +742,7 @@ def composer_scripts(tree: TreeBase, dir_: str = "") -> tuple[dict[str, Entry], 
     return out, data, text
 
 
-# -- pyproject task tables: hatch, pdm, poe, taskipy ---------------------------------------------
+# -- pyproject task tables: hatch, pdm, poe, taskipy, pixi ---------------------------------------
 
 
 @dataclass
@@ -752,6 +752,10 @@ class PyScripts:
     poe: dict[str, Entry]
     taskipy: dict[str, Entry]
     file: str = "pyproject.toml"
+    # pixi tasks (`[tool.pixi.tasks]`, `[tool.pixi.feature.X.tasks]`, or the same tables in pixi.toml):
+    # `pixi run -e ENV TASK` runs the task of whichever feature the environment includes; a name
+    # is read once, from the first table that defines it.
+    pixi: dict[str, Entry] = field(default_factory=dict)
 
 
 def _script_lines(value: Any) -> tuple[list[str], list[str]]:
@@ -806,8 +810,28 @@ def read_pyscripts(tree: TreeBase, dir_: str = "", pyproject: dict[str, Any] | N
                 out[name] = Entry(name, lines, 1, refs)
         return out
 
+    def pixi_entries(*manifests: dict[str, Any]) -> dict[str, Entry]:
+        out: dict[str, Entry] = {}
+        for manifest in manifests:
+            features = [safe.as_dict(feature).get("tasks") for feature in list(safe.as_dict(manifest.get("feature")).values())[:100]]
+            for table in (manifest.get("tasks"), *features):
+                for name, body in list(safe.as_dict(table).items())[:MAX_ENTRIES]:
+                    if name in out or not valid_name(name) or name.startswith("_"):
+                        continue
+                    lines, refs = _script_lines(body)
+                    if isinstance(body, dict):  # `depends-on` runs first: another task's name, or {task = ...}
+                        depends = body.get("depends-on", body.get("depends_on"))
+                        for dep in (depends if isinstance(depends, list) else [depends])[:20]:
+                            dep = dep.get("task") if isinstance(dep, dict) else dep
+                            if isinstance(dep, str) and valid_name(dep):
+                                refs.append(dep)
+                    out[name] = Entry(name, lines, 1, refs)
+        return out
+
+    pixi_toml = safe.load_toml(safe.read_text(tree, _join(dir_, "pixi.toml"))) if tree.is_file(_join(dir_, "pixi.toml")) else {}
     return PyScripts(hatch, table_entries(safe.dig(tool, "pdm", "scripts")), table_entries(safe.dig(tool, "poe", "tasks")),
-                     table_entries(safe.dig(tool, "taskipy", "tasks")))
+                     table_entries(safe.dig(tool, "taskipy", "tasks")),
+                     pixi=pixi_entries(safe.as_dict(tool.get("pixi")), safe.as_dict(pixi_toml)))
 
 
 class Lazy:

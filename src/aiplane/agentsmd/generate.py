@@ -29,7 +29,12 @@ _COMMAND_START = re.compile(
     r"^(uv|uvx|poetry|pdm|hatch|pipenv|pytest|py\.test|python3?|pip|npm|pnpm|yarn|bun|bunx|npx|deno|node|go|cargo|cross|make|just|task|"
     r"tox|nox|ruff|mypy|pyright|black|isort|flake8|pylint|mvn|\./mvnw|gradle|\./gradlew|golangci-lint|pre-commit|prek|eslint|tsc|"
     r"prettier|biome|bundle|rake|rspec|rubocop|standardrb|ruby|composer|php|vendor/bin/\S+|\./vendor/bin/\S+|dotnet|ctest|cmake|"
-    r"meson|coverage|vitest|jest|mocha|bash|sh|pwsh|scripts/\S+|\./\S+|find|git ls-files|\{|clang-format\S*)(\s|$)")
+    r"meson|coverage|vitest|jest|mocha|bash|sh|pwsh|scripts/\S+|\./\S+|find|git ls-files|\{|clang-format\S*|"
+    # Tools and script folders the analysis also prints (each seen in the bench corpus): every printed
+    # command must be recognised here, or neither the model check nor the bench would see it.
+    r"poe|pixi|pipx|gofmt|gofumpt|goimports|golint|staticcheck|gotestsum|php-cs-fixer|phpstan|psalm|phpcs|pest|phpunit|"
+    r"cpplint|cppcheck|bazel|bazelisk|sbt|ant|shellcheck|codespell|typos|xvfb-run|turbo|nx|lerna|"
+    r"(?:bin|ci|\.ci|script|tools|build|dev)/\S+|(?:\.\./)+\S+)(\s|$)")
 WATCHED = ("pyproject.toml", "setup.cfg", "setup.py", "tox.ini", "noxfile.py", "ruff.toml", ".pre-commit-config.yaml", "package.json",
            "pnpm-workspace.yaml", "go.mod", "go.work", "Cargo.toml", "Makefile", "makefile", "GNUmakefile", "justfile", "Taskfile.yml",
            "Rakefile", "Gemfile", "composer.json", "pom.xml", "build.gradle", "build.gradle.kts", "settings.gradle", "settings.gradle.kts",
