@@ -141,8 +141,11 @@ def python(tree: TreeBase, dir_: str, facts: Facts, lazy: ep.Lazy) -> None:
             facts.proposals.append(Proposal(["pdm", "run", name], f"{_join(dir_, 'pyproject.toml')}:{_line(text, name)}", "entry", dir_))
         for name in scripts.poe:
             facts.proposals.append(Proposal(["poe", name], f"{_join(dir_, 'pyproject.toml')}:{_line(text, name)}", "entry", dir_))
-        for name in scripts.pixi:
-            facts.proposals.append(Proposal(["pixi", "run", name], f"{_join(dir_, 'pyproject.toml')}:{_line(text, name)}", "entry", dir_))
+        if scripts.pixi:
+            # the tasks come from [tool.pixi] when pyproject.toml has it, else from pixi.toml
+            pixi_file, pixi_text = ("pyproject.toml", text) if "pixi" in tool else ("pixi.toml", safe.read_text(tree, _join(dir_, "pixi.toml")))
+            for name in scripts.pixi:
+                facts.proposals.append(Proposal(["pixi", "run", name], f"{_join(dir_, pixi_file)}:{_line(pixi_text, name)}", "entry", dir_))
         for env, table in scripts.hatch.items():
             for name in table:
                 target = name if env == "default" else f"{env}:{name}"
