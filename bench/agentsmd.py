@@ -5,7 +5,7 @@
     #    (from local mirrors instead of GitHub: --mirror-root DIR, a DIR/<owner>+<name>/repo bare clone each;
     #     repositories without a mirror are skipped)
     # 2. Score the analyser and the naive per-language default.
-    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1..heldout-12|all] [--repo owner/name] [--show-misses] [--json]
+    .venv/bin/python bench/agentsmd.py run --corpus /work/corpus [--split dev|heldout-1..heldout-13|all] [--repo owner/name] [--show-misses] [--json]
     #    (held-out gold not yet run sits in bench/agentsmd_sealed.json; --sealed adds it, for its first run only)
     # 3. The staleness check on the corpus's own hand-written AGENTS.md files (findings to judge by hand).
     .venv/bin/python bench/agentsmd.py staleness --corpus /work/corpus [--commits 5]
@@ -61,7 +61,7 @@ GOLD = ROOT / "bench" / "agentsmd_gold.json"
 # Held-out gold committed before its first run and kept apart until then, so that runs over
 # --split all (while the analyser is being fixed) never score it by accident.
 SEALED = ROOT / "bench" / "agentsmd_sealed.json"
-SPLITS = ("dev", "heldout-1", "heldout-2", "heldout-3", "heldout-4", "heldout-5", "heldout-6", "heldout-7", "heldout-8", "heldout-9", "heldout-10", "heldout-11", "heldout-12", "all")
+SPLITS = ("dev", "heldout-1", "heldout-2", "heldout-3", "heldout-4", "heldout-5", "heldout-6", "heldout-7", "heldout-8", "heldout-9", "heldout-10", "heldout-11", "heldout-12", "heldout-13", "all")
 _PY_TOOLS = {"pytest", "tox", "nox", "mypy", "ruff", "black", "isort", "flake8", "pylint", "coverage", "pre-commit", "pyright", "unittest",
              "codespell", "sphinx-build", "mkdocs", "python"}
 _MAVEN_NOISE = {"-B", "--batch-mode", "-q", "--quiet", "-ntp", "--no-transfer-progress", "-ff", "--fail-fast", "-e", "--errors", "-V",
