@@ -174,8 +174,12 @@ def test_literals_in_a_request_count_as_their_kind():
     assert toolsearch.literals("set up the folders a/b/c").split() == ["set", "up", "the", "folders", "path"]
     # Not literals: a time zone, an abbreviation, a possessive, a version.
     assert toolsearch.literals("9am in Europe/Paris, e.g. Bob's 1.2.3").split() == ["9am", "in", "Europe/Paris,", "Bob's", "1.2.3"]
+    assert toolsearch.literals("create a .gitignore and edit config/.env.example").split() == ["create", "a", "file", "and", "edit", "file"]
+    assert toolsearch.literals("read nodejs.org/en/blog and docs.python.org").split() == ["read", "url", "and", "url"]
+    assert toolsearch.literals("port it to .NET").split() == ["port", "it", "to", ".NET"]
     started = time.perf_counter()
-    for hostile in ("a." * 5000, "a/" * 5000, "'" * 5000, ("a" * 99 + ".") * 50, "~/" + "a/" * 5000):
+    for hostile in ("a." * 5000, "a/" * 5000, "'" * 5000, ("a" * 99 + ".") * 50, "~/" + "a/" * 5000, ".a" * 5000, "a-." * 5000,
+                    ("a" * 63 + ".") * 100 + "com/" + "x" * 5000):
         toolsearch.literals(hostile)
     assert time.perf_counter() - started < 1
 
@@ -212,6 +216,23 @@ def test_annotations_that_contradict_the_request_move_a_tool_down():
     odd = SimpleNamespace(name="x", description="", annotations={"readOnlyHint": "yes", "destructiveHint": 1})
     assert toolsearch.tool_docs([("s", "", odd)])[0].effect == ""
     assert toolsearch.tool_docs([("s", "", SimpleNamespace(name="x", annotations={"readOnlyHint": True}))])[0].effect == "read"
+
+
+def test_a_misspelt_word_finds_the_tool_term_one_edit_away():
+    from mcp.types import Tool
+
+    def tool(name: str, description: str) -> Tool:
+        return Tool(name=name, description=description, inputSchema={"type": "object"})
+
+    listing = [("repo", "", tool("repo_commit", "Records changes")), ("repo", "", tool("repo_status", "Shows the working tree")),
+               ("repo", "", tool("repo_comment", "Adds a remark"))]
+    search = toolsearch.ToolSearch(semantic=False)
+    assert search.search(listing, "comit my work", 1) == ["repo__repo_commit"]  # one insertion away
+    assert search.search(listing, "statsu please", 1) == ["repo__repo_status"]  # two letters swapped
+    index = search.index(listing)
+    assert index._spelled("commen") == "comment"  # unique neighbour
+    assert index._spelled("xyzw") == "xyzw" and index._spelled("tre") == "tre"  # nothing near, or too short
+    assert toolsearch._one_edit("abc", "acb") and not toolsearch._one_edit("abc", "abc") and not toolsearch._one_edit("abc", "cab")
 
 
 def test_hostile_queries_and_tools_stay_small_and_fast():

@@ -149,6 +149,12 @@ _QUOTED = re.compile(r"\"[^\"]{1,200}\"|(?<!\w)'[^']{1,200}'(?!\w)|`[^`]{1,200}`
 _FILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}[\w-]{1,100}\.[A-Za-z][A-Za-z0-9]{0,5}(?![\w/])")
 # A path of folders: "a/b/c", "./src/"; not an IANA time zone ("Europe/Paris", "America/New_York").
 _PATH = re.compile(r"(?<![\w@/])(?![A-Z][a-z]+/[A-Z])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){1,20}[\w.-]{0,100}")
+# A dotfile, optionally in folders: ".gitignore", "config/.env.example" (lower-case first letter:
+# ".NET" is a word).
+_DOTFILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}\.[a-z][\w.-]{0,60}(?![\w/])")
+# A host name with a common top-level domain and an optional path, without a scheme: "nodejs.org/en/blog".
+_HOST = re.compile(r"(?<![\w@/.])(?:[a-z0-9-]{1,63}\.){1,10}(?:com|org|net|io|dev|ai|app|gov|edu|co|me|info|so|sh|xyz)"
+                   r"(?::\d{1,5})?(?:/\S{0,2000})?(?![\w.])", re.IGNORECASE)
 _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs)\.", re.IGNORECASE)
 
 
@@ -157,8 +163,10 @@ def literals(query: str) -> str:
     folder paths -> "path", quoted text dropped (what to name or write says nothing of which tool)."""
     query = _ABBREVIATION.sub(" ", query[:MAX_QUERY_CHARS])
     query = _URL.sub(" url ", query)
+    query = _HOST.sub(" url ", query) if LITERAL_HOSTS else query
     query = _QUOTED.sub(" ", query)
     query = _FILE.sub(" file ", query)
+    query = _DOTFILE.sub(" file ", query) if LITERAL_DOTFILES else query
     return _PATH.sub(" path ", query)
 
 
@@ -206,6 +214,27 @@ def lexicon() -> Lexicon:
     return found
 
 
+SPELLING = True
+LITERAL_HOSTS = True
+LITERAL_DOTFILES = True
+MIN_SPELLED = 4
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """One insertion, deletion, substitution or swap of neighbours apart (not equal)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
 class ToolIndex:
     """BM25F over the tools' fields, fused with a lexicon-widened ranking."""
 
@@ -240,6 +269,22 @@ class ToolIndex:
         for t, per_doc in weighted.items():
             idf = math.log(1 + (n - len(per_doc) + 0.5) / (len(per_doc) + 0.5))
             self.postings[t] = [(doc, idf * tf * (K1 + 1) / (tf + K1)) for doc, tf in per_doc.items()]
+        # Each term under itself and its one-letter deletions, so a request's misspelt word ("comit",
+        # "dirctory") finds the tools' term one edit away (symmetric delete: a few lookups a word).
+        self.near: dict[str, set[str]] = defaultdict(set)
+        if SPELLING:
+            for t in self.postings:
+                if len(t) >= MIN_SPELLED:
+                    for key in _deletions(t):
+                        self.near[key].add(t)
+
+    def _spelled(self, term: str) -> str:
+        """The term, or the one tool term it is a one-edit misspelling of (a word no tool and no
+        lexicon line knows, of at least MIN_SPELLED letters; an ambiguous correction is not made)."""
+        if not self.near or term in self.postings or len(term) < MIN_SPELLED or lexicon().related(term):
+            return term
+        found = {t for key in (term, *_deletions(term)) for t in self.near.get(key, ()) if _one_edit(term, t)}
+        return found.pop() if len(found) == 1 else term
 
     def _scores(self, query: Sequence[Mapping[str, float]]) -> list[tuple[int, float]]:
         """Each query word is a group of alternatives (itself, weight 1, and related words):
@@ -259,7 +304,7 @@ class ToolIndex:
                late: Mapping[int, float] | None = None) -> list[str]:
         """`similarity`: the query's cosine to each tool (same order as the docs), and `late`: the
         late-interaction score of some of them (by position), when a model is loaded."""
-        asked = list(dict.fromkeys(terms(literals(query), self.postings)))[:MAX_QUERY_TERMS]
+        asked = [self._spelled(t) for t in dict.fromkeys(terms(literals(query), self.postings))][:MAX_QUERY_TERMS]
         if not asked:  # only stop words: nothing to rank by, embedded or not
             return []
         literal = self._scores([{t: 1.0} for t in asked])
