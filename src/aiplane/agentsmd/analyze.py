@@ -293,10 +293,10 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
             # `find src -name '*.h' | xargs clang-format -n`: stated whole, the file list with the tool
             text = render_feed(command.feed, command.xargs, argv)
         else:
-            text = render(argv)
+            text = render(argv, cwd=cwd)
             if text is None:
                 argv = _without_reporting(argv)
-                text = render(argv)
+                text = render(argv, cwd=cwd)
         if text is None:
             continue
         out.append(Candidate(argv, text, resolved.kind, cwd, command.evidence, "ci", _ci_score(command, resolved), command.order,
@@ -528,7 +528,7 @@ def _proposal_candidates(resolver: Resolver, proposals: list[ecosystems.Proposal
             continue
         if proposal.hint and proposal.source != "entry" and resolved.kind != proposal.hint and not (proposal.hint in CHECK_KINDS and resolved.kind in CHECK_KINDS):
             continue
-        text = render(proposal.argv)
+        text = render(proposal.argv, cwd=proposal.cwd)
         if text is None:
             continue
         out.append(Candidate(proposal.argv, text, resolved.kind, proposal.cwd, proposal.evidence, proposal.source,
@@ -665,7 +665,7 @@ def _watch_safe(candidate: Candidate, manager: str) -> Candidate:
         return candidate
     extra = ["--", "--run"] if tool_name(candidate.argv[0]) == "npm" and not direct else ["--run"]
     argv = [*candidate.argv, *extra]
-    text = render(argv)
+    text = render(argv, cwd=candidate.cwd)
     if text is None:
         return candidate
     flags = candidate.resolved.flags - {"watch"}
@@ -749,7 +749,7 @@ def _analyze(tree: TreeBase, files: list[Entry], commands: list[ci_model.CiComma
                 environment = primary.argv[2:4] if primary.argv[2:3] in (["-e"], ["--environment"]) and len(primary.argv) > 4 else []
                 launcher = ["pixi", "run", *environment]
             single = layout.single_test(tree, files, runner, launcher, facts.manager, primary.argv, fact_test.cwd)
-            text = render(single) if single else None
+            text = render(single, cwd=fact_test.cwd) if single else None
             if text and text != fact_test.value:
                 a.single_test.append(Fact(text, primary.evidence, "test", fact_test.cwd, "", primary.source))
     # A check read off a tool's config (`black --check .` from [tool.black]) is left out when the project

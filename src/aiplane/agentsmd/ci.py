@@ -23,7 +23,7 @@ from itertools import product
 from typing import Any
 
 from aiplane.agentsmd import safe
-from aiplane.agentsmd.shell import is_noise, parse_script
+from aiplane.agentsmd.shell import expansion_budget, is_noise, parse_script
 from aiplane.repository.tree import TreeBase
 
 MAX_WORKFLOWS = 60
@@ -1241,7 +1241,8 @@ def collect(tree: TreeBase) -> list[CiCommand]:
     out: list[CiCommand] = []
     for reader in (lambda t: GitHubActions(t).run(), gitlab, circleci, azure, travis, appveyor, precommit_ci):
         try:
-            out += reader(tree)
+            with expansion_budget():  # one CI system's files share one expansion budget
+                out += reader(tree)
         except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
             continue
     return out[:MAX_COMMANDS]

