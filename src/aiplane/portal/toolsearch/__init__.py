@@ -153,7 +153,7 @@ _PATH = re.compile(r"(?<![\w@/])(?![A-Z][a-z]+/[A-Z])(?:\.{0,2}/|~/)?(?:[\w.-]{1
 # ".NET" is a word).
 _DOTFILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}\.[a-z][\w.-]{0,60}(?![\w/])")
 # A host name with a common top-level domain and an optional path, without a scheme: "nodejs.org/en/blog".
-_HOST = re.compile(r"(?<![\w@/.])(?:[a-z0-9-]{1,63}\.){1,10}(?:com|org|net|io|dev|ai|app|gov|edu|co|me|info|so|sh|xyz)"
+_HOST = re.compile(r"(?<![\w@/.])(?:[a-z0-9-]{1,63}\.){1,10}(?:com|org|net|io|dev|ai|gov|edu|info)"
                    r"(?::\d{1,5})?(?:/\S{0,2000})?(?![\w.])", re.IGNORECASE)
 _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs)\.", re.IGNORECASE)
 
@@ -180,6 +180,9 @@ class Lexicon:
 
     def add(self, head: str, others: Iterable[str]) -> None:
         self._raw[head].extend(others)
+
+    def knows(self, term: str) -> bool:
+        return term in self._raw
 
     def related(self, term: str) -> frozenset[str]:
         found = self._stemmed.get(term)
@@ -281,7 +284,7 @@ class ToolIndex:
     def _spelled(self, term: str) -> str:
         """The term, or the one tool term it is a one-edit misspelling of (a word no tool and no
         lexicon line knows, of at least MIN_SPELLED letters; an ambiguous correction is not made)."""
-        if not self.near or term in self.postings or len(term) < MIN_SPELLED or lexicon().related(term):
+        if not self.near or term in self.postings or len(term) < MIN_SPELLED or lexicon().knows(term):
             return term
         found = {t for key in (term, *_deletions(term)) for t in self.near.get(key, ()) if _one_edit(term, t)}
         return found.pop() if len(found) == 1 else term
