@@ -547,6 +547,14 @@ def _maven(args: list[str]) -> Resolved:
 
 _GRADLE_TEST = re.compile(r"(^|:)(test|check|build|allTests|jvmTest|connectedCheck|nativeTest|testDebugUnitTest|testReleaseUnitTest|connectedAndroidTest|[a-z]+Test)$")
 _GRADLE_CHECK = re.compile(r"(^|:)(spotlessCheck|ktlintCheck|detekt|checkstyle\w*|lint|lintKotlin|apiCheck|pmd\w*|spotbugs\w*|errorprone\w*|ktfmtCheck\w*)$")
+# Tasks of static-analysis plugins, per source set: `detektTest`, `checkstyleTest`, `pmdTest`,
+# `spotbugsTest`, `ktlintTestSourceSetCheck` analyse the test sources; they run no test.
+_GRADLE_ANALYSIS = re.compile(r"(^|:)(detekt\w*|ktlint\w*|checkstyle\w*|pmd\w*|spotbugs\w*|errorprone\w*|ktfmt\w*|spotless\w*Check|"
+                              r"apiCheck|lintKotlin\w*)$")
+
+
+def _gradle_test_task(task: str) -> bool:
+    return bool(_GRADLE_TEST.search(task)) and not _GRADLE_ANALYSIS.search(task)
 
 
 # Options whose value is the next word, not a task; `-x`/`--exclude-task` names a task that does NOT run.
@@ -587,19 +595,19 @@ def _gradle(args: list[str]) -> Resolved:
     # `check -x test` (or `build -x test`) runs everything but the tests: the verification tasks, or the build.
     if excluded and any(re.search(r"(^|:)(test|allTests|jvmTest)$", t) for t in excluded):
         aggregates = [t for t in tasks if re.search(r"(^|:)(check|build)$", t)]
-        if aggregates and not any(_GRADLE_TEST.search(t) for t in tasks if t not in aggregates):
+        if aggregates and not any(_gradle_test_task(t) for t in tasks if t not in aggregates):
             return Resolved("lint" if any(t.endswith("check") for t in aggregates) else "build")
     if any(re.search(r"(publish|closeAndRelease|release|uploadArchives|githubRelease|bintrayUpload|nexus)", t, re.I) for t in tasks):
         return Resolved("publish")
-    if any(_GRADLE_CHECK.search(t) for t in tasks) and not any(_GRADLE_TEST.search(t) for t in tasks):
-        if any(re.search(r"(spotlessApply|ktlintFormat|Format$)", t) for t in tasks):
+    if any(_GRADLE_CHECK.search(t) or _GRADLE_ANALYSIS.search(t) for t in tasks) and not any(_gradle_test_task(t) for t in tasks):
+        if any(re.search(r"(spotlessApply|ktlintFormat|Format$|Baseline$)", t) for t in tasks):
             return Resolved("fix")
         return Resolved("format" if any("spotless" in t or "ktfmt" in t for t in tasks) else "lint")
-    if any(_GRADLE_TEST.search(t) for t in tasks):
+    if any(_gradle_test_task(t) for t in tasks):
         flags = {"device"} if any(t.endswith(("connectedCheck", "connectedAndroidTest")) for t in tasks) else set()
         if any(t.endswith("nativeTest") for t in tasks) or filtered:
             flags.add("partial")
-        if all(":" in t.lstrip(":") for t in tasks if _GRADLE_TEST.search(t)):
+        if all(":" in t.lstrip(":") for t in tasks if _gradle_test_task(t)):
             flags.add("partial")  # `:module:test` tests one subproject
         return Resolved("test", ["gradle"], flags)
     if any(re.search(r"(dokka|javadoc)", t, re.I) for t in tasks):
