@@ -44,3 +44,26 @@ def test_gradle_static_analysis_tasks_are_checks_not_tests(tmp_path):
     result = analyze(root)
     assert _values(result.test)[:1] == ["./gradlew build -x detekt"]
     assert _values(result.lint)[:1] == ["./gradlew detektMain detektTest --continue"]
+
+
+def test_e2e_smoke_and_packed_package_scripts_rank_below_the_whole_test_run(tmp_path):
+    node = _write(tmp_path / "node", {
+        "package.json": '{"name": "x", "scripts": {"test": "./scripts/test"}}\n', "pnpm-lock.yaml": "",
+        "scripts/test": "#!/bin/sh\nnpx jest \"$@\"\n", "scripts/test-packed-package.ts": "console.log(1)\n",
+        ".github/workflows/ci.yml": _workflow(_job("test", "node --experimental-strip-types scripts/test-packed-package.ts", "./scripts/test")),
+    })
+    assert _values(analyze(node).test)[:1] == ["./scripts/test"]
+    go = _write(tmp_path / "go", {
+        "go.mod": "module example.com/x\n\ngo 1.23\n", "x.go": "package x\n", "x_test.go": "package x\n",
+        "internal/test/e2e/run.sh": "#!/bin/sh\ngo test ./internal/test/e2e/...\n", "scripts/smoke-test.sh": "#!/bin/sh\ngo test -run Smoke .\n",
+        ".github/workflows/ci.yml": _workflow(_job("tests", "internal/test/e2e/run.sh", "scripts/smoke-test.sh", "go test -race ./...")),
+    })
+    assert _values(analyze(go).test)[:1] == ["go test -race ./..."]
+    # a test script that runs the unit suite and then an end-to-end one is still the whole run
+    both = _write(tmp_path / "both", {
+        "go.mod": "module example.com/x\n\ngo 1.23\n", "x.go": "package x\n", "e2e/run.sh": "#!/bin/sh\ngo test ./e2e/...\n",
+        "scripts/test.sh": "#!/bin/sh\ngo test ./...\n./e2e/run.sh\n",
+        ".github/workflows/ci.yml": _workflow(_job("tests", "scripts/test.sh", "go vet ./...")),
+    })
+    assert _values(analyze(both).test)[:1] == ["scripts/test.sh"]
+

@@ -57,6 +57,8 @@ def combine(parts: list[Resolved]) -> Resolved:
         for part in tests:
             test_flags |= part.flags - {"partial"} - {f for f in part.flags if f.startswith("sub-path:")} \
                 if len(folders) > 1 and any(f.startswith("sub-path:") for f in part.flags) else part.flags
+        if any("e2e" not in p.flags for p in tests):
+            test_flags.discard("e2e")  # the unit run next to an end-to-end one: the whole suite
         return Resolved("test", runs, test_flags | ({"watch"} & flags))
     checks = [k for k in kinds if k in CHECK_KINDS]
     if checks:
@@ -257,6 +259,7 @@ def _pytest(args: list[str]) -> Resolved:
     if any(re.search(r"(integration|e2e|functional|acceptance)", a) for a in args):
         flags.add("partial")
     return Resolved("test", ["pytest"], flags)
+
 
 
 def classify_tool(argv: list[str]) -> Resolved | None:
@@ -1287,7 +1290,7 @@ class Resolver:
             guess = by_name(rel.rsplit("/", 1)[-1].split(".")[0])
             if guess in ("test", *CHECK_KINDS):
                 result = Resolved(guess, result.runs, result.flags | {"by-name"})
-        result.flags = result.flags | {"script"}
+        result.flags = result.flags | {"script"} | (_example_flag(rel) - {"partial"})
         self._memo[key] = result
         return result
 
@@ -1507,10 +1510,22 @@ def _sub_path_flags(paths: list[str], whole: set[str]) -> set[str]:
     return flags
 
 
+_SUITE_WORDS = {"e2e", "integration", "interop", "smoke", "acceptance"}
+_PACKAGING_WORDS = {"packed", "package", "packaging", "pack", "tarball", "install", "installed", "dist"}
+
+
 def _example_flag(path: str) -> set[str]:
     """A test script of one example (examples/embedding_service/test_embedding.py) tests that example
-    (often against a service CI starts first), not the project: a partial run."""
-    return {"partial"} if re.search(r"(^|/)(examples?|samples?|demos?)/", path.lower().replace("\\", "/")) else set()
+    (often against a service CI starts first), not the project: a partial run. A script whose path
+    says it is an end-to-end, integration or smoke suite (internal/test/e2e/run.sh), or a test of the
+    packed package (scripts/test-packed-package.ts), is not the project's whole test run either."""
+    lowered = path.lower().replace("\\", "/")
+    flags = {"partial"} if re.search(r"(^|/)(examples?|samples?|demos?)/", lowered) else set()
+    words = set(re.split(r"[^a-z0-9]+", lowered))
+    stem_words = set(re.split(r"[^a-z0-9]+", lowered.rsplit("/", 1)[-1]))
+    if words & _SUITE_WORDS or stem_words & _PACKAGING_WORDS:
+        flags.add("e2e")
+    return flags
 
 
 def _vendor_bin(command: str) -> str:
