@@ -67,3 +67,16 @@ def test_e2e_smoke_and_packed_package_scripts_rank_below_the_whole_test_run(tmp_
     })
     assert _values(analyze(both).test)[:1] == ["scripts/test.sh"]
 
+
+def test_pytest_over_several_listed_sub_folders_is_a_partial_run(tmp_path):
+    assert "partial" in classify_tool(["pytest", "-sv", "tests/test_a", "tests/test_b", "tests/test_core/test_proxy.py"]).flags
+    assert "partial" in classify_tool(["pytest", "tests/test_a.py::test_one"]).flags
+    assert "partial" not in classify_tool(["pytest", "tests", "src"]).flags
+    assert "partial" not in classify_tool(["pytest", "--ignore", "tests/slow", "tests"]).flags
+    root = _write(tmp_path, {
+        "pyproject.toml": '[project]\nname = "x"\n', "Makefile": "test:\n\tpytest -n 4 tests\n",
+        "tests/test_a/test_x.py": "def test_x():\n    pass\n", "tests/test_b/test_y.py": "def test_y():\n    pass\n",
+        ".github/workflows/server.yml": _workflow(_job("test", "pytest -sv tests/test_a tests/test_b")),
+        ".github/workflows/tests.yml": _workflow(_job("unit", "make test")),
+    })
+    assert _values(analyze(root).test)[:1] == ["make test"]

@@ -258,8 +258,38 @@ def _pytest(args: list[str]) -> Resolved:
         flags.add("coverage")
     if any(re.search(r"(integration|e2e|functional|acceptance)", a) for a in args):
         flags.add("partial")
+    if _pytest_selects(args):
+        flags.add("partial")
     return Resolved("test", ["pytest"], flags)
 
+
+# pytest options whose value is the next word (not a path to collect)
+_PYTEST_VALUE_OPTIONS = {"-k", "-m", "-p", "-c", "-o", "-n", "-W", "--ignore", "--ignore-glob", "--deselect", "--rootdir", "--confcutdir",
+                         "--basetemp", "--junitxml", "--junit-xml", "--log-file", "--cov-report", "--cov-config", "--durations", "--maxfail",
+                         "--tb", "--import-mode", "--override-ini", "--dist", "--numprocesses", "--config-file", "--log-level", "-r",
+                         "--timeout", "--reruns", "--randomly-seed", "--splits", "--group", "--capture"}
+
+
+def _pytest_selects(args: list[str]) -> bool:
+    """`pytest tests/test_s3 tests/test_sqs tests/test_core/test_proxy.py` (several folders below the
+    test root) or `pytest tests/x.py::test_y`: a chosen subset, not the project's whole run. Top-level
+    folders (`pytest tests src`) are the whole suite."""
+    paths: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in _PYTEST_VALUE_OPTIONS:
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        paths.append(arg.removeprefix("./").rstrip("/"))
+    if any("::" in p for p in paths):
+        return True
+    nested = [p for p in paths if "/" in p and not p.startswith(("$", "{", "..")) and "*" not in p]
+    return len(nested) >= 2 and len(nested) == len(paths)
 
 
 def classify_tool(argv: list[str]) -> Resolved | None:
