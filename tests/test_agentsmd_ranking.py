@@ -80,3 +80,22 @@ def test_pytest_over_several_listed_sub_folders_is_a_partial_run(tmp_path):
         ".github/workflows/tests.yml": _workflow(_job("unit", "make test")),
     })
     assert _values(analyze(root).test)[:1] == ["make test"]
+
+
+def test_a_cross_target_matrix_row_ranks_below_a_host_run(tmp_path):
+    root = _write(tmp_path, {
+        "Cargo.toml": '[package]\nname = "x"\nversion = "0.1.0"\n', "src/lib.rs": "",
+        "ci/test.bash": '#!/usr/bin/env bash\nset -e\n$1 test --target "$2"\n',
+        ".github/workflows/ci.yml": _workflow(_job("cross", "ci/test.bash cargo ${{ matrix.target }}", extra=(
+            "    strategy:\n      matrix:\n        target: [i686-pc-windows-msvc, wasm32-unknown-unknown]\n")),
+            _job("stable", "cargo test --all-features")),
+    })
+    assert _values(analyze(root).test)[:1] == ["cargo test --all-features"]
+    host = _write(tmp_path / "host", {
+        "Cargo.toml": '[package]\nname = "x"\nversion = "0.1.0"\n', "src/lib.rs": "",
+        "ci/test.bash": '#!/usr/bin/env bash\nset -e\n$1 test --target "$2"\n',
+        ".github/workflows/ci.yml": _workflow(_job("test", "ci/test.bash cargo ${{ matrix.target }}", extra=(
+            "    strategy:\n      matrix:\n        target: [i686-pc-windows-msvc, x86_64-unknown-linux-gnu]\n"))),
+    })
+    assert _values(analyze(host).test)[:1] == ["ci/test.bash cargo x86_64-unknown-linux-gnu"]
+

@@ -166,7 +166,25 @@ def _ci_score(command: ci_model.CiCommand, resolved: Resolved) -> float:
         score -= 15
     if re.search(r"pypy|graalpy|\d\.\d+t\b", " ".join(command.argv) + " " + " ".join(command.env.values())):
         score -= 3  # among matrix instantiations, CPython's
+    if _foreign_target(command.argv):
+        score -= 40  # a matrix row building for another platform: needs its toolchain, often its OS
     return score - _flag_penalty(resolved)
+
+
+_TARGET_TRIPLE = re.compile(r"(?:x86_64|i[3-6]86|aarch64|arm\w*|thumb\w*|wasm(?:32|64)|riscv\w+|powerpc\w*|ppc\w*|s390x|mips\w*|sparc\w*|"
+                            r"loongarch\w*)-(?:[a-z0-9_]+-)?(?:windows|darwin|ios|android\w*|linux|freebsd|netbsd|openbsd|none|wasi\w*|"
+                            r"unknown|emscripten|solaris|illumos|fuchsia)(?:-[a-z0-9_]+)?")
+_HOST_TRIPLES = {"x86_64-unknown-linux-gnu"}
+
+
+def _foreign_target(argv: list[str]) -> bool:
+    """The command names a target triple other than the reader's Linux host (`ci/test.bash cargo
+    i686-pc-windows-msvc`, `cargo test --target wasm32-unknown-unknown`): one row of a cross matrix."""
+    for word in argv:
+        value = word.split("=", 1)[1] if word.startswith("--target=") else word
+        if _TARGET_TRIPLE.fullmatch(value) and value not in _HOST_TRIPLES:
+            return True
+    return False
 
 
 _GENERIC_RUNNERS = {"mvn", "mvnw", "gradle", "gradlew", "make", "gmake", "just", "task", "dotnet", "cargo", "go", "npm", "pnpm", "yarn",
