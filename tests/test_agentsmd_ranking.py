@@ -99,3 +99,16 @@ def test_a_cross_target_matrix_row_ranks_below_a_host_run(tmp_path):
     })
     assert _values(analyze(host).test)[:1] == ["ci/test.bash cargo x86_64-unknown-linux-gnu"]
 
+
+def test_tox_per_python_envs_running_a_project_driver_are_tests(tmp_path):
+    tox = ("[tox]\nenvlist = py3{12,13}, lint\n\n[testenv]\ncommands =\n    python -m pip install -e .\n    python driver.py run_all {posargs}\n\n"
+           "[testenv:lint]\ndeps = ruff\ncommands = ruff check .\n")
+    root = _write(tmp_path, {
+        "tox.ini": tox, "setup.py": "", "driver.py": "", "pkg/__init__.py": "",
+        ".github/workflows/tests.yml": _workflow(_job("tests", "python -m tox -- -rfsEX")),
+        ".github/workflows/quality.yml": _workflow(_job("lint", "python -m tox -e lint")),
+    })
+    result = analyze(root)
+    assert _values(result.test)[:1] == ["python -m tox -- -rfsEX"]
+    assert _values(result.lint)[:1] == ["python -m tox -e lint"]
+

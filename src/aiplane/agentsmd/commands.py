@@ -552,6 +552,10 @@ def _cargo(args: list[str]) -> Resolved:
     return _other()
 
 
+# tox environments named for a Python version (py, py312, py3.12, pypy3, py313t, 3.12): its per-Python test runs
+_TOX_PYTHON_ENV = re.compile(r"(py|pypy)(\d+(\.\d+)?t?)?(-[\w.-]+)?|\d+\.\d+t?(-[\w.-]+)?")
+
+
 _MVN_TEST_GOALS = {"test", "verify", "install", "integration-test", "package"}
 _MVN_CHECK = re.compile(r"^(checkstyle|spotless|pmd|spotbugs|animal-sniffer|apache-rat|rat|enforcer|revapi|japicmp|forbiddenapis|errorprone|license|formatter|fmt|sortpom|modernizer|dependency-check|ktlint|detekt)(:|$)")
 
@@ -902,6 +906,10 @@ class Resolver:
             commands = tox.commands(env)
             inner = [self.line(c, cwd, depth + 1) for c in commands]
             body = named(combine(inner), inner, env) if commands else Resolved(by_name(env) or "other", [], {"by-name"})
+            if body.kind in ("other", "install", "build") and commands and _TOX_PYTHON_ENV.fullmatch(env):
+                # `py312` running the project's own driver (`python igor.py test_with_core ctrace`): tox's
+                # per-Python environments are its test runs, so `tox` over [py312, lint] is not a lint.
+                body = Resolved("test", body.runs, body.flags | {"by-name"})
             parts.append(body)
         result = combine(parts)
         if selected and result.kind == "test" and any(p.kind not in ("test", *CHECK_KINDS) for p in parts):
