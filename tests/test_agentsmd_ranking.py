@@ -112,3 +112,11 @@ def test_tox_per_python_envs_running_a_project_driver_are_tests(tmp_path):
     assert _values(result.test)[:1] == ["python -m tox -- -rfsEX"]
     assert _values(result.lint)[:1] == ["python -m tox -e lint"]
 
+
+def test_a_script_run_in_its_install_mode_is_not_the_check(tmp_path):
+    vet = '#!/bin/bash\nif [[ "$1" = "-install" ]]; then\n  go install golang.org/x/tools/cmd/goimports@latest\n  exit 0\nfi\ngo vet ./...\n'
+    root = _write(tmp_path, {
+        "go.mod": "module example.com/x\n\ngo 1.23\n", "x.go": "package x\n", "scripts/vet.sh": vet,
+        ".github/workflows/ci.yml": _workflow(_job("tests", "./scripts/vet.sh -install", "./scripts/vet.sh", "go test ./...")),
+    })
+    assert _values(analyze(root).lint)[:1] == ["./scripts/vet.sh"]

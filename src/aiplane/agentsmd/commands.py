@@ -1316,6 +1316,9 @@ class Resolver:
             kind = _test_path_kind(rel)
             return Resolved(kind or "other", [rel] if kind == "test" else [], {"script"} | _example_flag(rel))
         script_args = [a for a in (argv[argv.index(path) + 1:] if path in argv else []) if re.fullmatch(r"[A-Za-z0-9_.,:=/+-]+", a)][:9]
+        if any(a.lower() in _INSTALL_ARGS for a in script_args):
+            # `./scripts/vet.sh -install`: the script's mode that installs its tools; the check is its plain run
+            return Resolved("install", [], {"script"})
         key = (f"script:{rel}:{' '.join(script_args)}", cwd)
         if key in self._memo:
             return self._memo[key]
@@ -1548,6 +1551,8 @@ def _sub_path_flags(paths: list[str], whole: set[str]) -> set[str]:
     return flags
 
 
+_INSTALL_ARGS = {"-install", "--install", "install", "setup", "--setup", "-setup", "--deps", "-deps", "deps", "--install-deps",
+                 "install-deps", "--install-tools", "install-tools", "--bootstrap", "bootstrap"}
 _SUITE_WORDS = {"e2e", "integration", "interop", "smoke", "acceptance"}
 _PACKAGING_WORDS = {"packed", "package", "packaging", "pack", "tarball", "install", "installed", "dist"}
 
