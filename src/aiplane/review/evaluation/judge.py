@@ -12,8 +12,8 @@ data file (`prompts/eval-judge.md`), and its hash goes into every report.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -144,19 +144,23 @@ def llm_judge(endpoint) -> JudgeFn:  # noqa: ANN001 - a config.ModelEndpoint
         same_issue: bool
         reason: str = ""
 
-    agent = Agent(build(endpoint), output_type=Verdict, instructions=JUDGE_PROMPT, retries=1)
+    # The harness matches each unit in its own thread and event loop (`asyncio.run` per unit), so
+    # nothing bound to a loop is shared: an asyncio.Lock or one model client used from two loops
+    # failed a judge call now and then ("bound to a different event loop"). The cache is guarded
+    # by a thread lock (no await inside it), and each call builds its own agent (no network).
     cache: dict[str, bool] = {}
-    lock = asyncio.Lock()
+    lock = threading.Lock()
 
     async def judge(golden: Golden, finding: Candidate) -> tuple[bool, int, int]:
         prompt = judge_prompt(golden, finding)
         key = hashlib.sha256(prompt.encode()).hexdigest()
-        async with lock:
+        with lock:
             if key in cache:
                 return cache[key], 0, 0
+        agent = Agent(build(endpoint), output_type=Verdict, instructions=JUDGE_PROMPT, retries=1)
         result = await agent.run(prompt, model_settings={"temperature": 0.0, "max_tokens": 300})
         usage = result.usage
-        async with lock:
+        with lock:
             cache[key] = bool(result.output.same_issue)
         return cache[key], int(usage.input_tokens or 0), int(usage.output_tokens or 0)
 
