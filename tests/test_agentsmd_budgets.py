@@ -55,3 +55,37 @@ def test_a_lone_surrogate_path_is_missing_everywhere_in_the_tree_views(tmp_path)
         assert tree.sub("\ud800").kind("x") is None
     text, _seconds = _timed_generate(repo)
     assert "npm test" in text
+
+
+def _wide(table: str, line: str, levels: int, last: str) -> str:
+    return f'[project]\nname = "x"\n[{table}]\n' + "".join(line.format(i=i, n=i + 1) for i in range(levels)) + last
+
+
+def test_hatch_scripts_made_of_other_scripts_are_resolved_once_each(tmp_path):
+    refs = ", ".join(['"s{n}"'] * 20)
+    pyproject = _wide("tool.hatch.envs.default.scripts", "s{i} = [" + refs + "]\n", 6, 's6 = "pytest tests"\ntest = "s0"\n')
+    workflow = "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: hatch run test\n"
+    repo = _repo(tmp_path / "repo", {**PY, "pyproject.toml": pyproject, ".github/workflows/ci.yml": workflow})
+    text, seconds = _timed_generate(repo)
+    assert seconds < 2, seconds  # 20**6 resolutions before
+    assert "- Test: `hatch" in text
+
+
+def test_pdm_composite_scripts_fanning_out_are_resolved_once_each(tmp_path):
+    refs = ", ".join(['"s{n}"'] * 20)
+    pyproject = _wide("tool.pdm.scripts", "s{i} = {{composite = [" + refs + "]}}\n", 8,
+                      's8 = "pytest tests"\ntest = {composite = ["s0"]}\n')
+    workflow = "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: pdm run test\n"
+    repo = _repo(tmp_path / "repo", {**PY, "pyproject.toml": pyproject, ".github/workflows/ci.yml": workflow})
+    text, seconds = _timed_generate(repo)
+    assert seconds < 2, seconds
+    assert "- Test: `pdm run test`" in text
+
+
+def test_a_run_of_unclosed_ci_expressions_is_scanned_once():
+    from aiplane.agentsmd.ci import substitute
+
+    started = time.monotonic()
+    assert substitute("${{ " * 120_000, {}) == "${{ " * 120_000  # 211 s over 480 KB with the lazy regex
+    assert time.monotonic() - started < 1
+    assert substitute("a ${{ matrix.x }} b ${{ ${{ matrix.x }} c ${{", {"matrix": {"x": "1"}}).startswith("a 1 b $")
