@@ -89,3 +89,25 @@ def test_a_run_of_unclosed_ci_expressions_is_scanned_once():
     assert substitute("${{ " * 120_000, {}) == "${{ " * 120_000  # 211 s over 480 KB with the lazy regex
     assert time.monotonic() - started < 1
     assert substitute("a ${{ matrix.x }} b ${{ ${{ matrix.x }} c ${{", {"matrix": {"x": "1"}}).startswith("a 1 b $")
+
+
+EXPENSIVE = ("V=" + "a" * 1990 + "b\n" + "W=${V%%*a*a*a*a*a*a*a*a*a*a*a*c}\nX=${V#*a*a*a*a*a*a*a*a*a*a*a*c}\n" * 40
+             + 'pytest tests -k "$1"\n')
+
+
+def test_one_script_called_with_many_arguments_shares_one_budget(tmp_path):
+    workflow = "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n" + "".join(
+        f"          bash ci/s.sh a{i}\n" for i in range(300))
+    repo = _repo(tmp_path / "repo", {**PY, "ci/s.sh": "#!/bin/bash\n" + EXPENSIVE, ".github/workflows/ci.yml": workflow})
+    text, seconds = _timed_generate(repo)
+    assert seconds < 2, seconds  # each call spent a budget of its own: 35 ms each
+    assert "- Test: `pytest" in text
+
+
+def test_many_scripts_share_one_budget(tmp_path):
+    files = {**PY, **{f"ci/s{i}.sh": "#!/bin/bash\n" + EXPENSIVE for i in range(120)}}
+    files[".github/workflows/ci.yml"] = "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n" + "".join(
+        f"          bash ci/s{i}.sh a\n" for i in range(120))
+    repo = _repo(tmp_path / "repo", files)
+    _text, seconds = _timed_generate(repo)
+    assert seconds < 2, seconds

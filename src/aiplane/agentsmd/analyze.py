@@ -25,8 +25,16 @@ from typing import Any
 from aiplane.agentsmd import ci as ci_model
 from aiplane.agentsmd import ecosystems, layout, safe
 from aiplane.agentsmd import entrypoints as ep
-from aiplane.agentsmd.commands import CHECK_KINDS, Resolved, Resolver, by_name, split_launcher, tool_name
-from aiplane.agentsmd.shell import render, render_feed
+from aiplane.agentsmd.commands import (
+    CHECK_KINDS,
+    Resolved,
+    Resolver,
+    by_name,
+    resolution_budget,
+    split_launcher,
+    tool_name,
+)
+from aiplane.agentsmd.shell import ANALYSIS_EXPANSION_BUDGET, expansion_budget, render, render_feed
 from aiplane.repository.tree import Entry, TreeBase, WorkTree
 
 SKIP_DIRS = frozenset({".git", "node_modules", "vendor", "third_party", ".venv", "venv", "dist", "build", "target", "__pycache__",
@@ -821,7 +829,13 @@ def _rebase(commands: list[ci_model.CiCommand], member: str) -> list[ci_model.Ci
 def analyze(source: Path | TreeBase, depth: int = 0) -> Analysis:
     """Facts about a repository: a folder on disk (read without following symlinks) or a tree such
     as a commit's. Nothing is executed and no file is read past its size bound; a malformed or
-    hostile file is skipped, never raised."""
+    hostile file is skipped, never raised. The whole analysis (CI files, scripts, entry points, the
+    root and every workspace member) shares one expansion budget and one resolution budget."""
+    with expansion_budget(ANALYSIS_EXPANSION_BUDGET), resolution_budget():
+        return _analyze_repository(source, depth)
+
+
+def _analyze_repository(source: Path | TreeBase, depth: int) -> Analysis:
     root = WorkTree(source.resolve()) if isinstance(source, Path) else source
     files = root.files("", SKIP_DIRS, MAX_FILES)
     name = str(source.resolve()) if isinstance(source, Path) else root.describe()

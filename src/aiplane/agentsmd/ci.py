@@ -1247,12 +1247,12 @@ def _line(text: str, needle: str) -> int:
 def collect(tree: TreeBase) -> list[CiCommand]:
     """Every command the repository's CI runs, in file order; never raises on a malformed file."""
     out: list[CiCommand] = []
-    for reader in (lambda t: GitHubActions(t).run(), gitlab, circleci, azure, travis, appveyor, precommit_ci):
-        try:
-            with expansion_budget():  # one CI system's files share one expansion budget
+    with expansion_budget():  # every CI system's files share one expansion budget (the analysis's, when open)
+        for reader in (lambda t: GitHubActions(t).run(), gitlab, circleci, azure, travis, appveyor, precommit_ci):
+            try:
                 out += reader(tree)
-        except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
-            continue
+            except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
+                continue
     return out[:MAX_COMMANDS]
 
 

