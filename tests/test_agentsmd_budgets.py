@@ -111,3 +111,37 @@ def test_many_scripts_share_one_budget(tmp_path):
     repo = _repo(tmp_path / "repo", files)
     _text, seconds = _timed_generate(repo)
     assert seconds < 2, seconds
+
+
+def test_ci_files_read_per_analysis_are_bounded_in_total(tmp_path):
+    from aiplane.agentsmd import ci
+
+    pad = "# " + "x" * (400 * 1024) + "\n"
+    files = {f".github/workflows/w{i:02}.yml": pad + "on: push\n" for i in range(12)}
+    repo = _repo(tmp_path / "repo", {**PY, **files})
+    tree = WorkTree(repo)
+    with ci.ci_budget():
+        read = [ci.read_ci(tree, path) for path in sorted(files)]
+    assert sum(1 for text in read if text) * 400 * 1024 <= ci.MAX_CI_TOTAL_BYTES
+    assert not read[-1]
+    assert ci.read_ci(tree, sorted(files)[-1])  # outside an analysis's budget each file has its own bound only
+
+
+def test_a_yaml_document_over_the_node_bound_is_refused_while_parsing():
+    from aiplane.agentsmd import safe
+
+    text = "on: push\nenv:\n  PAD: [" + ",".join(["a"] * 250_000) + "]\n"
+    started = time.monotonic()
+    assert safe.load_yaml(text) is None
+    assert time.monotonic() - started < 1  # parsed, loaded and composed in full before: 1 s a file
+
+
+def test_matrix_rows_expanded_per_analysis_are_bounded():
+    from aiplane.agentsmd import ci
+
+    matrix = {"a": [f"v{i}" for i in range(16)], "b": [f"w{i}" for i in range(16)],
+              "include": [{"a": f"i{j}", "x": "y"} for j in range(2_000)]}
+    with ci.ci_budget():
+        results = [ci.expand_matrix(matrix, {}) for _ in range(40)]
+    assert results[0] is not None and len(results[0]) == ci.MAX_INSTANCES
+    assert results[-1] is None  # past the budget: as a matrix computed at run time

@@ -830,8 +830,8 @@ def analyze(source: Path | TreeBase, depth: int = 0) -> Analysis:
     """Facts about a repository: a folder on disk (read without following symlinks) or a tree such
     as a commit's. Nothing is executed and no file is read past its size bound; a malformed or
     hostile file is skipped, never raised. The whole analysis (CI files, scripts, entry points, the
-    root and every workspace member) shares one expansion budget and one resolution budget."""
-    with expansion_budget(ANALYSIS_EXPANSION_BUDGET), resolution_budget():
+    root and every workspace member) shares one expansion budget, one resolution budget and one CI reading budget."""
+    with expansion_budget(ANALYSIS_EXPANSION_BUDGET), resolution_budget(), ci_model.ci_budget():
         return _analyze_repository(source, depth)
 
 
