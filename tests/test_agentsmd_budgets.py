@@ -145,3 +145,16 @@ def test_matrix_rows_expanded_per_analysis_are_bounded():
         results = [ci.expand_matrix(matrix, {}) for _ in range(40)]
     assert results[0] is not None and len(results[0]) == ci.MAX_INSTANCES
     assert results[-1] is None  # past the budget: as a matrix computed at run time
+
+
+def test_tox_toml_product_env_lists_are_bounded_per_file():
+    from aiplane.agentsmd import entrypoints
+
+    axis = [f"f{j}" for j in range(50)]
+    started = time.monotonic()
+    envs = entrypoints._native_env_list([{"product": [axis, axis, axis, axis]} for _ in range(100)])
+    assert time.monotonic() - started < 0.5  # 6,250,000 names built per entry before: 55 s
+    assert len(envs) == entrypoints.MAX_ENTRIES
+    assert envs[0] == "f0-f0-f0-f0"
+    assert entrypoints._native_env_list(["lint", {"product": [["py312", "py313"], ["django5"]]}]) == [
+        "lint", "py312-django5", "py313-django5"]
