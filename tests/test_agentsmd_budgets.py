@@ -158,3 +158,18 @@ def test_tox_toml_product_env_lists_are_bounded_per_file():
     assert envs[0] == "f0-f0-f0-f0"
     assert entrypoints._native_env_list(["lint", {"product": [["py312", "py313"], ["django5"]]}]) == [
         "lint", "py312-django5", "py313-django5"]
+
+
+def test_rollout_runs_no_clean_or_smudge_filter_the_repository_selects(tmp_path):
+    from aiplane.agentsmd.rollout import BRANCH, Target, rollout
+
+    marker = tmp_path / "ran"
+    repo = _repo(tmp_path / "repo", {**PY, ".gitattributes": "* filter=evil diff=evil\n"})
+    for kind in ("clean", "smudge", "process"):
+        subprocess.run(["git", "-C", str(repo), "config", f"filter.evil.{kind}", f"sh -c 'echo {kind} >> {marker}; cat'"], check=True)
+    subprocess.run(["git", "-C", str(repo), "config", "diff.evil.textconv", f"sh -c 'echo textconv >> {marker}; cat'"], check=True)
+    (result,) = rollout([Target(repo)])
+    assert result.outcome == "created", result
+    assert not marker.exists(), marker.read_text()
+    proposed = subprocess.run(["git", "-C", str(repo), "show", f"{BRANCH}:AGENTS.md"], capture_output=True, text=True, check=True).stdout
+    assert proposed == generate(repo)[1]
