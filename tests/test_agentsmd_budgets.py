@@ -173,3 +173,39 @@ def test_rollout_runs_no_clean_or_smudge_filter_the_repository_selects(tmp_path)
     assert not marker.exists(), marker.read_text()
     proposed = subprocess.run(["git", "-C", str(repo), "show", f"{BRANCH}:AGENTS.md"], capture_output=True, text=True, check=True).stdout
     assert proposed == generate(repo)[1]
+
+
+def test_machine_paths_urls_and_argument_files_are_never_printed():
+    from aiplane.agentsmd.shell import render
+
+    for argv in (["pytest", "@../../args"], ["python", "-m", "pytest", "@args.txt"], ["pytest", "C:Windows/x"],
+                 ["pytest", "C:/x"], ["pytest", "C:\\x"], ["pytest", "file:///etc/passwd"], ["pytest", "--rootdir=C:/x"],
+                 ["pytest", "--basetemp=FILE:///tmp"]):
+        assert render(argv) is None, argv
+    for argv in (["npm", "run", "t:unit"], ["npx", "@biomejs/biome", "check"], ["pnpm", "--filter", "@a/b", "test"],
+                 ["./gradlew", ":app:test"], ["pytest", "tests/a.py::T::test"]):
+        assert render(argv) == " ".join(argv), argv
+
+
+def test_a_cd_to_an_unknown_place_drops_the_commands_after_it():
+    from aiplane.agentsmd.shell import parse_script
+
+    assert parse_script('cd "$X"\npytest tests')[0] == []
+    assert parse_script("Set-Location $env:X\npytest tests")[0] == []
+    assert [s.argv for s in parse_script("pytest a\npushd $X && pytest b\npytest c")[0]] == [["pytest", "a"]]
+    assert [(s.argv, s.cwd) for s in parse_script('cd "$GITHUB_WORKSPACE/sub"\npytest')[0]] == [(["pytest"], "sub")]
+    assert [(s.argv, s.cwd) for s in parse_script("X=sub\ncd $X\npytest")[0]] == [(["pytest"], "sub")]
+
+
+def test_values_that_change_a_printed_command_are_quoted_or_drop_it(tmp_path):
+    from aiplane.agentsmd.ci import substitute
+    from aiplane.agentsmd.shell import render
+
+    assert render(["pytest", "tests", "-k", "*"]) == "pytest tests -k '*'"
+    assert substitute("pytest -k ${{ matrix.t }}", {"matrix": {"t": {"a": 1}}}) == "pytest -k $__aiplane_unknown__"
+    assert substitute("pytest -k ${{ matrix.t }}", {"matrix": {"t": [1]}}) == "pytest -k $__aiplane_unknown__"
+    workflow = ("on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    env:\n      T: '--'\n    steps:\n"
+                "      - run: pytest tests -k \"$T\"\n")
+    repo = _repo(tmp_path / "repo", {**PY, ".github/workflows/ci.yml": workflow})
+    text, _seconds = _timed_generate(repo)
+    assert "pytest tests -k`" not in text and "-k --" not in text

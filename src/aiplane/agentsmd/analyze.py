@@ -282,6 +282,9 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
             continue  # compiles only with CI's `--cfg` flags (an unstable feature gate): not runnable as written
         argv = _fresh_checkout(tree, _native_target(_fold_env(_user_bin(command.argv), command.env)), command.cwd)
         while argv and len(argv) > 1 and argv[-1] == "--":
+            if re.fullmatch(r"-[A-Za-z]", argv[-2]):
+                argv = []  # `pytest -k "$T"` with T=--: the `--` is the option's value, and without it the option has none
+                break
             argv = argv[:-1]  # `tox run -e lint --` once CI's extra arguments are empty: the `--` passes nothing
         if not argv:
             continue  # nothing but an upload to an analysis server is left

@@ -340,8 +340,15 @@ def substitute(text: str, context: dict[str, Any]) -> str:
         if end < 0:
             out.append(text[position:])
             return "".join(out)
-        value = evaluate(text[start + 3:end], context)
-        out += [text[position:start], UNKNOWN_VAR if value is UNKNOWN else _text(value)]
+        expression = text[start + 3:end]
+        if expression.strip() == "github.workspace":
+            out += [text[position:start], "$GITHUB_WORKSPACE"]  # the checkout's root: `cd` knows it, a word does not
+            position = end + 2
+            continue
+        value = evaluate(expression, context)
+        # a mapping or list (a matrix row's value `{a: 1}`) prints as `Object`/`Array` there: unknown here
+        unknown = value is UNKNOWN or isinstance(value, (dict, list))
+        out += [text[position:start], UNKNOWN_VAR if unknown else _text(value)]
         position = end + 2
 
 
