@@ -195,6 +195,8 @@ def test_a_cd_to_an_unknown_place_drops_the_commands_after_it():
     assert [s.argv for s in parse_script("pytest a\npushd $X && pytest b\npytest c")[0]] == [["pytest", "a"]]
     assert [(s.argv, s.cwd) for s in parse_script('cd "$GITHUB_WORKSPACE/sub"\npytest')[0]] == [(["pytest"], "sub")]
     assert [(s.argv, s.cwd) for s in parse_script("X=sub\ncd $X\npytest")[0]] == [(["pytest"], "sub")]
+    # a script moving to its own project (crossbeam's ci/test.sh) is read from where it is called, as before
+    assert [s.argv for s in parse_script('cd "$(dirname "$0")"/..\ncargo test')[0]] == [["cargo", "test"]]
 
 
 def test_values_that_change_a_printed_command_are_quoted_or_drop_it(tmp_path):

@@ -525,6 +525,7 @@ def _strip_redirections(words: list[str]) -> list[str] | None:
 
 
 _CHANGE_DIR = frozenset({"cd", "pushd", "chdir", "Set-Location", "set-location", "sl"})
+_SCRIPT_HOME = re.compile(r"dirname|\$0\b|\$\{0\}|BASH_SOURCE|rev-parse\s+--show-toplevel|PSScriptRoot")
 # The checkout's root in each CI system (`${{ github.workspace }}` is read as $GITHUB_WORKSPACE).
 _WORKSPACE_ROOT = re.compile(r"""^["']?\$(\{)?(?:GITHUB_WORKSPACE|CI_PROJECT_DIR|TRAVIS_BUILD_DIR|BUILD_SOURCESDIRECTORY|"""
                              r"""APPVEYOR_BUILD_FOLDER|CIRCLE_WORKING_DIRECTORY)(?(1)\})((?:/[\w.-]+)*/?)["']?$""")
@@ -720,6 +721,8 @@ def _parse_script(text: str, env: dict[str, str] | None, *, start_cwd: str, _nes
                 root = _WORKSPACE_ROOT.match(head[1]) if len(head) == 2 else None
                 if root:  # `cd "$GITHUB_WORKSPACE/sub"`: the checkout's root, which is known
                     cwd = _change_dir("", root.group(2).lstrip("/") or ".")
+                elif _SCRIPT_HOME.search(" ".join(head[1:])):
+                    continue  # `cd "$(dirname "$0")"/..`: the script moving to its project, read from where it is called
                 else:
                     cwd = None  # `cd "$X"` to a place not known here: where the commands after it run is not known
                 if cwd is None:
