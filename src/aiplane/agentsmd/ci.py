@@ -34,17 +34,18 @@ MAX_JOBS = 300
 MAX_INSTANCES = 32
 MAX_COMMANDS = 3_000
 # What one analysis reads of CI files, every system together: their bytes (YAML parsing costs about
-# 0.3 s per 512 KB file) and the matrix rows it expands (include/exclude entries counted). Past
-# either, further files read as missing and further matrices as computed at run time.
-MAX_CI_TOTAL_BYTES = 2 * 1024 * 1024  # 20 times the largest of the 411 corpus repositories (109 KB)
-MAX_MATRIX_ROWS = 4_000
+# 0.3 s per 512 KB file) and the matrix work it does (each combination, plus each include/exclude
+# entry compared with each combination: 100,000 is about 0.15 s). Past either, further files read
+# as missing and further matrices as computed at run time.
+MAX_CI_TOTAL_BYTES = 1024 * 1024  # 9 times the largest of the 411 corpus repositories (109 KB)
+MAX_MATRIX_CELLS = 100_000
 MAX_MATRIX_ENTRIES = 256  # include or exclude entries of one matrix
 
 
 @dataclass
 class _CiWork:
     bytes_left: int = MAX_CI_TOTAL_BYTES
-    rows_left: int = MAX_MATRIX_ROWS
+    rows_left: int = MAX_MATRIX_CELLS
 
 
 _ci_work: ContextVar[_CiWork | None] = ContextVar("agentsmd_ci_work", default=None)
@@ -386,7 +387,7 @@ def expand_matrix(matrix: Any, context: dict[str, Any], limit: int = MAX_INSTANC
     if isinstance(includes, str):
         return None
     includes = safe.as_list(includes)[:MAX_MATRIX_ENTRIES]
-    if not _spend_rows(len(combos) + len(excludes) + len(includes)):
+    if not _spend_rows(len(combos) * (1 + len(excludes) + len(includes)) + len(includes)):
         return None  # the analysis's matrix budget is spent: as a matrix computed at run time
     combos = [c for c in combos if not any(all(_norm(c.get(k)) == _norm(v) for k, v in e.items()) for e in excludes)]
     originals = len(combos)
