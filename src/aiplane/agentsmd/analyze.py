@@ -25,8 +25,16 @@ from typing import Any
 from aiplane.agentsmd import ci as ci_model
 from aiplane.agentsmd import ecosystems, layout, safe
 from aiplane.agentsmd import entrypoints as ep
-from aiplane.agentsmd.commands import CHECK_KINDS, Resolved, Resolver, by_name, split_launcher, tool_name
-from aiplane.agentsmd.shell import render, render_feed
+from aiplane.agentsmd.commands import (
+    CHECK_KINDS,
+    Resolved,
+    Resolver,
+    by_name,
+    resolution_budget,
+    split_launcher,
+    tool_name,
+)
+from aiplane.agentsmd.shell import ANALYSIS_EXPANSION_BUDGET, expansion_budget, render, render_feed
 from aiplane.repository.tree import Entry, TreeBase, WorkTree
 
 SKIP_DIRS = frozenset({".git", "node_modules", "vendor", "third_party", ".venv", "venv", "dist", "build", "target", "__pycache__",
@@ -274,6 +282,9 @@ def _ci_candidates(tree: TreeBase, resolver: Resolver, commands: list[ci_model.C
             continue  # compiles only with CI's `--cfg` flags (an unstable feature gate): not runnable as written
         argv = _fresh_checkout(tree, _native_target(_fold_env(_user_bin(command.argv), command.env)), command.cwd)
         while argv and len(argv) > 1 and argv[-1] == "--":
+            if re.fullmatch(r"-[A-Za-z]", argv[-2]):
+                argv = []  # `pytest -k "$T"` with T=--: the `--` is the option's value, and without it the option has none
+                break
             argv = argv[:-1]  # `tox run -e lint --` once CI's extra arguments are empty: the `--` passes nothing
         if not argv:
             continue  # nothing but an upload to an analysis server is left
@@ -821,7 +832,13 @@ def _rebase(commands: list[ci_model.CiCommand], member: str) -> list[ci_model.Ci
 def analyze(source: Path | TreeBase, depth: int = 0) -> Analysis:
     """Facts about a repository: a folder on disk (read without following symlinks) or a tree such
     as a commit's. Nothing is executed and no file is read past its size bound; a malformed or
-    hostile file is skipped, never raised."""
+    hostile file is skipped, never raised. The whole analysis (CI files, scripts, entry points, the
+    root and every workspace member) shares one expansion budget, one resolution budget and one CI reading budget."""
+    with expansion_budget(ANALYSIS_EXPANSION_BUDGET), resolution_budget(), ci_model.ci_budget():
+        return _analyze_repository(source, depth)
+
+
+def _analyze_repository(source: Path | TreeBase, depth: int) -> Analysis:
     root = WorkTree(source.resolve()) if isinstance(source, Path) else source
     files = root.files("", SKIP_DIRS, MAX_FILES)
     name = str(source.resolve()) if isinstance(source, Path) else root.describe()

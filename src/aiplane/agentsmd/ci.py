@@ -18,6 +18,9 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
@@ -30,6 +33,58 @@ MAX_WORKFLOWS = 60
 MAX_JOBS = 300
 MAX_INSTANCES = 32
 MAX_COMMANDS = 3_000
+# What one analysis reads of CI files, every system together: their bytes (YAML parsing costs about
+# 0.3 s per 512 KB file) and the matrix work it does (each combination, plus each include/exclude
+# entry compared with each combination: 100,000 is about 0.15 s). Past either, further files read
+# as missing and further matrices as computed at run time.
+MAX_CI_TOTAL_BYTES = 1024 * 1024  # 9 times the largest of the 411 corpus repositories (109 KB)
+MAX_MATRIX_CELLS = 100_000
+MAX_MATRIX_ENTRIES = 256  # include or exclude entries of one matrix
+
+
+@dataclass
+class _CiWork:
+    bytes_left: int = MAX_CI_TOTAL_BYTES
+    rows_left: int = MAX_MATRIX_CELLS
+
+
+_ci_work: ContextVar[_CiWork | None] = ContextVar("agentsmd_ci_work", default=None)
+
+
+@contextmanager
+def ci_budget() -> Iterator[None]:
+    """One CI reading budget for everything inside (one analysis); a nested call shares the outer one."""
+    if _ci_work.get() is not None:
+        yield
+        return
+    token = _ci_work.set(_CiWork())
+    try:
+        yield
+    finally:
+        _ci_work.reset(token)
+
+
+def read_ci(tree: TreeBase, path: str) -> str:
+    """A CI file's text within its own bound and the analysis's total; "" past either."""
+    text = safe.read_text(tree, path, safe.MAX_CI_BYTES)
+    work = _ci_work.get()
+    if work is not None and text:
+        work.bytes_left -= len(text)
+        if work.bytes_left < 0:
+            work.bytes_left = 0
+            return ""
+    return text
+
+
+def _spend_rows(rows: int) -> bool:
+    work = _ci_work.get()
+    if work is None:
+        return True
+    if work.rows_left < rows:
+        work.rows_left = 0
+        return False
+    work.rows_left -= rows
+    return True
 UNKNOWN_VAR = "$__aiplane_unknown__"
 
 
@@ -276,11 +331,26 @@ def substitute(text: str, context: dict[str, Any]) -> str:
     """`${{ ... }}` in a string replaced by its value, or by an unknown shell variable (which makes
     any command using it drop out) when it cannot be known here."""
 
-    def sub(match: re.Match[str]) -> str:
-        value = evaluate(match.group(1), context)
-        return UNKNOWN_VAR if value is UNKNOWN else _text(value)
-
-    return re.sub(r"\$\{\{(.*?)\}\}", sub, text, flags=re.S)
+    # One pass: each `${{` then the next `}}`; with no `}}` left nothing more is an expression. (A
+    # lazy regex retried the rest of the text from every unclosed `${{`: quadratic, 211 s on 480 KB.)
+    out: list[str] = []
+    position = 0
+    while True:
+        start = text.find("${{", position)
+        end = text.find("}}", start + 3) if start >= 0 else -1
+        if end < 0:
+            out.append(text[position:])
+            return "".join(out)
+        expression = text[start + 3:end]
+        if expression.strip() == "github.workspace":
+            out += [text[position:start], "$GITHUB_WORKSPACE"]  # the checkout's root: `cd` knows it, a word does not
+            position = end + 2
+            continue
+        value = evaluate(expression, context)
+        # a mapping or list (a matrix row's value `{a: 1}`) prints as `Object`/`Array` there: unknown here
+        unknown = value is UNKNOWN or isinstance(value, (dict, list))
+        out += [text[position:start], UNKNOWN_VAR if unknown else _text(value)]
+        position = end + 2
 
 
 # -- matrices ------------------------------------------------------------------------------------------
@@ -312,13 +382,16 @@ def expand_matrix(matrix: Any, context: dict[str, Any], limit: int = MAX_INSTANC
             combos.append(dict(zip(keys, values, strict=True)))
             if len(combos) >= 256:
                 break
-    excludes = [e for e in safe.as_list(matrix.get("exclude")) if isinstance(e, dict)]
-    combos = [c for c in combos if not any(all(_norm(c.get(k)) == _norm(v) for k, v in e.items()) for e in excludes)]
+    excludes = [e for e in safe.as_list(matrix.get("exclude")) if isinstance(e, dict)][:MAX_MATRIX_ENTRIES]
     includes = matrix.get("include")
     if isinstance(includes, str):
         return None
+    includes = safe.as_list(includes)[:MAX_MATRIX_ENTRIES]
+    if not _spend_rows(len(combos) * (1 + len(excludes) + len(includes)) + len(includes)):
+        return None  # the analysis's matrix budget is spent: as a matrix computed at run time
+    combos = [c for c in combos if not any(all(_norm(c.get(k)) == _norm(v) for k, v in e.items()) for e in excludes)]
     originals = len(combos)
-    for extra in safe.as_list(includes):
+    for extra in includes:
         if not isinstance(extra, dict):
             continue
         matched = False
@@ -448,7 +521,7 @@ class GitHubActions:
         return self.commands
 
     def _workflow(self, path: str, inputs: dict[str, Any] | None, caller_triggers: frozenset[str] | None, depth: int) -> None:
-        text = safe.read_text(self.tree, path, safe.MAX_CI_BYTES)
+        text = read_ci(self.tree, path)
         data, lines = safe.load_yaml_with_lines(text)
         if not isinstance(data, dict):
             return
@@ -623,7 +696,7 @@ class GitHubActions:
                    seen: dict[tuple[str, tuple[str, ...]], CiCommand], depth: int, state: dict[str, Any], cwd: str) -> None:
         for name in ("action.yml", "action.yaml"):
             path = f"{action_dir.strip('/')}/{name}"
-            text = safe.read_text(self.tree, path, safe.MAX_CI_BYTES)
+            text = read_ci(self.tree, path)
             if text:
                 break
         else:
@@ -710,7 +783,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def gitlab(tree: TreeBase) -> list[CiCommand]:
-    text = safe.read_text(tree, ".gitlab-ci.yml", safe.MAX_CI_BYTES)
+    text = read_ci(tree, ".gitlab-ci.yml")
     if not text:
         return []
     data, lines = safe.load_yaml_with_lines(text)
@@ -728,7 +801,7 @@ def gitlab(tree: TreeBase) -> list[CiCommand]:
             rel = safe.clean_rel_path(local.lstrip("/"))
             if rel is None or any(d[0] == rel for d in documents):
                 continue
-            inc_data, inc_lines = safe.load_yaml_with_lines(safe.read_text(tree, rel, safe.MAX_CI_BYTES))
+            inc_data, inc_lines = safe.load_yaml_with_lines(read_ci(tree, rel))
             if isinstance(inc_data, dict):
                 documents.append((rel, inc_data, inc_lines))
                 pending.append(inc_data)
@@ -819,7 +892,7 @@ def _flatten(value: Any, depth: int = 0) -> list[str]:
 
 def circleci(tree: TreeBase) -> list[CiCommand]:
     path = ".circleci/config.yml"
-    text = safe.read_text(tree, path, safe.MAX_CI_BYTES)
+    text = read_ci(tree, path)
     data, lines = safe.load_yaml_with_lines(text)
     if not isinstance(data, dict):
         return []
@@ -934,7 +1007,7 @@ def azure(tree: TreeBase) -> list[CiCommand]:
     for path in paths:
         if path in done:
             continue
-        text = safe.read_text(tree, path, safe.MAX_CI_BYTES)
+        text = read_ci(tree, path)
         data = safe.load_yaml(text)
         if not isinstance(data, dict):
             continue
@@ -946,7 +1019,7 @@ def azure(tree: TreeBase) -> list[CiCommand]:
         texts = {path: text}
         for script, job, variables, platform, origin in found[:300]:
             if origin not in texts:
-                texts[origin] = safe.read_text(tree, origin, safe.MAX_CI_BYTES)
+                texts[origin] = read_ci(tree, origin)
             script = _macros(script, variables)
             if platform == "windows":
                 script = windows_vars(script, {k: v for k, v in variables.items() if "." not in k})
@@ -987,7 +1060,7 @@ def _azure_walk(tree: TreeBase, node: Any, path: str, variables: dict[str, str],
         if rel and rel not in done and tree.kind(rel) == "file":
             done.add(rel)
             params = {k: _text(v) for k, v in safe.as_dict(node.get("parameters")).items() if isinstance(v, (str, int, float, bool))}
-            included = safe.load_yaml(safe.read_text(tree, rel, safe.MAX_CI_BYTES))
+            included = safe.load_yaml(read_ci(tree, rel))
             defaults = {}
             for spec in safe.as_list(safe.as_dict(included).get("parameters")):
                 if isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("default"), (str, int, float, bool)):
@@ -1067,7 +1140,7 @@ def travis(tree: TreeBase) -> list[CiCommand]:
     `matrix.include`) entry, which inherit the top-level ones; deploy stages and jobs that only run
     on tags are left out; `env` strings (`A=1 B=2`) become each job's environment."""
     path = ".travis.yml"
-    text = safe.read_text(tree, path, safe.MAX_CI_BYTES)
+    text = read_ci(tree, path)
     data = safe.load_yaml(text)
     if not isinstance(data, dict):
         return []
@@ -1134,7 +1207,7 @@ def appveyor(tree: TreeBase) -> list[CiCommand]:
     sh on Linux ones). The environment matrix is data: each row is one job's variables, never a command;
     `%VAR%`, `$env:VAR` and `$VAR` are taken from it and an unknown one drops the command."""
     for path in ("appveyor.yml", ".appveyor.yml"):
-        text = safe.read_text(tree, path, safe.MAX_CI_BYTES)
+        text = read_ci(tree, path)
         if text:
             break
     else:
@@ -1239,19 +1312,19 @@ def _line(text: str, needle: str) -> int:
 def collect(tree: TreeBase) -> list[CiCommand]:
     """Every command the repository's CI runs, in file order; never raises on a malformed file."""
     out: list[CiCommand] = []
-    for reader in (lambda t: GitHubActions(t).run(), gitlab, circleci, azure, travis, appveyor, precommit_ci):
-        try:
-            with expansion_budget():  # one CI system's files share one expansion budget
+    with expansion_budget(), ci_budget():  # every CI system's files share one budget (the analysis's, when open)
+        for reader in (lambda t: GitHubActions(t).run(), gitlab, circleci, azure, travis, appveyor, precommit_ci):
+            try:
                 out += reader(tree)
-        except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
-            continue
+            except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
+                continue
     return out[:MAX_COMMANDS]
 
 
 def precommit_ci(tree: TreeBase) -> list[CiCommand]:
     """pre-commit.ci, configured by a top-level `ci:` block in `.pre-commit-config.yaml`: it runs every
     hook on each pull request, as `pre-commit run --all-files` does (hooks it is told to skip aside)."""
-    text = safe.read_text(tree, ".pre-commit-config.yaml", safe.MAX_CI_BYTES)
+    text = read_ci(tree, ".pre-commit-config.yaml")
     if not re.search(r"^ci:", text, re.M):
         return []
     data, lines = safe.load_yaml_with_lines(text)

@@ -12,6 +12,9 @@ publish and is never shown.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from posixpath import normpath
 
@@ -21,6 +24,40 @@ from aiplane.agentsmd.shell import ARGS, is_noise, parse_script
 
 CHECK_KINDS = ("lint", "format", "typecheck")
 MAX_DEPTH = 6
+# Resolution work of one analysis, all entry points and scripts together: each command resolved
+# (one argv) costs a node. Entry points made of other entry points' names (`s0 = ["s1", "s1"]`,
+# twenty a level) are resolved once each (memoised), and past the budget a command is other.
+MAX_RESOLVE_NODES = 20_000
+# Distinct (script, arguments) pairs parsed per analysis, and their text in total: one script called
+# with thousands of different arguments, or a thousand scripts, are parsed for the first ones only
+# (parsing costs about 5 ms per 6 KB script, expansions aside).
+MAX_SCRIPT_CALLS = 200
+MAX_SCRIPT_TEXT = 1024 * 1024
+
+
+@dataclass
+class Work:
+    """What resolving may still do; one per analysis when the caller opens `resolution_budget()`."""
+
+    nodes: int = MAX_RESOLVE_NODES
+    script_calls: int = MAX_SCRIPT_CALLS
+    script_text: int = MAX_SCRIPT_TEXT
+
+
+_work: ContextVar[Work | None] = ContextVar("agentsmd_resolution_work", default=None)
+
+
+@contextmanager
+def resolution_budget() -> Iterator[None]:
+    """One resolution budget for every Resolver made inside (the root and each workspace member)."""
+    if _work.get() is not None:
+        yield
+        return
+    token = _work.set(Work())
+    try:
+        yield
+    finally:
+        _work.reset(token)
 
 
 @dataclass
@@ -33,6 +70,10 @@ class Resolved:
 
 def _other(kind: str = "other", *flags: str) -> Resolved:
     return Resolved(kind, [], set(flags))
+
+
+def _copy(result: Resolved) -> Resolved:
+    return Resolved(result.kind, list(result.runs), set(result.flags), result.entry)
 
 
 def combine(parts: list[Resolved]) -> Resolved:
@@ -734,6 +775,20 @@ class Resolver:
         self.tree = lazy.tree
         self._memo: dict[tuple[str, str], Resolved] = {}
         self.tools: set[str] = set()  # every tool named while resolving, for the caller to reset and read
+        self.work = _work.get() or Work()
+
+    def _once(self, key: tuple[str, str], compute: Callable[[], Resolved | None]) -> Resolved | None:
+        """`compute()` memoised under `key` for this analysis; a cycle back into `key` resolves to other.
+        Callers get a copy, since they set `entry` and `flags` on what they are given."""
+        if key in self._memo:
+            return _copy(self._memo[key])
+        self._memo[key] = _other()
+        result = compute()
+        if result is None:
+            del self._memo[key]
+            return None
+        self._memo[key] = result
+        return _copy(result)
 
     def line(self, text: str, cwd: str = "", depth: int = 0) -> Resolved:
         """A command line (possibly a chain of commands), as a shell would run it from `cwd`."""
@@ -755,6 +810,9 @@ class Resolver:
     def argv(self, argv: list[str], cwd: str = "", depth: int = 0, *, diff_checked: bool = False) -> Resolved:
         if depth > MAX_DEPTH or not argv:
             return _other()
+        self.work.nodes -= 1
+        if self.work.nodes < 0:
+            return _other("other", "unknown")
         _prefix, core = split_launcher(argv)
         if not core:
             return _other()
@@ -1107,6 +1165,10 @@ class Resolver:
         return result
 
     def _make_target(self, makefile: ep.Makefile, target: str, cwd: str, depth: int, seen: frozenset[str] = frozenset()) -> Resolved:
+        key = (f"make:{makefile.file}:{target}", cwd)
+        return self._once(key, lambda: self._make_target_body(makefile, target, cwd, depth, seen)) or _other()
+
+    def _make_target_body(self, makefile: ep.Makefile, target: str, cwd: str, depth: int, seen: frozenset[str]) -> Resolved:
         entry = makefile.find(target)
         if entry is None:
             return Resolved("missing")
@@ -1148,6 +1210,10 @@ class Resolver:
         return result
 
     def _named(self, kind: str, names: list[str], cwd: str, depth: int, seen: frozenset[str] = frozenset()) -> Resolved:
+        key = (f"{kind}:{names[0] if names else ''}", cwd)
+        return self._once(key, lambda: self._named_body(kind, names, cwd, depth, seen)) or _other()
+
+    def _named_body(self, kind: str, names: list[str], cwd: str, depth: int, seen: frozenset[str]) -> Resolved:
         recipes = self.lazy.get(kind, cwd) or {}
         if not recipes:
             return Resolved("missing", [], set(), kind)
@@ -1169,6 +1235,10 @@ class Resolver:
         return result
 
     def _rake(self, tasks: list[str], cwd: str, depth: int, seen: frozenset[str] = frozenset()) -> Resolved:
+        key = (f"rake:{' '.join(tasks)}", cwd)
+        return self._once(key, lambda: self._rake_body(tasks, cwd, depth, seen)) or _other()
+
+    def _rake_body(self, tasks: list[str], cwd: str, depth: int, seen: frozenset[str]) -> Resolved:
         known = self.lazy.get("rake", cwd) or {}
         if not known:
             return Resolved("missing", [], set(), "rake")
@@ -1194,6 +1264,9 @@ class Resolver:
         return result
 
     def _composer(self, script: str, cwd: str, depth: int, seen: frozenset[str] = frozenset()) -> Resolved | None:
+        return self._once((f"composer:{script}", cwd), lambda: self._composer_body(script, cwd, depth, seen))
+
+    def _composer_body(self, script: str, cwd: str, depth: int, seen: frozenset[str]) -> Resolved | None:
         scripts = self.lazy.get("composer", cwd) or {}
         entry = scripts.get(script)
         if entry is None:
@@ -1216,6 +1289,10 @@ class Resolver:
         return result
 
     def _hatch(self, target: str, rest: list[str], cwd: str, depth: int) -> Resolved:
+        key = (f"hatch:{target}\0{chr(0).join(rest)}", cwd)
+        return self._once(key, lambda: self._hatch_body(target, rest, cwd, depth)) or _other()
+
+    def _hatch_body(self, target: str, rest: list[str], cwd: str, depth: int) -> Resolved:
         env, _, script = target.rpartition(":")
         env = env or "default"
         scripts = (self.lazy.get("py", cwd) or ep.PyScripts({}, {}, {}, {})).hatch.get(env, {})
@@ -1242,6 +1319,9 @@ class Resolver:
         return bool(py and py.taskipy)
 
     def _pyscript(self, kind: str, name: str, cwd: str, depth: int, seen: frozenset[str] = frozenset()) -> Resolved | None:
+        return self._once((f"{kind}:{name}", cwd), lambda: self._pyscript_body(kind, name, cwd, depth, seen))
+
+    def _pyscript_body(self, kind: str, name: str, cwd: str, depth: int, seen: frozenset[str]) -> Resolved | None:
         py = self.lazy.get("py", cwd)
         table = getattr(py, kind, {}) if py else {}
         entry = table.get(name)
@@ -1322,6 +1402,10 @@ class Resolver:
         key = (f"script:{rel}:{' '.join(script_args)}", cwd)
         if key in self._memo:
             return self._memo[key]
+        self.work.script_calls -= 1
+        self.work.script_text -= len(text)
+        if self.work.script_calls < 0 or self.work.script_text < 0:
+            return _other("other", "script", "unknown")
         self._memo[key] = _other()
         positional = {ARGS: " ".join(script_args), **{str(i + 1): a for i, a in enumerate(script_args)}}
         simples, _env = parse_script(text, positional)

@@ -12,7 +12,7 @@ import configparser
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import product
+from itertools import islice, product
 from typing import Any
 
 from aiplane.agentsmd import safe
@@ -197,6 +197,8 @@ def _native_env_list(value: Any) -> list[str]:
     ranges (`{ prefix = "3.", start = 10, stop = 14 }`, both ends included, as in INI's `py3{10-14}`)."""
     out: list[str] = []
     for item in safe.as_list(value)[:MAX_ENTRIES]:
+        if len(out) >= MAX_ENTRIES:
+            break  # the file's total, whatever its entries (a hundred 4-axis products of 50 factors each)
         if isinstance(item, str):
             out.append(item)
             continue
@@ -214,7 +216,8 @@ def _native_env_list(value: Any) -> list[str]:
                 axes = []
                 break
         if axes:
-            out += ["-".join(combo) for combo in list(product(*axes))[:200]]
+            # lazily: the product of four 50-factor axes is 6,250,000 names, of which 200 are taken
+            out += ["-".join(combo) for combo in islice(product(*axes), min(200, MAX_ENTRIES - len(out)))]
     return out[:MAX_ENTRIES]
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Literal
 
 from aiplane.agentsmd.generate import generate
-from aiplane.agentsmd.safe import write_file
 from aiplane.vcs.model import RepoHost
 
 BRANCH = "aiplane/agents-md"
@@ -159,8 +158,15 @@ def _commit_proposal(repo: Path, text: str) -> Outcome | None:
         else:
             _git(repo, "worktree", "add", "-q", "--no-checkout", "-b", BRANCH, str(worktree), "HEAD")
         _git(worktree, "read-tree", "HEAD")
-        write_file(worktree, "AGENTS.md", text, replace=True)
-        _git(worktree, "add", "--", "AGENTS.md")
+        # The blob is written as is (`--no-filters`) and put in the index by id: no file is written
+        # and no clean filter runs (a repository's `.gitattributes` names the filter, `* filter=x`,
+        # and the operator's git config defines it).
+        blob = subprocess.run([*GIT, "-C", str(worktree), "hash-object", "-w", "--no-filters", "--stdin"],
+                              input=text.encode("utf-8"), capture_output=True, timeout=120, env=_git_env())
+        oid = blob.stdout.decode("ascii", "replace").strip()
+        if blob.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40,64}", oid):
+            raise RuntimeError("git hash-object failed")
+        _git(worktree, "update-index", "--add", "--cacheinfo", f"100644,{oid},AGENTS.md")
         _git(worktree, "-c", "user.name=aiplane", "-c", f"user.email={BOT_EMAIL}", "commit", "-q", "--no-verify", "-m", MESSAGE)
     finally:
         _git(repo, "worktree", "remove", "--force", str(worktree), check=False)

