@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import product
@@ -51,17 +50,9 @@ class _CiWork:
 _ci_work: ContextVar[_CiWork | None] = ContextVar("agentsmd_ci_work", default=None)
 
 
-@contextmanager
-def ci_budget() -> Iterator[None]:
+def ci_budget() -> AbstractContextManager[None]:
     """One CI reading budget for everything inside (one analysis); a nested call shares the outer one."""
-    if _ci_work.get() is not None:
-        yield
-        return
-    token = _ci_work.set(_CiWork())
-    try:
-        yield
-    finally:
-        _ci_work.reset(token)
+    return safe.shared_work(_ci_work, _CiWork)
 
 
 def read_ci(tree: TreeBase, path: str) -> str:

@@ -12,8 +12,8 @@ publish and is never shown.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from posixpath import normpath
@@ -47,17 +47,9 @@ class Work:
 _work: ContextVar[Work | None] = ContextVar("agentsmd_resolution_work", default=None)
 
 
-@contextmanager
-def resolution_budget() -> Iterator[None]:
+def resolution_budget() -> AbstractContextManager[None]:
     """One resolution budget for every Resolver made inside (the root and each workspace member)."""
-    if _work.get() is not None:
-        yield
-        return
-    token = _work.set(Work())
-    try:
-        yield
-    finally:
-        _work.reset(token)
+    return safe.shared_work(_work, Work)
 
 
 @dataclass

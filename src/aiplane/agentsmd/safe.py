@@ -18,12 +18,31 @@ import re
 import stat
 import tomllib
 import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from aiplane.repository.tree import TreeBase, clean_path
+
+_Work = TypeVar("_Work")
+
+
+@contextmanager
+def shared_work(var: ContextVar[_Work | None], fresh: Callable[[], _Work]) -> Iterator[None]:
+    """Give `var` a fresh budget for everything inside (one analysis, one script); a nested call
+    shares the outer one, so a budget opened around an analysis bounds all its parts together."""
+    if var.get() is not None:
+        yield
+        return
+    token = var.set(fresh())
+    try:
+        yield
+    finally:
+        var.reset(token)
 
 MAX_MANIFEST_BYTES = 256 * 1024  # pyproject.toml, package.json, Cargo.toml, pom.xml, ...
 MAX_CI_BYTES = 512 * 1024  # a workflow or pipeline file

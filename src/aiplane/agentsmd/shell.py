@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from posixpath import normpath
+
+from aiplane.agentsmd.safe import shared_work
 
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 _ALL_ARGS = {"$@", "${@}", "$*", "${*}"}
@@ -57,18 +58,10 @@ _UNSAFE_VALUE = re.compile(r"[;|&$`<>()\\\n\r]")
 _budget: ContextVar[list[int] | None] = ContextVar("agentsmd_shell_expansion_budget", default=None)
 
 
-@contextmanager
-def expansion_budget(units: int = EXPANSION_BUDGET) -> Iterator[None]:
+def expansion_budget(units: int = EXPANSION_BUDGET) -> AbstractContextManager[None]:
     """One budget for the expansions made inside (a script, or a CI file's steps); a nested call
     shares the outer one."""
-    if _budget.get() is not None:
-        yield
-        return
-    token = _budget.set([units])
-    try:
-        yield
-    finally:
-        _budget.reset(token)
+    return shared_work(_budget, lambda: [units])
 
 
 def _spend(units: int) -> bool:
