@@ -17,20 +17,9 @@ from pathlib import Path
 
 from aiplane.agentsmd.generate import generate
 from aiplane.repository.tree import GitTree, WorkTree
+from tests.test_agentsmd_attacks import _repo
 
-GIT_ID = ["-c", "user.email=a@b.c", "-c", "user.name=t"]
 PY = {"pyproject.toml": '[project]\nname = "x"\ndependencies = ["pytest"]\n', "tests/test_a.py": "def test_a():\n    pass\n"}
-
-
-def _repo(root: Path, files: dict[str, str]) -> Path:
-    root.mkdir(parents=True)
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    subprocess.run(["git", "-C", str(root), "init", "-q", "-b", "main"], check=True)
-    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(root), *GIT_ID, "commit", "-q", "--no-verify", "-m", "init"], check=True)
-    return root
 
 
 def _timed_generate(root: Path) -> tuple[str, float]:
