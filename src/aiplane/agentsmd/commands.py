@@ -12,7 +12,7 @@ publish and is never shown.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -303,22 +303,25 @@ _PYTEST_VALUE_OPTIONS = {"-k", "-m", "-p", "-c", "-o", "-n", "-W", "--ignore", "
                          "--timeout", "--reruns", "--randomly-seed", "--splits", "--group", "--capture"}
 
 
-def _pytest_selects(args: list[str]) -> bool:
-    """`pytest tests/test_s3 tests/test_sqs tests/test_core/test_proxy.py` (several folders below the
-    test root) or `pytest tests/x.py::test_y`: a chosen subset, not the project's whole run. Top-level
-    folders (`pytest tests src`) are the whole suite."""
-    paths: list[str] = []
+def _positionals(args: list[str], value_options: Container[str]) -> list[str]:
+    """A command's arguments that are not options, skipping the value after each option in `value_options`."""
+    out: list[str] = []
     skip = False
     for arg in args:
         if skip:
             skip = False
-            continue
-        if arg in _PYTEST_VALUE_OPTIONS:
+        elif arg in value_options:
             skip = True
-            continue
-        if arg.startswith("-"):
-            continue
-        paths.append(arg.removeprefix("./").rstrip("/"))
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
+
+
+def _pytest_selects(args: list[str]) -> bool:
+    """`pytest tests/test_s3 tests/test_sqs tests/test_core/test_proxy.py` (several folders below the
+    test root) or `pytest tests/x.py::test_y`: a chosen subset, not the project's whole run. Top-level
+    folders (`pytest tests src`) are the whole suite."""
+    paths = [arg.removeprefix("./").rstrip("/") for arg in _positionals(args, _PYTEST_VALUE_OPTIONS)]
     if any("::" in p for p in paths):
         return True
     nested = [p for p in paths if "/" in p and not p.startswith(("$", "{", "..")) and "*" not in p]
@@ -1565,22 +1568,16 @@ def _emits(argv: list[str]) -> bool:
     return any(w in ("--emitDeclarationOnly", "--outDir", "--outFile", "--declaration", "-d") for w in argv) and "--noEmit" not in argv
 
 
+# concurrently's options that take a value (`-P`/`--passthrough-arguments` take none).
+_CONCURRENTLY_VALUE_OPTIONS = frozenset((
+    "-c", "--prefix-colors", "-n", "--names", "-p", "--prefix", "-l", "--prefix-length", "-t", "--timestamp-format",
+    "--name-separator", "--restart-tries", "--restart-after", "-s", "--success", "--max-processes", "-m", "--handle-input",
+    "--default-input-target", "--kill-signal", "--pad-prefix"))
+
+
 def _concurrently_commands(args: list[str]) -> list[str]:
     """The commands given to concurrently, without its options and their values (`-c green,blue`, `-n a,b`)."""
-    out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg in ("-c", "--prefix-colors", "-n", "--names", "-p", "--prefix", "-l", "--prefix-length", "-t", "--timestamp-format",
-                   "--name-separator", "--restart-tries", "--restart-after", "-s", "--success", "--max-processes", "-m", "--handle-input",
-                   "--default-input-target", "--passthrough-arguments", "-P", "--kill-signal", "--pad-prefix"):
-            skip = arg not in ("-P", "--passthrough-arguments")
-            continue
-        if not arg.startswith("-"):
-            out.append(arg)
-    return out
+    return _positionals(args, _CONCURRENTLY_VALUE_OPTIONS)
 
 
 def _python_module(argv: list[str]) -> str | None:
