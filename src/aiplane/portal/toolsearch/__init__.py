@@ -38,6 +38,7 @@ from importlib import resources
 import Stemmer
 
 from aiplane.portal.toolsearch import semantic as _semantic
+from aiplane.portal.toolsearch import slots as _slots
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])|([A-Z])([A-Z][a-z])")
@@ -93,6 +94,8 @@ class ToolDoc:
     # (destructiveHint), "change" (not destructive), "write" (changes, destructive or not unsaid);
     # "" when the server does not say. Untrusted like the rest: it only moves a tool a rank.
     effect: str = ""
+    # The kinds of argument its parameters take (slots.py): "url", "path", "revision"...
+    accepts: frozenset[str] = frozenset()
 
 
 # PyStemmer: the Snowball algorithms in C (the pure-Python snowballstemmer took 3 s to load the lexicon).
@@ -248,6 +251,13 @@ class ToolIndex:
         self.waited = False  # only the first search of a listing waits for them
         self.bridge = bridge
         self.effects = [d.effect for d in docs]
+        # Which tools take each kind of argument, and how telling it is (idf: a kind most tools
+        # take, like a number, says little).
+        self.takers: dict[str, set[int]] = defaultdict(set)
+        for doc, d in enumerate(docs):
+            for kind in d.accepts:
+                self.takers[kind].add(doc)
+        self.kind_weight = {kind: math.log((len(docs) + 1) / (len(takers) + 1)) for kind, takers in self.takers.items()}
         # A tool's action: the first word of its name that is not its server's ("git_add": add).
         self.actions: dict[str, list[int]] = defaultdict(list)
         for doc, d in enumerate(docs):
@@ -332,6 +342,15 @@ class ToolIndex:
                 for doc in self.actions.get(action, ()):
                     if doc in fused:
                         fused[doc] += ACTION_BONUS
+        # What the request supplies (a URL, two paths, a time and a zone...) against what each
+        # tool takes: a tool that takes all of it moves up by SLOT_BONUS, one that takes part of
+        # it by that part (weighed by how few tools take each kind).
+        supplied = {kind: self.kind_weight[kind] for kind in _slots.kinds(query) if self.kind_weight.get(kind, 0) > 0} if SLOT_BONUS else {}
+        total = sum(supplied.values())
+        if total:
+            for doc in fused:
+                taken = sum(weight for kind, weight in supplied.items() if doc in self.takers[kind])
+                fused[doc] += SLOT_BONUS * taken / total
         contradicting = _CONTRADICTS.get(intent(query), ()) if INTENT_PENALTY else ()
         if contradicting:
             for doc in fused:
@@ -389,6 +408,7 @@ _INTENT_WORDS = {
 # contradict the request's first word loses about two ranks near the top (0.1 to 0.3 measured
 # alike on dev + dev2, bench/RESULTS.md). Tools without annotations are not moved.
 INTENT_PENALTY = 0.2
+SLOT_BONUS = 0.3
 _CONTRADICTS = {"read": {"change", "remove", "write"}, "change": {"read"}, "remove": {"read", "change"}}
 
 
@@ -412,7 +432,7 @@ def tool_docs(listing: Iterable[tuple[str, str, object]], server_descriptions: M
                     f"{' '.join(description[:MAX_FIELD_CHARS].split())} ({', '.join(names)})")
         found.append(ToolDoc(key=f"{server}{separator}{tool.name}", name=tool.name, description=description,
                              params=" ".join(params), server=f"{server} {server_description}", sentence=sentence,
-                             effect=_effect(getattr(tool, "annotations", None))))
+                             effect=_effect(getattr(tool, "annotations", None)), accepts=_slots.accepts(schema)))
     return found
 
 

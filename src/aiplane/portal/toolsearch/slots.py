@@ -1,0 +1,172 @@
+"""Argument kinds: what a request supplies, and what each tool's parameters take.
+
+A request that names a URL wants a tool that takes one; one that names two files, a tool that
+takes several paths; "at 14:00 Berlin time", a tool with a time and a time zone. The tool's input
+schema says what it takes (parameter names, types, formats, descriptions), so this needs no word
+of the tool's description to match the request's: it works for tools nobody wrote a lexicon line
+for. `kinds` reads the request, `accepts` reads a schema; the ranking moves a tool that takes what
+the request supplies up (toolsearch.ToolIndex.search).
+
+Kinds: url, file (a name with an extension, a dotfile), folder (a path without one), paths (two or more), revision (a commit hash, HEAD~2, v1.2), clock (14:00, 3pm),
+zone (Europe/Paris, UTC, a city of the time zone database), number, text (quoted).
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Mapping
+from functools import lru_cache
+
+MAX_QUERY_CHARS = 1000
+MAX_PARAMS = 64
+
+_URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+", re.IGNORECASE)
+_HOST = re.compile(r"(?<![\w@/.])(?:[a-z0-9-]{1,63}\.){1,10}(?:com|org|net|io|dev|ai|gov|edu|info)"
+                   r"(?::\d{1,5})?(?:/\S{0,2000})?(?![\w.])", re.IGNORECASE)
+_QUOTED = re.compile(r"\"[^\"]{1,200}\"|(?<!\w)'[^']{1,200}'(?!\w)|`[^`]{1,200}`|\u201c[^\u201d]{1,200}\u201d")
+_ZONE_PATH = re.compile(r"\b(?:Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc|US)"
+                        r"/[A-Za-z_]{2,40}(?:/[A-Za-z_]{2,40})?\b")
+_FILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}[\w-]{1,100}\.[A-Za-z][A-Za-z0-9]{0,5}(?![\w/])")
+_DOTFILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}\.[a-z][\w.-]{0,60}(?![\w/])")
+_FOLDER = re.compile(r"(?<![\w@/])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){1,20}[\w.-]{0,100}")
+# A commit: a hexadecimal id of 7 to 40 digits with a letter and a digit, HEAD (~n, ^), a version tag.
+_REVISION = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b|\bHEAD(?:[~^]\d{0,3})*(?![\w])|"
+                       r"(?<![\w.])v\d{1,4}(?:\.\d{1,4}){1,3}\b")
+_CLOCK = re.compile(r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b|\b(?:1[0-2]|0?[1-9])(?::[0-5]\d)?\s?(?:am|pm)\b", re.IGNORECASE)
+_ZONE_ABBREVIATION = re.compile(r"\b(?:UTC|GMT|EST|EDT|CST|CDT|MST|MDT|PST|PDT|AKST|HST|CET|CEST|EET|EEST|WET|WEST|BST|IST|"
+                                r"JST|KST|HKT|SGT|AEST|AEDT|ACST|AWST|NZST|NZDT|MSK|BRT|ART)\b")
+_NUMBER = re.compile(r"(?<![\w.])\d{1,15}(?:\.\d{1,15})?(?![\w.])")
+# Time zone database names that are also ordinary words or common project names ("central",
+# "phoenix", "victoria"): a request saying them is not naming a place.
+_NOT_PLACES = frozenset(
+    "center central continental east eastern west north south general factory universal troll zulu mountain casey "
+    "davis palmer victoria regina stanley christmas easter wake midway virgin knox oral norfolk jersey guernsey phoenix "
+    "resolute chatham creston dawson marengo monticello beulah vevay winamac yukon vatican localtime navajo reunion "
+    "turkey cuba georgia hawaii alaska arizona michigan eire gb nz roc rok prc act nsw lhi met uct wet est mst hst "
+    "canary cocos comoro chagos nome thule juba lima ceuta dili aden wallis efate darwin sofia adelaide jakarta "
+    "marigot salta".split())
+
+
+@lru_cache(maxsize=1)
+def _places() -> re.Pattern[str] | None:
+    """The cities and regions of the time zone database ("Tokyo", "New York", "Sao Paulo"), as one
+    case-insensitive pattern; None without the database."""
+    try:
+        names = zoneinfo.available_timezones()
+    except Exception:  # no tzdata: no places, the other kinds still work
+        return None
+    places = {name.rsplit("/", 1)[-1].replace("_", " ") for name in names}
+    places = {p for p in places if len(p) >= 4 and p.replace(" ", "").isalpha() and p.lower() not in _NOT_PLACES}
+    if not places:
+        return None
+    return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, places), key=len, reverse=True)) + r")\b", re.IGNORECASE)
+
+
+def kinds(query: str) -> set[str]:
+    """What the request supplies, by kind (see the module's docstring)."""
+    text = query[:MAX_QUERY_CHARS]
+    found: set[str] = set()
+
+    def take(pattern: re.Pattern[str], kind: str) -> int:
+        nonlocal text
+        count = 0
+
+        def blank(match: re.Match[str]) -> str:
+            nonlocal count
+            count += 1
+            return " "
+
+        text = pattern.sub(blank, text)
+        if count:
+            found.add(kind)
+        return count
+
+    take(_URL, "url")
+    take(_HOST, "url")
+    take(_QUOTED, "text")
+    take(_ZONE_PATH, "zone")
+    take(_ZONE_ABBREVIATION, "zone")
+    places = _places()
+    if places is not None:
+        take(places, "zone")
+    take(_CLOCK, "clock")
+    files = take(_FILE, "file") + take(_DOTFILE, "file") + take(_FOLDER, "folder")
+    if files >= 2:
+        found.add("paths")
+    take(_REVISION, "revision")
+    take(_NUMBER, "number")
+    return found
+
+
+# A parameter named like this takes a file, a folder, or either (a plain "path", "source").
+_FILE_NAMES = frozenset("file files filename filenames filepath filepaths".split())
+_FOLDER_NAMES = frozenset("repo repository dir dirs directory directories folder folders root cwd workdir".split())
+_PATH_NAMES = frozenset("path paths source destination dest src dst".split())
+_NOT_PATH_NAMES = frozenset("timezone time url uri branch name".split())
+_URL_NAMES = frozenset("url urls uri uris link links href endpoint website webpage".split())
+_REVISION_NAMES = frozenset("revision rev commit sha ref hash tag treeish".split())
+_CLOCK_NAMES = frozenset("time timestamp date datetime hour".split())
+_ZONE_NAMES = frozenset("timezone tz zone location city place".split())
+_TEXT_NAMES = frozenset("content contents message text body note comment data value".split())
+_SPLIT = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_DESCRIPTION_WORD = re.compile(r"[a-z]+")
+
+
+def _names(name: str) -> set[str]:
+    return {part.lower() for part in _SPLIT.findall(name[:100])}
+
+
+def _path_kinds(words: set[str]) -> set[str]:
+    if words & _FOLDER_NAMES:
+        return {"folder"}
+    if words & _FILE_NAMES:
+        return {"file"}
+    if words & _PATH_NAMES:
+        return {"file", "folder"}
+    return set()
+
+
+def _said_path(said: set[str]) -> set[str]:
+    """A parameter whose description says "path": of a file, a folder, or either."""
+    if not said & {"path", "paths"}:
+        return set()
+    return _path_kinds(said - {"path", "paths"}) or {"file", "folder"}
+
+
+def accepts(schema: object) -> frozenset[str]:
+    """The kinds an input schema's parameters take (see the module's docstring)."""
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
+    if not isinstance(properties, Mapping):
+        return frozenset()
+    found: set[str] = set()
+    path_params = 0
+    for name, spec in list(properties.items())[:MAX_PARAMS]:
+        spec = spec if isinstance(spec, Mapping) else {}
+        names = _names(str(name))
+        types = spec.get("type")
+        types = set(types) if isinstance(types, list) else {types}
+        description = spec.get("description")
+        said = set(_DESCRIPTION_WORD.findall(description[:300].lower())) if isinstance(description, str) else set()
+        fmt = str(spec.get("format") or "").lower()
+        textual = bool(types & {"string", "array", None})
+        if fmt in ("uri", "url", "iri", "uri-reference") or names & _URL_NAMES or "url" in said:
+            found.add("url")
+        elif textual and not names & _NOT_PATH_NAMES and (path := _path_kinds(names) or _said_path(said)):
+            found |= path
+            path_params += 1
+            if "array" in types:
+                found.add("paths")
+        if textual and "boolean" not in types and (names & _REVISION_NAMES or said & {"revision", "sha", "commit"}):
+            found.add("revision")
+        if names & _CLOCK_NAMES or fmt in ("date", "time", "date-time"):
+            found.add("clock")
+        if names & _ZONE_NAMES:
+            found.add("zone")
+        if types & {"number", "integer"}:
+            found.add("number")
+        if names & _TEXT_NAMES and "string" in types and fmt not in ("uri", "url"):
+            found.add("text")
+    if path_params >= 2:
+        found.add("paths")
+    return frozenset(found)
