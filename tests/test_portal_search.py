@@ -23,12 +23,14 @@ from tests.test_portal import PortalProcess, run, session
 
 # The levels reached when the ranking was written (bench/RESULTS.md); a change that loses any of it fails.
 HIT3_FLOOR = 172 / 187  # 92%, with the embedding model
-HIT1_FLOOR = 139 / 187  # 74%
+HIT1_FLOOR = 140 / 187  # 75%
 # Without the embedding model (package missing or failing): the lexical ranking alone.
-LEXICAL_HIT3_FLOOR = 156 / 187  # 83%
-LEXICAL_HIT1_FLOOR = 123 / 187  # 66%
-# dev2.json, the second tuning set (62 requests).
-DEV2_HIT3_FLOOR, DEV2_HIT1_FLOOR = 59 / 62, 48 / 62  # 95%, 77%
+LEXICAL_HIT3_FLOOR = 163 / 187  # 87%
+LEXICAL_HIT1_FLOOR = 124 / 187  # 66%
+# dev2.json, the second tuning set (62 requests). Argument kinds (slots.py) cost one hit@3 here
+# ("what lines did I change in app.py that aren't staged": the file tools take a file, the git
+# diff tools only a repository) and gained 2 to 5 points of hit@1 on every other set.
+DEV2_HIT3_FLOOR, DEV2_HIT1_FLOOR = 58 / 62, 49 / 62  # 94%, 79%
 
 pytestmark = pytest.mark.skipif(bool(missing()), reason=f"servers not installed: {missing()} (pip install -e '.[dev]'; npm install --prefix tests/e2e)")
 
@@ -305,3 +307,52 @@ def test_upstream_description_is_bounded(tmp_path: Path):
 
     with pytest.raises(ValidationError):
         UpstreamSettings(command="x", description="d" * 301)
+
+
+def test_what_a_request_supplies_is_read_by_kind():
+    from aiplane.portal.toolsearch.slots import kinds
+
+    assert kinds("grab https://docs.python.org/3/ and summarise it") == {"url"}
+    assert kinds("what does pypi.org/project/httpx say") == {"url"}
+    assert kinds("print setup.py as it was at HEAD~3") == {"file", "revision"}
+    assert kinds("what's in commit a1b2c3d") == {"revision"} and kinds("what changed in v2.1.0") == {"revision"}
+    assert kinds("standup is at 10:00 Pacific, when's that in Warsaw?") == {"clock", "zone"}
+    assert kinds("3pm America/New_York in UTC") == {"clock", "zone"}
+    assert kinds("what time is it in sao paulo") == {"zone"}
+    assert kinds("pull up both src/a.py and src/b.py") == {"file", "paths"}
+    assert kinds("move the legacy/ folder to attic/legacy") == {"folder", "paths"}
+    assert kinds("create .gitignore containing 'dist'") == {"file", "text"}
+    assert kinds("add 12.5 and 7") == {"number"}
+    # Place names that are ordinary words or project names are not places.
+    assert kinds("the central config of phoenix") == set()
+    assert kinds("") == set() and kinds("x" * 100_000 + " 10:00") == set()  # only the first 1000 characters
+
+
+def test_what_a_tool_takes_is_read_from_its_schema():
+    from aiplane.portal.toolsearch.slots import accepts
+
+    assert accepts({"properties": {"url": {"type": "string"}, "max_length": {"type": "integer"}}}) == {"url", "number"}
+    assert accepts({"properties": {"link": {"type": "string", "format": "uri"}}}) == {"url"}
+    assert accepts({"properties": {"repo_path": {"type": "string"}, "revision": {"type": "string"}}}) == {"folder", "revision"}
+    assert accepts({"properties": {"path": {"type": "string"}, "content": {"type": "string"}}}) == {"file", "folder", "text"}
+    assert accepts({"properties": {"paths": {"type": "array", "description": "file paths"}}}) == {"file", "paths"}
+    assert accepts({"properties": {"source": {"type": "string"}, "destination": {"type": "string"}}}) == {"file", "folder", "paths"}
+    assert accepts({"properties": {"source_timezone": {"type": "string"}, "time": {"type": "string"}}}) == {"zone", "clock"}
+    # A number that describes a file is not a path; a flag about revising is not a revision.
+    assert accepts({"properties": {"tail": {"type": "number", "description": "last N lines of the file"}}}) == {"number"}
+    assert accepts({"properties": {"isRevision": {"type": ["boolean", "string"]}}}) == set()
+    # Hostile schemas: no traceback, nothing taken.
+    for schema in (None, "x", {"properties": "x"}, {"properties": {"a": 7, "b": {"type": {"x": 1}}, "c": {"type": [{}, []]}}},
+                   {"properties": {f"path{i}": {"description": 7, "format": 3} for i in range(10_000)}}):
+        assert isinstance(accepts(schema), frozenset)
+
+
+def test_a_tool_that_takes_what_the_request_supplies_moves_up():
+    from mcp.types import Tool
+
+    listing = [("web", "", Tool(name="get_page", description="Gets a page", inputSchema={"properties": {"url": {"type": "string"}}})),
+               ("docs", "", Tool(name="get_doc", description="Gets a page of the docs",
+                                 inputSchema={"properties": {"name": {"type": "string"}}}))]
+    search = toolsearch.ToolSearch(semantic=False)
+    assert search.search(listing, "get the page of the docs", 1) == ["docs__get_doc"]
+    assert search.search(listing, "get the page https://example.com/docs", 1) == ["web__get_page"]

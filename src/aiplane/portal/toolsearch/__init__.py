@@ -257,6 +257,7 @@ class ToolIndex:
         for doc, d in enumerate(docs):
             for kind in d.accepts:
                 self.takers[kind].add(doc)
+        self.accepted = [d.accepts for d in docs]
         self.kind_weight = {kind: math.log((len(docs) + 1) / (len(takers) + 1)) for kind, takers in self.takers.items()}
         # A tool's action: the first word of its name that is not its server's ("git_add": add).
         self.actions: dict[str, list[int]] = defaultdict(list)
@@ -317,47 +318,96 @@ class ToolIndex:
                late: Mapping[int, float] | None = None) -> list[str]:
         """`similarity`: the query's cosine to each tool (same order as the docs), and `late`: the
         late-interaction score of some of them (by position), when a model is loaded."""
+        candidates, rows = self.features(query, similarity, late)
+        if not self.bridge:  # the bench's plain-BM25 steps: the literal ranking alone
+            return [self.keys[doc] for doc, _ in sorted(zip(candidates, (r[1] for r in rows), strict=True),
+                                                         key=lambda item: (-item[1], self.keys[item[0]]))[:limit]]
+        weights = ranking_weights()
+        scored = [(doc, sum(w * f for w, f in zip(weights, row, strict=True))) for doc, row in zip(candidates, rows, strict=True)]
+        best = sorted(scored, key=lambda item: (-item[1], self.keys[item[0]]))
+        return [self.keys[doc] for doc, _ in best[:limit]]
+
+    def features(self, query: str, similarity: Sequence[float] | None = None,
+                 late: Mapping[int, float] | None = None) -> tuple[list[int], list[list[float]]]:
+        """The candidate tools (any ranking's) and, for each, the evidence named in FEATURES."""
         asked = [self._spelled(t) for t in dict.fromkeys(terms(literals(query), self.postings))][:MAX_QUERY_TERMS]
         if not asked:  # only stop words: nothing to rank by, embedded or not
-            return []
+            return [], []
         literal = self._scores([{t: 1.0} for t in asked])
-        if not self.bridge:
-            return [self.keys[doc] for doc, _ in literal[:limit]]
         related = lexicon()
-        widened = [{t: 1.0, **dict.fromkeys(related.related(t), BRIDGE_WEIGHT)} for t in asked]
-        fused: dict[int, float] = defaultdict(float)
-        rankings = [(literal, 1.0), (self._scores(widened), BRIDGE_RANK_WEIGHT)]
-        if similarity is not None and DENSE_RANK_WEIGHT:
+        rankings = [literal]
+        if self.bridge:
+            widened = [{t: 1.0, **dict.fromkeys(related.related(t), BRIDGE_WEIGHT)} for t in asked]
+            rankings.append(self._scores(widened))
+        else:
+            rankings.append([])
+        if similarity is not None:
             dense = sorted(range(len(similarity)), key=lambda doc: -similarity[doc])[:DENSE_DEPTH]
-            rankings.append(([(doc, similarity[doc]) for doc in dense], DENSE_RANK_WEIGHT))
-        if late and LATE_RANK_WEIGHT:
-            rankings.append((sorted(late.items(), key=lambda item: (-item[1], item[0])), LATE_RANK_WEIGHT))
-        for ranking, weight in rankings:
-            for rank, (doc, _score) in enumerate(ranking):
-                fused[doc] += weight / (RRF_K + rank + 1)
+            rankings.append([(doc, similarity[doc]) for doc in dense])
+        else:
+            rankings.append([])
+        rankings.append(sorted(late.items(), key=lambda item: (-item[1], item[0])) if late else [])
+        candidates = list(dict.fromkeys(doc for ranking in rankings for doc, _ in ranking))
+        position = {doc: i for i, doc in enumerate(candidates)}
+        rows = [[0.0] * len(FEATURES) for _ in candidates]
+        for column, ranking in enumerate(rankings):
+            top = ranking[0][1] if ranking else 0.0
+            for rank, (doc, score) in enumerate(ranking):
+                row = rows[position[doc]]
+                row[column] = 1.0 / (RRF_K + rank + 1)
+                if column < 2 and top > 0:  # the share of the best lexical score
+                    row[4 + column] = score / top
+                elif column >= 2:  # how far below the best cosine / late score
+                    row[4 + column] = score - top
         # Requests start with what to do ("stage files...", "make a folder"): a tool whose
-        # action is the query's first word, or a word related to it, moves up.
-        if ACTION_BONUS:
-            for action in {asked[0], *related.related(asked[0])}:
+        # action is the query's first word, or a word related to it.
+        for column, actions in ((8, {asked[0]}), (9, related.related(asked[0]) - {asked[0]})):
+            for action in actions:
                 for doc in self.actions.get(action, ()):
-                    if doc in fused:
-                        fused[doc] += ACTION_BONUS
+                    if doc in position:
+                        rows[position[doc]][column] = 1.0
+        # The request's first word against the tool's MCP annotations (read / change / remove).
+        wanted = intent(query)
+        contradicting = _CONTRADICTS.get(wanted, ())
+        for doc, i in position.items():
+            if self.effects[doc] in contradicting:
+                rows[i][10] = 1.0
+            elif wanted and self.effects[doc]:
+                rows[i][11] = 1.0
         # What the request supplies (a URL, two paths, a time and a zone...) against what each
-        # tool takes: a tool that takes all of it moves up by SLOT_BONUS, one that takes part of
-        # it by that part (weighed by how few tools take each kind).
-        supplied = {kind: self.kind_weight[kind] for kind in _slots.kinds(query) if self.kind_weight.get(kind, 0) > 0} if SLOT_BONUS else {}
+        # tool takes, weighed by how few tools take each kind: the share of the request's
+        # arguments the tool takes (recall), and of the tool's telling kinds the request gives (fit).
+        supplied = {kind: self.kind_weight[kind] for kind in _slots.kinds(query) if self.kind_weight.get(kind, 0) > 0}
         total = sum(supplied.values())
         if total:
-            for doc in fused:
+            for doc, i in position.items():
                 taken = sum(weight for kind, weight in supplied.items() if doc in self.takers[kind])
-                fused[doc] += SLOT_BONUS * taken / total
-        contradicting = _CONTRADICTS.get(intent(query), ()) if INTENT_PENALTY else ()
-        if contradicting:
-            for doc in fused:
-                if self.effects[doc] in contradicting:
-                    fused[doc] -= INTENT_PENALTY
-        best = sorted(fused.items(), key=lambda item: (-item[1], self.keys[item[0]]))
-        return [self.keys[doc] for doc, _ in best[:limit]]
+                if taken:
+                    rows[i][12] = taken / total
+                    offered = sum(self.kind_weight.get(kind, 0) for kind in self.accepted[doc] if kind not in _WEAK_KINDS)
+                    rows[i][13] = min(1.0, taken / offered) if offered else 0.0
+        return candidates, rows
+
+
+# The evidence each candidate is scored on (ToolIndex.features), in order: reciprocal rank in the
+# literal, lexicon-widened, cosine and late-interaction rankings; the share of the best literal and
+# widened scores; the gap to the best cosine and late scores; the action word (same, related);
+# the request's intent against the annotations (contradicts, agrees); argument kinds (recall, fit).
+FEATURES = ("rrf_literal", "rrf_bridge", "rrf_dense", "rrf_late", "literal_share", "bridge_share", "cosine_gap",
+            "late_gap", "action", "action_related", "contradicts", "agrees", "slot_recall", "slot_fit")
+# Kinds nearly every tool takes, too weak for "fit" (a tool taking a number is not asked for by one).
+_WEAK_KINDS = frozenset({"number", "text"})
+
+
+def ranking_weights() -> tuple[float, ...]:
+    """The weight of each feature in FEATURES' order: reciprocal rank fusion of the four rankings
+    plus bonuses, set by hand on the task sets (bench/RESULTS.md). Weights fitted to the features
+    (listwise logistic regression, bench/portal_fit.py) scored lower in leave-one-split-out
+    cross-validation, so the other features are there for that bench, weighted 0."""
+    weights = {"rrf_literal": 1.0, "rrf_bridge": BRIDGE_RANK_WEIGHT, "rrf_dense": DENSE_RANK_WEIGHT,
+               "rrf_late": LATE_RANK_WEIGHT, "action": ACTION_BONUS, "action_related": ACTION_BONUS,
+               "contradicts": -INTENT_PENALTY, "slot_recall": SLOT_BONUS}
+    return tuple(weights.get(name, 0.0) for name in FEATURES)
 
 
 def _effect(annotations: object) -> str:
@@ -408,6 +458,8 @@ _INTENT_WORDS = {
 # contradict the request's first word loses about two ranks near the top (0.1 to 0.3 measured
 # alike on dev + dev2, bench/RESULTS.md). Tools without annotations are not moved.
 INTENT_PENALTY = 0.2
+# A tool that takes what the request supplies (slots.py: a URL, a file, a time and a zone...):
+# up to about two ranks (0.2 to 0.4 measured alike over the eight scored task sets, 0.5 lost).
 SLOT_BONUS = 0.3
 _CONTRADICTS = {"read": {"change", "remove", "write"}, "change": {"read"}, "remove": {"read", "change"}}
 

@@ -144,8 +144,8 @@ def accepts(schema: object) -> frozenset[str]:
     for name, spec in list(properties.items())[:MAX_PARAMS]:
         spec = spec if isinstance(spec, Mapping) else {}
         names = _names(str(name))
-        types = spec.get("type")
-        types = set(types) if isinstance(types, list) else {types}
+        declared = spec.get("type")
+        types = {t for t in (declared if isinstance(declared, list) else [declared]) if t is None or isinstance(t, str)}
         description = spec.get("description")
         said = set(_DESCRIPTION_WORD.findall(description[:300].lower())) if isinstance(description, str) else set()
         fmt = str(spec.get("format") or "").lower()
@@ -153,6 +153,8 @@ def accepts(schema: object) -> frozenset[str]:
         if fmt in ("uri", "url", "iri", "uri-reference") or names & _URL_NAMES or "url" in said:
             found.add("url")
         elif textual and not names & _NOT_PATH_NAMES and (path := _path_kinds(names) or _said_path(said)):
+            if len(path) == 2:  # a plain "path": its description may say which ("file paths")
+                path = _path_kinds(said & (_FILE_NAMES | _FOLDER_NAMES)) or path
             found |= path
             path_params += 1
             if "array" in types:
