@@ -194,6 +194,10 @@ def test_a_request_is_read_as_a_read_a_change_or_a_removal():
     assert toolsearch.intent("let's remember that Bob likes tabs") == "change"
     assert toolsearch.intent("forget everything about Mallory") == "remove"
     assert toolsearch.intent("Carol works at Acme") == ""  # no verb it knows: nothing moves
+    # Context first, the ask later: the first clause that starts with a known word says it.
+    assert toolsearch.intent("Hi! I am new here. Could you show me CONTRIBUTING.md?") == "read"
+    assert toolsearch.intent("oops, wrong files staged - drop them from the index") == "remove"
+    assert toolsearch.intent("Carol works at Acme, Dave at Initech, Erin at Globex, so link them") == ""  # 4th clause
     assert toolsearch.intent("") == toolsearch.intent("   ,,, ") == toolsearch.intent("12345") == ""
     assert toolsearch.intent("please " * 10000 + "delete it") == ""  # only the first 200 characters are read
 

@@ -429,15 +429,23 @@ _LEAD_IN = re.compile(r"^(?:(?:please|pls|hey|ok|okay|now|then|also|quickly|just
 _FIRST_WORD = re.compile(r"[A-Za-z']+")
 
 
+_CLAUSE = re.compile(r"[.!?;:,\u2014]+\s+|\s+[-\u2013]\s+")
+# Requests that open with context ("oops, ...", "Hi! I am new here. Could you...") say what they want
+# in a later clause; the first 3 clauses are read (3 and 8 measured alike; 1 lost 2 points on fresh6).
+INTENT_CLAUSES = 3
+
+
 def intent(query: str) -> str:
-    """What the request asks to do, from its first word: "read", "change", "remove" or "" (unknown)."""
-    found = _FIRST_WORD.search(_LEAD_IN.sub("", query.strip()[:200]))
-    if not found:
-        return ""
-    word = found.group(0).lower()
-    for effect, vocabulary in _INTENT_WORDS.items():
-        if word in vocabulary:
-            return effect
+    """What the request asks to do, from the first word of its first clause that starts with a
+    known one ("hi, I'm new here. could you show me..." reads): "read", "change", "remove" or "" (unknown)."""
+    for clause in _CLAUSE.split(query.strip()[:300])[:INTENT_CLAUSES]:
+        found = _FIRST_WORD.search(_LEAD_IN.sub("", clause.strip()))
+        if not found:
+            continue
+        word = found.group(0).lower()
+        for effect, vocabulary in _INTENT_WORDS.items():
+            if word in vocabulary:
+                return effect
     return ""
 
 
