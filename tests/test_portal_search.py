@@ -351,6 +351,45 @@ def test_what_a_tool_takes_is_read_from_its_schema():
         assert isinstance(accepts(schema), frozenset)
 
 
+def test_what_a_tool_requires_of_the_telling_kinds_is_read_from_its_schema():
+    from aiplane.portal.toolsearch.slots import requires
+
+    schema = {"properties": {"source_timezone": {"type": "string"}, "time": {"type": "string"}, "note": {"type": "string"}},
+              "required": ["source_timezone", "time", "note"]}
+    assert requires(schema) == {"zone", "clock"}  # text is not telling
+    assert requires({"properties": {"url": {"type": "string"}}}) == set()  # optional
+    for hostile in (None, {"required": "url"}, {"required": [1, None, {}], "properties": {"url": {}}}, {"required": ["url"]}):
+        assert requires(hostile) == set()
+
+
+def test_a_request_that_gives_a_zone_but_no_time_is_not_a_conversion():
+    from mcp.types import Tool
+
+    zone = {"type": "string", "description": "IANA timezone name"}
+    listing = [("time", "", Tool(name="convert_time", description="Convert time between timezones",
+                                 inputSchema={"properties": {"source_timezone": zone, "time": {"type": "string"},
+                                                             "target_timezone": zone},
+                                              "required": ["source_timezone", "time", "target_timezone"]})),
+               ("time", "", Tool(name="get_current_time", description="Get current time in a specific timezone",
+                                 inputSchema={"properties": {"timezone": zone}, "required": ["timezone"]}))]
+    search = toolsearch.ToolSearch(semantic=False)
+    assert search.search(listing, "what time is it in Tokyo", 1) == ["time__get_current_time"]
+    assert search.search(listing, "what time is 14:00 Tokyo time in Paris", 1) == ["time__convert_time"]
+
+
+def test_not_staged_is_unstaged_when_the_tools_say_so():
+    from mcp.types import Tool
+
+    listing = [("git", "", Tool(name="diff_staged", description="Shows changes that are staged", inputSchema={})),
+               ("git", "", Tool(name="diff_unstaged", description="Shows changes in the working directory that are not yet staged",
+                                inputSchema={}))]
+    search = toolsearch.ToolSearch(semantic=False)
+    assert search.search(listing, "the changes I haven't staged yet", 1) == ["git__diff_unstaged"]
+    assert search.search(listing, "changes that are not yet staged", 1) == ["git__diff_unstaged"]
+    assert search.search(listing, "the staged changes", 1) == ["git__diff_staged"]
+    assert search.index(listing)._negated(toolsearch._NEGATION.search("not pushed")) == "not pushed"  # no such word
+
+
 def test_a_tool_that_takes_what_the_request_supplies_moves_up():
     from mcp.types import Tool
 

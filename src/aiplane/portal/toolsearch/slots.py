@@ -134,41 +134,68 @@ def _said_path(said: set[str]) -> set[str]:
     return _path_kinds(said - {"path", "paths"}) or {"file", "folder"}
 
 
-def accepts(schema: object) -> frozenset[str]:
-    """The kinds an input schema's parameters take (see the module's docstring)."""
+def _param_kinds(name: str, spec: object) -> set[str]:
+    """The kinds one parameter takes ("paths" if it is an array of paths)."""
+    spec = spec if isinstance(spec, Mapping) else {}
+    names = _names(name)
+    declared = spec.get("type")
+    types = {t for t in (declared if isinstance(declared, list) else [declared]) if t is None or isinstance(t, str)}
+    description = spec.get("description")
+    said = set(_DESCRIPTION_WORD.findall(description[:300].lower())) if isinstance(description, str) else set()
+    fmt = str(spec.get("format") or "").lower()
+    textual = bool(types & {"string", "array", None})
+    found: set[str] = set()
+    if fmt in ("uri", "url", "iri", "uri-reference") or names & _URL_NAMES or "url" in said:
+        found.add("url")
+    elif textual and not names & _NOT_PATH_NAMES and (path := _path_kinds(names) or _said_path(said)):
+        if len(path) == 2:  # a plain "path": its description may say which ("file paths")
+            path = _path_kinds(said & (_FILE_NAMES | _FOLDER_NAMES)) or path
+        found |= path
+        if "array" in types:
+            found.add("paths")
+    if textual and "boolean" not in types and (names & _REVISION_NAMES or said & {"revision", "sha", "commit"}):
+        found.add("revision")
+    if names & _CLOCK_NAMES or fmt in ("date", "time", "date-time"):
+        found.add("clock")
+    if names & _ZONE_NAMES:
+        found.add("zone")
+    if types & {"number", "integer"}:
+        found.add("number")
+    if names & _TEXT_NAMES and "string" in types and fmt not in ("uri", "url"):
+        found.add("text")
+    return found
+
+
+def _properties(schema: object) -> list[tuple[str, object]]:
     properties = schema.get("properties") if isinstance(schema, Mapping) else None
     if not isinstance(properties, Mapping):
-        return frozenset()
+        return []
+    return [(str(name)[:100], spec) for name, spec in list(properties.items())[:MAX_PARAMS]]
+
+
+def accepts(schema: object) -> frozenset[str]:
+    """The kinds an input schema's parameters take (see the module's docstring)."""
     found: set[str] = set()
     path_params = 0
-    for name, spec in list(properties.items())[:MAX_PARAMS]:
-        spec = spec if isinstance(spec, Mapping) else {}
-        names = _names(str(name))
-        declared = spec.get("type")
-        types = {t for t in (declared if isinstance(declared, list) else [declared]) if t is None or isinstance(t, str)}
-        description = spec.get("description")
-        said = set(_DESCRIPTION_WORD.findall(description[:300].lower())) if isinstance(description, str) else set()
-        fmt = str(spec.get("format") or "").lower()
-        textual = bool(types & {"string", "array", None})
-        if fmt in ("uri", "url", "iri", "uri-reference") or names & _URL_NAMES or "url" in said:
-            found.add("url")
-        elif textual and not names & _NOT_PATH_NAMES and (path := _path_kinds(names) or _said_path(said)):
-            if len(path) == 2:  # a plain "path": its description may say which ("file paths")
-                path = _path_kinds(said & (_FILE_NAMES | _FOLDER_NAMES)) or path
-            found |= path
-            path_params += 1
-            if "array" in types:
-                found.add("paths")
-        if textual and "boolean" not in types and (names & _REVISION_NAMES or said & {"revision", "sha", "commit"}):
-            found.add("revision")
-        if names & _CLOCK_NAMES or fmt in ("date", "time", "date-time"):
-            found.add("clock")
-        if names & _ZONE_NAMES:
-            found.add("zone")
-        if types & {"number", "integer"}:
-            found.add("number")
-        if names & _TEXT_NAMES and "string" in types and fmt not in ("uri", "url"):
-            found.add("text")
+    for name, spec in _properties(schema):
+        kinds_of = _param_kinds(name, spec)
+        found |= kinds_of
+        path_params += bool(kinds_of & {"file", "folder"})
     if path_params >= 2:
         found.add("paths")
     return frozenset(found)
+
+
+# Kinds a request states when it means them (a time of day, a URL, a commit, a zone); a tool that
+# requires one the request does not give is likely not the one meant, if the request gives others.
+TELLING_KINDS = frozenset({"clock", "url", "revision", "zone"})
+
+
+def requires(schema: object) -> frozenset[str]:
+    """The telling kinds (TELLING_KINDS) of the schema's required parameters."""
+    required = schema.get("required") if isinstance(schema, Mapping) else None
+    if not isinstance(required, list):
+        return frozenset()
+    wanted = {str(name)[:100] for name in required[:MAX_PARAMS] if isinstance(name, str)}
+    return frozenset(kind for name, spec in _properties(schema) if name in wanted
+                     for kind in _param_kinds(name, spec) & TELLING_KINDS)
