@@ -148,18 +148,6 @@ def _phrase(text: str) -> str:
     return " ".join(terms(text))
 
 
-_URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+", re.IGNORECASE)
-_QUOTED = re.compile(r"\"[^\"]{1,200}\"|(?<!\w)'[^']{1,200}'(?!\w)|`[^`]{1,200}`|\u201c[^\u201d]{1,200}\u201d")
-# A file name with an extension, optionally in folders: "server.log", "docs/index.md", "./a.py".
-_FILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}[\w-]{1,100}\.[A-Za-z][A-Za-z0-9]{0,5}(?![\w/])")
-# A path of folders: "a/b/c", "./src/"; not an IANA time zone ("Europe/Paris", "America/New_York").
-_PATH = re.compile(r"(?<![\w@/])(?![A-Z][a-z]+/[A-Z])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){1,20}[\w.-]{0,100}")
-# A dotfile, optionally in folders: ".gitignore", "config/.env.example" (lower-case first letter:
-# ".NET" is a word).
-_DOTFILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}\.[a-z][\w.-]{0,60}(?![\w/])")
-# A host name with a common top-level domain and an optional path, without a scheme: "nodejs.org/en/blog".
-_HOST = re.compile(r"(?<![\w@/.])(?:[a-z0-9-]{1,63}\.){1,10}(?:com|org|net|io|dev|ai|gov|edu|info)"
-                   r"(?::\d{1,5})?(?:/\S{0,2000})?(?![\w.])", re.IGNORECASE)
 _NEGATION = re.compile(r"(?:\b(?:not|never)|n't|n’t)\s+(?:(?:yet|been|be|already|got|being)\s+){0,2}([A-Za-z]{3,30})\b", re.IGNORECASE)
 _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs)\.", re.IGNORECASE)
 
@@ -168,12 +156,12 @@ def literals(query: str) -> str:
     """The request with its literals reduced to their kind: URLs -> "url", file names -> "file",
     folder paths -> "path", quoted text dropped (what to name or write says nothing of which tool)."""
     query = _ABBREVIATION.sub(" ", query[:MAX_QUERY_CHARS])
-    query = _URL.sub(" url ", query)
-    query = _HOST.sub(" url ", query) if LITERAL_HOSTS else query
-    query = _QUOTED.sub(" ", query)
-    query = _FILE.sub(" file ", query)
-    query = _DOTFILE.sub(" file ", query) if LITERAL_DOTFILES else query
-    return _PATH.sub(" path ", query)
+    query = _slots.URL.sub(" url ", query)
+    query = _slots.HOST.sub(" url ", query) if LITERAL_HOSTS else query
+    query = _slots.QUOTED.sub(" ", query)
+    query = _slots.FILE.sub(" file ", query)
+    query = _slots.DOTFILE.sub(" file ", query) if LITERAL_DOTFILES else query
+    return _slots.FOLDER.sub(" path ", query)
 
 
 class Lexicon:

@@ -21,15 +21,21 @@ from functools import lru_cache
 MAX_QUERY_CHARS = 1000
 MAX_PARAMS = 64
 
-_URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+", re.IGNORECASE)
-_HOST = re.compile(r"(?<![\w@/.])(?:[a-z0-9-]{1,63}\.){1,10}(?:com|org|net|io|dev|ai|gov|edu|info)"
-                   r"(?::\d{1,5})?(?:/\S{0,2000})?(?![\w.])", re.IGNORECASE)
-_QUOTED = re.compile(r"\"[^\"]{1,200}\"|(?<!\w)'[^']{1,200}'(?!\w)|`[^`]{1,200}`|\u201c[^\u201d]{1,200}\u201d")
+# The literals a request carries, shared with toolsearch.literals (which reduces them to words).
+URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+", re.IGNORECASE)
+# A host name with a common top-level domain and an optional path, without a scheme: "nodejs.org/en/blog".
+HOST = re.compile(r"(?<![\w@/.])(?:[a-z0-9-]{1,63}\.){1,10}(?:com|org|net|io|dev|ai|gov|edu|info)"
+                  r"(?::\d{1,5})?(?:/\S{0,2000})?(?![\w.])", re.IGNORECASE)
+QUOTED = re.compile(r"\"[^\"]{1,200}\"|(?<!\w)'[^']{1,200}'(?!\w)|`[^`]{1,200}`|\u201c[^\u201d]{1,200}\u201d")
+# A file name with an extension, optionally in folders: "server.log", "docs/index.md", "./a.py".
+FILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}[\w-]{1,100}\.[A-Za-z][A-Za-z0-9]{0,5}(?![\w/])")
+# A dotfile, optionally in folders: ".gitignore", "config/.env.example" (lower-case first letter:
+# ".NET" is a word).
+DOTFILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}\.[a-z][\w.-]{0,60}(?![\w/])")
+# A path of folders: "a/b/c", "./src/"; not an IANA time zone ("Europe/Paris", "America/New_York").
+FOLDER = re.compile(r"(?<![\w@/])(?![A-Z][a-z]+/[A-Z])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){1,20}[\w.-]{0,100}")
 _ZONE_PATH = re.compile(r"\b(?:Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc|US)"
                         r"/[A-Za-z_]{2,40}(?:/[A-Za-z_]{2,40})?\b")
-_FILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}[\w-]{1,100}\.[A-Za-z][A-Za-z0-9]{0,5}(?![\w/])")
-_DOTFILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}\.[a-z][\w.-]{0,60}(?![\w/])")
-_FOLDER = re.compile(r"(?<![\w@/])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){1,20}[\w.-]{0,100}")
 # A commit: a hexadecimal id of 7 to 40 digits with a letter and a digit, HEAD (~n, ^), a version tag.
 _REVISION = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b|\bHEAD(?:[~^]\d{0,3})*(?![\w])|"
                        r"(?<![\w.])v\d{1,4}(?:\.\d{1,4}){1,3}\b")
@@ -82,16 +88,16 @@ def kinds(query: str) -> set[str]:
             found.add(kind)
         return count
 
-    take(_URL, "url")
-    take(_HOST, "url")
-    take(_QUOTED, "text")
+    take(URL, "url")
+    take(HOST, "url")
+    take(QUOTED, "text")
     take(_ZONE_PATH, "zone")
     take(_ZONE_ABBREVIATION, "zone")
     places = _places()
     if places is not None:
         take(places, "zone")
     take(_CLOCK, "clock")
-    files = take(_FILE, "file") + take(_DOTFILE, "file") + take(_FOLDER, "folder")
+    files = take(FILE, "file") + take(DOTFILE, "file") + take(FOLDER, "folder")
     if files >= 2:
         found.add("paths")
     take(_REVISION, "revision")
