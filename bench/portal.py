@@ -241,12 +241,16 @@ def search_figures() -> None:
         ("sentence embeddings alone (MiniLM)", lambda: dense_alone),
         ("+ embeddings fused by RRF", lambda: (lambda q: shipped.search(base, q, 8))),
         ("+ late interaction", lambda: (lambda q: shipped.search(base, q, 8))),
-        ("+ intent vs annotations (shipped)", lambda: (lambda q: shipped.search(base, q, 8))),
+        ("+ intent vs annotations", lambda: (lambda q: shipped.search(base, q, 8))),
+        ("+ argument kinds (slots.py)", lambda: (lambda q: shipped.search(base, q, 8))),
+        ("+ intent in later clauses, negation", lambda: (lambda q: shipped.search(base, q, 8))),
     ]
     if encoder is None:
         print("embedding model unavailable: the embedding rows below are empty (lexical ranking only)")
     action_bonus, late_weight, literals = toolsearch.ACTION_BONUS, toolsearch.LATE_RANK_WEIGHT, toolsearch.literals
     intent_penalty = toolsearch.INTENT_PENALTY
+    slot_bonus, missing_penalty = toolsearch.SLOT_BONUS, toolsearch.MISSING_PENALTY
+    clauses, negations = toolsearch.INTENT_CLAUSES, toolsearch.NEGATIONS
     print(f"{'step':36}{'dev hit@1':>10}{'dev hit@3':>10}{'dev2 hit@1':>11}{'dev2 hit@3':>11}{'test hit@1':>11}{'test hit@3':>11}")
     for number, (label, make) in enumerate(steps):
         toolsearch.stem = (lambda w: w) if label.startswith("+ split") else no_stem
@@ -254,6 +258,10 @@ def search_figures() -> None:
         toolsearch.literals = literals if number >= 6 else (lambda q: q)
         toolsearch.LATE_RANK_WEIGHT = late_weight if number >= 9 else 0.0
         toolsearch.INTENT_PENALTY = intent_penalty if number >= 10 else 0.0
+        toolsearch.SLOT_BONUS = slot_bonus if number >= 11 else 0.0
+        toolsearch.MISSING_PENALTY = missing_penalty if number >= 11 else 0.0
+        toolsearch.INTENT_CLAUSES = clauses if number >= 12 else 1
+        toolsearch.NEGATIONS = negations if number >= 12 else False
         semantic.clear_caches()  # cached query scores were computed with or without the late ranking
         rank = make()
         cells = []
@@ -263,6 +271,8 @@ def search_figures() -> None:
         toolsearch.stem = no_stem
         toolsearch.ACTION_BONUS, toolsearch.LATE_RANK_WEIGHT, toolsearch.literals = action_bonus, late_weight, literals
         toolsearch.INTENT_PENALTY = intent_penalty
+        toolsearch.SLOT_BONUS, toolsearch.MISSING_PENALTY = slot_bonus, missing_penalty
+        toolsearch.INTENT_CLAUSES, toolsearch.NEGATIONS = clauses, negations
         print(f"{label:36}" + "".join(f"{c:>10.0%}" if i < 2 else f"{c:>11.0%}" for i, c in enumerate(cells)))
     seven = [entry for entry in base if entry[0] != "github"]
     lexical = toolsearch.ToolSearch(semantic=False)
@@ -275,7 +285,7 @@ def search_figures() -> None:
             rows = [r for r in evaluate.tasks(split) if not r["expect"][0].startswith("github__")]
             first, top3, _ = evaluate.hits(rank, rows)
             cells.append(f"{split} {first:.0%} / {top3:.0%} (n={len(rows)})")
-        for split in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5"):
+        for split in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6"):
             first, top3, _ = evaluate.hits(rank, evaluate.tasks(split))
             cells.append(f"{split} {first:.0%} / {top3:.0%} (n={len(evaluate.tasks(split))})")
         print(f"the issue's seven servers (no github and its tasks), {label}, hit@1 / hit@3: " + ", ".join(cells))

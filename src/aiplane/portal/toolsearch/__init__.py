@@ -292,6 +292,13 @@ class ToolIndex:
         found = {t for key in (term, *_deletions(term)) for t in self.near.get(key, ()) if _one_edit(term, t)}
         return found.pop() if len(found) == 1 else term
 
+    def _asked(self, query: str) -> list[str]:
+        """The request's terms: literals reduced to their kind, negations read, spelling mended."""
+        text = literals(query)
+        if NEGATIONS:
+            text = _NEGATION.sub(self._negated, text)
+        return [self._spelled(t) for t in dict.fromkeys(terms(text, self.postings))][:MAX_QUERY_TERMS]
+
     def _negated(self, match: re.Match[str]) -> str:
         """"not staged", "haven't tracked": "unstaged", "untracked", when the tools say that word."""
         word = match.group(1)
@@ -316,10 +323,9 @@ class ToolIndex:
                late: Mapping[int, float] | None = None) -> list[str]:
         """`similarity`: the query's cosine to each tool (same order as the docs), and `late`: the
         late-interaction score of some of them (by position), when a model is loaded."""
-        candidates, rows = self.features(query, similarity, late)
         if not self.bridge:  # the bench's plain-BM25 steps: the literal ranking alone
-            return [self.keys[doc] for doc, _ in sorted(zip(candidates, (r[1] for r in rows), strict=True),
-                                                         key=lambda item: (-item[1], self.keys[item[0]]))[:limit]]
+            return [self.keys[doc] for doc, _ in self._scores([{t: 1.0} for t in self._asked(query)])[:limit]]
+        candidates, rows = self.features(query, similarity, late)
         weights = ranking_weights()
         scored = [(doc, sum(w * f for w, f in zip(weights, row, strict=True))) for doc, row in zip(candidates, rows, strict=True)]
         best = sorted(scored, key=lambda item: (-item[1], self.keys[item[0]]))
@@ -328,20 +334,13 @@ class ToolIndex:
     def features(self, query: str, similarity: Sequence[float] | None = None,
                  late: Mapping[int, float] | None = None) -> tuple[list[int], list[list[float]]]:
         """The candidate tools (any ranking's) and, for each, the evidence named in FEATURES."""
-        text = literals(query)
-        if NEGATIONS:
-            text = _NEGATION.sub(lambda m: self._negated(m), text)
-        asked = [self._spelled(t) for t in dict.fromkeys(terms(text, self.postings))][:MAX_QUERY_TERMS]
+        asked = self._asked(query)
         if not asked:  # only stop words: nothing to rank by, embedded or not
             return [], []
         literal = self._scores([{t: 1.0} for t in asked])
         related = lexicon()
-        rankings = [literal]
-        if self.bridge:
-            widened = [{t: 1.0, **dict.fromkeys(related.related(t), BRIDGE_WEIGHT)} for t in asked]
-            rankings.append(self._scores(widened))
-        else:
-            rankings.append([])
+        widened = [{t: 1.0, **dict.fromkeys(related.related(t), BRIDGE_WEIGHT)} for t in asked]
+        rankings = [literal, self._scores(widened)]
         if similarity is not None:
             dense = sorted(range(len(similarity)), key=lambda doc: -similarity[doc])[:DENSE_DEPTH]
             rankings.append([(doc, similarity[doc]) for doc in dense])
