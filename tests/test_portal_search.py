@@ -327,6 +327,12 @@ def test_what_a_request_supplies_is_read_by_kind():
     assert kinds("move the legacy/ folder to attic/legacy") == {"folder", "paths"}
     assert kinds("create .gitignore containing 'dist'") == {"file", "text"}
     assert kinds("add 12.5 and 7") == {"number"}
+    # Names: runs of capitalised words that are not ordinary words (the caller says which are).
+    ordinary = {"add", "show", "the", "link"}.__contains__
+    assert kinds("Add Acme Corp and Globex to the graph", ordinary) == {"name", "names"}
+    assert kinds("Tomasz reports to Helena", ordinary) == {"name", "names"}
+    assert kinds("link Priya Shah to billing-api", ordinary) == {"name"}
+    assert kinds("Show the GitHub PR on CI", ordinary) == set()  # CamelCase and acronyms are not names
     # Place names that are ordinary words or project names are not places.
     assert kinds("the central config of phoenix") == set()
     assert kinds("") == set() and kinds("x" * 100_000 + " 10:00") == set()  # only the first 1000 characters

@@ -377,7 +377,8 @@ class ToolIndex:
         # What the request supplies (a URL, two paths, a time and a zone...) against what each
         # tool takes, weighed by how few tools take each kind: the share of the request's
         # arguments the tool takes (recall), and of the tool's telling kinds the request gives (fit).
-        given = _slots.kinds(query)
+        given = _slots.kinds(query, lambda word: related.knows(stem(word)) or stem(word) in self.postings
+                             or word in STOP_WORDS)
         supplied = {kind: self.kind_weight[kind] for kind in given if self.kind_weight.get(kind, 0) > 0}
         total = sum(supplied.values())
         if given & _slots.TELLING_KINDS:

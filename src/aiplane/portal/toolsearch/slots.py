@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 MAX_QUERY_CHARS = 1000
@@ -42,6 +42,10 @@ _REVISION = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b|\bH
 _CLOCK = re.compile(r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b|\b(?:1[0-2]|0?[1-9])(?::[0-5]\d)?\s?(?:am|pm)\b", re.IGNORECASE)
 _ZONE_ABBREVIATION = re.compile(r"\b(?:UTC|GMT|EST|EDT|CST|CDT|MST|MDT|PST|PDT|AKST|HST|CET|CEST|EET|EEST|WET|WEST|BST|IST|"
                                 r"JST|KST|HKT|SGT|AEST|AEDT|ACST|AWST|NZST|NZDT|MSK|BRT|ART)\b")
+# Someone or something by name: "Priya Shah", "Acme", "Falcon": capitalised words that are not
+# ordinary words (the caller says which are), acronyms ("CI") nor CamelCase ("GitHub").
+_CAPITALISED = re.compile(r"(?<![\w./-])[A-Za-z][A-Za-z]{0,30}(?![\w/.-])|[^\sA-Za-z]+")
+NAMES = True
 _NUMBER = re.compile(r"(?<![\w.])\d{1,15}(?:\.\d{1,15})?(?![\w.])")
 # Time zone database names that are also ordinary words or common project names ("central",
 # "phoenix", "victoria"): a request saying them is not naming a place.
@@ -69,8 +73,9 @@ def _places() -> re.Pattern[str] | None:
     return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, places), key=len, reverse=True)) + r")\b", re.IGNORECASE)
 
 
-def kinds(query: str) -> set[str]:
-    """What the request supplies, by kind (see the module's docstring)."""
+def kinds(query: str, ordinary: Callable[[str], bool] | None = None) -> set[str]:
+    """What the request supplies, by kind (see the module's docstring). `ordinary(word)`: is this
+    lower-cased word an ordinary one (not a name)? Without it, every capitalised word may be a name."""
     text = query[:MAX_QUERY_CHARS]
     found: set[str] = set()
 
@@ -102,6 +107,22 @@ def kinds(query: str) -> set[str]:
         found.add("paths")
     take(_REVISION, "revision")
     take(_NUMBER, "number")
+    if NAMES:
+        # Runs of capitalised words that are not ordinary words: each run is one name.
+        names, run = [], []
+        for match in _CAPITALISED.finditer(text + " ."):
+            word = match.group(0)
+            is_name = word[:1].isupper() and word[1:].islower() and len(word) > 1 and not (ordinary and ordinary(word.lower()))
+            if is_name and (not run or text[run[-1][1]:match.start()].strip() == ""):
+                run.append((word, match.end()))
+                continue
+            if run:
+                names.append(" ".join(w for w, _ in run))
+            run = [(word, match.end())] if is_name else []
+        if names:
+            found.add("name")
+        if len(set(names)) >= 2:
+            found.add("names")
     return found
 
 
@@ -169,6 +190,11 @@ def _param_kinds(name: str, spec: object) -> set[str]:
         found.add("number")
     if names & _TEXT_NAMES and "string" in types and fmt not in ("uri", "url"):
         found.add("text")
+    if textual and "enum" not in spec and not found - {"text"} and not names & {"branch", "file", "type"} and not said & {"file", "branch"} and (
+            names & {"name", "names"} or said & {"name", "names"}):
+        found.add("name")
+        if "array" in types or names & {"names"}:
+            found.add("names")
     return found
 
 
@@ -189,6 +215,13 @@ def accepts(schema: object) -> frozenset[str]:
         path_params += bool(kinds_of & {"file", "folder"})
     if path_params >= 2:
         found.add("paths")
+    # Names inside objects: an array of {name, entityType} or of {from, to} takes several.
+    nested = [kinds for name, spec in _properties(schema) if isinstance(spec, Mapping)
+              for item in [spec.get("items")] if isinstance(item, Mapping)
+              for kinds in [[k for n, s in _properties(item) for k in _param_kinds(n, s)]]]
+    for kinds_of in nested:
+        if "name" in kinds_of:
+            found |= {"name", "names"}
     return frozenset(found)
 
 
