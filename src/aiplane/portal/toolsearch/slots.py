@@ -7,8 +7,10 @@ of the tool's description to match the request's: it works for tools nobody wrot
 for. `kinds` reads the request, `accepts` reads a schema; the ranking moves a tool that takes what
 the request supplies up (toolsearch.ToolIndex.search).
 
-Kinds: url, file (a name with an extension, a dotfile), folder (a path without one), paths (two or more), revision (a commit hash, HEAD~2, v1.2), clock (14:00, 3pm),
-zone (Europe/Paris, UTC, a city of the time zone database), number, text (quoted).
+Kinds: url; file (a name with an extension, a dotfile), folder (a path without one), paths (two or
+more); revision (a commit hash, HEAD~2, v1.2); clock (14:00, 3pm), date (yesterday, this week,
+2024-01-15), zone (Europe/Paris, UTC, a city of the time zone database); name, names (capitalised
+words that are not ordinary words: "Priya Shah", "Acme"); number; text (quoted).
 """
 
 from __future__ import annotations
@@ -45,7 +47,13 @@ _ZONE_ABBREVIATION = re.compile(r"\b(?:UTC|GMT|EST|EDT|CST|CDT|MST|MDT|PST|PDT|A
 # Someone or something by name: "Priya Shah", "Acme", "Falcon": capitalised words that are not
 # ordinary words (the caller says which are), acronyms ("CI") nor CamelCase ("GitHub").
 _CAPITALISED = re.compile(r"(?<![\w./-])[A-Za-z][A-Za-z]{0,30}(?![\w/.-])|[^\sA-Za-z]+")
-NAMES = True
+# A day or a period: "yesterday", "this week", "3 days ago", "since Monday", "2024-01-15".
+_DATE = re.compile(r"\b(?:yesterday|today|tonight|tomorrow|(?:this|last|past|previous|next)\s+(?:\d{1,3}\s+)?"
+                   r"(?:week|month|year|day|sprint|quarter|weekend|monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?|"
+                   r"\d{1,3}\s+(?:days?|weeks?|months?|years?|hours?)\s+ago|"
+                   r"(?:since|until|before|after)\s+(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|"
+                   r"march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)|"
+                   r"\d{4}-\d{2}-\d{2})\b", re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\w.])\d{1,15}(?:\.\d{1,15})?(?![\w.])")
 # Time zone database names that are also ordinary words or common project names ("central",
 # "phoenix", "victoria"): a request saying them is not naming a place.
@@ -102,27 +110,27 @@ def kinds(query: str, ordinary: Callable[[str], bool] | None = None) -> set[str]
     if places is not None:
         take(places, "zone")
     take(_CLOCK, "clock")
+    take(_DATE, "date")
     files = take(FILE, "file") + take(DOTFILE, "file") + take(FOLDER, "folder")
     if files >= 2:
         found.add("paths")
     take(_REVISION, "revision")
     take(_NUMBER, "number")
-    if NAMES:
-        # Runs of capitalised words that are not ordinary words: each run is one name.
-        names, run = [], []
-        for match in _CAPITALISED.finditer(text + " ."):
-            word = match.group(0)
-            is_name = word[:1].isupper() and word[1:].islower() and len(word) > 1 and not (ordinary and ordinary(word.lower()))
-            if is_name and (not run or text[run[-1][1]:match.start()].strip() == ""):
-                run.append((word, match.end()))
-                continue
-            if run:
-                names.append(" ".join(w for w, _ in run))
-            run = [(word, match.end())] if is_name else []
-        if names:
-            found.add("name")
-        if len(set(names)) >= 2:
-            found.add("names")
+    # Runs of capitalised words that are not ordinary words: each run is one name.
+    names, run = [], []
+    for match in _CAPITALISED.finditer(text + " ."):
+        word = match.group(0)
+        is_name = word[:1].isupper() and word[1:].islower() and len(word) > 1 and not (ordinary and ordinary(word.lower()))
+        if is_name and (not run or text[run[-1][1]:match.start()].strip() == ""):
+            run.append((word, match.end()))
+            continue
+        if run:
+            names.append(" ".join(w for w, _ in run))
+        run = [(word, match.end())] if is_name else []
+    if names:
+        found.add("name")
+    if len(set(names)) >= 2:
+        found.add("names")
     return found
 
 
@@ -133,7 +141,8 @@ _PATH_NAMES = frozenset("path paths source destination dest src dst".split())
 _NOT_PATH_NAMES = frozenset("timezone time url uri branch name".split())
 _URL_NAMES = frozenset("url urls uri uris link links href endpoint website webpage".split())
 _REVISION_NAMES = frozenset("revision rev commit sha ref hash tag treeish".split())
-_CLOCK_NAMES = frozenset("time timestamp date datetime hour".split())
+_CLOCK_NAMES = frozenset("time timestamp datetime hour".split())
+_DATE_NAMES = frozenset("date timestamp datetime since until day".split())
 _ZONE_NAMES = frozenset("timezone tz zone location city place".split())
 _TEXT_NAMES = frozenset("content contents message text body note comment data value".split())
 _SPLIT = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
@@ -182,8 +191,10 @@ def _param_kinds(name: str, spec: object) -> set[str]:
             found.add("paths")
     if textual and "boolean" not in types and (names & _REVISION_NAMES or said & {"revision", "sha", "commit"}):
         found.add("revision")
-    if names & _CLOCK_NAMES or fmt in ("date", "time", "date-time"):
+    if names & _CLOCK_NAMES or fmt in ("time", "date-time"):
         found.add("clock")
+    if (names & _DATE_NAMES or fmt in ("date", "date-time")):
+        found.add("date")
     if names & _ZONE_NAMES:
         found.add("zone")
     if types & {"number", "integer"}:
