@@ -29,10 +29,13 @@ FRESH5 = Path(__file__).with_name("fresh5.json")
 # A seventh (issue 22, seventh pass), written blind by another person asked to vary who asks
 # (120 requests over the issue's seven servers), committed before that pass scored it, scored once.
 FRESH6 = Path(__file__).with_name("fresh6.json")
+# An eighth (issue 22, seventh pass), written blind by a person asked to write mid-task requests
+# with context (120 over the issue's seven servers), committed before that pass scored it, scored once.
+FRESH7 = Path(__file__).with_name("fresh7.json")
 
 
 def tasks(split: str = "all") -> list[dict]:
-    """Rows of tasks.json (split "dev", "test" or "all"), or of fresh.json / fresh2.json / fresh3.json / fresh4.json / fresh5.json / fresh6.json / dev2.json (split "fresh" ... "fresh6" / "dev2")."""
+    """Rows of tasks.json (split "dev", "test" or "all"), or of fresh.json / fresh2.json / fresh3.json / fresh4.json / fresh5.json / fresh6.json / dev2.json (split "fresh" ... "fresh7" / "dev2")."""
     if split == "fresh":
         return json.loads(FRESH.read_text())
     if split == "fresh2":
@@ -45,6 +48,8 @@ def tasks(split: str = "all") -> list[dict]:
         return json.loads(FRESH5.read_text())
     if split == "fresh6":
         return json.loads(FRESH6.read_text())
+    if split == "fresh7":
+        return json.loads(FRESH7.read_text())
     if split == "dev2":
         return json.loads(DEV2.read_text())
     rows = json.loads(TASKS.read_text())
