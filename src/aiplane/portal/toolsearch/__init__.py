@@ -46,7 +46,7 @@ STOP_WORDS = frozenset(
     "a an the in on at of to for from by with into onto and or but not no is are was were be been being am do does did "
     "i me my mine we us our you your it its this that these those there here what which who whom whose when where how "
     "why can could should would will shall may might must please want need let lets just also so than then too very "
-    "all any some each every up out over about as if me s t".split())
+    "all any some each every up out over about as if me s t m re ve ll d".split())
 MAX_QUERY_TERMS = 64
 MAX_QUERY_CHARS = 1000
 MAX_FIELD_CHARS = 4000
