@@ -363,6 +363,13 @@ def test_what_a_tool_requires_of_the_telling_kinds_is_read_from_its_schema():
               "required": ["source_timezone", "time", "note"]}
     assert requires(schema) == {"zone", "clock"}  # text is not telling
     assert requires({"properties": {"url": {"type": "string"}}}) == set()  # optional
+    relation = {"type": "object", "required": ["from", "to"], "properties": {
+        "from": {"type": "string", "description": "The name of the entity where it starts"},
+        "to": {"type": "string", "description": "The name of the entity where it ends"}}}
+    assert requires({"properties": {"relations": {"type": "array", "items": relation}}, "required": ["relations"]}) == {"names"}
+    assert requires({"properties": {"entityNames": {"type": "array", "items": {"type": "string"}}},
+                     "required": ["entityNames"]}) == {"name"}  # an array of names may hold one
+    assert requires({"properties": {"a": {"type": "number"}}, "required": ["a"]}) == {"number"}
     for hostile in (None, {"required": "url"}, {"required": [1, None, {}], "properties": {"url": {}}}, {"required": ["url"]}):
         assert requires(hostile) == set()
 

@@ -236,16 +236,32 @@ def accepts(schema: object) -> frozenset[str]:
     return frozenset(found)
 
 
-# Kinds a request states when it means them (a time of day, a URL, a commit, a zone); a tool that
-# requires one the request does not give is likely not the one meant, if the request gives others.
-TELLING_KINDS = frozenset({"clock", "url", "revision", "zone"})
+# Kinds a request states when it means them (a time of day, a URL, a commit, a zone, a name, a
+# number); a tool that requires one the request does not give is likely not the one meant, if the
+# request gives others ("add 17 and 25" gives numbers and no name: not add_observations).
+TELLING_KINDS = frozenset({"clock", "url", "revision", "zone", "name", "names", "number"})
+
+
+def _required(schema: object) -> list[tuple[str, object]]:
+    required = schema.get("required") if isinstance(schema, Mapping) else None
+    if not isinstance(required, list):
+        return []
+    wanted = {name[:100] for name in required[:MAX_PARAMS] if isinstance(name, str)}
+    return [(name, spec) for name, spec in _properties(schema) if name in wanted]
 
 
 def requires(schema: object) -> frozenset[str]:
-    """The telling kinds (TELLING_KINDS) of the schema's required parameters."""
-    required = schema.get("required") if isinstance(schema, Mapping) else None
-    if not isinstance(required, list):
-        return frozenset()
-    wanted = {str(name)[:100] for name in required[:MAX_PARAMS] if isinstance(name, str)}
-    return frozenset(kind for name, spec in _properties(schema) if name in wanted
-                     for kind in _param_kinds(name, spec) & TELLING_KINDS)
+    """The telling kinds (TELLING_KINDS) the schema's required parameters take. An array of names
+    requires one name; objects that each require two ({from, to}) require names."""
+    found: set[str] = set()
+    for name, spec in _required(schema):
+        kinds_of = _param_kinds(name, spec)
+        found |= kinds_of & TELLING_KINDS - {"names"}
+        if "name" in kinds_of:
+            found.add("name")
+        items = spec.get("items") if isinstance(spec, Mapping) else None
+        if isinstance(items, Mapping):
+            named = sum("name" in _param_kinds(n, s) for n, s in _required(items))
+            if named:
+                found.add("names" if named >= 2 else "name")
+    return frozenset(found)
