@@ -32,10 +32,15 @@ FRESH6 = Path(__file__).with_name("fresh6.json")
 # An eighth (issue 22, seventh pass), written blind by a person asked to write mid-task requests
 # with context (120 over the issue's seven servers), committed before that pass scored it, scored once.
 FRESH7 = Path(__file__).with_name("fresh7.json")
+# A ninth and a tenth (issue 22, seventh pass, final scoring): written blind by two more people, half
+# short agent-style searches (fresh8), mostly short hurried requests (fresh9); 120 each over the
+# issue's seven servers, committed before the pass's final code scored them, scored once.
+FRESH8 = Path(__file__).with_name("fresh8.json")
+FRESH9 = Path(__file__).with_name("fresh9.json")
 
 
 def tasks(split: str = "all") -> list[dict]:
-    """Rows of tasks.json (split "dev", "test" or "all"), or of fresh.json / fresh2.json / fresh3.json / fresh4.json / fresh5.json / fresh6.json / dev2.json (split "fresh" ... "fresh7" / "dev2")."""
+    """Rows of tasks.json (split "dev", "test" or "all"), or of fresh.json / fresh2.json / fresh3.json / fresh4.json / fresh5.json / fresh6.json / dev2.json (split "fresh" ... "fresh9" / "dev2")."""
     if split == "fresh":
         return json.loads(FRESH.read_text())
     if split == "fresh2":
@@ -50,6 +55,10 @@ def tasks(split: str = "all") -> list[dict]:
         return json.loads(FRESH6.read_text())
     if split == "fresh7":
         return json.loads(FRESH7.read_text())
+    if split == "fresh8":
+        return json.loads(FRESH8.read_text())
+    if split == "fresh9":
+        return json.loads(FRESH9.read_text())
     if split == "dev2":
         return json.loads(DEV2.read_text())
     rows = json.loads(TASKS.read_text())
