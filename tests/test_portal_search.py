@@ -325,6 +325,8 @@ def test_what_a_request_supplies_is_read_by_kind():
     assert kinds("move the legacy/ folder to attic/legacy") == {"folder", "paths"}
     assert kinds("create .gitignore containing 'dist'") == {"file", "text"}
     assert kinds("add 12.5 and 7") == {"number"}
+    assert kinds("any *.test.ts files here?") == {"pattern"} and kinds("find src/**/conftest.py") == {"pattern"}
+    assert kinds("what does the Dockerfile say") == {"file"}  # a file known by its name alone
     assert kinds("what was pushed this week") == {"date"} and kinds("commits since Monday") == {"date"}
     # Names: runs of capitalised words that are not ordinary words (the caller says which are).
     ordinary = {"add", "show", "the", "link"}.__contains__

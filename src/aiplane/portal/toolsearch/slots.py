@@ -10,7 +10,8 @@ the request supplies up (toolsearch.ToolIndex.search).
 Kinds: url; file (a name with an extension, a dotfile), folder (a path without one), paths (two or
 more); revision (a commit hash, HEAD~2, v1.2); clock (14:00, 3pm), date (yesterday, this week,
 2024-01-15), zone (Europe/Paris, UTC, a city of the time zone database); name, names (capitalised
-words that are not ordinary words: "Priya Shah", "Acme"); number; text (quoted).
+words that are not ordinary words: "Priya Shah", "Acme"); pattern (a glob: "*.test.ts"); number;
+text (quoted).
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ FILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}[\w-]{1,
 # A dotfile, optionally in folders: ".gitignore", "config/.env.example" (lower-case first letter:
 # ".NET" is a word).
 DOTFILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}\.[a-z][\w.-]{0,60}(?![\w/])")
+# A file known by its name alone: "README", "Dockerfile", "Makefile".
+KNOWN_FILE = re.compile(r"(?<![\w@/.-])(?:README|LICENSE|CHANGELOG|CONTRIBUTING|Dockerfile|Makefile|Jenkinsfile|Vagrantfile|"
+                        r"Procfile|Gemfile|Rakefile|Brewfile|Containerfile|CODEOWNERS)(?![\w/.-])")
+# A glob: "*.test.ts", "src/**/x", "report-?.csv".
+GLOB = re.compile(r"(?<!\S)\S{0,100}[*?]\S{0,100}\.\S{1,20}|(?<!\S)\S{0,100}\*\*?/\S{0,100}|(?<!\S)\S{1,100}\*(?!\S)")
 # A path of folders: "a/b/c", "./src/"; not an IANA time zone ("Europe/Paris", "America/New_York").
 FOLDER = re.compile(r"(?<![\w@/])(?![A-Z][a-z]+/[A-Z])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){1,20}[\w.-]{0,100}")
 _ZONE_PATH = re.compile(r"\b(?:Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc|US)"
@@ -111,7 +117,8 @@ def kinds(query: str, ordinary: Callable[[str], bool] | None = None) -> set[str]
         take(places, "zone")
     take(_CLOCK, "clock")
     take(_DATE, "date")
-    files = take(FILE, "file") + take(DOTFILE, "file") + take(FOLDER, "folder")
+    take(GLOB, "pattern")
+    files = take(FILE, "file") + take(DOTFILE, "file") + take(KNOWN_FILE, "file") + take(FOLDER, "folder")
     if files >= 2:
         found.add("paths")
     take(_REVISION, "revision")
@@ -199,6 +206,8 @@ def _param_kinds(name: str, spec: object) -> set[str]:
         found.add("zone")
     if types & {"number", "integer"}:
         found.add("number")
+    if textual and names & {"pattern", "patterns", "glob", "globs", "wildcard"}:
+        found.add("pattern")
     if names & _TEXT_NAMES and "string" in types and fmt not in ("uri", "url"):
         found.add("text")
     if textual and "enum" not in spec and not found - {"text"} and not names & {"branch", "file", "type"} and not said & {"file", "branch"} and (
