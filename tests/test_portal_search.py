@@ -356,6 +356,14 @@ def test_what_a_tool_takes_is_read_from_its_schema():
     for schema in (None, "x", {"properties": "x"}, {"properties": {"a": 7, "b": {"type": {"x": 1}}, "c": {"type": [{}, []]}}},
                    {"properties": {f"path{i}": {"description": 7, "format": 3} for i in range(10_000)}}):
         assert isinstance(accepts(schema), frozenset)
+    # A hostile upstream's nested schema costs a bounded number of checks, not fields squared.
+    from aiplane.portal.toolsearch.slots import requires
+    inner = {"type": "object", "required": [f"q{j}" for j in range(2000)],
+             "properties": {f"q{j}": {"description": "name " * 1000, "type": ["string", {}, []]} for j in range(2000)}}
+    huge = {"properties": {f"p{i}": {"type": "array", "items": inner} for i in range(2000)}, "required": [f"p{i}" for i in range(2000)]}
+    started = time.perf_counter()
+    assert accepts(huge) == {"name", "names"} and requires(huge) == {"names"}
+    assert time.perf_counter() - started < 0.5
 
 
 def test_what_a_tool_requires_of_the_telling_kinds_is_read_from_its_schema():

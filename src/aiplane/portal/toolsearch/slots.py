@@ -20,6 +20,7 @@ import re
 import zoneinfo
 from collections.abc import Callable, Mapping
 from functools import lru_cache
+from itertools import islice
 
 MAX_QUERY_CHARS = 1000
 MAX_PARAMS = 64
@@ -218,11 +219,11 @@ def _param_kinds(name: str, spec: object) -> set[str]:
     return found
 
 
-def _properties(schema: object) -> list[tuple[str, object]]:
+def _properties(schema: object, limit: int = MAX_PARAMS) -> list[tuple[str, object]]:
     properties = schema.get("properties") if isinstance(schema, Mapping) else None
     if not isinstance(properties, Mapping):
         return []
-    return [(str(name)[:100], spec) for name, spec in list(properties.items())[:MAX_PARAMS]]
+    return [(str(name)[:100], spec) for name, spec in islice(properties.items(), limit)]
 
 
 def accepts(schema: object) -> frozenset[str]:
@@ -236,13 +237,28 @@ def accepts(schema: object) -> frozenset[str]:
     if path_params >= 2:
         found.add("paths")
     # Names inside objects: an array of {name, entityType} or of {from, to} takes several.
-    nested = [kinds for name, spec in _properties(schema) if isinstance(spec, Mapping)
-              for item in [spec.get("items")] if isinstance(item, Mapping)
-              for kinds in [[k for n, s in _properties(item) for k in _param_kinds(n, s)]]]
-    for kinds_of in nested:
-        if "name" in kinds_of:
+    for item in _items(schema):
+        if any("name" in _param_kinds(n, s) for n, s in _properties(item, MAX_ITEM_PARAMS)):
             found |= {"name", "names"}
     return frozenset(found)
+
+
+# A hostile upstream's schema is data: objects inside arrays are read for the first
+# MAX_ARRAY_PARAMS arrays and MAX_ITEM_PARAMS fields each (a few hundred checks a tool at most).
+MAX_ARRAY_PARAMS = 8
+MAX_ITEM_PARAMS = 16
+
+
+def _items(schema: object) -> list[Mapping]:
+    """The object schemas of the first MAX_ARRAY_PARAMS array parameters' items."""
+    found = []
+    for _name, spec in _properties(schema):
+        item = spec.get("items") if isinstance(spec, Mapping) else None
+        if isinstance(item, Mapping):
+            found.append(item)
+            if len(found) == MAX_ARRAY_PARAMS:
+                break
+    return found
 
 
 # Kinds a request states when it means them (a time of day, a URL, a commit, a zone, a name, a
@@ -251,12 +267,12 @@ def accepts(schema: object) -> frozenset[str]:
 TELLING_KINDS = frozenset({"clock", "url", "revision", "zone", "name", "names", "number"})
 
 
-def _required(schema: object) -> list[tuple[str, object]]:
+def _required(schema: object, limit: int = MAX_PARAMS) -> list[tuple[str, object]]:
     required = schema.get("required") if isinstance(schema, Mapping) else None
     if not isinstance(required, list):
         return []
-    wanted = {name[:100] for name in required[:MAX_PARAMS] if isinstance(name, str)}
-    return [(name, spec) for name, spec in _properties(schema) if name in wanted]
+    wanted = {name[:100] for name in required[:limit] if isinstance(name, str)}
+    return [(name, spec) for name, spec in _properties(schema, limit) if name in wanted]
 
 
 def requires(schema: object) -> frozenset[str]:
@@ -268,9 +284,8 @@ def requires(schema: object) -> frozenset[str]:
         found |= kinds_of & TELLING_KINDS - {"names"}
         if "name" in kinds_of:
             found.add("name")
-        items = spec.get("items") if isinstance(spec, Mapping) else None
-        if isinstance(items, Mapping):
-            named = sum("name" in _param_kinds(n, s) for n, s in _required(items))
-            if named:
-                found.add("names" if named >= 2 else "name")
+    for item in _items({"properties": dict(_required(schema))}):
+        named = sum("name" in _param_kinds(n, s) for n, s in _required(item, MAX_ITEM_PARAMS))
+        if named:
+            found.add("names" if named >= 2 else "name")
     return frozenset(found)
