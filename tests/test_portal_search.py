@@ -321,6 +321,7 @@ def test_what_a_request_supplies_is_read_by_kind():
     assert kinds("standup is at 10:00 Pacific, when's that in Warsaw?") == {"clock", "zone"}
     assert kinds("3pm America/New_York in UTC") == {"clock", "zone"}
     assert kinds("what time is it in sao paulo") == {"zone"}
+    assert kinds("is it evening in São Paulo?") == {"zone"} and kinds("Zürich") == {"zone"}  # accents folded
     assert kinds("pull up both src/a.py and src/b.py") == {"file", "paths"}
     assert kinds("move the legacy/ folder to attic/legacy") == {"folder", "paths"}
     assert kinds("create .gitignore containing 'dist'") == {"file", "text"}

@@ -155,7 +155,7 @@ _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs)\.", re.IGNORECASE)
 def literals(query: str) -> str:
     """The request with its literals reduced to their kind: URLs -> "url", file names -> "file",
     folder paths -> "path", quoted text dropped (what to name or write says nothing of which tool)."""
-    query = _ABBREVIATION.sub(" ", query[:MAX_QUERY_CHARS])
+    query = _ABBREVIATION.sub(" ", _slots.fold(query[:MAX_QUERY_CHARS]))
     query = _slots.URL.sub(" url ", query)
     query = _slots.HOST.sub(" url ", query) if LITERAL_HOSTS else query
     query = _slots.QUOTED.sub(" ", query)

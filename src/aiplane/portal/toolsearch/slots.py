@@ -17,6 +17,7 @@ text (quoted).
 from __future__ import annotations
 
 import re
+import unicodedata
 import zoneinfo
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -88,10 +89,17 @@ def _places() -> re.Pattern[str] | None:
     return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, places), key=len, reverse=True)) + r")\b", re.IGNORECASE)
 
 
+def fold(text: str) -> str:
+    """Accents off ("São Paulo": "Sao Paulo", "café": "cafe"); other scripts unchanged."""
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def kinds(query: str, ordinary: Callable[[str], bool] | None = None) -> set[str]:
     """What the request supplies, by kind (see the module's docstring). `ordinary(word)`: is this
     lower-cased word an ordinary one (not a name)? Without it, every capitalised word may be a name."""
-    text = query[:MAX_QUERY_CHARS]
+    text = fold(query[:MAX_QUERY_CHARS])
     found: set[str] = set()
 
     def take(pattern: re.Pattern[str], kind: str) -> int:
