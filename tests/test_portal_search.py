@@ -182,6 +182,7 @@ def test_literals_in_a_request_count_as_their_kind():
                     ("a" * 63 + ".") * 100 + "com/" + "x" * 5000):
         toolsearch.literals(hostile)
     assert time.perf_counter() - started < 1
+    assert len(toolsearch.literals("\ufdfa" * 5000)) < 20_000  # accents folded after the cut: at most 18 times longer
 
 
 def test_a_request_is_read_as_a_read_a_change_or_a_removal():
