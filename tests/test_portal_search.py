@@ -334,7 +334,8 @@ def test_what_a_request_supplies_is_read_by_kind():
     ordinary = {"add", "show", "the", "link"}.__contains__
     assert kinds("Add Acme Corp and Globex to the graph", ordinary) == {"name", "names"}
     assert kinds("Tomasz reports to Helena", ordinary) == {"name", "names"}
-    assert kinds("link Priya Shah to billing-api", ordinary) == {"name"}
+    assert kinds("link Priya Shah to billing-api", ordinary) == {"name", "names"}
+    assert kinds("ledger-sync depends on postgres-main") == {"name", "names"}
     assert kinds("Show the GitHub PR on CI", ordinary) == set()  # CamelCase and acronyms are not names
     # Place names that are ordinary words or project names are not places.
     assert kinds("the central config of phoenix") == set()

@@ -10,7 +10,7 @@ the request supplies up (toolsearch.ToolIndex.search).
 Kinds: url; file (a name with an extension, a dotfile), folder (a path without one), paths (two or
 more); revision (a commit hash, HEAD~2, v1.2); clock (14:00, 3pm), date (yesterday, this week,
 2024-01-15), zone (Europe/Paris, UTC, a city of the time zone database); name, names (capitalised
-words that are not ordinary words: "Priya Shah", "Acme"); pattern (a glob: "*.test.ts"); number;
+words that are not ordinary words: "Priya Shah", "Acme"; hyphenated ones: "auth-service"); pattern (a glob: "*.test.ts"); number;
 text (quoted).
 """
 
@@ -40,6 +40,8 @@ DOTFILE = re.compile(r"(?<![\w@/.])(?:\.{0,2}/|~/)?(?:[\w.-]{1,100}/){0,20}\.[a-
 # A file known by its name alone: "README", "Dockerfile", "Makefile".
 KNOWN_FILE = re.compile(r"(?<![\w@/.-])(?:README|LICENSE|CHANGELOG|CONTRIBUTING|Dockerfile|Makefile|Jenkinsfile|Vagrantfile|"
                         r"Procfile|Gemfile|Rakefile|Brewfile|Containerfile|CODEOWNERS)(?![\w/.-])")
+# A hyphenated lower-case name ("ledger-sync", "auth-service"), once files and paths are taken.
+_SLUG = re.compile(r"(?<![\w./-])[a-z][a-z0-9]{1,30}(?:-[a-z][a-z0-9]{1,30}){1,4}(?![\w/.-])")
 # A glob: "*.test.ts", "src/**/x", "report-?.csv".
 GLOB = re.compile(r"(?<!\S)\S{0,100}[*?]\S{0,100}\.\S{1,20}|(?<!\S)\S{0,100}\*\*?/\S{0,100}|(?<!\S)\S{1,100}\*(?!\S)")
 # A path of folders: "a/b/c", "./src/"; not an IANA time zone ("Europe/Paris", "America/New_York").
@@ -143,6 +145,7 @@ def kinds(query: str, ordinary: Callable[[str], bool] | None = None) -> set[str]
         if run:
             names.append(" ".join(w for w, _ in run))
         run = [(word, match.end())] if is_name else []
+    names += [m.group(0) for m in _SLUG.finditer(text)]  # "billing-service": a lower-case name
     if names:
         found.add("name")
     if len(set(names)) >= 2:
