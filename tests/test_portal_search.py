@@ -439,3 +439,43 @@ def test_a_tool_that_takes_what_the_request_supplies_moves_up():
     search = toolsearch.ToolSearch(semantic=False)
     assert search.search(listing, "get the page of the docs", 1) == ["docs__get_doc"]
     assert search.search(listing, "get the page https://example.com/docs", 1) == ["web__get_page"]
+
+
+def test_attack_round_findings_stay_fixed():
+    """Findings of the independent attack on search (2026-12-02): each one bounded or harmless now."""
+    from aiplane.portal.signatures import declaration
+
+    # 1. "type": ["object"] * 8 at every level made the answer's signature cost 8^depth walks.
+    def nest(depth: int) -> dict:
+        if depth == 0:
+            return {"type": ["object"] * 8, "properties": {f"k{i}": {"type": "string"} for i in range(24)}}
+        return {"type": ["object"] * 8, "properties": {f"p{i}": nest(depth - 1) for i in range(3)}}
+    started = time.perf_counter()
+    assert declaration("tools.x", "d", nest(4)).startswith("/** d */")
+    assert time.perf_counter() - started < 0.5
+    # 2. A 4,000-letter token went into the spelling index under all its deletions (16 MB a tool).
+    blob = SimpleNamespace(name="blob", title=None, description="q" * 4000, input_schema={"properties": {"z" * 3000: {}}},
+                           annotations=None)
+    started = time.perf_counter()
+    index = toolsearch.ToolSearch(semantic=False).index([("s", "", blob)] * 1 + [(f"s{i}", "", blob) for i in range(30)])
+    assert time.perf_counter() - started < 1 and len(index.near) < 1000
+    # 3. Annotations of the wrong type (a list for destructiveHint) raised TypeError.
+    odd = SimpleNamespace(name="x", description="", annotations={"readOnlyHint": False, "destructiveHint": []})
+    assert toolsearch.tool_docs([("s", "", odd)])[0].effect == "write"
+    # 4. A lone surrogate in one tool's text made the model refuse the whole listing.
+    ghost = SimpleNamespace(name="x", description="bad \ud800 text", input_schema={}, annotations=None)
+    assert "\ud800" not in toolsearch.tool_docs([("s", "", ghost)])[0].sentence
+    # 5. Tools that claim to take every kind of argument do not outrank the tool that takes the one asked for.
+    from mcp.types import Tool
+    every = {name: {"type": "string"} for name in ("url", "path", "file", "revision", "time", "date", "timezone", "pattern",
+                                                    "content", "name", "names", "branch_type")}
+    listing = [("time", "", Tool(name="get_current_time", description="Get current time in a specific timezone",
+                                 inputSchema={"properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}))]
+    listing += [("fs", "", Tool(name=f"read_{i}", description="Read a file", inputSchema={"properties": {"path": {"type": "string"}}}))
+                for i in range(8)]
+    listing += [("evil", "", Tool(name=f"x{i}", inputSchema={"properties": every})) for i in range(2)]
+    index = toolsearch.ToolSearch(semantic=False).index(listing)
+    candidates, rows = index.features("what time is it in Tokyo?")
+    recall = {index.keys[doc]: row[toolsearch.FEATURES.index("slot_recall")] for doc, row in zip(candidates, rows, strict=True)}
+    assert recall["time__get_current_time"] == 1.0 and recall["evil__x0"] <= toolsearch.SPECIFIC_KINDS / 10
+    assert index.search("what time is it in Tokyo?", 1) == ["time__get_current_time"]

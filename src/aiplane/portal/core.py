@@ -267,9 +267,10 @@ class Portal:
         ranked = await asyncio.to_thread(self.tool_search.search, listing, query, max(1, min(limit, 50)))
         if not ranked:
             return f"No tool matches '{query[:200]}'. {len(tools)} tools are available; search '*' lists them by server."
-        lines = [declaration(f"tools.{name}", tools[name].description, tools[name].input_schema, tools[name].output_schema)
-                 for name in ranked]
-        return "\n".join(lines)
+        # In a thread too: declarations are bounded, but an upstream's schemas are its to make.
+        return await asyncio.to_thread(lambda: "\n".join(
+            declaration(f"tools.{name}", tools[name].description, tools[name].input_schema, tools[name].output_schema)
+            for name in ranked))
 
     async def execute(self, caller: Caller, code: str) -> dict[str, Any]:
         if len(code.encode("utf-8", "replace")) > MAX_CODE_BYTES:

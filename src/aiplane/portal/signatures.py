@@ -12,6 +12,7 @@ and the whole line in length, so a schema cannot carry more text than a descript
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import Any
 
 from aiplane.portal.naming import accessor, clean_text, quoted_key
@@ -22,6 +23,14 @@ MAX_PROPERTIES = 24
 MAX_ENUM_VALUES = 12
 MAX_LITERAL = 40
 MAX_DECLARATION = 1200
+# Schema nodes one declaration may visit: a hostile `"type": ["object", "object", ...]` at every
+# level, or wide objects nested deep, would otherwise cost 8^depth walks (seconds a tool).
+MAX_NODES = 2000
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.left = MAX_NODES
 
 
 def _literal(value: Any) -> str:
@@ -32,8 +41,10 @@ def _literal(value: Any) -> str:
     return "unknown"
 
 
-def ts_type(schema: Any, depth: int = 0, max_depth: int = MAX_DEPTH) -> str:
-    if not isinstance(schema, dict) or depth > max_depth:
+def ts_type(schema: Any, depth: int = 0, max_depth: int = MAX_DEPTH, budget: _Budget | None = None) -> str:
+    budget = budget or _Budget()
+    budget.left -= 1
+    if not isinstance(schema, dict) or depth > max_depth or budget.left < 0:
         return "unknown"
     if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
         return " | ".join(dict.fromkeys(_literal(v) for v in schema["enum"][:MAX_ENUM_VALUES]))
@@ -41,10 +52,11 @@ def ts_type(schema: Any, depth: int = 0, max_depth: int = MAX_DEPTH) -> str:
         return _literal(schema["const"])
     for key in ("anyOf", "oneOf"):
         if isinstance(schema.get(key), list):
-            return " | ".join(dict.fromkeys(ts_type(s, depth + 1, max_depth) for s in schema[key][:8])) or "unknown"
+            return " | ".join(dict.fromkeys(ts_type(s, depth + 1, max_depth, budget) for s in schema[key][:8])) or "unknown"
     kind = schema.get("type")
     if isinstance(kind, list):
-        return " | ".join(dict.fromkeys(ts_type({**schema, "type": k}, depth, max_depth) for k in kind[:8] if isinstance(k, str))) or "unknown"
+        kinds = dict.fromkeys(k for k in kind[:8] if isinstance(k, str))  # ["object"] * 8 is one object
+        return " | ".join(dict.fromkeys(ts_type({**schema, "type": k}, depth, max_depth, budget) for k in kinds)) or "unknown"
     if kind == "string":
         return "string"
     if kind in ("number", "integer"):
@@ -54,22 +66,22 @@ def ts_type(schema: Any, depth: int = 0, max_depth: int = MAX_DEPTH) -> str:
     if kind == "null":
         return "null"
     if kind == "array":
-        inner = ts_type(schema.get("items"), depth + 1, max_depth)
+        inner = ts_type(schema.get("items"), depth + 1, max_depth, budget)
         return f"({inner})[]" if "|" in inner else f"{inner}[]"
     if kind == "object" or "properties" in schema:
-        return _object(schema, depth, max_depth)
+        return _object(schema, depth, max_depth, budget)
     return "unknown"
 
 
-def _object(schema: dict[str, Any], depth: int, max_depth: int) -> str:
+def _object(schema: dict[str, Any], depth: int, max_depth: int, budget: _Budget) -> str:
     properties = schema.get("properties")
     if not isinstance(properties, dict) or not properties:
         return "Record<string, unknown>"
     required = schema.get("required")
-    required = set(r for r in required if isinstance(r, str)) if isinstance(required, list) else set()
+    required = set(r for r in islice(required, MAX_PROPERTIES * 8) if isinstance(r, str)) if isinstance(required, list) else set()
     fields = []
-    for name, sub in list(properties.items())[:MAX_PROPERTIES]:
-        fields.append(f"{quoted_key(str(name))}{'' if name in required else '?'}: {ts_type(sub, depth + 1, max_depth)}")
+    for name, sub in islice(properties.items(), MAX_PROPERTIES):
+        fields.append(f"{quoted_key(str(name))}{'' if name in required else '?'}: {ts_type(sub, depth + 1, max_depth, budget)}")
     if len(properties) > MAX_PROPERTIES:
         fields.append("[more: string]: unknown")
     return "{ " + "; ".join(fields) + " }"

@@ -48,6 +48,7 @@ STOP_WORDS = frozenset(
     "why can could should would will shall may might must please want need let lets just also so than then too very "
     "all any some each every up out over about as if me s t m re ve ll d".split())
 MAX_QUERY_TERMS = 64
+MAX_WORD_CHARS = 40
 MAX_QUERY_CHARS = 1000
 MAX_FIELD_CHARS = 4000
 
@@ -121,6 +122,8 @@ def words(text: str, known: Container[str] | None = None) -> list[str]:
     """
     found = []
     for token in _TOKEN.findall(text[:MAX_FIELD_CHARS]):
+        if len(token) > MAX_WORD_CHARS:  # a blob (base64, a hash), not a word anyone searches by
+            continue
         if token[1:].islower() or token.isdigit():  # most words: "file", "Create", "42"
             found.append(token.lower())
             continue
@@ -215,6 +218,11 @@ SPELLING = True
 LITERAL_HOSTS = True
 LITERAL_DOTFILES = True
 MIN_SPELLED = 4
+# The spelling index holds each term under its one-letter deletions: only terms of MIN_SPELLED to
+# MAX_SPELLED letters, and at most MAX_SPELLING_TERMS of them (those in the most tools first), so
+# a hostile upstream's vocabulary costs at most a few hundred thousand entries.
+MAX_SPELLED = 20
+MAX_SPELLING_TERMS = 20_000
 
 
 def _deletions(word: str) -> set[str]:
@@ -279,15 +287,17 @@ class ToolIndex:
         # "dirctory") finds the tools' term one edit away (symmetric delete: a few lookups a word).
         self.near: dict[str, set[str]] = defaultdict(set)
         if SPELLING:
-            for t in self.postings:
-                if len(t) >= MIN_SPELLED:
-                    for key in _deletions(t):
-                        self.near[key].add(t)
+            spelled = [t for t in self.postings if MIN_SPELLED <= len(t) <= MAX_SPELLED]
+            if len(spelled) > MAX_SPELLING_TERMS:
+                spelled = sorted(spelled, key=lambda t: (-len(self.postings[t]), t))[:MAX_SPELLING_TERMS]
+            for t in spelled:
+                for key in _deletions(t):
+                    self.near[key].add(t)
 
     def _spelled(self, term: str) -> str:
         """The term, or the one tool term it is a one-edit misspelling of (a word no tool and no
         lexicon line knows, of at least MIN_SPELLED letters; an ambiguous correction is not made)."""
-        if not self.near or term in self.postings or len(term) < MIN_SPELLED or lexicon().knows(term):
+        if not self.near or term in self.postings or not MIN_SPELLED <= len(term) <= MAX_SPELLED or lexicon().knows(term):
             return term
         found = {t for key in (term, *_deletions(term)) for t in self.near.get(key, ()) if _one_edit(term, t)}
         return found.pop() if len(found) == 1 else term
@@ -389,7 +399,10 @@ class ToolIndex:
             for doc, i in position.items():
                 taken = sum(weight for kind, weight in supplied.items() if doc in self.takers[kind])
                 if taken:
-                    rows[i][12] = taken / total
+                    # A tool that claims to take nearly every kind says little by it (a real one
+                    # takes a few): its share shrinks past SPECIFIC_KINDS kinds.
+                    claimed = len(self.accepted[doc] - _WEAK_KINDS)
+                    rows[i][12] = taken / total * min(1.0, SPECIFIC_KINDS / claimed) if claimed else taken / total
                     offered = sum(self.kind_weight.get(kind, 0) for kind in self.accepted[doc] if kind not in _WEAK_KINDS)
                     rows[i][13] = min(1.0, taken / offered) if offered else 0.0
         return candidates, rows
@@ -426,7 +439,7 @@ def _effect(annotations: object) -> str:
     if read_only is True:
         return "read"
     if read_only is False:
-        return {True: "remove", False: "change"}.get(destructive, "write")  # type: ignore[call-overload]
+        return "remove" if destructive is True else "change" if destructive is False else "write"
     return ""
 
 
@@ -480,6 +493,7 @@ NEGATIONS = True
 # gives another ("what time is it in Tokyo": a zone, no clock time, so not convert_time): 0.1
 # (0.15 and more lost hit@3 once names and numbers counted, 0.07 gained less).
 MISSING_PENALTY = 0.1
+SPECIFIC_KINDS = 4
 _CONTRADICTS = {"read": {"change", "remove", "write"}, "change": {"read"}, "remove": {"read", "change"}}
 
 
@@ -501,6 +515,8 @@ def tool_docs(listing: Iterable[tuple[str, str, object]], server_descriptions: M
         description = f"{title} {getattr(tool, 'description', None) or ''}"
         sentence = (f"{server} ({' '.join(str(server_description or '').split())}) {' '.join(words(str(tool.name)[:200]))}: "
                     f"{' '.join(description[:MAX_FIELD_CHARS].split())} ({', '.join(names)})")
+        # A lone surrogate would make the tokenizer refuse the whole listing's batch: replaced.
+        sentence = sentence.encode("utf-8", "replace").decode("utf-8")
         found.append(ToolDoc(key=f"{server}{separator}{tool.name}", name=tool.name, description=description,
                              params=" ".join(params), server=f"{server} {server_description}", sentence=sentence,
                              effect=_effect(getattr(tool, "annotations", None)), accepts=_slots.accepts(schema),
