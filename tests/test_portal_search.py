@@ -459,6 +459,22 @@ def test_attack_round_findings_stay_fixed():
     started = time.perf_counter()
     index = toolsearch.ToolSearch(semantic=False).index([("s", "", blob)] * 1 + [(f"s{i}", "", blob) for i in range(30)])
     assert time.perf_counter() - started < 1 and len(index.near) < 1000
+    # Second round: a vocabulary flood cannot push the tools' names out of the spelling index, and
+    # the cache of indexes is bounded by total vocabulary as well as by count.
+    flood = [(f"f{i}", "", SimpleNamespace(name=f"t{i}", title=None, input_schema={}, annotations=None,
+                                           description=" ".join(f"w{i}x{j}qz" for j in range(700)))) for i in range(10)]
+    real = [("fs", "", SimpleNamespace(name="write_file", title=None, description="Write a file", input_schema={},
+                                       annotations=None))]
+    search = toolsearch.ToolSearch(semantic=False)
+    assert search.search(real + flood, "wrte a file", 1) == ["fs__write_file"]
+    cap, toolsearch.MAX_CACHED_TERMS = toolsearch.MAX_CACHED_TERMS, 5000
+    try:
+        for n in range(40):
+            search.index([(f"g{n}", "", SimpleNamespace(name=f"t{n}", title=None, input_schema={}, annotations=None,
+                                                        description=" ".join(f"v{n}y{j}" for j in range(800))))])
+        assert sum(len(i.postings) for i in search._indexes.values()) <= 5000 and len(search._indexes) < 16
+    finally:
+        toolsearch.MAX_CACHED_TERMS = cap
     # 3. Annotations of the wrong type (a list for destructiveHint) raised TypeError.
     odd = SimpleNamespace(name="x", description="", annotations={"readOnlyHint": False, "destructiveHint": []})
     assert toolsearch.tool_docs([("s", "", odd)])[0].effect == "write"

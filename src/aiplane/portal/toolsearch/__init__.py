@@ -220,9 +220,9 @@ LITERAL_DOTFILES = True
 MIN_SPELLED = 4
 # The spelling index holds each term under its one-letter deletions: only terms of MIN_SPELLED to
 # MAX_SPELLED letters, and at most MAX_SPELLING_TERMS of them (those in the most tools first), so
-# a hostile upstream's vocabulary costs at most a few hundred thousand entries.
+# a hostile upstream's vocabulary costs at most about 100,000 entries (the seven servers: 900 terms).
 MAX_SPELLED = 20
-MAX_SPELLING_TERMS = 20_000
+MAX_SPELLING_TERMS = 5_000
 
 
 def _deletions(word: str) -> set[str]:
@@ -287,9 +287,12 @@ class ToolIndex:
         # "dirctory") finds the tools' term one edit away (symmetric delete: a few lookups a word).
         self.near: dict[str, set[str]] = defaultdict(set)
         if SPELLING:
+            # Tool and server names' terms first (what a misspelt request word most often means,
+            # and bounded by the names' length), then the others in the most tools, up to the cap.
+            named = {t for f in ("name", "server") if f in fields for row in fields[f] for t in row}
             spelled = [t for t in self.postings if MIN_SPELLED <= len(t) <= MAX_SPELLED]
             if len(spelled) > MAX_SPELLING_TERMS:
-                spelled = sorted(spelled, key=lambda t: (-len(self.postings[t]), t))[:MAX_SPELLING_TERMS]
+                spelled = sorted(spelled, key=lambda t: (t not in named, -len(self.postings[t]), t))[:MAX_SPELLING_TERMS]
             for t in spelled:
                 for key in _deletions(t):
                     self.near[key].add(t)
@@ -527,6 +530,8 @@ def tool_docs(listing: Iterable[tuple[str, str, object]], server_descriptions: M
 MAX_OVERVIEW_LINE = 1500
 MAX_OVERVIEW_CHARS = 12000
 MAX_CACHED_INDEXES = 16
+# Terms over all cached indexes: a real listing has a few thousand; a hostile one up to ~100,000.
+MAX_CACHED_TERMS = 300_000
 
 Listing = Sequence[tuple[str, str, object]]  # (server, server description, mcp Tool)
 
@@ -557,19 +562,26 @@ class ToolSearch:
 
     def index(self, listing: Listing) -> ToolIndex:
         """The listing's index, built now; its tools' embeddings start in the background."""
+        same = tuple((server, description, id(tool)) for server, description, tool in listing)
         with self._lock:
             # Fast path: the very same Tool objects as last time (upstreams cache their listings).
-            same = tuple((server, description, id(tool)) for server, description, tool in listing)
             if self._last is not None and self._last[0] == same:
                 return self._last[2]
-            key = tuple(tool_docs(listing, separator=self.separator))
+        key = tuple(tool_docs(listing, separator=self.separator))
+        with self._lock:
             index = self._indexes.pop(key, None)
-            if index is None:
-                index = ToolIndex(key)
-                if self.semantic:
-                    index.vectors = _semantic.embed_later([doc.sentence for doc in key])
-                while len(self._indexes) >= MAX_CACHED_INDEXES:
-                    self._indexes.pop(next(iter(self._indexes)))
+        if index is None:
+            # Built outside the lock: a large new listing (a second or so at the size caps) does
+            # not hold up other callers' searches of listings already indexed.
+            index = ToolIndex(key)
+            if self.semantic:
+                index.vectors = _semantic.embed_later([doc.sentence for doc in key])
+        with self._lock:
+            self._indexes.pop(key, None)  # another thread may have built it meanwhile
+            # Bounded by count and by total vocabulary (a hostile listing's index is large).
+            while self._indexes and (len(self._indexes) >= MAX_CACHED_INDEXES or
+                                     sum(len(i.postings) for i in self._indexes.values()) + len(index.postings) > MAX_CACHED_TERMS):
+                self._indexes.pop(next(iter(self._indexes)))
             self._indexes[key] = index  # most recently used last
             # The listing is kept with its ids so they stay those of live objects.
             self._last = (same, listing, index)
