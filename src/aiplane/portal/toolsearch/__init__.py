@@ -417,7 +417,7 @@ class ToolIndex:
 # the request's intent against the annotations (contradicts, agrees); argument kinds (recall, fit).
 FEATURES = ("rrf_literal", "rrf_bridge", "rrf_dense", "rrf_late", "literal_share", "bridge_share", "cosine_gap",
             "late_gap", "action", "action_related", "contradicts", "agrees", "slot_recall", "slot_fit", "slot_missing")
-# Kinds nearly every tool takes, too weak for "fit" (a tool taking a number is not asked for by one).
+# Kinds nearly every tool takes: not counted in "fit" nor in how many kinds a tool claims.
 _WEAK_KINDS = frozenset({"number", "text"})
 
 
