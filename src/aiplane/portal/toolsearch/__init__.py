@@ -520,10 +520,10 @@ def tool_docs(listing: Iterable[tuple[str, str, object]], server_descriptions: M
                     f"{' '.join(description[:MAX_FIELD_CHARS].split())} ({', '.join(names)})")
         # A lone surrogate would make the tokenizer refuse the whole listing's batch: replaced.
         sentence = sentence.encode("utf-8", "replace").decode("utf-8")
+        accepts, requires = _slots.schema_kinds(schema)
         found.append(ToolDoc(key=f"{server}{separator}{tool.name}", name=tool.name, description=description,
                              params=" ".join(params), server=f"{server} {server_description}", sentence=sentence,
-                             effect=_effect(getattr(tool, "annotations", None)), accepts=_slots.accepts(schema),
-                             requires=_slots.requires(schema)))
+                             effect=_effect(getattr(tool, "annotations", None)), accepts=accepts, requires=requires))
     return found
 
 

@@ -239,19 +239,44 @@ def _properties(schema: object, limit: int = MAX_PARAMS) -> list[tuple[str, obje
 
 def accepts(schema: object) -> frozenset[str]:
     """The kinds an input schema's parameters take (see the module's docstring)."""
-    found: set[str] = set()
-    path_params = 0
-    for name, spec in _properties(schema):
-        kinds_of = _param_kinds(name, spec)
-        found |= kinds_of
-        path_params += bool(kinds_of & {"file", "folder"})
-    if path_params >= 2:
-        found.add("paths")
-    # Names inside objects: an array of {name, entityType} or of {from, to} takes several.
-    for item in _items(schema):
-        if any("name" in _param_kinds(n, s) for n, s in _properties(item, MAX_ITEM_PARAMS)):
-            found |= {"name", "names"}
-    return frozenset(found)
+    return schema_kinds(schema)[0]
+
+
+def requires(schema: object) -> frozenset[str]:
+    """The telling kinds (TELLING_KINDS) the schema's required parameters take. An array of names
+    requires one name; objects that each require two ({from, to}) require names."""
+    return schema_kinds(schema)[1]
+
+
+def schema_kinds(schema: object) -> tuple[frozenset[str], frozenset[str]]:
+    """(accepts, requires) from one reading of the schema: each parameter's kinds are worked out once."""
+    params = [(name, spec, _param_kinds(name, spec)) for name, spec in _properties(schema)]
+    required = _required_names(schema, MAX_PARAMS)
+    taken: set[str] = set()
+    needed: set[str] = set()
+    for name, _spec, kinds_of in params:
+        taken |= kinds_of
+        if name in required:
+            needed |= kinds_of & TELLING_KINDS - {"names"}
+    if sum(bool(kinds_of & {"file", "folder"}) for _n, _s, kinds_of in params) >= 2:
+        taken.add("paths")
+    # Objects inside arrays (the first MAX_ARRAY_PARAMS of them; for requires, of the required ones).
+    arrays = [(name, spec["items"]) for name, spec, _k in params
+              if isinstance(spec, Mapping) and isinstance(spec.get("items"), Mapping)]
+    fields: dict[int, list[tuple[str, set[str]]]] = {}
+    for _name, item in arrays[:MAX_ARRAY_PARAMS]:
+        fields[id(item)] = [(n, _param_kinds(n, s)) for n, s in _properties(item, MAX_ITEM_PARAMS)]
+        # Names inside objects: an array of {name, entityType} or of {from, to} takes several.
+        if any("name" in kinds_of for _n, kinds_of in fields[id(item)]):
+            taken |= {"name", "names"}
+    for _name, item in [(name, item) for name, item in arrays if name in required][:MAX_ARRAY_PARAMS]:
+        if id(item) not in fields:
+            fields[id(item)] = [(n, _param_kinds(n, s)) for n, s in _properties(item, MAX_ITEM_PARAMS)]
+        item_required = _required_names(item, MAX_ITEM_PARAMS)
+        named = sum("name" in kinds_of for n, kinds_of in fields[id(item)] if n in item_required)
+        if named:
+            needed.add("names" if named >= 2 else "name")
+    return frozenset(taken), frozenset(needed)
 
 
 # A hostile upstream's schema is data: objects inside arrays are read for the first
@@ -260,43 +285,14 @@ MAX_ARRAY_PARAMS = 8
 MAX_ITEM_PARAMS = 16
 
 
-def _items(schema: object) -> list[Mapping]:
-    """The object schemas of the first MAX_ARRAY_PARAMS array parameters' items."""
-    found = []
-    for _name, spec in _properties(schema):
-        item = spec.get("items") if isinstance(spec, Mapping) else None
-        if isinstance(item, Mapping):
-            found.append(item)
-            if len(found) == MAX_ARRAY_PARAMS:
-                break
-    return found
-
-
 # Kinds a request states when it means them (a time of day, a URL, a commit, a zone, a name, a
 # number); a tool that requires one the request does not give is likely not the one meant, if the
 # request gives others ("add 17 and 25" gives numbers and no name: not add_observations).
 TELLING_KINDS = frozenset({"clock", "url", "revision", "zone", "name", "names", "number"})
 
 
-def _required(schema: object, limit: int = MAX_PARAMS) -> list[tuple[str, object]]:
+def _required_names(schema: object, limit: int) -> set[str]:
     required = schema.get("required") if isinstance(schema, Mapping) else None
     if not isinstance(required, list):
-        return []
-    wanted = {name[:100] for name in required[:limit] if isinstance(name, str)}
-    return [(name, spec) for name, spec in _properties(schema, limit) if name in wanted]
-
-
-def requires(schema: object) -> frozenset[str]:
-    """The telling kinds (TELLING_KINDS) the schema's required parameters take. An array of names
-    requires one name; objects that each require two ({from, to}) require names."""
-    found: set[str] = set()
-    for name, spec in _required(schema):
-        kinds_of = _param_kinds(name, spec)
-        found |= kinds_of & TELLING_KINDS - {"names"}
-        if "name" in kinds_of:
-            found.add("name")
-    for item in _items({"properties": dict(_required(schema))}):
-        named = sum("name" in _param_kinds(n, s) for n, s in _required(item, MAX_ITEM_PARAMS))
-        if named:
-            found.add("names" if named >= 2 else "name")
-    return frozenset(found)
+        return set()
+    return {name[:100] for name in required[:limit] if isinstance(name, str)}
