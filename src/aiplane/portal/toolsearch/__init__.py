@@ -363,18 +363,19 @@ class ToolIndex:
         candidates = list(dict.fromkeys(doc for ranking in rankings for doc, _ in ranking))
         position = {doc: i for i, doc in enumerate(candidates)}
         rows = [[0.0] * len(FEATURES) for _ in candidates]
-        for column, ranking in enumerate(rankings):
+        for number, ranking in enumerate(rankings):
             top = ranking[0][1] if ranking else 0.0
+            rank_column, score_column = _AT[_RANK_FEATURES[number]], _AT[_SCORE_FEATURES[number]]
             for rank, (doc, score) in enumerate(ranking):
                 row = rows[position[doc]]
-                row[column] = 1.0 / (RRF_K + rank + 1)
-                if column < 2 and top > 0:  # the share of the best lexical score
-                    row[4 + column] = score / top
-                elif column >= 2:  # how far below the best cosine / late score
-                    row[4 + column] = score - top
+                row[rank_column] = 1.0 / (RRF_K + rank + 1)
+                if number < 2 and top > 0:  # the share of the best lexical score
+                    row[score_column] = score / top
+                elif number >= 2:  # how far below the best cosine / late score
+                    row[score_column] = score - top
         # Requests start with what to do ("stage files...", "make a folder"): a tool whose
         # action is the query's first word, or a word related to it.
-        for column, actions in ((8, {asked[0]}), (9, related.related(asked[0]) - {asked[0]})):
+        for column, actions in ((_AT["action"], {asked[0]}), (_AT["action_related"], related.related(asked[0]) - {asked[0]})):
             for action in actions:
                 for doc in self.actions.get(action, ()):
                     if doc in position:
@@ -384,9 +385,9 @@ class ToolIndex:
         contradicting = _CONTRADICTS.get(wanted, ())
         for doc, i in position.items():
             if self.effects[doc] in contradicting:
-                rows[i][10] = 1.0
+                rows[i][_AT["contradicts"]] = 1.0
             elif wanted and self.effects[doc]:
-                rows[i][11] = 1.0
+                rows[i][_AT["agrees"]] = 1.0
         # What the request supplies (a URL, two paths, a time and a zone...) against what each
         # tool takes, weighed by how few tools take each kind: the share of the request's
         # arguments the tool takes (recall), and of the tool's telling kinds the request gives (fit).
@@ -397,7 +398,7 @@ class ToolIndex:
         if given & _slots.TELLING_KINDS:
             for doc, i in position.items():
                 if self.required[doc] - given:
-                    rows[i][-1] = 1.0
+                    rows[i][_AT["slot_missing"]] = 1.0
         if total:
             for doc, i in position.items():
                 taken = sum(weight for kind, weight in supplied.items() if doc in self.takers[kind])
@@ -405,9 +406,9 @@ class ToolIndex:
                     # A tool that claims to take nearly every kind says little by it (a real one
                     # takes a few): its share shrinks past SPECIFIC_KINDS kinds.
                     claimed = len(self.accepted[doc] - _WEAK_KINDS)
-                    rows[i][12] = taken / total * min(1.0, SPECIFIC_KINDS / claimed) if claimed else taken / total
+                    rows[i][_AT["slot_recall"]] = taken / total * min(1.0, SPECIFIC_KINDS / claimed) if claimed else taken / total
                     offered = sum(self.kind_weight.get(kind, 0) for kind in self.accepted[doc] if kind not in _WEAK_KINDS)
-                    rows[i][13] = min(1.0, taken / offered) if offered else 0.0
+                    rows[i][_AT["slot_fit"]] = min(1.0, taken / offered) if offered else 0.0
         return candidates, rows
 
 
@@ -417,6 +418,10 @@ class ToolIndex:
 # the request's intent against the annotations (contradicts, agrees); argument kinds (recall, fit).
 FEATURES = ("rrf_literal", "rrf_bridge", "rrf_dense", "rrf_late", "literal_share", "bridge_share", "cosine_gap",
             "late_gap", "action", "action_related", "contradicts", "agrees", "slot_recall", "slot_fit", "slot_missing")
+_AT = {name: column for column, name in enumerate(FEATURES)}
+# The four rankings, in ToolIndex.features' order, and the feature each one's rank and score give.
+_RANK_FEATURES = ("rrf_literal", "rrf_bridge", "rrf_dense", "rrf_late")
+_SCORE_FEATURES = ("literal_share", "bridge_share", "cosine_gap", "late_gap")
 # Kinds nearly every tool takes: not counted in "fit" nor in how many kinds a tool claims.
 _WEAK_KINDS = frozenset({"number", "text"})
 
