@@ -285,8 +285,7 @@ def search_figures() -> None:
             rows = [r for r in evaluate.tasks(split) if not r["expect"][0].startswith("github__")]
             first, top3, _ = evaluate.hits(rank, rows)
             cells.append(f"{split} {first:.0%} / {top3:.0%} (n={len(rows)})")
-        for split in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8", "fresh9", "fresh10",
-                      "fresh11", "fresh12", "fresh13"):
+        for split in (name for name in evaluate.SEPARATE_SETS if name.startswith("fresh")):
             first, top3, _ = evaluate.hits(rank, evaluate.tasks(split))
             cells.append(f"{split} {first:.0%} / {top3:.0%} (n={len(evaluate.tasks(split))})")
         print(f"the issue's seven servers (no github and its tasks), {label}, hit@1 / hit@3: " + ", ".join(cells))
